@@ -1,0 +1,1 @@
+"""Thin Dagster wiring over `hm_recs.core`: one module per stage."""

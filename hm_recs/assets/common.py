@@ -1,0 +1,68 @@
+"""Helpers shared by the asset modules: stored-partition reads, metadata, measured stages."""
+
+
+import base64
+import contextlib
+import datetime as dt
+import io
+from collections.abc import Iterator
+
+import dagster as dg
+import polars as pl
+
+from hm_recs.core.profiling import StageMeter
+from hm_recs.resources import Warehouse
+
+PARTITIONED = {"partition_expr": "week"}
+TARGET_WEEK_PARTITIONED = {"partition_expr": "CAST(week - INTERVAL 7 DAY AS DATE)"}
+"""Recommendation tables carry the week they are *for* (W+1); their partition is the week built (W)."""
+
+
+def partition_rows(warehouse: Warehouse, table: str, week: dt.date, columns: str = "*", *, target_week: bool = False) -> pl.DataFrame:
+    """The stored rows of one weekly partition (empty if the table does not exist yet)."""
+    if not warehouse.exists(table):
+        return pl.DataFrame()
+    key = week + dt.timedelta(weeks=1) if target_week else week
+    return warehouse.query(f"select {columns} from {warehouse.table(table)} where week = ?", [key])
+
+
+def history(warehouse: Warehouse, week: dt.date, weeks: int, columns: str) -> pl.DataFrame:
+    """Validated transactions of the `weeks` weeks up to and including `week` (never later ones)."""
+    first = week - dt.timedelta(weeks=weeks - 1)
+    return warehouse.query(
+        f"select {columns} from {warehouse.table('transactions')} where week between ? and ? order by t_dat",
+        [first, week],
+    )
+
+
+def markdown_table(frame: pl.DataFrame, limit: int = 10, digits: int = 4) -> str:
+    if frame.width == 0:
+        return "_(empty)_"
+    head = frame.head(limit)
+    rows = [[f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in r] for r in head.iter_rows()]
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
+    lines += ["| " + " | ".join(x.replace("|", "/") for x in r) + " |" for r in rows]
+    if frame.height > limit:
+        lines.append(f"\n_{frame.height - limit} more rows_")
+    return "\n".join(lines)
+
+
+def preview(frame: pl.DataFrame, limit: int = 5) -> dg.MetadataValue:
+    return dg.MetadataValue.md(markdown_table(frame, limit))
+
+
+def png_markdown(fig) -> dg.MetadataValue:
+    """A matplotlib figure as an inline image in a markdown metadata value."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    return dg.MetadataValue.md(f"![plot](data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()})")
+
+
+@contextlib.contextmanager
+def measured(context: dg.AssetExecutionContext, stage: str) -> Iterator[dict]:
+    """Time and peak RSS of a stage, logged and returned as metadata (filled in on exit)."""
+    figures: dict = {}
+    with StageMeter() as meter:
+        yield figures
+    figures.update({"stage_seconds": round(meter.seconds, 3), "peak_rss_mb": meter.peak_rss_mb})
+    context.log.info(f"{stage}: {meter.seconds:.2f} s, peak RSS {meter.peak_rss_mb} MB")

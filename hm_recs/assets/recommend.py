@@ -1,0 +1,135 @@
+"""Baseline recommenders, the published `recommendations` table and its Kaggle-format export.
+
+Built at partition W from data up to W's Tuesday; the rows are *for* week W+1 (their `week` column).
+Until the learned ranker lands, `recommendations` publishes the baseline that validates best: each
+baseline is rebuilt as of W-1 and scored on week W's purchases (both inside W's history, no leakage).
+"""
+
+
+import datetime as dt
+import io
+
+import dagster as dg
+import polars as pl
+
+from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, history, measured, preview
+from hm_recs.assets.features import HISTORY_COLUMNS
+from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
+from hm_recs.core.metrics import K, evaluate
+from hm_recs.core.schema import RECOMMENDATION_COLUMNS
+from hm_recs.core.weeks import shift_weeks
+from hm_recs.partitions import partition_week, weekly_partitions
+from hm_recs.resources import ArtefactStore, Warehouse
+
+
+class BaselinesConfig(dg.Config):
+    history_weeks: int = 26
+    trending_weeks: int = BaselineConfig.trending_weeks
+    trending_half_life_days: float = BaselineConfig.trending_half_life_days
+    repurchase_weeks: int = BaselineConfig.repurchase_weeks
+    repurchase_half_life_days: float = BaselineConfig.repurchase_half_life_days
+
+    def baseline(self) -> BaselineConfig:
+        return BaselineConfig(K, self.trending_weeks, self.trending_half_life_days, self.repurchase_weeks,
+                              self.repurchase_half_life_days)
+
+
+def recommendations_check(recs: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame, by: list[str]) -> tuple[bool, dict]:
+    """Every customer has exactly K distinct catalogue articles ranked 1..K (per `by` group)."""
+    per_customer = recs.group_by(by + ["customer_id"]).agg(
+        pl.len().alias("n"), pl.col("article_id").n_unique().alias("distinct"),
+        (pl.col("rank").sort() == pl.int_range(1, pl.len() + 1)).all().alias("ranks_ok"))
+    groups = recs.select(by).unique().height if by else 1
+    bad_lists = per_customer.filter((pl.col("n") != K) | (pl.col("distinct") != K) | ~pl.col("ranks_ok")).height
+    missing = customers.height * groups - per_customer.height
+    unknown_articles = recs.join(articles.select("article_id"), on="article_id", how="anti").height
+    figures = {"customers": customers.height, "customers_without_list": missing, "lists_not_12_distinct_ranked": bad_lists,
+               "rows_with_unknown_article": unknown_articles}
+    return bad_lists == 0 and missing == 0 and unknown_articles == 0, figures
+
+
+@dg.multi_asset(
+    outs={
+        "baseline_recommendations": dg.AssetOut(metadata=TARGET_WEEK_PARTITIONED, kinds={"duckdb", "polars"},
+                                                description="Each baseline's 12 articles per customer for week W+1."),
+        "baseline_validation": dg.AssetOut(metadata=TARGET_WEEK_PARTITIONED, kinds={"duckdb"},
+                                           description="Each baseline rebuilt as of W-1 and scored on week W."),
+    },
+    partitions_def=weekly_partitions, group_name="recommend", deps=["transactions"],
+    check_specs=[dg.AssetCheckSpec("twelve_per_customer", asset="baseline_recommendations", blocking=True)],
+)
+def baseline_recommendations(context: dg.AssetExecutionContext, config: BaselinesConfig, warehouse: Warehouse,
+                             customers: pl.DataFrame, articles: pl.DataFrame, article_features: pl.DataFrame):
+    week = partition_week(context)
+    target = shift_weeks(week, 1)
+    cfg = config.baseline()
+    with measured(context, "baseline_recommendations") as figures:
+        transactions = history(warehouse, week, config.history_weeks, HISTORY_COLUMNS)
+        previous = shift_weeks(week, -1)
+        this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
+        validation_recs = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous, cfg)
+        stats = article_features.select("article_id", "n_sales", "mean_price")
+        validation = pl.DataFrame([
+            {"recommender": name, **evaluate(validation_recs.filter(pl.col("recommender") == name), this_week, stats, articles.height)}
+            for name in BASELINES
+        ]).with_columns(pl.lit(week).alias("validated_on"), pl.lit(target).alias("week"))
+        recs = recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week"))
+    for row in validation.iter_rows(named=True):
+        context.log.info(f"validation on week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}")
+    yield dg.Output(recs, output_name="baseline_recommendations",
+                    metadata={"rows": recs.height, "preview": preview(recs), **figures})
+    yield dg.Output(validation, output_name="baseline_validation",
+                    metadata={"validation": dg.MetadataValue.md(
+                        "\n".join(f"- {r['recommender']}: MAP@12 {r['map_at_12']:.4f}" for r in validation.iter_rows(named=True)))})
+    passed, check_figures = recommendations_check(recs, customers, articles, by=["recommender"])
+    yield dg.AssetCheckResult(check_name="twelve_per_customer", asset_key="baseline_recommendations", passed=passed,
+                              metadata=check_figures)
+
+
+def best_recommender(validation: pl.DataFrame) -> str:
+    """The baseline with the best validation MAP@12 (NaN when week W had no buyers: popularity)."""
+    scored = validation.filter(pl.col("map_at_12").is_not_nan())
+    if scored.height == 0:
+        return "popularity"
+    return scored.sort(["map_at_12", "recommender"], descending=[True, False])["recommender"][0]
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars"},
+          metadata=TARGET_WEEK_PARTITIONED,
+          check_specs=[dg.AssetCheckSpec("twelve_distinct_catalogue_articles", asset="recommendations", blocking=True,
+                                         description="every customer exactly 12 distinct catalogue articles, ranks 1..12")])
+def recommendations(context: dg.AssetExecutionContext, baseline_recommendations: pl.DataFrame,
+                    baseline_validation: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame):
+    """The published table for week W+1 (contract: customer_id, rank, article_id, score, source, week)."""
+    chosen = best_recommender(baseline_validation)
+    recs = baseline_recommendations.filter(pl.col("recommender") == chosen).select(RECOMMENDATION_COLUMNS)
+    passed, figures = recommendations_check(recs, customers, articles, by=[])
+    if not passed:
+        raise dg.Failure(f"recommendations of {chosen} break the contract: {figures}; the last good week stays published")
+    context.log.info(f"publishing {chosen} for week {recs['week'][0]}: {recs.height} rows")
+    yield dg.Output(recs, metadata={"recommender": chosen, "rows": recs.height, "customers": customers.height,
+                                    "sources": dg.MetadataValue.json(dict(recs.group_by("source").len().iter_rows())),
+                                    "preview": preview(recs, 12)})
+    yield dg.AssetCheckResult(passed=passed, metadata=figures)
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="recommend", kinds={"csv"},
+          check_specs=[dg.AssetCheckSpec("one_line_per_customer", asset="recommendations_export", blocking=True)])
+def recommendations_export(context: dg.AssetExecutionContext, artefact_store: ArtefactStore, recommendations: pl.DataFrame) -> dg.MaterializeResult:
+    """Kaggle-format `customer_id,prediction` CSV of the week's recommendations, in the artefact store."""
+    target: dt.date = recommendations["week"][0]
+    kaggle = (recommendations.sort("customer_id", "rank").group_by("customer_id", maintain_order=True)
+              .agg(pl.col("article_id").str.join(" ").alias("prediction")))
+    name = f"exports/recommendations_week={target.isoformat()}.csv"
+    uri = artefact_store.location().write_bytes(name, kaggle.write_csv().encode())
+    parquet_name = f"exports/recommendations_week={target.isoformat()}.parquet"
+    buffer = io.BytesIO()
+    recommendations.write_parquet(buffer)
+    parquet_uri = artefact_store.location().write_bytes(parquet_name, buffer.getvalue())
+    lines = kaggle.height
+    return dg.MaterializeResult(
+        metadata={"path": uri, "parquet": parquet_uri, "customers": lines, "preview": preview(kaggle, 3)},
+        check_results=[dg.AssetCheckResult(check_name="one_line_per_customer",
+                                           passed=bool(lines == recommendations["customer_id"].n_unique()),
+                                           metadata={"lines": lines})],
+    )

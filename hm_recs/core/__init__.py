@@ -1,0 +1,1 @@
+"""Pure logic of hm_recs: no Dagster imports, usable from tests, notebooks and benchmarks."""

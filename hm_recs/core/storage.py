@@ -1,0 +1,111 @@
+"""A folder that is either local or an S3 prefix (boto3), for raw sources, artefacts and exports.
+
+S3 endpoints other than AWS (MinIO, moto in tests) come from `endpoint_url` or boto3's own
+`AWS_ENDPOINT_URL` environment variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    if not bucket:
+        raise ValueError(f"{uri!r} has no bucket; expected s3://bucket/prefix")
+    return bucket, prefix.strip("/")
+
+
+@dataclass(frozen=True)
+class Location:
+    uri: str
+    endpoint_url: str | None = None
+    cache_dir: str = ".hm_recs/cache"
+
+    # ------------------------------------------------------------------ helpers
+    def _client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url) if self.endpoint_url else boto3.client("s3")
+
+    def _key(self, name: str) -> str:
+        _, prefix = split_s3(self.uri)
+        return f"{prefix}/{name}" if prefix else name
+
+    def describe(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    # ------------------------------------------------------------------ reading
+    def names(self) -> set[str]:
+        """Relative names of every file under the location (recursively)."""
+        if not is_s3(self.uri):
+            root = Path(self.uri)
+            if not root.is_dir():
+                raise FileNotFoundError(f"source folder {self.uri} does not exist")
+            return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+        bucket, prefix = split_s3(self.uri)
+        found: set[str] = set()
+        paginator = self._client().get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
+            for obj in page.get("Contents", []):
+                found.add(obj["Key"][len(prefix) + 1:] if prefix else obj["Key"])
+        return found
+
+    def local_path(self, name: str) -> tuple[Path, str]:
+        """A local file with the content of `name` and its checksum; S3 objects are cached by ETag."""
+        if not is_s3(self.uri):
+            path = Path(self.uri) / name
+            from hm_recs.core.source import file_checksum
+
+            return path, file_checksum(path) if path.exists() else ""
+        bucket, _ = split_s3(self.uri)
+        client = self._client()
+        head = client.head_object(Bucket=bucket, Key=self._key(name))
+        etag = head["ETag"].strip('"')
+        digest = hashlib.sha256(f"{self.uri}/{name}".encode()).hexdigest()[:16]
+        target = Path(self.cache_dir) / "s3" / digest / etag / Path(name).name
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(target.suffix + ".part")
+            client.download_file(bucket, self._key(name), str(partial))
+            partial.rename(target)
+        return target, f"s3-etag:{etag}"
+
+    def read_bytes(self, name: str) -> bytes:
+        if not is_s3(self.uri):
+            return (Path(self.uri) / name).read_bytes()
+        bucket, _ = split_s3(self.uri)
+        return self._client().get_object(Bucket=bucket, Key=self._key(name))["Body"].read()
+
+    # ------------------------------------------------------------------ writing
+    def write_bytes(self, name: str, data: bytes) -> str:
+        """Write atomically (local: temp file + rename; S3: a single PUT) and return the full URI."""
+        if not is_s3(self.uri):
+            path = Path(self.uri) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+            return str(path.resolve())
+        bucket, _ = split_s3(self.uri)
+        self._client().put_object(Bucket=bucket, Key=self._key(name), Body=data)
+        return self.describe(name)
+
+    def write_file(self, name: str, source: Path) -> str:
+        if not is_s3(self.uri):
+            path = Path(self.uri) / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.name + ".tmp")
+            shutil.copyfile(source, tmp)
+            tmp.replace(path)
+            return str(path.resolve())
+        bucket, _ = split_s3(self.uri)
+        self._client().upload_file(str(source), bucket, self._key(name))
+        return self.describe(name)

@@ -1,0 +1,144 @@
+"""Resources: the raw source (local folder or S3), the DuckDB warehouse and the artefact store.
+
+Defaults run locally with no setup: everything lives under `.hm_recs/` in the working directory.
+Every path is configuration (environment variables or Dagster run config), not code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster_duckdb_polars import DuckDBPolarsIOManager, DuckDBPolarsTypeHandler
+
+from hm_recs.core.storage import Location
+
+HOME = os.environ.get("HM_RECS_HOME", ".hm_recs")
+DEFAULT_SOURCE = os.environ.get("HM_RECS_SOURCE", f"{HOME}/demo_data")
+DEFAULT_WAREHOUSE = os.environ.get("HM_RECS_WAREHOUSE", f"{HOME}/warehouse.duckdb")
+DEFAULT_ARTEFACTS = os.environ.get("HM_RECS_ARTEFACTS", f"{HOME}/artefacts")
+WAREHOUSE_SCHEMA = "hm"
+LOCK_RETRY_SECONDS = 120.0
+DUCKDB_CONFIG = {"custom_user_agent": "dagster"}
+
+
+class RawSource(dg.ConfigurableResource):
+    """Where the retailer's raw files land: a folder or `s3://bucket/prefix`, CSV or Parquet."""
+
+    uri: str = DEFAULT_SOURCE
+    format: str | None = None  # "csv" | "parquet" | None (whichever is there, Parquet first)
+    allow_extra_columns: bool = False
+    endpoint_url: str | None = None
+    cache_dir: str = f"{HOME}/cache"
+
+    def location(self) -> Location:
+        return Location(self.uri, self.endpoint_url, self.cache_dir)
+
+
+class ArtefactStore(dg.ConfigurableResource):
+    """Where models and exports go: a folder or `s3://bucket/prefix`."""
+
+    uri: str = DEFAULT_ARTEFACTS
+    endpoint_url: str | None = None
+
+    def location(self) -> Location:
+        return Location(self.uri, self.endpoint_url)
+
+
+def _is_lock_error(exc: Exception) -> bool:
+    return "lock" in str(exc).lower()
+
+
+class Warehouse(dg.ConfigurableResource):
+    """Short-lived DuckDB connections for reads the IO manager cannot express (history up to a week).
+
+    DuckDB admits one process at a time, so connections are opened per query and retried while another
+    step holds the file (DESIGN.md section 7)."""
+
+    path: str = DEFAULT_WAREHOUSE
+    schema_name: str = WAREHOUSE_SCHEMA
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        while True:
+            try:
+                # Same config as dagster-duckdb's IO manager: DuckDB refuses a second connection in one
+                # process to the same file with a different configuration.
+                connection = duckdb.connect(self.path, read_only=False, config=DUCKDB_CONFIG)
+                break
+            except (duckdb.IOException, duckdb.ConnectionException) as exc:
+                if not _is_lock_error(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+    def table(self, name: str) -> str:
+        return f"{self.schema_name}.{name}"
+
+    def exists(self, name: str) -> bool:
+        with self.connect() as c:
+            return bool(c.execute(
+                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                [self.schema_name, name],
+            ).fetchone()[0])
+
+    def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+        with self.connect() as c:
+            return c.execute(sql, params or []).pl()
+
+
+class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
+    """Inserts BY NAME (the stock handler inserts by position) and creates the table even for an empty
+    frame, so that readers of an empty partition (a clean quarantine) find a table with its schema."""
+
+    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
+        obj_arrow = obj.to_arrow()  # noqa: F841  (referenced by name in the SQL below)
+        target = f"{table_slice.schema}.{table_slice.table}"
+        connection.execute(f"create schema if not exists {table_slice.schema};")
+        connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0;")
+        connection.execute(f"insert into {target} by name select * from obj_arrow")
+        context.add_output_metadata({
+            "dagster/row_count": obj.height,
+            "dagster/column_schema": dg.TableSchema(
+                columns=[dg.TableColumn(name=n, type=str(t)) for n, t in obj.schema.items()]
+            ),
+        })
+
+
+class WarehouseIOManager(DuckDBPolarsIOManager):
+    """dagster-duckdb's polars IO manager with the by-name handler."""
+
+    @staticmethod
+    def type_handlers() -> Sequence[DbTypeHandler]:
+        return [ByNameDuckDBPolarsTypeHandler()]
+
+    def create_io_manager(self, context):
+        # DuckDB cannot create the folder, and the stock manager retries a failed open silently.
+        Path(self.database).parent.mkdir(parents=True, exist_ok=True)
+        return super().create_io_manager(context)
+
+
+def default_resources(
+    source: str | None = None, warehouse: str | None = None, artefacts: str | None = None,
+    source_format: str | None = None,
+) -> dict:
+    """The resources of the code location; arguments override the environment defaults."""
+    warehouse_path = warehouse or DEFAULT_WAREHOUSE
+    return {
+        "raw_source": RawSource(uri=source or DEFAULT_SOURCE, format=source_format),
+        "warehouse": Warehouse(path=warehouse_path),
+        "io_manager": WarehouseIOManager(database=warehouse_path, schema=WAREHOUSE_SCHEMA),
+        "artefact_store": ArtefactStore(uri=artefacts or DEFAULT_ARTEFACTS),
+    }
