@@ -1,6 +1,4 @@
-"""The one Definitions object of the hm_recs code location."""
-
-from __future__ import annotations
+"""The one Definitions object of the hm_recs code location (`defs`), and the factory behind it."""
 
 import dagster as dg
 
@@ -9,6 +7,9 @@ from hm_recs.partitions import weekly_partitions
 from hm_recs.resources import default_resources
 
 all_assets = dg.load_assets_from_modules([ingestion, validation, features, recommend, evaluation])
+
+INGESTION_ASSETS = dg.AssetSelection.groups("ingestion", "validation")
+"""What a week of history needs before later weeks can learn from it."""
 
 weekly_job = dg.define_asset_job(
     "weekly_job",
@@ -26,9 +27,15 @@ weekly_schedule = dg.build_schedule_from_partitioned_job(
     default_status=dg.DefaultScheduleStatus.STOPPED,
 )
 
-defs = dg.Definitions(
-    assets=all_assets,
-    jobs=[weekly_job],
-    schedules=[weekly_schedule],
-    resources=default_resources(),
-)
+
+def build_definitions(resources: dict | None = None) -> dg.Definitions:
+    """The code location with `resources` (default: from the environment, everything under .hm_recs/)."""
+    return dg.Definitions(
+        assets=all_assets,
+        jobs=[weekly_job],
+        schedules=[weekly_schedule],
+        resources=resources or default_resources(),
+    )
+
+
+defs = build_definitions()

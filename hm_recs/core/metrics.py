@@ -15,17 +15,19 @@ K = 12
 
 
 def _hits(recommendations: pl.DataFrame, purchases: pl.DataFrame, k: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Top-k rows of buying customers with `position` (1..k, duplicates keep their place, as in Kaggle's
+    apk) and `hit` (bought, and the first time the article is listed)."""
     truth = purchases.select("customer_id", "article_id").unique()
     truth_sizes = truth.group_by("customer_id").agg(pl.len().alias("n_bought"))
     recs = (
         recommendations.select("customer_id", "article_id", "rank")
-        .sort("customer_id", "rank")
-        .unique(subset=["customer_id", "article_id"], keep="first", maintain_order=True)
-        .with_columns(pl.col("rank").rank("ordinal").over("customer_id").alias("position"))
-        .filter(pl.col("position") <= k)
         .join(truth_sizes, on="customer_id", how="semi")
-        .join(truth.with_columns(pl.lit(True).alias("hit")), on=["customer_id", "article_id"], how="left")
-        .with_columns(pl.col("hit").fill_null(False))
+        .sort("customer_id", "rank")
+        .with_columns(pl.int_range(1, pl.len() + 1).over("customer_id").alias("position"))
+        .filter(pl.col("position") <= k)
+        .with_columns(pl.col("article_id").is_first_distinct().over("customer_id").alias("first"))
+        .join(truth.with_columns(pl.lit(True).alias("bought")), on=["customer_id", "article_id"], how="left")
+        .with_columns((pl.col("bought").fill_null(False) & pl.col("first")).alias("hit"))
     )
     return recs, truth_sizes
 

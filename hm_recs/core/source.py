@@ -165,3 +165,16 @@ def read_raw(
     if frame.height == 0 and not source.history:
         raise SourceError(display, "file_has_rows", "file has a header but no data rows")
     return frame.select(expected + list(SOURCE_COLUMNS))
+
+
+def weeks_with_transactions(path: Path, source: SourceFile) -> list[dt.date]:
+    """The weeks a transactions file has rows for (a weekly file: its own week only)."""
+    if not source.history:
+        match = WEEK_FILE_PATTERN.match(source.name)
+        return [dt.date.fromisoformat(match.group(1))] if match else []
+    from hm_recs.core.weeks import week_expr
+
+    scan = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy") if source.fmt == "csv" else pl.scan_parquet(path)
+    days = scan.select(pl.col("t_dat").cast(pl.String).str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("day"))
+    weeks = days.select(week_expr(pl.col("day")).alias("week")).drop_nulls().unique().collect(engine="streaming")
+    return sorted(weeks["week"].to_list())

@@ -1,0 +1,35 @@
+# hm_recs: two commands on a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.hm_recs/dagster_home
+
+.PHONY: demo test ui install clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# the CPU wheel first: an unpinned resolution of torch pulls gigabytes of CUDA packages
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)  ## generate demo data, build + backtest the latest weeks, print a summary
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/hm-recs demo
+
+test: $(STAMP)  ## the test suite (the same command CI runs)
+	$(BIN)/python -m pytest -q hm_recs_tests
+
+ui: $(STAMP)  ## Dagster UI + daemon on the same warehouse and run history as `make demo`
+	@mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml
+
+bench: $(STAMP)  ## measurements for docs/benchmarks.md (long)
+	$(BIN)/python benchmarks/backtest_baselines.py
+
+clean:
+	rm -rf .hm_recs

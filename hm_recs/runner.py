@@ -1,0 +1,145 @@
+"""Drives the real `weekly_job` for the CLI: a week with its history, a backtest, stage figures.
+
+Runs go to the Dagster instance in DAGSTER_HOME (default `.hm_recs/dagster_home`), so the UI started
+on the same home (`make ui`) shows them with their checks, metadata and logs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from hm_recs.core.source import SourceError, resolve, weeks_with_transactions
+from hm_recs.core.weeks import shift_weeks
+from hm_recs.definitions import INGESTION_ASSETS, build_definitions
+from hm_recs.resources import HOME, default_resources
+
+EVALUATION_ASSETS = INGESTION_ASSETS | dg.AssetSelection.assets("evaluation_report")
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+def instance() -> dg.DagsterInstance:
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(HOME, "dagster_home").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    return dg.DagsterInstance.get()
+
+
+@dataclass
+class StageFigures:
+    """Per asset: rows written, step seconds and the process's peak RSS during the stage (MB)."""
+
+    rows: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    peak_rss_mb: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, result: dg.ExecuteInProcessResult) -> None:
+        for event in result.get_asset_materialization_events():
+            materialization = event.materialization
+            name = materialization.asset_key.to_user_string()
+            meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            if "dagster/row_count" in meta:
+                self.rows[name] = int(meta["dagster/row_count"])
+            if "peak_rss_mb" in meta:
+                self.peak_rss_mb[name] = max(self.peak_rss_mb[name], float(meta["peak_rss_mb"]))
+        for event in result.get_step_success_events():
+            self.seconds[event.step_key] += event.event_specific_data.duration_ms / 1000.0
+
+    def as_dict(self) -> dict:
+        return {"rows": dict(self.rows), "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                "peak_rss_mb": dict(self.peak_rss_mb)}
+
+
+class Pipeline:
+    """The weekly job bound to one source and warehouse."""
+
+    def __init__(self, source: str, warehouse: str | None = None, artefacts: str | None = None,
+                 source_format: str | None = None, log_level: str = "WARNING"):
+        self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+        self.resources = default_resources(source=source, warehouse=warehouse, artefacts=artefacts,
+                                           source_format=source_format)
+        self.definitions = build_definitions(self.resources)
+        self.job = self.definitions.resolve_job_def("weekly_job")
+        self.asset_graph = self.definitions.resolve_asset_graph()
+        self.instance = instance()
+        self.figures = StageFigures()
+
+    @property
+    def warehouse(self):
+        return self.resources["warehouse"]
+
+    def source_weeks(self) -> list[dt.date]:
+        """Weeks the source has transactions for."""
+        source = self.resources["raw_source"]
+        location = source.location()
+        names = location.names()
+        from hm_recs.core.source import weeks_in_listing
+
+        weekly = set(weeks_in_listing(names))
+        try:
+            history = resolve("transactions", names, dt.date(2000, 1, 5), source.format)
+        except SourceError:
+            return sorted(weekly)
+        if history.history:
+            path, _ = location.local_path(history.name)
+            weekly |= set(weeks_with_transactions(path, history))
+        return sorted(weekly)
+
+    def stored_weeks(self, table: str = "transactions") -> set[dt.date]:
+        if not self.warehouse.exists(table):
+            return set()
+        return set(self.warehouse.query(f"select distinct week from {self.warehouse.table(table)}")["week"].to_list())
+
+    def execute(self, week: dt.date, selection: dg.AssetSelection | None = None) -> dg.ExecuteInProcessResult:
+        keys = None if selection is None else list(selection.resolve(self.asset_graph))
+        result = self.job.execute_in_process(run_config=self.run_config, partition_key=week.isoformat(), instance=self.instance,
+                                             asset_selection=keys, raise_on_error=False)
+        self.figures.add(result)
+        if not result.success:
+            failures = [f"{e.step_key}: {e.event_specific_data.error.message.strip()[:2000]}" for e in result.get_step_failure_events()]
+            failed_checks = [f"{c.asset_key.to_user_string()}.{c.check_name}" for c in result.get_asset_check_evaluations() if not c.passed]
+            raise PipelineError(f"week {week} failed (run {result.run_id}):\n  " + "\n  ".join(failures + failed_checks))
+        return result
+
+    def ensure_history(self, week: dt.date, history_weeks: int, log=print) -> list[dt.date]:
+        """Ingest and validate the source's weeks before `week` (within `history_weeks`) not yet stored."""
+        first = shift_weeks(week, -(history_weeks - 1))
+        wanted = [w for w in self.source_weeks() if first <= w < week]
+        missing = [w for w in wanted if w not in self.stored_weeks()]
+        for w in missing:
+            log(f"  ingesting history week {w}")
+            self.execute(w, INGESTION_ASSETS)
+        return missing
+
+    def build_week(self, week: dt.date, history_weeks: int = 26, log=print) -> dg.ExecuteInProcessResult:
+        self.ensure_history(week, history_weeks, log)
+        log(f"  building week {week} (recommendations for {shift_weeks(week, 1)})")
+        return self.execute(week)
+
+    def evaluate_week(self, week: dt.date, log=print) -> dict[str, dict[str, float]]:
+        """Score the recommendations built at `week` on week+1's purchases (ingesting week+1 if needed)."""
+        target = shift_weeks(week, 1)
+        log(f"  scoring on week {target}")
+        self.execute(target, EVALUATION_ASSETS)
+        report = self.warehouse.query(f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [target])
+        return {row["recommender"]: {k: row[k] for k in ("map_at_12", "recall_at_12", "coverage", "novelty", "mean_price")}
+                for row in report.iter_rows(named=True)}
+
+    def stage_rows(self, week: dt.date) -> dict[str, int]:
+        """Rows per stage stored for partition `week`."""
+        rows = {}
+        for key in sorted(self.asset_graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
+            name = key.to_user_string()
+            if not self.warehouse.exists(name):
+                continue
+            target = name in ("recommendations", "baseline_recommendations", "baseline_validation")
+            w = shift_weeks(week, 1) if target else week
+            rows[name] = int(self.warehouse.query(f"select count(*) as n from {self.warehouse.table(name)} where week = ?", [w])["n"][0])
+        return rows

@@ -1,0 +1,96 @@
+"""MAP@12 against hand-computed cases, Kaggle's reference apk, and ir-measures (where definitions match)."""
+
+import math
+import random
+
+import polars as pl
+import pytest
+
+from hm_recs.core import metrics
+
+
+def recs_frame(lists: dict[str, list[str]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        [{"customer_id": c, "article_id": a, "rank": i + 1} for c, arts in lists.items() for i, a in enumerate(arts)]
+    )
+
+
+def purchases_frame(bought: dict[str, list[str]]) -> pl.DataFrame:
+    return pl.DataFrame([{"customer_id": c, "article_id": a} for c, arts in bought.items() for a in arts])
+
+
+def kaggle_apk(actual: list[str], predicted: list[str], k: int = 12) -> float:
+    """The competition's reference implementation (written out independently here)."""
+    if len(predicted) > k:
+        predicted = predicted[:k]
+    score, hits = 0.0, 0.0
+    for i, p in enumerate(predicted):
+        if p in actual and p not in predicted[:i]:
+            hits += 1.0
+            score += hits / (i + 1.0)
+    return score / min(len(actual), k) if actual else 0.0
+
+
+def test_hand_computed_cases():
+    recs = recs_frame({"c1": ["a", "b", "c"], "c2": ["x", "y"], "c3": ["q"]})
+    bought = purchases_frame({"c1": ["a", "c"], "c2": ["z"], "c4": ["a"]})  # c3 bought nothing; c4 got no recs
+    # c1: (1/1 + 2/3) / 2; c2: 0; c4: 0 (no recommendations); c3 is not scored (bought nothing)
+    assert metrics.map_at_k(recs, bought) == pytest.approx((1 + 2 / 3) / 2 / 3)
+    assert metrics.recall_at_k(recs, bought) == pytest.approx((1.0 + 0 + 0) / 3)
+
+
+def test_duplicate_purchases_and_predictions_follow_kaggle():
+    recs = recs_frame({"c1": ["a", "a", "b"]})
+    bought = purchases_frame({"c1": ["a", "a", "b"]})  # two units of a: one distinct article
+    assert metrics.map_at_k(recs, bought) == pytest.approx(kaggle_apk(["a", "b"], ["a", "a", "b"]))
+    assert metrics.map_at_k(recs, bought) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_only_first_twelve_count_and_denominator_is_min_k():
+    arts = [f"a{i}" for i in range(20)]
+    recs = recs_frame({"c": arts})
+    bought = purchases_frame({"c": arts[11:20]})  # 9 bought, only a11 is in the top 12
+    assert metrics.map_at_k(recs, bought) == pytest.approx((1 / 12) / 9)
+    many = purchases_frame({"c": arts})  # 20 bought: denominator min(20, 12)
+    assert metrics.map_at_k(recs, many) == pytest.approx(1.0)
+
+
+def test_matches_reference_apk_on_random_lists():
+    rng = random.Random(3)
+    catalogue = [f"art{i}" for i in range(40)]
+    lists, bought = {}, {}
+    for c in range(300):
+        lists[f"c{c}"] = rng.sample(catalogue, 12) if rng.random() > 0.1 else rng.choices(catalogue, k=12)
+        if rng.random() > 0.3:
+            bought[f"c{c}"] = rng.choices(catalogue, k=rng.randint(1, 15))
+    expected = sum(kaggle_apk(list(set(b)), lists[c]) for c, b in bought.items()) / len(bought)
+    assert metrics.map_at_k(recs_frame(lists), purchases_frame(bought)) == pytest.approx(expected)
+
+
+def test_matches_ir_measures_where_definitions_agree():
+    """ir-measures' AP@12 divides by all relevant items, Kaggle by min(|relevant|, 12): equal for <= 12 bought."""
+    ir_measures = pytest.importorskip("ir_measures")
+    rng = random.Random(5)
+    catalogue = [f"art{i}" for i in range(60)]
+    lists = {f"c{c}": rng.sample(catalogue, 12) for c in range(200)}
+    bought = {c: rng.sample(catalogue, rng.randint(1, 12)) for c in lists}
+    qrels = [ir_measures.Qrel(c, a, 1) for c, arts in bought.items() for a in arts]
+    run = [ir_measures.ScoredDoc(c, a, float(100 - i)) for c, arts in lists.items() for i, a in enumerate(arts)]
+    reference = ir_measures.calc_aggregate([ir_measures.AP @ 12], qrels, run)[ir_measures.AP @ 12]
+    assert metrics.map_at_k(recs_frame(lists), purchases_frame(bought)) == pytest.approx(reference, abs=1e-9)
+
+
+def test_beyond_accuracy_figures():
+    recs = recs_frame({"c1": ["a", "b"], "c2": ["a", "c"]})
+    stats = pl.DataFrame({"article_id": ["a", "b", "c"], "n_sales": [97, 1, 0], "mean_price": [0.01, 0.03, None]})
+    assert metrics.catalogue_coverage(recs, 10) == pytest.approx(0.3)
+    assert metrics.mean_price(recs, stats) == pytest.approx((0.01 + 0.03 + 0.01) / 3)
+    # p = (n + 1) / (98 + 3): a is the least novel, c (never sold) the most
+    expected = sum(-math.log2((n + 1) / 101) for n in [97, 1, 97, 0]) / 4
+    assert metrics.novelty(recs, stats) == pytest.approx(expected)
+
+
+def test_no_buyers_is_nan_not_zero():
+    recs = recs_frame({"c1": ["a"]})
+    empty = pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String})
+    assert math.isnan(metrics.map_at_k(recs, empty))
