@@ -1,0 +1,61 @@
+"""Shared fixtures: small synthetic sources and pipelines on temporary warehouses."""
+
+import datetime as dt
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+# Runs of the CLI driver go to a throw-away Dagster instance, never the developer's .hm_recs/.
+os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="hm_recs_dagster_home_")
+
+from hm_recs.definitions import all_assets  # noqa: E402
+from hm_recs.resources import default_resources  # noqa: E402
+from hm_recs.synthetic import SyntheticConfig, generate, write  # noqa: E402
+
+SMALL = SyntheticConfig(customers=300, weeks=6, seed=11, purchase_rate=1.0)
+WEEKS = [dt.date(2020, 8, 12) + dt.timedelta(weeks=i) for i in range(6)]  # last_day 2020-09-22
+REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hm_real_sample"
+
+
+@pytest.fixture(scope="session")
+def small_data():
+    return generate(SMALL)
+
+
+@pytest.fixture(scope="session")
+def small_source(small_data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("small_source")
+    write(small_data, out, "csv")
+    return out
+
+
+@pytest.fixture
+def source_copy(small_source, tmp_path) -> Path:
+    """A private, editable copy of the small source."""
+    target = tmp_path / "source"
+    shutil.copytree(small_source, target)
+    return target
+
+
+def materialize_week(week: dt.date, resources: dict, selection=None, instance=None) -> dg.ExecuteInProcessResult:
+    return dg.materialize(all_assets, partition_key=week.isoformat(), resources=resources, selection=selection,
+                          instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False)
+
+
+def resources_for(source: Path | str, tmp: Path, **kw) -> dict:
+    return default_resources(source=str(source), warehouse=str(tmp / "warehouse.duckdb"),
+                             artefacts=str(tmp / "artefacts"), **kw)
+
+
+def read_table(resources: dict, sql: str) -> pl.DataFrame:
+    with duckdb.connect(resources["warehouse"].path, read_only=True) as c:
+        return c.execute(sql).pl()
+
+
+INGESTION = dg.AssetSelection.groups("ingestion", "validation")

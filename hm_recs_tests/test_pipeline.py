@@ -1,0 +1,197 @@
+"""The whole asset graph in real Dagster runs on small synthetic data, read back from the DuckDB file."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from hm_recs.core.schema import RECOMMENDATION_COLUMNS
+from hm_recs_tests.conftest import INGESTION, WEEKS, materialize_week, read_table, resources_for
+
+
+def assert_run_ok(result: dg.ExecuteInProcessResult):
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    assert not failed, failed
+
+
+@pytest.fixture(scope="module")
+def two_weeks(small_source, tmp_path_factory):
+    """History weeks ingested, then the full graph for two consecutive weeks."""
+    tmp = tmp_path_factory.mktemp("two_weeks")
+    resources = resources_for(small_source, tmp)
+    instance = dg.DagsterInstance.ephemeral()
+    for week in WEEKS[:3]:
+        assert_run_ok(materialize_week(week, resources, INGESTION, instance))
+    results = [materialize_week(week, resources, instance=instance) for week in WEEKS[3:5]]
+    return resources, results
+
+
+def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
+    resources, results = two_weeks
+    for result in results:
+        assert_run_ok(result)
+        checks = result.get_asset_check_evaluations()
+        assert len(checks) >= 12 and all(c.passed for c in checks)
+    customers = small_data.customers.height
+    for built in WEEKS[3:5]:
+        target = built + dt.timedelta(weeks=1)
+        recs = read_table(resources, f"select * from hm.recommendations where week = '{target}'")
+        assert recs.columns == list(RECOMMENDATION_COLUMNS)
+        assert recs.height == 12 * customers and recs["customer_id"].n_unique() == customers
+        per = recs.group_by("customer_id").agg(pl.col("article_id").n_unique().alias("u"), pl.col("rank").sort().alias("r"))
+        assert (per["u"] == 12).all() and per["r"].to_list()[0] == list(range(1, 13))
+        assert recs.join(small_data.articles.select("article_id"), on="article_id", how="anti").height == 0
+    report = read_table(resources, f"select * from hm.evaluation_report where week = '{WEEKS[4]}'")
+    assert set(report["recommender"]) == {"model", "popularity", "trending", "repurchase"}
+    assert report.filter(pl.col("map_at_12").is_between(0, 1)).height == 4
+    validation = read_table(resources, "select * from hm.baseline_validation")
+    best = validation.filter(pl.col("week") == WEEKS[4] + dt.timedelta(weeks=1)).sort("map_at_12", descending=True)["recommender"][0]
+    model = report.filter(pl.col("recommender") == "model")["map_at_12"][0]
+    baselines = report.filter(pl.col("recommender") != "model")["map_at_12"].to_list()
+    assert min(abs(model - b) for b in baselines) < 1e-12  # publishes one of the baselines
+    assert best in {"popularity", "trending", "repurchase"}
+
+
+def test_tables_round_trip_with_their_counts(two_weeks, small_data):
+    resources, _ = two_weeks
+    week = WEEKS[4]
+    raw = read_table(resources, f"select count(*) n from hm.raw_transactions where week = '{week}'")["n"][0]
+    clean = read_table(resources, f"select count(*) n from hm.transactions where week = '{week}'")["n"][0]
+    quarantined = read_table(resources, f"select count(*) n from hm.quarantine_transactions where week = '{week}'")["n"][0]
+    in_week = small_data.transactions.filter(pl.col("t_dat").str.to_date().is_between(week, week + dt.timedelta(days=6))).height
+    assert raw == in_week and clean + quarantined == raw and quarantined == 0
+    features = read_table(resources, f"select * from hm.customer_features where week = '{week}'")
+    assert features.height == small_data.customers.height
+    export = (resources["artefact_store"].location().uri + f"/exports/recommendations_week={week + dt.timedelta(weeks=1)}.csv")
+    kaggle = pl.read_csv(export)
+    assert kaggle.columns == ["customer_id", "prediction"] and kaggle.height == small_data.customers.height
+    assert all(len(p.split()) == 12 for p in kaggle["prediction"])
+
+
+def test_evaluation_metadata_has_table_and_plot(two_weeks):
+    _, results = two_weeks
+    (event,) = [e for e in results[1].get_asset_materialization_events()
+                if e.materialization.asset_key.to_user_string() == "evaluation_report"]
+    meta = event.materialization.metadata
+    assert "| recommender | map_at_12 |" in meta["report"].value
+    assert meta["plot"].value.startswith("![plot](data:image/png;base64,")
+
+
+def test_validation_check_carries_expectation_results(two_weeks):
+    _, results = two_weeks
+    (check,) = [c for c in results[0].get_asset_check_evaluations() if c.check_name == "transactions_suite"]
+    assert check.passed and check.metadata["nothing_lost"].value is True
+    assert "expect_column_values_to_be_between" in check.metadata["expectations_on_raw_rows"].value
+
+
+# ------------------------------------------------------------------------------------------- leakage
+
+def table_rows(resources, table, week, target=False):
+    key = week + dt.timedelta(weeks=1) if target else week
+    frame = read_table(resources, f"select * from hm.{table} where week = '{key}'")
+    return frame.sort(frame.columns)
+
+
+def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, small_data, tmp_path):
+    """Plant heavy future purchases after W's Tuesday: W's outputs must not change (and W+1's must)."""
+    week = WEEKS[3]
+    future_day = (week + dt.timedelta(days=8)).isoformat()
+    star = small_data.articles["article_id"][-1]
+    buyers = small_data.customers["customer_id"].to_list()
+    planted = pl.DataFrame({"t_dat": [future_day] * len(buyers), "customer_id": buyers, "article_id": [star] * len(buyers),
+                            "price": [0.05] * len(buyers), "sales_channel_id": [2] * len(buyers)})
+    history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
+    pl.concat([history, planted.cast(pl.String)]).write_csv(source_copy / "transactions_train.csv")
+
+    outputs = {}
+    for name, source in (("clean", small_source), ("planted", source_copy)):
+        resources = resources_for(source, tmp_path / name)
+        for w in WEEKS[:3]:
+            assert_run_ok(materialize_week(w, resources, INGESTION))
+        assert_run_ok(materialize_week(week, resources))
+        outputs[name] = {t: table_rows(resources, t, week, target) for t, target in [
+            ("transactions", False), ("customer_features", False), ("article_features", False),
+            ("baseline_recommendations", True), ("baseline_validation", True), ("recommendations", True)]}
+        if name == "planted":  # the planted rows are real: the next week sees them
+            assert_run_ok(materialize_week(week + dt.timedelta(weeks=1), resources))
+            nxt = table_rows(resources, "recommendations", week + dt.timedelta(weeks=1), True)
+            assert star in nxt.filter(pl.col("rank") == 1)["article_id"].to_list()
+    for table, frame in outputs["clean"].items():
+        # equal up to float summation order (polars sums groups in parallel)
+        assert_frame_equal(frame, outputs["planted"][table], check_exact=False, rel_tol=1e-9, abs_tol=1e-12)
+    assert star not in outputs["planted"]["recommendations"].filter(pl.col("source") == "popularity")["article_id"].to_list()
+
+
+# ------------------------------------------------------------------------------------------- blocking / bad input
+
+def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, tmp_path):
+    resources = resources_for(source_copy, tmp_path)
+    for w in WEEKS[:3]:
+        assert_run_ok(materialize_week(w, resources, INGESTION))
+    assert_run_ok(materialize_week(WEEKS[3], resources))
+    good = table_rows(resources, "recommendations", WEEKS[3], True)
+
+    # Week 5 arrives as its own weekly file with most prices broken: over the 5 % quarantine bound.
+    bad_week = WEEKS[4]
+    history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
+    rows = history.filter(pl.col("t_dat").str.to_date().is_between(bad_week, bad_week + dt.timedelta(days=6)))
+    broken = rows.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.col("price")).otherwise(pl.lit("-1")).alias("price"))
+    (source_copy / "transactions").mkdir()
+    broken.write_csv(source_copy / "transactions" / f"week={bad_week}.csv")
+
+    result = materialize_week(bad_week, resources)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.event_specific_data.error.message
+    assert failure.step_key == "validate_transactions"
+    assert "over the bound of 5.00%" in message and "price_range" in message
+    ran = {e.step_key for e in result.get_step_success_events()}
+    materialized = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    downstream = {"customer_features", "article_features", "baseline_recommendations", "recommendations", "evaluation_report"}
+    assert not downstream & ran and not downstream & materialized
+    assert "quarantine_transactions" in materialized and "transactions" not in materialized
+    # quarantine stored with file and row, the bad week's transactions not stored, last good output intact
+    quarantine = table_rows(resources, "quarantine_transactions", bad_week)
+    assert quarantine.height == broken.filter(pl.col("price") == "-1").height
+    assert set(quarantine["source_file"]) == {f"transactions/week={bad_week}.csv"}
+    assert quarantine["reason"][0].startswith("price_range: price=-1 not in (0, 1.0]")
+    assert table_rows(resources, "transactions", bad_week).height == 0
+    assert table_rows(resources, "recommendations", WEEKS[3], True).equals(good)
+    assert table_rows(resources, "recommendations", bad_week, True).height == 0
+
+
+def test_few_bad_rows_are_quarantined_and_the_week_builds(source_copy, tmp_path, small_data):
+    week = WEEKS[3]
+    history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
+    rows = history.filter(pl.col("t_dat").str.to_date().is_between(week, week + dt.timedelta(days=6)))
+    bad = pl.DataFrame({"t_dat": [str(week), str(week), "2020-01-01", str(week)],
+                        "customer_id": ["f" * 64, rows["customer_id"][0], rows["customer_id"][0], rows["customer_id"][0]],
+                        "article_id": [rows["article_id"][0], "0999999999", rows["article_id"][0], rows["article_id"][0]],
+                        "price": ["0.01", "0.01", "0.01", "0.01"], "sales_channel_id": ["1", "1", "1", "7"]})
+    (source_copy / "transactions").mkdir()
+    pl.concat([rows, bad]).write_csv(source_copy / "transactions" / f"week={week}.csv")
+    resources = resources_for(source_copy, tmp_path)
+    assert_run_ok(materialize_week(week, resources))
+    quarantine = table_rows(resources, "quarantine_transactions", week).sort("source_row")
+    assert quarantine["rule"].to_list() == ["customer_known", "article_known", "t_dat_in_week", "sales_channel_known"]
+    assert quarantine["source_row"].to_list() == list(range(rows.height + 1, rows.height + 5))
+    assert table_rows(resources, "transactions", week).height == rows.height
+
+
+def test_missing_file_fails_raw_ingestion_with_the_file_name(source_copy, tmp_path):
+    (source_copy / "customers.csv").unlink()
+    result = materialize_week(WEEKS[3], resources_for(source_copy, tmp_path))
+    failures = {e.step_key: e.event_specific_data.error.message for e in result.get_step_failure_events()}
+    assert "customers.csv: file not found in the source [rule: file_present]" in failures["raw_customers"]
+    assert not result.success
+
+
+def test_missing_column_fails_with_the_column_name(source_copy, tmp_path):
+    articles = pl.read_csv(source_copy / "articles.csv", infer_schema=False)
+    articles.drop("colour_group_code").write_csv(source_copy / "articles.csv")
+    result = materialize_week(WEEKS[3], resources_for(source_copy, tmp_path))
+    failures = {e.step_key: e.event_specific_data.error.message for e in result.get_step_failure_events()}
+    assert "articles.csv: missing column(s) ['colour_group_code']" in failures["raw_articles"]
