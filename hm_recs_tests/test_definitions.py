@@ -1,0 +1,84 @@
+"""The code location as Dagster tools load it: definitions, job, schedule, workspace, CLI."""
+
+import datetime as dt
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import yaml
+
+from hm_recs.definitions import defs
+from hm_recs_tests.conftest import WEEKS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_definitions_resolve_job_schedule_and_every_asset_has_a_blocking_check():
+    job = defs.resolve_job_def("weekly_job")
+    assert job.partitions_def.get_partition_keys()[0] == "2018-09-19"  # a Wednesday
+    schedule = defs.resolve_schedule_def("weekly_schedule")
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    graph = defs.resolve_asset_graph()
+    checked = {key.asset_key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
+    tables = {k for k in graph.get_all_asset_keys() if not k.to_user_string().startswith(("quarantine_", "baseline_validation"))}
+    assert tables <= checked, tables - checked
+
+
+def test_schedule_requests_the_week_that_just_closed():
+    schedule = defs.resolve_schedule_def("weekly_schedule")
+    assert schedule.cron_schedule == "0 6 * * 3"  # Wednesdays 06:00
+    tick = dt.datetime(2020, 9, 23, 6, 0, tzinfo=dt.timezone.utc)
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+        requests = schedule.evaluate_tick(context).run_requests
+    assert [r.partition_key for r in requests] == ["2020-09-16"]
+
+
+def test_workspace_and_cloud_files():
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
+    assert workspace["load_from"][0]["python_module"]["module_name"] == "hm_recs.definitions"
+    cloud = yaml.safe_load((REPO / "dagster_cloud.yaml").read_text())
+    assert cloud["locations"][0]["code_source"]["module_name"] == "hm_recs.definitions"
+    result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def hm_recs(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "hm-recs"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_cli_synth_is_deterministic(tmp_path):
+    for out in ("a", "b"):
+        result = hm_recs("synth", "--customers", "200", "--weeks", "3", "--out", str(tmp_path / out), "--format", "parquet", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    for name in ("articles.parquet", "customers.parquet", "transactions_train.parquet"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_cli_backtest_report(small_source, tmp_path):
+    weeks = f"{WEEKS[3]},{WEEKS[4]}"
+    result = hm_recs("backtest", "--source", str(small_source), "--weeks", weeks, "--report", "report.json",
+                     "--warehouse", str(tmp_path / "w.duckdb"), "--artefacts", str(tmp_path / "art"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert set(report["weeks"]) == {str(WEEKS[3]), str(WEEKS[4])}
+    assert set(report["mean"]) == {"model", "popularity", "trending", "repurchase"}
+    for figures in report["mean"].values():
+        assert set(figures) == {"map_at_12", "recall_at_12", "coverage", "novelty", "mean_price"}
+        assert 0 <= figures["map_at_12"] <= 1
+    stages = report["stages"]
+    assert stages["rows"]["recommendations"] > 0 and stages["seconds"]["validate_transactions"] > 0
+    assert stages["peak_rss_mb"]["customer_features"] > 0
+    assert "model" in result.stdout and "report.json" in result.stdout
+
+
+def test_cli_run_reports_a_clear_failure(tmp_path):
+    (tmp_path / "src").mkdir()
+    result = hm_recs("run", "--source", str(tmp_path / "src"), "--week", "2020-09-16",
+                     "--warehouse", str(tmp_path / "w.duckdb"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "file not found in the source" in result.stderr
