@@ -144,7 +144,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     export = Path(args.artefacts or DEFAULT_ARTEFACTS) / "exports" / f"recommendations_week={shift_weeks(latest, 1)}.csv"
     print(f"\nrecommendations for week {shift_weeks(latest, 1)}: table hm.recommendations in "
           f"{Path(pipeline.warehouse.path).resolve()}")
-    print(f"  e.g. duckdb {pipeline.warehouse.path} \"select * from hm.recommendations where week = '{shift_weeks(latest, 1)}' limit 12\"")
+    print(f"  e.g. .venv/bin/python -c \"import duckdb; print(duckdb.connect('{pipeline.warehouse.path}', read_only=True)"
+          f".sql(\\\"select * from hm.recommendations where week = '{shift_weeks(latest, 1)}' limit 12\\\"))\"")
     print(f"Kaggle-format export: {export.resolve()}")
     print("open the Dagster UI on it: make ui   (then http://127.0.0.1:3000)")
     return 0

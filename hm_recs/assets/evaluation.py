@@ -59,7 +59,7 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
                 rows.append({"recommender": name, **evaluate(recs, purchases, stats, articles.height)})
     if not rows:
         context.log.warning(f"nothing to evaluate for week {week}: no recommendations were built at {built} "
-                            "(materialise that week first) or week {week} has no purchases")
+                            f"(materialise that week first) or week {week} has no purchases")
         report = pl.DataFrame(schema={"recommender": pl.String, **{m: pl.Float64 for m in METRICS}})
     else:
         report = pl.DataFrame(rows)

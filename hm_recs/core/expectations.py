@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 import polars as pl
 
-from hm_recs.core.validation import Expectation, RuleContext, expectations_for, prepare
+from hm_recs.core.validation import Expectation, RuleContext, derived_columns, expectations_for, prepare
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ def run_suite(table: str, frame: pl.DataFrame, ctx: RuleContext, *, examples: in
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     prepared = prepare(table, frame).drop("source_file", "source_row")
+    prepared = prepared.with_columns(**derived_columns(table, ctx))
     pairs = expectations_for(table, ctx)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
