@@ -71,6 +71,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from hm_recs.core.schema import ARTICLE_COLUMNS, CUSTOMER_COLUMNS, TRANSACTION_COLUMNS  # the H&M layout, one place
+
 __all__ = [
     "SEGMENTS",
     "SyntheticConfig",
@@ -393,22 +395,6 @@ DESC_FEATURES: tuple[str, ...] = (
     "adjustable straps", "ribbing at the hems", "a V-neck", "long sleeves", "a drawstring",
 )
 
-ARTICLE_COLUMNS: tuple[str, ...] = (
-    "article_id", "product_code", "prod_name", "product_type_no", "product_type_name",
-    "product_group_name", "graphical_appearance_no", "graphical_appearance_name",
-    "colour_group_code", "colour_group_name", "perceived_colour_value_id",
-    "perceived_colour_value_name", "perceived_colour_master_id", "perceived_colour_master_name",
-    "department_no", "department_name", "index_code", "index_name", "index_group_no",
-    "index_group_name", "section_no", "section_name", "garment_group_no", "garment_group_name",
-    "detail_desc",
-)
-CUSTOMER_COLUMNS: tuple[str, ...] = (
-    "customer_id", "FN", "Active", "club_member_status", "fashion_news_frequency", "age",
-    "postal_code",
-)
-TRANSACTION_COLUMNS: tuple[str, ...] = (
-    "t_dat", "customer_id", "article_id", "price", "sales_channel_id",
-)
 CLUB_STATUSES: tuple[str | None, ...] = ("ACTIVE", "PRE-CREATE", "LEFT CLUB", None)
 NEWS_FREQUENCIES: tuple[str | None, ...] = ("NONE", "Regularly", "Monthly", None)
 
