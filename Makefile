@@ -28,8 +28,9 @@ ui: $(STAMP)  ## Dagster UI + daemon on the same warehouse and run history as `m
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: $(STAMP)  ## measurements for docs/benchmarks.md (long)
-	$(BIN)/python benchmarks/backtest_baselines.py
+bench: $(STAMP)  ## measurements for docs/benchmarks.md (long: ~15 min)
+	$(BIN)/python benchmarks/backtest_baselines.py --data both
+	$(BIN)/python benchmarks/ingest_throughput.py
 
 clean:
 	rm -rf .hm_recs

@@ -101,15 +101,16 @@ def best_recommender(validation: pl.DataFrame) -> str:
 def recommendations(context: dg.AssetExecutionContext, baseline_recommendations: pl.DataFrame,
                     baseline_validation: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame):
     """The published table for week W+1 (contract: customer_id, rank, article_id, score, source, week)."""
-    chosen = best_recommender(baseline_validation)
-    recs = baseline_recommendations.filter(pl.col("recommender") == chosen).select(RECOMMENDATION_COLUMNS)
-    passed, figures = recommendations_check(recs, customers, articles, by=[])
+    with measured(context, "recommendations") as stage:
+        chosen = best_recommender(baseline_validation)
+        recs = baseline_recommendations.filter(pl.col("recommender") == chosen).select(RECOMMENDATION_COLUMNS)
+        passed, figures = recommendations_check(recs, customers, articles, by=[])
     if not passed:
         raise dg.Failure(f"recommendations of {chosen} break the contract: {figures}; the last good week stays published")
     context.log.info(f"publishing {chosen} for week {recs['week'][0]}: {recs.height} rows")
     yield dg.Output(recs, metadata={"recommender": chosen, "rows": recs.height, "customers": customers.height,
                                     "sources": dg.MetadataValue.json(dict(recs.group_by("source").len().iter_rows())),
-                                    "preview": preview(recs, 12)})
+                                    "preview": preview(recs, 12), **stage})
     yield dg.AssetCheckResult(passed=passed, metadata=figures)
 
 
@@ -118,17 +119,18 @@ def recommendations(context: dg.AssetExecutionContext, baseline_recommendations:
 def recommendations_export(context: dg.AssetExecutionContext, artefact_store: ArtefactStore, recommendations: pl.DataFrame) -> dg.MaterializeResult:
     """Kaggle-format `customer_id,prediction` CSV of the week's recommendations, in the artefact store."""
     target: dt.date = recommendations["week"][0]
-    kaggle = (recommendations.sort("customer_id", "rank").group_by("customer_id", maintain_order=True)
-              .agg(pl.col("article_id").str.join(" ").alias("prediction")))
-    name = f"exports/recommendations_week={target.isoformat()}.csv"
-    uri = artefact_store.location().write_bytes(name, kaggle.write_csv().encode())
-    parquet_name = f"exports/recommendations_week={target.isoformat()}.parquet"
-    buffer = io.BytesIO()
-    recommendations.write_parquet(buffer)
-    parquet_uri = artefact_store.location().write_bytes(parquet_name, buffer.getvalue())
+    with measured(context, "recommendations_export") as stage:
+        kaggle = (recommendations.sort("customer_id", "rank").group_by("customer_id", maintain_order=True)
+                  .agg(pl.col("article_id").str.join(" ").alias("prediction")))
+        name = f"exports/recommendations_week={target.isoformat()}.csv"
+        uri = artefact_store.location().write_bytes(name, kaggle.write_csv().encode())
+        parquet_name = f"exports/recommendations_week={target.isoformat()}.parquet"
+        buffer = io.BytesIO()
+        recommendations.write_parquet(buffer)
+        parquet_uri = artefact_store.location().write_bytes(parquet_name, buffer.getvalue())
     lines = kaggle.height
     return dg.MaterializeResult(
-        metadata={"path": uri, "parquet": parquet_uri, "customers": lines, "preview": preview(kaggle, 3)},
+        metadata={"path": uri, "parquet": parquet_uri, "customers": lines, "preview": preview(kaggle, 3), **stage},
         check_results=[dg.AssetCheckResult(check_name="one_line_per_customer",
                                            passed=bool(lines == recommendations["customer_id"].n_unique()),
                                            metadata={"lines": lines})],
