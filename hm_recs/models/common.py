@@ -1,0 +1,123 @@
+"""What every model shares: id indexes, seeding, negative sampling, retrieval metrics, safe artefacts."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+
+def set_seed(seed: int) -> torch.Generator:
+    """Seed torch and numpy globally (determinism of init) and return a generator for sampling."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class IdIndex:
+    """A stable mapping between string ids (customer_id / article_id) and contiguous integers."""
+
+    ids: pl.Series  # sorted, unique
+
+    @classmethod
+    def of(cls, ids: pl.Series) -> "IdIndex":
+        return cls(ids.unique().sort().alias("id"))
+
+    def __len__(self) -> int:
+        return self.ids.len()
+
+    def encode(self, frame: pl.DataFrame, column: str, alias: str | None = None) -> pl.DataFrame:
+        """Replace `column` by its integer index (`alias`, default `<column>_idx`); unknown ids are dropped."""
+        lookup = self.ids.to_frame().with_row_index("__idx")
+        return (frame.join(lookup, left_on=column, right_on="id", how="inner")
+                .rename({"__idx": alias or f"{column}_idx"}).with_columns(pl.col(alias or f"{column}_idx").cast(pl.Int64)))
+
+    def decode(self, idx: pl.Series | np.ndarray) -> pl.Series:
+        return self.ids.gather(pl.Series(np.asarray(idx), dtype=pl.UInt32))
+
+
+def sample_negatives(n_items: int, shape: tuple[int, ...], generator: torch.Generator,
+                     popularity: torch.Tensor | None = None, popularity_share: float = 0.5) -> torch.Tensor:
+    """Negative item indices: uniform, mixed with popularity-weighted draws when `popularity` is given
+    (popular items are the hard negatives a popularity-biased scorer must learn to separate)."""
+    uniform = torch.randint(0, n_items, shape, generator=generator)
+    if popularity is None or popularity_share <= 0:
+        return uniform
+    weights = popularity.float().clamp(min=0) + 1e-6
+    popular = torch.multinomial(weights, int(np.prod(shape)), replacement=True, generator=generator).view(shape)
+    mask = torch.rand(shape, generator=generator) < popularity_share
+    return torch.where(mask, popular, uniform)
+
+
+@dataclass(frozen=True)
+class RetrievalFigures:
+    auc: float
+    recall_at_k: float
+    customers: int
+    k: int
+
+    def as_dict(self) -> dict:
+        return {"auc": self.auc, f"recall_at_{self.k}": self.recall_at_k, "customers": self.customers}
+
+
+def retrieval_metrics(
+    score_chunk: Callable[[torch.Tensor], torch.Tensor],
+    held_out: pl.DataFrame,
+    n_items: int,
+    k: int = 100,
+    chunk: int = 1024,
+) -> RetrievalFigures:
+    """AUC and recall@k of a scorer on held-out purchases.
+
+    score_chunk(customer_idx [B]) -> scores [B, n_items]; held_out: customer_idx, article_idx (distinct pairs).
+    AUC: mean over held-out pairs of the share of items scored below the purchased one (ties count half).
+    recall@k: mean over customers of |top-k ∩ bought| / |bought|. Scored in chunks: memory O(chunk × n_items).
+    """
+    pairs = held_out.select("customer_idx", "article_idx").unique()
+    customers = pairs["customer_idx"].unique().sort()
+    auc_sum, n_pairs, recall_sum = 0.0, 0, 0.0
+    for start in range(0, customers.len(), chunk):
+        batch = customers.slice(start, chunk)
+        batch_t = torch.as_tensor(batch.to_numpy().copy(), dtype=torch.long)
+        with torch.no_grad():
+            scores = score_chunk(batch_t).float()
+        row_of = {int(c): i for i, c in enumerate(batch.to_list())}
+        sub = pairs.filter(pl.col("customer_idx").is_in(batch.implode()))
+        rows = torch.as_tensor([row_of[c] for c in sub["customer_idx"].to_list()], dtype=torch.long)
+        cols = torch.as_tensor(sub["article_idx"].to_numpy().copy(), dtype=torch.long)
+        positive = scores[rows, cols].unsqueeze(1)
+        below = (scores[rows] < positive).sum(1).float() + 0.5 * ((scores[rows] == positive).sum(1).float() - 1)
+        auc_sum += float((below / max(n_items - 1, 1)).sum())
+        n_pairs += len(rows)
+        top = torch.topk(scores, min(k, n_items), dim=1).indices
+        hit = (top[rows] == cols.unsqueeze(1)).any(1).float()
+        per_customer = torch.zeros(len(batch)).index_add_(0, rows, hit)
+        bought = torch.zeros(len(batch)).index_add_(0, rows, torch.ones(len(rows)))
+        recall_sum += float((per_customer / bought.clamp(min=1)).sum())
+    n_customers = customers.len()
+    return RetrievalFigures(auc=auc_sum / max(n_pairs, 1), recall_at_k=recall_sum / max(n_customers, 1),
+                            customers=n_customers, k=k)
+
+
+def to_bytes(state: dict) -> tuple[bytes, str]:
+    """Serialise a state (tensors and plain values) and its sha256, for the artefact store."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    return data, "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def from_bytes(data: bytes) -> dict:
+    """Load a state saved by `to_bytes`; weights_only=True, so a tampered artefact cannot run code."""
+    return torch.load(io.BytesIO(data), weights_only=True)
+
+
+def finite(module: torch.nn.Module) -> bool:
+    """No NaN or inf in any parameter."""
+    return all(torch.isfinite(p).all() for p in module.parameters())
