@@ -1,0 +1,59 @@
+"""Training, validation and serving inputs of the two-tower model for a week W, from the pipeline's tables.
+
+- labels: purchases of the `label_weeks` weeks before W (W-L .. W-1); a purchase of week t is scored with the
+  article features as of week t-1 (its snapshot), customer features as of the week before the window;
+- held out: week W's purchases (distinct pairs), the model gate's validation set;
+- serving: customer and article features as of W, for recommendations for week W+1.
+Nothing after W's Tuesday is read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+import torch
+
+from hm_recs.core.features import article_features, customer_features, history_until
+from hm_recs.core.weeks import shift_weeks, week_expr
+from hm_recs.models.common import IdIndex
+from hm_recs.models.two_tower import TowerInputs
+
+
+@dataclass
+class TwoTowerData:
+    customers: IdIndex
+    articles: IdIndex
+    train_inputs: TowerInputs
+    labels: pl.DataFrame     # customer_idx, article_idx, snapshot
+    held_out: pl.DataFrame   # customer_idx, article_idx
+    serving_inputs: TowerInputs
+
+    @classmethod
+    def build(cls, transactions: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
+              content_vectors: torch.Tensor, label_weeks: int = 4) -> "TwoTowerData":
+        """`content_vectors` rows follow `articles` sorted by article_id."""
+        transactions = history_until(transactions, week)
+        customer_index, article_index = IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"])
+        first_label_week = shift_weeks(week, -label_weeks)
+        feature_week = shift_weeks(first_label_week, -1)
+        # features as of t-1 for a purchase in week t; the last snapshot (W-1) scores the held-out week W
+        snapshot_weeks = [shift_weeks(feature_week, i) for i in range(label_weeks + 1)]
+        train_customer_features = customer_features(customers, transactions, articles, feature_week)
+        snapshots = [article_features(articles, transactions, customers, w) for w in snapshot_weeks]
+        train_inputs = TowerInputs.build(train_customer_features, customer_index, snapshots, article_index, content_vectors)
+
+        def encode(frame: pl.DataFrame) -> pl.DataFrame:
+            return customer_index.encode(article_index.encode(frame, "article_id", "article_idx"), "customer_id", "customer_idx")
+
+        in_window = transactions.filter(pl.col("t_dat").is_between(pl.lit(first_label_week), pl.lit(shift_weeks(week, 0) - dt.timedelta(days=1))))
+        labels = encode(in_window).with_columns(
+            ((week_expr(pl.col("t_dat")) - pl.lit(first_label_week)).dt.total_days() // 7).cast(pl.Int64).alias("snapshot")
+        ).select("customer_idx", "article_idx", "snapshot")
+        held_out = encode(transactions.filter(pl.col("t_dat") >= pl.lit(week))).select("customer_idx", "article_idx").unique()
+        serving_inputs = TowerInputs.build(
+            customer_features(customers, transactions, articles, week), customer_index,
+            [article_features(articles, transactions, customers, week)], article_index, content_vectors,
+            vocabulary=train_inputs.vocabulary)
+        return cls(customer_index, article_index, train_inputs, labels, held_out, serving_inputs)
