@@ -18,7 +18,7 @@ from hm_recs.definitions import all_assets  # noqa: E402
 from hm_recs.resources import default_resources  # noqa: E402
 from hm_recs.synthetic import SyntheticConfig, generate, write  # noqa: E402
 
-SMALL = SyntheticConfig(customers=300, weeks=6, seed=11, purchase_rate=1.0)
+SMALL = SyntheticConfig(customers=1500, weeks=6, seed=11, purchase_rate=1.2)
 WEEKS = [dt.date(2020, 8, 12) + dt.timedelta(weeks=i) for i in range(6)]  # last_day 2020-09-22
 REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "hm_real_sample"
 
@@ -59,3 +59,5 @@ def read_table(resources: dict, sql: str) -> pl.DataFrame:
 
 
 INGESTION = dg.AssetSelection.groups("ingestion", "validation")
+WITHOUT_MODELS = dg.AssetSelection.all() - dg.AssetSelection.groups("models")
+"""For tests of a single week without history: the model gates rightly fail with nothing to learn from."""

@@ -8,7 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS
-from hm_recs_tests.conftest import INGESTION, WEEKS, materialize_week, read_table, resources_for
+from hm_recs_tests.conftest import INGESTION, WEEKS, WITHOUT_MODELS, materialize_week, read_table, resources_for
 
 
 def assert_run_ok(result: dg.ExecuteInProcessResult):
@@ -174,7 +174,7 @@ def test_few_bad_rows_are_quarantined_and_the_week_builds(source_copy, tmp_path,
     (source_copy / "transactions").mkdir()
     pl.concat([rows, bad]).write_csv(source_copy / "transactions" / f"week={week}.csv")
     resources = resources_for(source_copy, tmp_path)
-    assert_run_ok(materialize_week(week, resources))
+    assert_run_ok(materialize_week(week, resources, WITHOUT_MODELS))
     quarantine = table_rows(resources, "quarantine_transactions", week).sort("source_row")
     assert quarantine["rule"].to_list() == ["customer_known", "article_known", "t_dat_in_week", "sales_channel_known"]
     assert quarantine["source_row"].to_list() == list(range(rows.height + 1, rows.height + 5))

@@ -46,18 +46,20 @@ def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, tmp_path):
     resources = resources_for("s3://hm-raw/drops", tmp_path)
     resources["raw_source"] = RawSource(uri="s3://hm-raw/drops", cache_dir=str(tmp_path / "cache"))
     resources["artefact_store"] = ArtefactStore(uri="s3://hm-artefacts/weekly")
-    for week in WEEKS[:2]:
+    for week in WEEKS[:3]:
         assert_run_ok(materialize_week(week, resources, INGESTION))
-    result = materialize_week(WEEKS[2], resources)
+    result = materialize_week(WEEKS[3], resources)
     assert_run_ok(result)
 
     (raw,) = [e.materialization for e in result.get_asset_materialization_events()
               if e.materialization.asset_key.to_user_string() == "raw_transactions"]
     assert raw.metadata["source_file"].value == "s3://hm-raw/drops/transactions_train.parquet"
     assert raw.metadata["checksum"].value.startswith("s3-etag:")
-    key = f"weekly/exports/recommendations_week={WEEKS[3]}.csv"
+    key = f"weekly/exports/recommendations_week={WEEKS[4]}.csv"
     body = s3.get_object(Bucket="hm-artefacts", Key=key)["Body"].read().decode()
     assert body.startswith("customer_id,prediction\n") and body.count("\n") == small_data.customers.height + 1
+    model = s3.head_object(Bucket="hm-artefacts", Key=f"weekly/models/two_tower_global/week={WEEKS[3]}/model.pt")
+    assert model["ContentLength"] > 0
     # the S3 object was downloaded once and reused by later weeks (cache keyed by ETag)
     assert len(list((tmp_path / "cache" / "s3").rglob("transactions_train.parquet"))) == 1
 

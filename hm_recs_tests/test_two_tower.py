@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hm_recs.core.weeks import week_of
-from hm_recs.models.common import IdIndex, finite, from_bytes, retrieval_metrics, to_bytes
+from hm_recs.models.common import IdIndex, finite, from_bytes, popularity_retrieval, to_bytes
 from hm_recs.models.content import ContentConfig, ContentModel, train_content_encoder
 from hm_recs.models.training_data import TwoTowerData
 from hm_recs.models.two_tower import TwoTowerConfig, load, top_k, train_two_tower
@@ -108,9 +108,7 @@ def test_top_k_is_bounded_and_ranked(data):
 def test_learns_planted_taste_better_than_popularity(data):
     """Recall@100 on the held-out week: the model must beat last weeks' popularity (fails if it learned nothing)."""
     result = train_two_tower(data.train_inputs, data.labels, held_out=data.held_out, log=lambda m: None)
-    popularity = torch.bincount(torch.as_tensor(data.labels.filter(pl.col("snapshot") >= 2)["article_idx"].to_numpy().copy()),
-                                minlength=len(data.articles)).float()
-    baseline = retrieval_metrics(lambda c: popularity.expand(len(c), -1), data.held_out, len(data.articles))
+    baseline = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= 2), data.held_out, len(data.articles))
     learned = result.history[-1]
     print(f"two-tower recall@100 {learned['recall_at_100']:.3f} AUC {learned['auc']:.3f} vs popularity {baseline.recall_at_k:.3f} / {baseline.auc:.3f}")
     assert learned["recall_at_100"] > baseline.recall_at_k + 0.015, (learned, baseline)

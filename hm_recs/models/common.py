@@ -121,3 +121,10 @@ def from_bytes(data: bytes) -> dict:
 def finite(module: torch.nn.Module) -> bool:
     """No NaN or inf in any parameter."""
     return all(torch.isfinite(p).all() for p in module.parameters())
+
+
+def popularity_retrieval(purchases: pl.DataFrame, held_out: pl.DataFrame, n_items: int, k: int = 100) -> RetrievalFigures:
+    """The popularity scorer's figures (counts of `purchases` per article), the bar every model gate uses."""
+    counts = torch.bincount(torch.as_tensor(purchases["article_idx"].to_numpy().copy(), dtype=torch.long),
+                            minlength=n_items).float()
+    return retrieval_metrics(lambda c: counts.expand(len(c), -1), held_out, n_items, k=k)

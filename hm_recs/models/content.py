@@ -42,7 +42,8 @@ class CategoricalVocabulary:
         """[rows, columns] int64 codes (0 = unknown)."""
         out = []
         for column, values in self.values.items():
-            mapping = pl.DataFrame({"__v": values, "__code": np.arange(1, len(values) + 1)})
+            mapping = pl.DataFrame({"__v": values, "__code": np.arange(1, len(values) + 1)},
+                                   schema={"__v": pl.String, "__code": pl.Int64})
             codes = (frame.select(pl.col(column).cast(pl.String).alias("__v"))
                      .join(mapping, on="__v", how="left", maintain_order="left")["__code"].fill_null(0))
             out.append(codes.to_numpy().astype(np.int64))

@@ -1,7 +1,7 @@
 """Training, validation and serving inputs of the two-tower model for a week W, from the pipeline's tables.
 
 - labels: purchases of the `label_weeks` weeks before W (W-L .. W-1); a purchase of week t is scored with the
-  article features as of week t-1 (its snapshot), customer features as of the week before the window;
+  customer and article features as of week t-1 (its snapshot);
 - held out: week W's purchases (distinct pairs), the model gate's validation set;
 - serving: customer and article features as of W, for recommendations for week W+1.
 Nothing after W's Tuesday is read.
@@ -40,9 +40,9 @@ class TwoTowerData:
         feature_week = shift_weeks(first_label_week, -1)
         # features as of t-1 for a purchase in week t; the last snapshot (W-1) scores the held-out week W
         snapshot_weeks = [shift_weeks(feature_week, i) for i in range(label_weeks + 1)]
-        train_customer_features = customer_features(customers, transactions, articles, feature_week)
-        snapshots = [article_features(articles, transactions, customers, w) for w in snapshot_weeks]
-        train_inputs = TowerInputs.build(train_customer_features, customer_index, snapshots, article_index, content_vectors)
+        train_inputs = TowerInputs.build(
+            [customer_features(customers, transactions, articles, w) for w in snapshot_weeks], customer_index,
+            [article_features(articles, transactions, customers, w) for w in snapshot_weeks], article_index, content_vectors)
 
         def encode(frame: pl.DataFrame) -> pl.DataFrame:
             return customer_index.encode(article_index.encode(frame, "article_id", "article_idx"), "customer_id", "customer_idx")
@@ -53,7 +53,7 @@ class TwoTowerData:
         ).select("customer_idx", "article_idx", "snapshot")
         held_out = encode(transactions.filter(pl.col("t_dat") >= pl.lit(week))).select("customer_idx", "article_idx").unique()
         serving_inputs = TowerInputs.build(
-            customer_features(customers, transactions, articles, week), customer_index,
+            [customer_features(customers, transactions, articles, week)], customer_index,
             [article_features(articles, transactions, customers, week)], article_index, content_vectors,
             vocabulary=train_inputs.vocabulary)
         return cls(customer_index, article_index, train_inputs, labels, held_out, serving_inputs)

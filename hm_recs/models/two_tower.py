@@ -54,8 +54,8 @@ def article_numeric(features: pl.DataFrame) -> np.ndarray:
 class TowerInputs:
     """Every tensor the towers read, row i = customer/article index i."""
 
-    customer_numeric: torch.Tensor  # [n_customers, p]
-    customer_codes: torch.Tensor    # [n_customers, q]
+    customer_numeric: torch.Tensor  # [n_snapshots, n_customers, p]: customer features week by week
+    customer_codes: torch.Tensor    # [n_snapshots, n_customers, q]
     article_numeric: torch.Tensor   # [n_snapshots, n_articles, r]: article features week by week
     article_content: torch.Tensor   # [n_articles, d]
     vocabulary: CategoricalVocabulary
@@ -65,21 +65,27 @@ class TowerInputs:
         return self.article_content.shape[0]
 
     @classmethod
-    def build(cls, customer_features: pl.DataFrame, customers: IdIndex, article_features: list[pl.DataFrame],
+    def build(cls, customer_features: list[pl.DataFrame], customers: IdIndex, article_features: list[pl.DataFrame],
               articles: IdIndex, content_vectors: torch.Tensor,
               vocabulary: CategoricalVocabulary | None = None) -> "TowerInputs":
-        """Features aligned to the indexes (`content_vectors` rows follow `articles`). `article_features` is a
-        list of weekly snapshots, oldest first: a purchase of snapshot s is scored with the article features
-        as of the week before it, so popularity and trend are what they were then; the last is for serving."""
-        cf = customers.ids.to_frame("customer_id").join(customer_features, on="customer_id", how="left", maintain_order="left")
-        snapshots = [
-            np.nan_to_num(article_numeric(articles.ids.to_frame("article_id").join(f, on="article_id", how="left",
-                                                                                      maintain_order="left")))
-            for f in article_features
-        ]
-        vocabulary = vocabulary or CategoricalVocabulary.fit(cf, CUSTOMER_CATEGORICAL)
-        return cls(torch.as_tensor(np.nan_to_num(customer_numeric(cf))), vocabulary.codes(cf),
-                   torch.as_tensor(np.stack(snapshots)), content_vectors.float(), vocabulary)
+        """Features aligned to the indexes (`content_vectors` rows follow `articles`). The feature frames are
+        weekly snapshots, oldest first, one per snapshot for each side: a purchase of snapshot s is scored with
+        both sides' features as of the week before it; the last snapshot scores held-out or served weeks."""
+        assert len(customer_features) == len(article_features), "one customer and one article snapshot per week"
+        customer_frames = [customers.ids.to_frame("customer_id").join(f, on="customer_id", how="left", maintain_order="left")
+                           for f in customer_features]
+        article_frames = [articles.ids.to_frame("article_id").join(f, on="article_id", how="left", maintain_order="left")
+                          for f in article_features]
+        vocabulary = vocabulary or CategoricalVocabulary.fit(pl.concat(customer_frames), CUSTOMER_CATEGORICAL)
+        return cls(
+            torch.as_tensor(np.stack([np.nan_to_num(customer_numeric(f)) for f in customer_frames])),
+            torch.stack([vocabulary.codes(f) for f in customer_frames]),
+            torch.as_tensor(np.stack([np.nan_to_num(article_numeric(f)) for f in article_frames])),
+            content_vectors.float(), vocabulary)
+
+    @property
+    def n_snapshots(self) -> int:
+        return self.article_numeric.shape[0]
 
 
 @dataclass(frozen=True)
@@ -105,17 +111,24 @@ class TwoTowerModel(nn.Module):
         super().__init__()
         self.config = config
         self.inputs = inputs
-        n_customers = inputs.customer_numeric.shape[0]
+        n_customers = inputs.customer_numeric.shape[1]
         self.customer_id = nn.Embedding(n_customers, config.id_dim)
         nn.init.normal_(self.customer_id.weight, std=0.01)
         self.customer_categorical = CategoricalEmbedding(inputs.vocabulary.sizes, config.embedding_dim)
-        c_in = inputs.customer_numeric.shape[1] + self.customer_categorical.out_dim + config.id_dim
+        c_in = inputs.customer_numeric.shape[2] + self.customer_categorical.out_dim + config.id_dim
         self.customer_tower = nn.Sequential(nn.Linear(c_in, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.dim))
         a_in = inputs.article_numeric.shape[2] + inputs.article_content.shape[1]
         self.article_tower = nn.Sequential(nn.Linear(a_in, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.dim))
 
-    def customer_vectors(self, idx: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([self.inputs.customer_numeric[idx], self.customer_categorical(self.inputs.customer_codes[idx]),
+    def _snapshot(self, idx: torch.Tensor, snapshot: torch.Tensor | int) -> torch.Tensor:
+        if isinstance(snapshot, int):
+            return torch.full_like(idx, snapshot % self.inputs.n_snapshots)
+        return snapshot
+
+    def customer_vectors(self, idx: torch.Tensor, snapshot: torch.Tensor | int = -1) -> torch.Tensor:
+        """Vectors of customers `idx` with their features of `snapshot` (default: the latest)."""
+        s = self._snapshot(idx, snapshot)
+        x = torch.cat([self.inputs.customer_numeric[s, idx], self.customer_categorical(self.inputs.customer_codes[s, idx]),
                        self.customer_id(idx)], dim=1)
         return self.customer_tower(x)
 
@@ -124,9 +137,7 @@ class TwoTowerModel(nn.Module):
         a tensor gives one snapshot per article row)."""
         if idx is None:
             idx = torch.arange(self.inputs.n_articles)
-        if isinstance(snapshot, int):
-            snapshot = torch.full_like(idx, snapshot % self.inputs.article_numeric.shape[0])
-        numeric = self.inputs.article_numeric[snapshot, idx]
+        numeric = self.inputs.article_numeric[self._snapshot(idx, snapshot), idx]
         return self.article_tower(torch.cat([numeric, self.inputs.article_content[idx]], dim=1))
 
     def scores(self, customer_idx: torch.Tensor, article_vectors: torch.Tensor | None = None) -> torch.Tensor:
@@ -183,7 +194,7 @@ def train_two_tower(
         model.load_state_dict(copy.deepcopy(init_from.state_dict()))
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "snapshot" not in purchases.columns:
-        purchases = purchases.with_columns(pl.lit(inputs.article_numeric.shape[0] - 1).alias("snapshot"))
+        purchases = purchases.with_columns(pl.lit(inputs.n_snapshots - 1).alias("snapshot"))
     pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long)
     n_articles = inputs.n_articles
     popularity = torch.bincount(pairs[:, 1], minlength=n_articles)
@@ -200,7 +211,7 @@ def train_two_tower(
             keys = batch[:, 2:3] * n_articles + items  # (snapshot, article) pairs, each tower pass done once
             unique, inverse = torch.unique(keys, return_inverse=True)
             item_vectors = model.article_vectors(unique % n_articles, unique // n_articles)[inverse]
-            logits = (model.customer_vectors(batch[:, 0]).unsqueeze(1) * item_vectors).sum(-1)
+            logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
             loss = _loss(logits, config.loss)
             optimiser.zero_grad()
             loss.backward()

@@ -1,0 +1,206 @@
+"""Learned models: the article content encoder, the global two-tower model and its retrieval candidates.
+
+Models are trained from the warehouse's validated history up to W (short DuckDB reads, then no connection
+while training). A model gate is evaluated *before* its artefact is written: a model that fails is never
+stored, so the last good week's artefact stays the newest. The blocking check then reloads the stored
+artefact (weights_only=True) and verifies its hash. Torch is imported inside the functions: every step
+re-imports the code location.
+"""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from hm_recs.assets.common import PARTITIONED, history, measured, partition_rows, png_markdown, preview
+from hm_recs.assets.features import HISTORY_COLUMNS
+from hm_recs.core.weeks import shift_weeks
+from hm_recs.partitions import partition_week, weekly_partitions
+from hm_recs.resources import ArtefactStore, Warehouse
+
+
+class ModelConfig(dg.Config):
+    history_weeks: int = 26
+    label_weeks: int = 4          # weeks of purchases the two-tower model learns from (before the held-out week)
+    epochs: int = 6
+    content_epochs: int = 4
+    candidates_per_customer: int = 100
+    on_sale_weeks: int = 4        # retrieval candidates: articles sold in the last N weeks
+    seed: int = 0
+
+
+def artefact_key(model: str, week: dt.date) -> str:
+    return f"models/{model}/week={week.isoformat()}/model.pt"
+
+
+def loss_plot(history: list[dict], title: str) -> dg.MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], marker="o", label="training loss")
+    if history and "recall_at_100" in history[0]:
+        ax2 = ax.twinx()
+        ax2.plot([h["epoch"] for h in history], [h["recall_at_100"] for h in history], color="#dd8452", marker="s",
+                 label="held-out recall@100")
+        ax2.set_ylabel("recall@100")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    value = png_markdown(fig)
+    plt.close(fig)
+    return value
+
+
+def store_artefact(context, store: ArtefactStore, model: str, week: dt.date, state: dict) -> tuple[str, str]:
+    from hm_recs.models.common import to_bytes
+
+    data, digest = to_bytes(state)
+    uri = store.location().write_bytes(artefact_key(model, week), data)
+    context.log.info(f"{model}: artefact {uri} ({len(data) / 2**20:.1f} MiB, {digest[:19]}...)")
+    return uri, digest
+
+
+def load_artefact(store: ArtefactStore, model: str, week: dt.date) -> tuple[dict, str]:
+    import hashlib
+
+    from hm_recs.models.common import from_bytes
+
+    data = store.location().read_bytes(artefact_key(model, week))
+    return from_bytes(data), "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str, gate: dict) -> dg.AssetCheckResult:
+    """Re-verify what was stored: it loads with weights_only=True and its hash is the one recorded."""
+    try:
+        _, stored_digest = load_artefact(store, model, week)
+        loads = True
+    except Exception as exc:  # a missing or unreadable artefact fails the check with its reason
+        stored_digest, loads = f"unreadable: {exc}", False
+    return dg.AssetCheckResult(passed=bool(loads and stored_digest == digest and all(gate.values())),
+                               metadata={"artefact_hash": stored_digest, **{f"gate/{k}": v for k, v in gate.items()}})
+
+
+def catalogue_tables(warehouse: Warehouse, week: dt.date, history_weeks: int):
+    customers = partition_rows(warehouse, "customers", week).drop("week")
+    articles = partition_rows(warehouse, "articles", week).drop("week").sort("article_id")
+    transactions = history(warehouse, week, history_weeks, HISTORY_COLUMNS)
+    return customers, articles, transactions
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
+          deps=["transactions", "articles", "customers"],
+          check_specs=[dg.AssetCheckSpec("content_encoder_gate", asset="article_content", blocking=True,
+                                         description="loss fell, finite weights, a vector for every catalogue article, artefact reloads with its hash")])
+def article_content(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
+    """Fashion-DNA content vectors of every catalogue article (sold or not), trained on purchases up to W."""
+    import torch
+
+    from hm_recs.models.common import IdIndex, finite
+    from hm_recs.models.content import ContentConfig, train_content_encoder
+
+    week = partition_week(context)
+    with measured(context, "article_content") as figures:
+        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
+        purchases = IdIndex.of(customers["customer_id"]).encode(
+            IdIndex.of(articles["article_id"]).encode(transactions, "article_id", "article_idx"), "customer_id", "customer_idx")
+        model = train_content_encoder(articles, purchases, ContentConfig(epochs=config.content_epochs, seed=config.seed),
+                                      log=context.log.info)
+        vectors = model.vectors(articles)
+    gate = {"loss_fell": model.history[-1]["loss"] < model.history[0]["loss"], "finite": bool(finite(model.encoder)),
+            "every_article": vectors.shape[0] == articles.height and bool(torch.isfinite(vectors).all())}
+    if not all(gate.values()):
+        raise dg.Failure(f"content encoder for week {week} failed its gate {gate}; no artefact written", metadata=gate)
+    uri, digest = store_artefact(context, artefact_store, "content", week, model.state())
+    table = articles.select("article_id").with_columns(pl.Series("vector", vectors.numpy().tolist(), dtype=pl.List(pl.Float32)),
+                                                       pl.lit(week).alias("week"))
+    yield dg.Output(table, metadata={"rows": table.height, "dim": vectors.shape[1], "artefact": uri, "artefact_hash": digest,
+                                     "history": dg.MetadataValue.json(model.history),
+                                     "loss_curve": loss_plot(model.history, "content encoder"), **figures})
+    yield artefact_check(artefact_store, "content", week, digest, gate)
+
+
+def content_matrix(warehouse: Warehouse, week: dt.date, articles: pl.DataFrame):
+    """The stored content vectors of week W in the order of `articles` (sorted by article_id)."""
+    import numpy as np
+    import torch
+
+    stored = partition_rows(warehouse, "article_content", week, "article_id, vector")
+    aligned = articles.select("article_id").join(stored, on="article_id", how="left", maintain_order="left")
+    return torch.as_tensor(np.asarray(aligned["vector"].to_list(), dtype=np.float32))
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
+          deps=["transactions", "article_content"],
+          check_specs=[dg.AssetCheckSpec("two_tower_gate", asset="two_tower_global", blocking=True,
+                                         description="loss fell; held-out AUC and recall@100 beat popularity; finite; artefact reloads with its hash")])
+def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
+    """The global two-tower model, trained on weeks W-L..W-1 and validated on week W's purchases."""
+    from hm_recs.models.common import finite, popularity_retrieval
+    from hm_recs.models.training_data import TwoTowerData
+    from hm_recs.models.two_tower import TwoTowerConfig, train_two_tower
+
+    week = partition_week(context)
+    with measured(context, "two_tower_global") as figures:
+        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
+        data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
+                                  label_weeks=config.label_weeks)
+        result = train_two_tower(data.train_inputs, data.labels, TwoTowerConfig(epochs=config.epochs, seed=config.seed),
+                                 held_out=data.held_out, log=context.log.info, name="two-tower global")
+        popularity = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= config.label_weeks - 2), data.held_out,
+                                          len(data.articles))
+    last = result.history[-1] if result.history else {}
+    gate = {"loss_fell": result.loss_fell, "finite": bool(finite(result.model)),
+            "auc_beats_popularity": last.get("auc", 0) > popularity.auc,
+            "recall_at_100_beats_popularity": last.get("recall_at_100", 0) > popularity.recall_at_k}
+    scores = {"auc": last.get("auc"), "recall_at_100": last.get("recall_at_100"), "popularity_auc": popularity.auc,
+              "popularity_recall_at_100": popularity.recall_at_k, "held_out_customers": popularity.customers,
+              "training_pairs": data.labels.height}
+    if not all(gate.values()):
+        raise dg.Failure(f"two-tower global for week {week} failed its gate {gate} ({scores}); no artefact written",
+                         metadata={**gate, **scores})
+    uri, digest = store_artefact(context, artefact_store, "two_tower_global", week, result.state())
+    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, **scores,
+                                         "config": dg.MetadataValue.json(result.state()["config"]),
+                                         "history": dg.MetadataValue.json(result.history),
+                                         "loss_curve": loss_plot(result.history, "two-tower (global)"), **figures})
+    yield artefact_check(artefact_store, "two_tower_global", week, digest, gate)
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
+          deps=["two_tower_global", "article_content", "transactions"],
+          check_specs=[dg.AssetCheckSpec("candidates_per_customer", asset="two_tower_candidates", blocking=True,
+                                         description="every customer with history has K ranked candidates among articles on sale")])
+def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
+    """Top-K retrieval candidates per customer with history, from the serving two-tower model, scored with
+    features as of W (for week W+1), among articles sold in the last `on_sale_weeks` weeks."""
+    import numpy as np
+
+    from hm_recs.models.training_data import TwoTowerData
+    from hm_recs.models.two_tower import load, top_k
+
+    week = partition_week(context)
+    with measured(context, "two_tower_candidates") as figures:
+        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
+        data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
+                                  label_weeks=config.label_weeks)
+        state, _ = load_artefact(artefact_store, "two_tower_global", week)
+        model = load(state, data.serving_inputs)
+        on_sale = transactions.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(config.on_sale_weeks - 1))))
+        candidates = data.articles.encode(on_sale.select("article_id").unique(), "article_id", "article_idx")["article_idx"].sort()
+        with_history = data.customers.encode(transactions.select("customer_id").unique(), "customer_id", "customer_idx")["customer_idx"].sort()
+        ranked = top_k(model, with_history.to_numpy(), candidates.to_numpy(), k=config.candidates_per_customer)
+        table = ranked.with_columns(
+            data.customers.decode(ranked["customer_idx"]).alias("customer_id"),
+            data.articles.decode(ranked["article_idx"]).alias("article_id"),
+            pl.lit("two_tower_global").alias("model"), pl.lit(week).alias("week"),
+        ).select("customer_id", "article_id", "score", "rank", "model", "week")
+    k = min(config.candidates_per_customer, candidates.len())
+    per_customer = table.group_by("customer_id").len()["len"]
+    yield dg.Output(table, metadata={"rows": table.height, "customers": with_history.len(), "articles_on_sale": candidates.len(),
+                                     "preview": preview(table), **figures})
+    yield dg.AssetCheckResult(passed=bool(per_customer.len() == with_history.len() and (per_customer == k).all()),
+                              metadata={"customers_with_history": with_history.len(), "k": k,
+                                        "customers_with_k": int((per_customer == k).sum())})
