@@ -25,7 +25,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from hm_recs.synthetic import SyntheticConfig, generate, write
 
     started = time.perf_counter()
-    data = generate(SyntheticConfig(customers=args.customers, weeks=args.weeks, seed=args.seed))
+    data = generate(SyntheticConfig(customers=args.customers, weeks=args.weeks, seed=args.seed, purchase_rate=args.purchase_rate))
     paths = write(data, args.out, args.format)
     print(f"wrote {data.articles.height} articles, {data.customers.height} customers, "
           f"{data.transactions.height} transactions in {time.perf_counter() - started:.1f} s:")
@@ -116,10 +116,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     marker = source / "synthetic.json"
-    wanted = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed}
+    wanted = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed, "purchase_rate": args.purchase_rate}
     if not marker.exists() or json.loads(marker.read_text()) != wanted:
         print(f"generating demo data ({args.customers} customers x {args.weeks} weeks) in {source}")
-        cmd_synth(argparse.Namespace(customers=args.customers, weeks=args.weeks, seed=args.seed, out=str(source), format="csv"))
+        cmd_synth(argparse.Namespace(out=str(source), format="csv", **wanted))
         marker.write_text(json.dumps(wanted))
     pipeline = _pipeline(argparse.Namespace(source=str(source), warehouse=args.warehouse, artefacts=args.artefacts, format=None,
                                             verbose=args.verbose))
@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--purchase-rate", type=float, default=0.22, help="transaction rows per customer-week (H&M: 0.22)")
     p.set_defaults(fn=cmd_synth)
 
     p = sub.add_parser("run", help="build one week (ingesting missing history weeks first)")
@@ -185,9 +186,12 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("demo", help="generate demo data and build + backtest the latest weeks")
     add_target(p, source_required=False)
-    p.add_argument("--customers", type=int, default=2000)
+    # Livelier than H&M's 0.22 rows per customer-week so that the models have enough purchases to learn
+    # from in a demo-sized population (their gates refuse models that do not beat popularity).
+    p.add_argument("--customers", type=int, default=3000)
     p.add_argument("--weeks", type=int, default=12)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--purchase-rate", type=float, default=1.0)
     p.set_defaults(fn=cmd_demo)
 
     args = parser.parse_args(argv)
