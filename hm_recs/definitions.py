@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from hm_recs.assets import evaluation, features, ingestion, models, recommend, validation
+from hm_recs.assets import evaluation, features, ingestion, models, recommend, segments, validation
 from hm_recs.partitions import weekly_partitions
 from hm_recs.resources import default_resources
 
-all_assets = dg.load_assets_from_modules([ingestion, validation, features, models, recommend, evaluation])
+all_assets = dg.load_assets_from_modules([ingestion, validation, features, segments, models, recommend, evaluation])
 
 INGESTION_ASSETS = dg.AssetSelection.groups("ingestion", "validation")
 """What a week of history needs before later weeks can learn from it."""

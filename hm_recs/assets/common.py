@@ -35,6 +35,14 @@ def history(warehouse: Warehouse, week: dt.date, weeks: int, columns: str) -> pl
     )
 
 
+def catalogue_tables(warehouse: Warehouse, week: dt.date, history_weeks: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Week W's validated customers and articles (sorted by article_id) and the transactions up to W."""
+    customers = partition_rows(warehouse, "customers", week).drop("week")
+    articles = partition_rows(warehouse, "articles", week).drop("week").sort("article_id")
+    transactions = history(warehouse, week, history_weeks, "t_dat, customer_id, article_id, price, sales_channel_id")
+    return customers, articles, transactions
+
+
 def markdown_table(frame: pl.DataFrame, limit: int = 10, digits: int = 4) -> str:
     if frame.width == 0:
         return "_(empty)_"

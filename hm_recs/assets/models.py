@@ -12,8 +12,8 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, history, measured, partition_rows, png_markdown, preview
-from hm_recs.assets.features import HISTORY_COLUMNS
+from hm_recs.assets.common import PARTITIONED, catalogue_tables, measured, partition_rows, png_markdown, preview
+from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
@@ -24,6 +24,7 @@ class ModelConfig(dg.Config):
     label_weeks: int = 4          # weeks of purchases the two-tower model learns from (before the held-out week)
     epochs: int = 6
     content_epochs: int = 4
+    segment_epochs: int = 3       # fine-tuning epochs of a segment model, warm-started from the global one
     candidates_per_customer: int = 100
     on_sale_weeks: int = 4        # retrieval candidates: articles sold in the last N weeks
     seed: int = 0
@@ -41,9 +42,10 @@ def loss_plot(history: list[dict], title: str) -> dg.MetadataValue:
 
     fig, ax = plt.subplots(figsize=(5, 2.6))
     ax.plot([h["epoch"] for h in history], [h["loss"] for h in history], marker="o", label="training loss")
-    if history and "recall_at_100" in history[0]:
+    validated = [h for h in history if "recall_at_100" in h]
+    if validated:
         ax2 = ax.twinx()
-        ax2.plot([h["epoch"] for h in history], [h["recall_at_100"] for h in history], color="#dd8452", marker="s",
+        ax2.plot([h["epoch"] for h in validated], [h["recall_at_100"] for h in validated], color="#dd8452", marker="s",
                  label="held-out recall@100")
         ax2.set_ylabel("recall@100")
     ax.set_xlabel("epoch")
@@ -81,13 +83,6 @@ def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str,
         stored_digest, loads = f"unreadable: {exc}", False
     return dg.AssetCheckResult(passed=bool(loads and stored_digest == digest and all(gate.values())),
                                metadata={"artefact_hash": stored_digest, **{f"gate/{k}": v for k, v in gate.items()}})
-
-
-def catalogue_tables(warehouse: Warehouse, week: dt.date, history_weeks: int):
-    customers = partition_rows(warehouse, "customers", week).drop("week")
-    articles = partition_rows(warehouse, "articles", week).drop("week").sort("article_id")
-    transactions = history(warehouse, week, history_weeks, HISTORY_COLUMNS)
-    return customers, articles, transactions
 
 
 @dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
@@ -156,6 +151,7 @@ def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, war
             "auc_beats_popularity": last.get("auc", 0) > popularity.auc,
             "recall_at_100_beats_popularity": last.get("recall_at_100", 0) > popularity.recall_at_k}
     scores = {"auc": last.get("auc"), "recall_at_100": last.get("recall_at_100"), "popularity_auc": popularity.auc,
+              "starting_loss": result.starting_loss, "final_loss": result.final_loss,
               "popularity_recall_at_100": popularity.recall_at_k, "held_out_customers": popularity.customers,
               "training_pairs": data.labels.height}
     if not all(gate.values()):
@@ -169,14 +165,88 @@ def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, war
     yield artefact_check(artefact_store, "two_tower_global", week, digest, gate)
 
 
+MODELLED_SEGMENTS = (*BEHAVIOUR_SEGMENTS, DEFAULT)
+"""Segments with a model of their own (cold-start customers have no history to fine-tune on)."""
+
+
+def decision_key(segment: str, week: dt.date) -> str:
+    return f"models/two_tower_{segment}/week={week.isoformat()}/decision.json"
+
+
+def segment_model_asset(segment: str):
+    """The two-tower model of one segment: warm-started from the global model, fine-tuned on the segment's
+    purchases, and serving the segment only where it beats the global model on the segment's held-out week."""
+    name = f"two_tower_{segment}"
+
+    @dg.asset(name=name, partitions_def=weekly_partitions, group_name="segment_models", kinds={"pytorch"},
+              deps=["two_tower_global", "customer_segments", "article_content", "transactions"],
+              check_specs=[dg.AssetCheckSpec("segment_model_gate", asset=name, blocking=True,
+                                             description="trained model finite with falling loss (or no members); "
+                                                         "decision and artefact stored")])
+    def _segment_model(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse,
+                       artefact_store: ArtefactStore):
+        import json
+
+        from hm_recs.models.common import finite
+        from hm_recs.models.training_data import TwoTowerData
+        from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, train_two_tower
+
+        week = partition_week(context)
+        with measured(context, name) as figures:
+            customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
+            members = partition_rows(warehouse, "customer_segments", week, "customer_id, segment").filter(pl.col("segment") == segment)
+            data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
+                                      label_weeks=config.label_weeks)
+            member_idx = data.customers.encode(members, "customer_id", "customer_idx")["customer_idx"].implode()
+            labels = data.labels.filter(pl.col("customer_idx").is_in(member_idx))
+            held_out = data.held_out.filter(pl.col("customer_idx").is_in(member_idx))
+            global_model = load(load_artefact(artefact_store, "two_tower_global", week)[0], data.train_inputs)
+            decision = {"segment": segment, "week": str(week), "customers": members.height, "training_pairs": labels.height,
+                        "held_out_customers": held_out["customer_idx"].n_unique(), "serves": "global"}
+            result = None
+            if labels.height and held_out.height:
+                global_figures = evaluate(global_model, held_out)
+                fine_tuning = TwoTowerConfig(epochs=config.segment_epochs, seed=config.seed, lr=1e-3, batch_size=256)
+                result = train_two_tower(data.train_inputs, labels, fine_tuning,
+                                         held_out=held_out, init_from=global_model, log=context.log.info, name=name)
+                own = result.history[-1]
+                decision.update({"global_auc": global_figures.auc, "global_recall_at_100": global_figures.recall_at_k,
+                                 "segment_auc": own["auc"], "segment_recall_at_100": own["recall_at_100"],
+                                 "serves": "segment" if own["recall_at_100"] > global_figures.recall_at_k else "global"})
+            else:
+                decision["reason"] = "no members with purchases in the training window and the held-out week"
+        gate = {"finite": result is None or bool(finite(result.model)), "loss_fell": result is None or result.loss_fell}
+        if not all(gate.values()):
+            raise dg.Failure(f"{name} for week {week} failed its gate {gate}; the global model serves the segment",
+                             metadata={**gate, **decision})
+        context.log.info(f"{name}: serves {decision['serves']} ({decision})")
+        digest, uri = None, None
+        if result is not None:
+            uri, digest = store_artefact(context, artefact_store, name, week, result.state())
+        artefact_store.location().write_bytes(decision_key(segment, week), json.dumps(decision).encode())
+        metadata = {**{k: v for k, v in decision.items() if v is not None}, "artefact": uri or "", **figures}
+        if result is not None:
+            metadata["loss_curve"] = loss_plot(result.history, name)
+        yield dg.MaterializeResult(metadata=metadata)
+        yield (artefact_check(artefact_store, name, week, digest, gate) if digest
+               else dg.AssetCheckResult(passed=True, metadata={"note": decision.get("reason", "")}))
+
+    return _segment_model
+
+
+segment_models = [segment_model_asset(s) for s in MODELLED_SEGMENTS]
+
+
 @dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
-          deps=["two_tower_global", "article_content", "transactions"],
+          deps=["two_tower_global", "article_content", "transactions", "customer_segments",
+                *[f"two_tower_{s}" for s in MODELLED_SEGMENTS]],
           check_specs=[dg.AssetCheckSpec("candidates_per_customer", asset="two_tower_candidates", blocking=True,
                                          description="every customer with history has K ranked candidates among articles on sale")])
 def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
-    """Top-K retrieval candidates per customer with history, from the serving two-tower model, scored with
-    features as of W (for week W+1), among articles sold in the last `on_sale_weeks` weeks."""
-    import numpy as np
+    """Top-K retrieval candidates per customer with history, from the two-tower model serving the customer's
+    segment (its own where it validated better, else the global one), scored with features as of W (for week
+    W+1), among articles sold in the last `on_sale_weeks` weeks."""
+    import json
 
     from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import load, top_k
@@ -186,21 +256,30 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
         data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
                                   label_weeks=config.label_weeks)
-        state, _ = load_artefact(artefact_store, "two_tower_global", week)
-        model = load(state, data.serving_inputs)
         on_sale = transactions.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(config.on_sale_weeks - 1))))
         candidates = data.articles.encode(on_sale.select("article_id").unique(), "article_id", "article_idx")["article_idx"].sort()
-        with_history = data.customers.encode(transactions.select("customer_id").unique(), "customer_id", "customer_idx")["customer_idx"].sort()
-        ranked = top_k(model, with_history.to_numpy(), candidates.to_numpy(), k=config.candidates_per_customer)
+        with_history = data.customers.encode(transactions.select("customer_id").unique(), "customer_id", "customer_idx")
+        segments = partition_rows(warehouse, "customer_segments", week, "customer_id, segment")
+        with_history = with_history.join(segments, on="customer_id", how="left").with_columns(pl.col("segment").fill_null(DEFAULT))
+        serving = {}
+        for segment in MODELLED_SEGMENTS:
+            decision = json.loads(artefact_store.location().read_bytes(decision_key(segment, week)))
+            serving[segment] = f"two_tower_{segment}" if decision["serves"] == "segment" else "two_tower_global"
+        parts = []
+        for model_name, group in with_history.with_columns(
+                pl.col("segment").replace_strict(serving, default="two_tower_global").alias("model")).group_by("model"):
+            model = load(load_artefact(artefact_store, model_name[0], week)[0], data.serving_inputs)
+            ranked = top_k(model, group["customer_idx"].sort().to_numpy(), candidates.to_numpy(), k=config.candidates_per_customer)
+            parts.append(ranked.with_columns(pl.lit(model_name[0]).alias("model")))
+        ranked = pl.concat(parts)
         table = ranked.with_columns(
             data.customers.decode(ranked["customer_idx"]).alias("customer_id"),
-            data.articles.decode(ranked["article_idx"]).alias("article_id"),
-            pl.lit("two_tower_global").alias("model"), pl.lit(week).alias("week"),
-        ).select("customer_id", "article_id", "score", "rank", "model", "week")
+            data.articles.decode(ranked["article_idx"]).alias("article_id"), pl.lit(week).alias("week"),
+        ).select("customer_id", "article_id", "score", "rank", "model", "week").sort("customer_id", "rank")
     k = min(config.candidates_per_customer, candidates.len())
     per_customer = table.group_by("customer_id").len()["len"]
-    yield dg.Output(table, metadata={"rows": table.height, "customers": with_history.len(), "articles_on_sale": candidates.len(),
-                                     "preview": preview(table), **figures})
-    yield dg.AssetCheckResult(passed=bool(per_customer.len() == with_history.len() and (per_customer == k).all()),
-                              metadata={"customers_with_history": with_history.len(), "k": k,
+    yield dg.Output(table, metadata={"rows": table.height, "customers": with_history.height, "articles_on_sale": candidates.len(),
+                                     "serving": dg.MetadataValue.json(serving), "preview": preview(table), **figures})
+    yield dg.AssetCheckResult(passed=bool(per_customer.len() == with_history.height and (per_customer == k).all()),
+                              metadata={"customers_with_history": with_history.height, "k": k,
                                         "customers_with_k": int((per_customer == k).sum())})

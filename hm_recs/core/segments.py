@@ -11,25 +11,28 @@ up to the week's Tuesday (``history_until``).  The unit of evidence is a purchas
 distinct (customer, day, article); H&M writes every extra unit as a duplicate row, and three socks
 of one kind are not three decisions (``n_purchases`` still counts rows, like ``customer_features``).
 Every share is *smoothed* towards the population's pooled share with ``prior_weight``
-pseudo-lines, ``(hits + prior_weight * pooled) / (lines + prior_weight)``, so that a customer
-needs repeated evidence to reach the top of a distribution (4 lines out of 4 rank below 18 out of
-20).  Indices are null where undefined (no eligible line).
+pseudo-units, ``(hits + prior_weight * pooled) / (units + prior_weight)``, so that a customer
+needs repeated evidence to reach the top of a distribution (with a pooled share of 0.1, 4 hits out
+of 4 score 0.61 and 18 out of 20 score 0.80).  Indices are null where undefined (no eligible unit).
 
-* ``bestseller_index`` -- share of the customer's lines that were, in the week of purchase, among
-  the ``top_n`` articles of the *previous* week among buyers of the customer's age group
-  (``features.age_group``; rank by rows sold, ties at the boundary included; customers of unknown
-  age use the ranking over all buyers).  Lines of the first week of the history have no previous
-  week and are not counted.
+* ``bestseller_index`` -- share of the customer's purchase *days* after the history's first week
+  with at least one line among the bestsellers of the *previous* week of the customer's age group
+  (``features.age_group``; customers of unknown age use the ranking over all buyers).  Bestsellers:
+  rank by rows sold <= ``min(top_n, ceil(top_share * articles the group bought that week))``, ties
+  included; the ``top_share`` cap keeps "bestseller" selective on small catalogues (at H&M scale
+  ``top_n`` binds).  A day counts once because a basket's extra items (another colour, a matching
+  piece) follow its first pick: on the synthetic data this separates followers better than lines.
 * ``loyalty_index`` -- share of the customer's lines in their most frequent ``loyalty_column``
-  (default ``index_name``: 10 values such as Ladieswear / Divided / Menswear / Baby sizes, the level
-  at which H&M organises its shops; ``section_name`` (~57 values) mostly splits an index by age and
-  garment and makes every customer look loyal).  Lines of articles missing from the catalogue are
-  not counted.
+  (default ``index_name``: 10 values such as Ladieswear / Divided / Menswear / Baby sizes, the
+  shop-in-shop a customer walks into; ``section_name`` (~56 values) splits an index by garment and
+  age, so a customer loyal to one index scatters over its sections).  Lines of articles missing
+  from the catalogue are not counted.
 * ``discount_index`` -- share of the customer's lines paid at least ``discount_depth`` below the
   article's usual price: the median over the article's selling *days* (history up to the cutoff) of
-  the day's highest price paid.  Taking one price per day, the day's highest, keeps the usual price
-  at the list price although a promotion multiplies an article's sales (a median over rows would
-  drift towards the promotion price) and member discounts lower single rows.
+  the day's highest price paid (a line's price is that of its first row).  One price per day, the
+  day's highest, keeps the usual price at the list price although a promotion multiplies an
+  article's sales (a median over rows drifts towards the promotion price) and member discounts
+  lower single rows.
 * ``seasonal_index`` -- concentration of the customer's purchase *days* over the four seasons
   (``features.season``), measured against the population instead of a uniform spread (the history
   may cover the seasons unevenly, and demand is seasonal): with q_s the population's share of
@@ -69,8 +72,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from hm_recs.core.features import AGE_GROUPS, UNKNOWN_AGE_GROUP, age_group, history_until, season
-from hm_recs.core.weeks import week_end, week_expr, week_of
+from hm_recs.core.features import AGE_GROUPS, age_group, history_until, season
+from hm_recs.core.weeks import week_end, week_of
 
 COLD_START = "cold_start"
 DEFAULT = "default"
@@ -88,6 +91,7 @@ DEFAULT_PRIORITY: tuple[str, ...] = ("discount_hunter", "seasonal", "index_loyal
 
 _AGE_CODES: dict[str, int] = {name: i for i, (_, _, name) in enumerate(AGE_GROUPS)}
 _UNKNOWN_CODE = len(AGE_GROUPS)  # customers of unknown age look up the ranking over all buyers
+_SEASON_CODES: dict[str, int] = {"winter": 0, "spring": 1, "summer": 2, "autumn": 3}
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,12 @@ class SegmentConfig:
     min_margin: float = 0.05
     bestseller_floor: float = 0.25
     loyalty_floor: float = 0.5
-    discount_floor: float = 0.15
+    discount_floor: float = 0.25
     seasonal_floor: float = 0.15
     # indices
     prior_weight: float = 3.0  # pseudo-lines smoothing every share towards the population's
-    top_n: int = 50  # bestsellers of the previous week per age group
+    top_n: int = 50  # bestsellers of the previous week per age group ...
+    top_share: float = 0.25  # ... but at most this share of the articles the group bought that week
     discount_depth: float = 0.10  # "below the usual price" means at least this fraction below
     loyalty_column: str = "index_name"
     seasonal_min_history_weeks: int = 26
@@ -127,15 +132,12 @@ def _check_priority(priority: tuple[str, ...]) -> tuple[str, ...]:
     return priority
 
 
-def _smoothed(hits: pl.Expr, total: pl.Expr, pooled: float | None, weight: float) -> pl.Expr:
-    """(hits + weight * pooled) / (total + weight); null where the customer has no eligible line."""
-    prior = 0.0 if pooled is None else weight * pooled
-    return pl.when(total > 0).then((hits + prior) / (total + (weight if pooled is not None else 0.0)))
-
-
-def _pooled(frame: pl.DataFrame, hits: str, total: str) -> float | None:
-    sums = frame.select(pl.col(hits).sum(), pl.col(total).sum()).row(0)
-    return sums[0] / sums[1] if sums[1] else None
+def _smoothed(hits: str, total: str, frame: pl.DataFrame, weight: float) -> pl.Expr:
+    """(hits + weight * pooled) / (total + weight), pooled = the population's sum(hits) / sum(total);
+    null where the customer has no eligible unit."""
+    all_hits, all_total = frame.select(pl.col(hits).sum(), pl.col(total).sum()).row(0)
+    pooled = all_hits / all_total if all_total else 0.0
+    return pl.when(pl.col(total) > 0).then((pl.col(hits) + weight * pooled) / (pl.col(total) + weight))
 
 
 def segment_indices(
@@ -145,7 +147,8 @@ def segment_indices(
     week: dt.date,
     config: SegmentConfig = SegmentConfig(),
 ) -> pl.DataFrame:
-    """One row per customer of `customers`: customer_id, n_purchases and the four indices (see module doc)."""
+    """One row per customer of `customers` (in its order): customer_id, n_purchases and the four
+    indices (see the module doc); customers without purchases get n_purchases 0 and null indices."""
     if transactions.schema["t_dat"] == pl.String:
         transactions = transactions.with_columns(pl.col("t_dat").str.to_date())
     people = customers.select(
@@ -155,84 +158,127 @@ def segment_indices(
     catalogue = articles.select(
         "article_id", pl.col(config.loyalty_column).rank("dense").cast(pl.UInt32).alias("_ix")
     ).with_row_index("_a")
+    history = history_until(transactions.select("t_dat", "customer_id", "article_id", "price"), week)
+    out = people.select("_c", "customer_id")
+    first_day = history["t_dat"].min()
+    if first_day is None:  # no history at all: everybody is cold start
+        return out.select(
+            "customer_id", pl.lit(0, dtype=pl.Int64).alias("n_purchases"),
+            *[pl.lit(None, dtype=pl.Float64).alias(c) for c in INDEX_COLUMNS.values()])
 
-    # Every row up to the cutoff, on integer codes (customers outside `customers` keep a null _c:
-    # they still count for the bestseller rankings and the usual prices).
+    # Every row up to the cutoff on integer codes.  Rows of customers outside `customers` keep a
+    # null _c (they count for the bestseller rankings and usual prices only); rows of articles
+    # outside the catalogue keep a null _a (they only count in n_purchases).
+    first_week = week_of(first_day)
+    n_days = (week_end(week) - first_day).days + 1
+    n_articles = max(catalogue.height, 1)
     rows = (
-        history_until(transactions, week).lazy()
-        .select("t_dat", "customer_id", "article_id", "price")
+        history.lazy()
         .join(people.lazy(), on="customer_id", how="left")
         .join(catalogue.lazy(), on="article_id", how="left")
-        .select("_c", "_a", "_ix", "t_dat", "price", pl.col("_g").fill_null(_UNKNOWN_CODE),
-                week_expr(pl.col("t_dat")).alias("_week"))
+        .select(
+            "_c", "_a", "_ix", "price", pl.col("_g").fill_null(_UNKNOWN_CODE),
+            (pl.col("t_dat") - pl.lit(first_day)).dt.total_days().cast(pl.UInt32).alias("_day"),
+            ((pl.col("t_dat") - pl.lit(first_week)).dt.total_days() // 7).cast(pl.UInt32).alias("_w"),
+        )
         .collect()
     )
+    del history
     n_rows = rows.filter(pl.col("_c").is_not_null()).group_by("_c").agg(pl.len().alias("n_purchases"))
-    # purchase lines: one distinct (customer, day, article)
-    lines = rows.filter(pl.col("_c").is_not_null() & pl.col("_a").is_not_null()).unique(["_c", "t_dat", "_a"])
+    top = _bestseller_keys(rows, n_articles, config)
+    usual = _usual_prices(rows, catalogue.height)
 
-    parts = [
-        _bestseller_counts(rows, lines, config),
-        _discount_counts(rows, lines, config),
-        _loyalty_counts(lines),
-    ]
-    first_day = rows["t_dat"].min()
-    seasonal = _seasonal_counts(rows) if (
-        first_day is not None and (week_end(week) - first_day).days + 1 >= 7 * config.seasonal_min_history_weeks
-    ) else None
+    # Purchase lines: one per distinct (customer, day, article), keyed by integers (one u64 key
+    # dedupes far cheaper than a multi-column unique); a line's price is its first row's.
+    day_key = pl.col("_c").cast(pl.UInt64) * n_days + pl.col("_day")
+    if catalogue.height * n_days * max(people.height, 1) < 2**63:
+        first_of_line = (day_key * n_articles + pl.col("_a")).is_first_distinct()
+    else:  # astronomically large inputs: fall back to the (memory-hungrier) struct key
+        first_of_line = pl.struct("_c", "_day", "_a").is_first_distinct()
+    lines = (
+        rows.filter(pl.col("_c").is_not_null() & pl.col("_a").is_not_null()).filter(first_of_line)
+        .with_columns(day_key.alias("_cd"))
+    )
+    del rows
 
-    out = people.select("_c", "customer_id").join(n_rows, on="_c", how="left")
-    for part in parts:
-        out = out.join(part, on="_c", how="left")
     w = config.prior_weight
-    out = out.with_columns(
-        _smoothed(pl.col("_bs_hits"), pl.col("_bs_n"), _pooled(out, "_bs_hits", "_bs_n"), w).alias("bestseller_index"),
-        _smoothed(pl.col("_ix_top"), pl.col("_ix_n"), _pooled(out, "_ix_top", "_ix_n"), w).alias("loyalty_index"),
-        _smoothed(pl.col("_disc_hits"), pl.col("_disc_n"), _pooled(out, "_disc_hits", "_disc_n"), w)
-        .alias("discount_index"),
+    for part in (_bestseller_counts(lines, top, n_articles), _discount_counts(lines, usual, config),
+                 _loyalty_counts(lines)):
+        out = out.join(part, on="_c", how="left", maintain_order="left")
+    out = out.join(n_rows, on="_c", how="left", maintain_order="left").with_columns(
+        _smoothed("_bs_hits", "_bs_n", out, w).alias("bestseller_index"),
+        _smoothed("_ix_top", "_ix_n", out, w).alias("loyalty_index"),
+        _smoothed("_disc_hits", "_disc_n", out, w).alias("discount_index"),
     )
-    if seasonal is None:
-        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("seasonal_index"))
+    if n_days >= 7 * config.seasonal_min_history_weeks:
+        out = out.join(_seasonal_index(lines, first_day, n_days, w), on="_c", how="left", maintain_order="left")
     else:
-        out = out.join(_seasonal_index(seasonal, w), on="_c", how="left")
-    return (
-        out.sort("_c")
-        .with_columns(pl.col("n_purchases").fill_null(0).cast(pl.Int64))
-        .select(INDICES_COLUMNS)
-    )
+        out = out.with_columns(pl.lit(None, dtype=pl.Float64).alias("seasonal_index"))
+    return out.with_columns(pl.col("n_purchases").fill_null(0).cast(pl.Int64)).select(INDICES_COLUMNS)
 
 
-def _bestseller_counts(rows: pl.DataFrame, lines: pl.DataFrame, config: SegmentConfig) -> pl.DataFrame:
-    """Per customer: lines with a previous week in the history (_bs_n), and those in its top-N (_bs_hits)."""
-    by_group = rows.filter(pl.col("_a").is_not_null()).group_by("_week", "_g", "_a").agg(pl.len().alias("_sold"))
-    known = by_group.filter(pl.col("_g") != _UNKNOWN_CODE)
-    overall = by_group.group_by("_week", "_a").agg(pl.col("_sold").sum()).with_columns(
-        pl.lit(_UNKNOWN_CODE, dtype=pl.UInt8).alias("_g"))
-    top = (
-        pl.concat([known, overall.select(known.columns)])
-        .filter(pl.col("_sold").rank("min", descending=True).over("_week", "_g") <= config.top_n)
-        .select((pl.col("_week") + pl.duration(weeks=1)).alias("_week"), "_g", "_a", pl.lit(True).alias("_top"))
-    )
-    first_week = week_of(rows["t_dat"].min()) if rows.height else None
-    return (
-        lines.filter(pl.col("_week") > pl.lit(first_week))
-        .join(top, on=["_week", "_g", "_a"], how="left")
-        .group_by("_c").agg(pl.len().alias("_bs_n"), pl.col("_top").fill_null(False).sum().alias("_bs_hits"))
-    )
-
-
-def _discount_counts(rows: pl.DataFrame, lines: pl.DataFrame, config: SegmentConfig) -> pl.DataFrame:
-    """Per customer: lines (_disc_n) and lines paid at least discount_depth below the usual price (_disc_hits)."""
-    usual = (
+def _bestseller_keys(rows: pl.DataFrame, n_articles: int, config: SegmentConfig) -> pl.Series:
+    """Keys (week index, age group, article) of each week's bestsellers per age group: rank by rows
+    sold <= min(top_n, ceil(top_share * articles the group bought that week)), ties included.  The
+    unknown-age group gets the ranking over all buyers."""
+    n_groups = _UNKNOWN_CODE + 1
+    sold = (
         rows.filter(pl.col("_a").is_not_null())
-        .group_by("_a", "t_dat").agg(pl.col("price").max())
-        .group_by("_a").agg(pl.col("price").median().alias("_usual"))
+        .group_by(((pl.col("_w").cast(pl.UInt64) * n_groups + pl.col("_g")) * n_articles + pl.col("_a"))
+                  .alias("_key"))
+        .agg(pl.len().alias("_sold"))
+        .with_columns((pl.col("_key") // (n_groups * n_articles)).alias("_w"),
+                      (pl.col("_key") // n_articles % n_groups).alias("_g"),
+                      (pl.col("_key") % n_articles).alias("_a"))
     )
-    # a line's price: the lowest paid for it that day (units of one line are duplicate rows)
-    paid = rows.filter(pl.col("_c").is_not_null() & pl.col("_a").is_not_null()).group_by("_c", "t_dat", "_a").agg(
-        pl.col("price").min())
+    overall = sold.group_by("_w", "_a").agg(pl.col("_sold").sum()).with_columns(pl.lit(_UNKNOWN_CODE).alias("_g"))
+    keys = ["_w", "_g"]
+    n_top = pl.min_horizontal(
+        pl.lit(float(config.top_n)), (config.top_share * pl.len().over(keys)).ceil().clip(lower_bound=1.0))
     return (
-        paid.join(usual, on="_a", how="inner")
+        pl.concat([sold.filter(pl.col("_g") != _UNKNOWN_CODE).select("_w", "_g", "_a", "_sold"),
+                   overall.select("_w", pl.col("_g").cast(pl.UInt64), "_a", "_sold")])
+        .filter(pl.col("_sold").rank("min", descending=True).over(keys) <= n_top)
+        .select(((pl.col("_w") * n_groups + pl.col("_g")) * n_articles + pl.col("_a")).alias("_key"))
+        .to_series()
+    )
+
+
+def _usual_prices(rows: pl.DataFrame, n_articles: int) -> pl.Series:
+    """Per article (catalogue position): median over its selling days of the day's highest price."""
+    n_days = int(rows["_day"].max()) + 1
+    per_article = (
+        rows.filter(pl.col("_a").is_not_null())
+        .group_by((pl.col("_a").cast(pl.UInt64) * n_days + pl.col("_day")).alias("_ad")).agg(pl.col("price").max())
+        .select((pl.col("_ad") // n_days).cast(pl.UInt32).alias("_a"), "price")
+        .group_by("_a").agg(pl.col("price").median())
+    )
+    return (
+        pl.DataFrame({"_a": pl.arange(0, n_articles, eager=True).cast(pl.UInt32)})
+        .join(per_article, on="_a", how="left", maintain_order="left")["price"]
+    )
+
+
+def _bestseller_counts(lines: pl.DataFrame, top: pl.Series, n_articles: int) -> pl.DataFrame:
+    """Per customer: purchase days after the first week of the history (_bs_n), and those with at
+    least one line among the previous week's bestsellers of the customer's age group (_bs_hits)."""
+    n_groups = _UNKNOWN_CODE + 1
+    previous = ((pl.col("_w").cast(pl.UInt64) - 1) * n_groups + pl.col("_g")) * n_articles + pl.col("_a")
+    eligible = lines.filter(pl.col("_w") > 0).select("_c", "_cd", previous.is_in(top.implode()).alias("_hit"))
+    days = eligible.filter(pl.col("_cd").is_first_distinct()).group_by("_c").agg(pl.len().alias("_bs_n"))
+    hits = (
+        eligible.filter(pl.col("_hit")).filter(pl.col("_cd").is_first_distinct())
+        .group_by("_c").agg(pl.len().alias("_bs_hits"))
+    )
+    return days.join(hits, on="_c", how="left").with_columns(pl.col("_bs_hits").fill_null(0))
+
+
+def _discount_counts(lines: pl.DataFrame, usual: pl.Series, config: SegmentConfig) -> pl.DataFrame:
+    """Per customer: lines of articles with a usual price (_disc_n) and those paid at least
+    discount_depth below it (_disc_hits)."""
+    return (
+        lines.select("_c", "price", pl.lit(usual).gather(pl.col("_a")).alias("_usual"))
+        .filter(pl.col("_usual").is_not_null())
         .group_by("_c").agg(
             pl.len().alias("_disc_n"),
             (pl.col("price") <= (1.0 - config.discount_depth) * pl.col("_usual")).sum().alias("_disc_hits"),
@@ -242,39 +288,39 @@ def _discount_counts(rows: pl.DataFrame, lines: pl.DataFrame, config: SegmentCon
 
 def _loyalty_counts(lines: pl.DataFrame) -> pl.DataFrame:
     """Per customer: lines with a known index (_ix_n) and lines in the most frequent one (_ix_top)."""
+    n_ix = int(lines["_ix"].max() or 0) + 1
     return (
         lines.filter(pl.col("_ix").is_not_null())
-        .group_by("_c", "_ix").agg(pl.len().alias("_k"))
-        .group_by("_c").agg(pl.col("_k").sum().alias("_ix_n"), pl.col("_k").max().alias("_ix_top"))
+        .group_by((pl.col("_c").cast(pl.UInt64) * n_ix + pl.col("_ix")).alias("_cix")).agg(pl.len().alias("_k"))
+        .group_by((pl.col("_cix") // n_ix).cast(pl.UInt32).alias("_c"))
+        .agg(pl.col("_k").sum().alias("_ix_n"), pl.col("_k").max().alias("_ix_top"))
     )
 
 
-def _seasonal_counts(rows: pl.DataFrame) -> pl.DataFrame:
-    """Purchase days per (customer, season); a customer's null _c rows only count for the population."""
-    return (
-        rows.select("_c", "t_dat").unique()
-        .with_columns(season(pl.col("t_dat")).alias("_s"))
-        .group_by("_c", "_s").agg(pl.len().alias("_days"))
+def _seasonal_index(lines: pl.DataFrame, first_day: dt.date, n_days: int, weight: float) -> pl.DataFrame:
+    """max_s (p_s - q_s) / (1 - q_s) over the customer's purchase days (module doc).  Only seasons the
+    customer shopped in need evaluating: the shares sum to 1 on both sides, so some shopped season
+    has p_s > q_s, while a season without purchase days has p_s < q_s."""
+    calendar = pl.select(pl.date_range(first_day, first_day + dt.timedelta(days=n_days - 1)).alias("_d"))
+    season_of_day = calendar.select(
+        season(pl.col("_d")).replace_strict(_SEASON_CODES, return_dtype=pl.UInt64)).to_series()
+    days = (
+        lines.filter(pl.col("_cd").is_first_distinct())
+        .group_by((pl.col("_c").cast(pl.UInt64) * 4 + pl.lit(season_of_day).gather(pl.col("_day"))).alias("_cs"))
+        .agg(pl.len().alias("_days"))
+        .select((pl.col("_cs") // 4).cast(pl.UInt32).alias("_c"), (pl.col("_cs") % 4).alias("_s"), "_days")
     )
-
-
-def _seasonal_index(days: pl.DataFrame, weight: float) -> pl.DataFrame:
-    """max_s (p_s - q_s) / (1 - q_s), p the smoothed share of the customer's purchase days in season s."""
     population = days.group_by("_s").agg(pl.col("_days").sum()).with_columns(
         (pl.col("_days") / pl.col("_days").sum()).alias("_q")).select("_s", "_q")
-    if population.height < 2:  # one season only: concentration is undefined
+    if population.height < 2:  # a single season: concentration is undefined
         return days.select("_c").unique().with_columns(pl.lit(None, dtype=pl.Float64).alias("seasonal_index"))
-    customer = days.filter(pl.col("_c").is_not_null())
-    # every season of the population for every customer (seasons they never shopped in have 0 days)
-    grid = (
-        customer.select("_c").unique().join(population, how="cross")
-        .join(customer, on=["_c", "_s"], how="left")
-        .with_columns(pl.col("_days").fill_null(0))
-        .with_columns(pl.col("_days").sum().over("_c").alias("_n"))
-        .with_columns(((pl.col("_days") + weight * pl.col("_q")) / (pl.col("_n") + weight)).alias("_p"))
+    return (
+        days.join(population, on="_s", how="left")
+        .with_columns(((pl.col("_days") + weight * pl.col("_q")) / (pl.col("_days").sum().over("_c") + weight))
+                      .alias("_p"))
+        .group_by("_c").agg(((pl.col("_p") - pl.col("_q")) / (1.0 - pl.col("_q"))).max().clip(0.0, 1.0)
+                            .alias("seasonal_index"))
     )
-    return grid.group_by("_c").agg(
-        ((pl.col("_p") - pl.col("_q")) / (1.0 - pl.col("_q"))).max().clip(0.0, 1.0).alias("seasonal_index"))
 
 
 def thresholds(indices: pl.DataFrame, config: SegmentConfig = SegmentConfig()) -> dict[str, float]:
@@ -302,8 +348,8 @@ def assign_segments(
     qualified = pl.col("n_purchases") >= config.min_purchases
     members = indices.select(
         "customer_id", "n_purchases",
-        *[(qualified & (pl.col(column) >= thresholds.get(segment, math.inf)).fill_null(False)).alias(f"member_{segment}")
-          for segment, column in INDEX_COLUMNS.items()],
+        *[(qualified & (pl.col(column) >= thresholds.get(segment, math.inf)).fill_null(False))
+          .alias(f"member_{segment}") for segment, column in INDEX_COLUMNS.items()],
     )
     primary = pl.when(pl.col("n_purchases") == 0).then(pl.lit(COLD_START))
     for segment in priority:

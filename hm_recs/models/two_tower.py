@@ -149,12 +149,14 @@ class TwoTowerModel(nn.Module):
 @dataclass
 class TwoTowerResult:
     model: TwoTowerModel
-    history: list[dict]
+    history: list[dict]   # epoch 0 = before training; later epochs: mean loss while training (+ held-out figures)
     config: TwoTowerConfig
+    starting_loss: float  # training loss before any update, on a fixed set of negatives
+    final_loss: float     # the same after training
 
     @property
     def loss_fell(self) -> bool:
-        return len(self.history) > 1 and self.history[-1]["loss"] < self.history[0]["loss"]
+        return self.final_loss < self.starting_loss
 
     def state(self) -> dict:
         return {"config": asdict(self.config), "weights": self.model.state_dict(), "history": self.history,
@@ -198,21 +200,38 @@ def train_two_tower(
     pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long)
     n_articles = inputs.n_articles
     popularity = torch.bincount(pairs[:, 1], minlength=n_articles)
-    history = []
+
+    def batch_loss(batch: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+        if negatives is None:
+            negatives = sample_negatives(n_articles, (len(batch), config.negatives), generator, popularity,
+                                         config.popularity_negative_share)
+        items = torch.cat([batch[:, 1:2], negatives], dim=1)
+        keys = batch[:, 2:3] * n_articles + items  # (snapshot, article) pairs, each tower pass done once
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        item_vectors = model.article_vectors(unique % n_articles, unique // n_articles)[inverse]
+        logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
+        return _loss(logits, config.loss)
+
+    # The gate's "loss fell" compares the training loss before and after training on the same negatives
+    # (epoch losses use fresh negatives each time and are noisy on small data such as a segment).
+    fixed_negatives = sample_negatives(n_articles, (len(pairs), config.negatives), torch.Generator().manual_seed(config.seed + 1),
+                                       popularity, config.popularity_negative_share)
+
+    def fixed_loss() -> float:
+        model.eval()
+        with torch.no_grad():
+            losses = [batch_loss(pairs[i:i + config.batch_size], fixed_negatives[i:i + config.batch_size]).item() * len(pairs[i:i + config.batch_size])
+                      for i in range(0, len(pairs), config.batch_size)]
+        return sum(losses) / max(len(pairs), 1)
+
+    starting_loss = fixed_loss()  # random init, or the model warm-started from
+    history = [{"epoch": 0, "loss": starting_loss, "seconds": 0.0}]
     for epoch in range(config.epochs):
         started, total, batches = time.perf_counter(), 0.0, 0
         model.train()
         order = torch.randperm(len(pairs), generator=generator)
         for start in range(0, len(pairs), config.batch_size):
-            batch = pairs[order[start:start + config.batch_size]]
-            negatives = sample_negatives(n_articles, (len(batch), config.negatives), generator, popularity,
-                                         config.popularity_negative_share)
-            items = torch.cat([batch[:, 1:2], negatives], dim=1)
-            keys = batch[:, 2:3] * n_articles + items  # (snapshot, article) pairs, each tower pass done once
-            unique, inverse = torch.unique(keys, return_inverse=True)
-            item_vectors = model.article_vectors(unique % n_articles, unique // n_articles)[inverse]
-            logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
-            loss = _loss(logits, config.loss)
+            loss = batch_loss(pairs[order[start:start + config.batch_size]])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -223,8 +242,9 @@ def train_two_tower(
         history.append(figures)
         extra = f", AUC {figures['auc']:.3f}, recall@100 {figures['recall_at_100']:.3f}" if "auc" in figures else ""
         log(f"{name} epoch {figures['epoch']}: loss {figures['loss']:.4f} ({figures['seconds']:.1f} s){extra}")
-    model.eval()
-    return TwoTowerResult(model, history, config)
+    final_loss = fixed_loss()
+    log(f"{name}: training loss on fixed negatives {starting_loss:.4f} -> {final_loss:.4f}")
+    return TwoTowerResult(model, history, config, starting_loss, final_loss)
 
 
 def evaluate(model: TwoTowerModel, held_out: pl.DataFrame, k: int = 100):
