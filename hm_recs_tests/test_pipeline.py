@@ -55,6 +55,31 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
     assert best in {"popularity", "trending", "repurchase"}
 
 
+def test_models_segments_and_candidates(two_weeks, small_data):
+    """The learned-model stages of the graph: segments, per-segment decisions, serving-model candidates."""
+    import json
+
+    resources, results = two_weeks
+    week = WEEKS[4]
+    segments = read_table(resources, f"select * from hm.customer_segments where week = '{week}'")
+    assert segments.height == small_data.customers.height and segments["customer_id"].n_unique() == segments.height
+    store = resources["artefact_store"].location()
+    serving = {}
+    for segment in ("bestseller_follower", "index_loyal", "discount_hunter", "seasonal", "default"):
+        decision = json.loads(store.read_bytes(f"models/two_tower_{segment}/week={week}/decision.json"))
+        assert decision["serves"] in {"segment", "global"}
+        serving[segment] = decision["serves"]
+    candidates = read_table(resources, f"select * from hm.two_tower_candidates where week = '{week}'")
+    per_customer = candidates.group_by("customer_id").agg(pl.len(), pl.col("rank").max(), pl.col("model").unique())
+    assert per_customer["len"].n_unique() == 1 and (per_customer["len"] == per_customer["rank"]).all()
+    served = candidates.join(segments.select("customer_id", "segment"), on="customer_id").group_by("segment").agg(pl.col("model").unique())
+    for segment, models in served.iter_rows():
+        expected = f"two_tower_{segment}" if serving.get(segment) == "segment" else "two_tower_global"
+        assert models == [expected], (segment, models)
+    (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "two_tower_gate"]
+    assert gate.passed and gate.metadata["gate/auc_beats_popularity"].value is True
+
+
 def test_tables_round_trip_with_their_counts(two_weeks, small_data):
     resources, _ = two_weeks
     week = WEEKS[4]

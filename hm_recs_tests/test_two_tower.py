@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from hm_recs.core.weeks import week_of
-from hm_recs.models.common import IdIndex, finite, from_bytes, popularity_retrieval, to_bytes
+from hm_recs.models.common import IdIndex, RetrievalFigures, finite, from_bytes, popularity_retrieval, serving_choice, to_bytes
 from hm_recs.models.content import ContentConfig, ContentModel, train_content_encoder
 from hm_recs.models.training_data import TwoTowerData
-from hm_recs.models.two_tower import TwoTowerConfig, load, top_k, train_two_tower
+from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, top_k, train_two_tower
 from hm_recs.synthetic import SyntheticConfig, generate
 
 FAST = TwoTowerConfig(epochs=2, dim=16, hidden=32)
@@ -113,3 +113,23 @@ def test_learns_planted_taste_better_than_popularity(data):
     print(f"two-tower recall@100 {learned['recall_at_100']:.3f} AUC {learned['auc']:.3f} vs popularity {baseline.recall_at_k:.3f} / {baseline.auc:.3f}")
     assert learned["recall_at_100"] > baseline.recall_at_k + 0.015, (learned, baseline)
     assert learned["auc"] > baseline.auc + 0.02, (learned, baseline)
+
+
+def test_segment_serving_choice():
+    global_model = RetrievalFigures(auc=0.8, recall_at_k=0.70, customers=100, k=100)
+    assert serving_choice(global_model, RetrievalFigures(0.7, 0.71, 100, 100)) == "segment"  # recall decides
+    assert serving_choice(global_model, RetrievalFigures(0.9, 0.70, 100, 100)) == "global"   # a tie keeps global
+    assert serving_choice(global_model, RetrievalFigures(0.9, 0.60, 100, 100)) == "global"
+
+
+def test_segment_model_fine_tunes_on_its_customers(data):
+    """Warm-started from the global model and fine-tuned on one group's purchases, the training loss on that
+    group falls and the model stays usable for the choice."""
+    base = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
+    group = data.labels["customer_idx"].unique().sort().head(400).implode()
+    labels = data.labels.filter(pl.col("customer_idx").is_in(group))
+    held = data.held_out.filter(pl.col("customer_idx").is_in(group))
+    tuned = train_two_tower(data.train_inputs, labels, TwoTowerConfig(epochs=2, dim=16, hidden=32, lr=1e-3, batch_size=256),
+                            held_out=held, init_from=base.model, log=lambda m: None)
+    assert tuned.loss_fell and tuned.starting_loss < base.starting_loss  # it started from the trained model
+    assert serving_choice(evaluate(base.model, held), evaluate(tuned.model, held)) in {"segment", "global"}

@@ -187,7 +187,7 @@ def segment_model_asset(segment: str):
                        artefact_store: ArtefactStore):
         import json
 
-        from hm_recs.models.common import finite
+        from hm_recs.models.common import finite, serving_choice
         from hm_recs.models.training_data import TwoTowerData
         from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, train_two_tower
 
@@ -209,10 +209,10 @@ def segment_model_asset(segment: str):
                 fine_tuning = TwoTowerConfig(epochs=config.segment_epochs, seed=config.seed, lr=1e-3, batch_size=256)
                 result = train_two_tower(data.train_inputs, labels, fine_tuning,
                                          held_out=held_out, init_from=global_model, log=context.log.info, name=name)
-                own = result.history[-1]
+                own = evaluate(result.model, held_out)
                 decision.update({"global_auc": global_figures.auc, "global_recall_at_100": global_figures.recall_at_k,
-                                 "segment_auc": own["auc"], "segment_recall_at_100": own["recall_at_100"],
-                                 "serves": "segment" if own["recall_at_100"] > global_figures.recall_at_k else "global"})
+                                 "segment_auc": own.auc, "segment_recall_at_100": own.recall_at_k,
+                                 "serves": serving_choice(global_figures, own)})
             else:
                 decision["reason"] = "no members with purchases in the training window and the held-out week"
         gate = {"finite": result is None or bool(finite(result.model)), "loss_fell": result is None or result.loss_fell}

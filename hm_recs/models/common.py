@@ -128,3 +128,9 @@ def popularity_retrieval(purchases: pl.DataFrame, held_out: pl.DataFrame, n_item
     counts = torch.bincount(torch.as_tensor(purchases["article_idx"].to_numpy().copy(), dtype=torch.long),
                             minlength=n_items).float()
     return retrieval_metrics(lambda c: counts.expand(len(c), -1), held_out, n_items, k=k)
+
+
+def serving_choice(global_figures: RetrievalFigures, segment_figures: RetrievalFigures) -> str:
+    """Which model serves a segment: its own only where it beats the global model's held-out recall@k on the
+    segment's customers (ties keep the global model: one model less to run and explain)."""
+    return "segment" if segment_figures.recall_at_k > global_figures.recall_at_k else "global"

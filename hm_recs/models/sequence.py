@@ -1,0 +1,426 @@
+"""Global sequence model after Heinz, Bracher & Vollgraf (2017), "An LSTM-based dynamic customer model for
+fashion recommendation".
+
+A customer's purchase history is a time-ordered sequence of article content vectors ("Fashion DNA", a fixed
+input matrix, so unseen articles have a vector too) with time stamps. A recurrent encoder (LSTM, or a causal
+transformer encoder) reads it; each step's input is the projected content vector of the article bought,
+concatenated with time features. Its output at the last purchase, projected to `dim`, is the customer's style
+vector s. An article tower projects content vectors to `dim` (a), plus an optional learned per-article bias b:
+score = s . a + b.
+
+Training is teacher-forced next-purchase prediction: the output at position t (having read purchases 0..t)
+predicts the purchase at t + 1, against sampled negatives (uniform mixed with popularity-weighted, see
+`common.sample_negatives`), with BCE or a pairwise "sigmoid_rank" loss.
+
+Layout and conventions (see `SequenceData`):
+- sequences are LEFT-aligned (position 0 = oldest kept purchase) and right-padded. Both encoders are causal, so
+  padding after a sequence never reaches its outputs; a customer's vector is the output at `length - 1`;
+- several units of one article bought by a customer on one day (H&M writes one row per unit) are one item;
+- a basket = the items of one customer with the same t_dat. Items are shuffled within the basket with the
+  seeded generator, and only the FIRST item of each basket is a target (predicted from the prefix ending with
+  the last item of the previous basket); the other items are inputs only;
+- only the last `max_len` items of each customer are kept;
+- time features of step t (target date T = the date of item t + 1 in training, `as_of` at the last step when
+  scoring): log1p(days since the previous item), log1p(days from item t to T) (0 within a basket), and the
+  annual phase of T (sin, cos; `day_of_year`);
+- the logits in the loss are corrected by -log(k q(i)), q being the exact negative sampling distribution
+  (`logq_correction`): with BCE against sampled negatives the optimal logit is log p(i | history) / (k q(i)), so
+  the score itself estimates log p(i | history) and popularity-weighted (hard) negatives do not teach the model
+  to discount popular articles.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import polars as pl
+import torch
+from torch import nn
+
+from hm_recs.models.common import retrieval_metrics, sample_negatives, set_seed
+
+EPOCH = dt.date(1970, 1, 1)
+DAY_SCALE = 5.0  # log1p(days) / DAY_SCALE: about 1 for a year
+
+
+def day_number(day: dt.date) -> int:
+    """Days since 1970-01-01 (what polars stores for a Date)."""
+    return (day - EPOCH).days
+
+
+@dataclass(frozen=True)
+class SequenceConfig:
+    dim: int = 64
+    hidden: int = 128
+    encoder: str = "lstm"        # "lstm" | "transformer"
+    max_len: int = 50
+    negatives: int = 20
+    loss: str = "bce"            # "bce" | "sigmoid_rank"
+    epochs: int = 5
+    batch_size: int = 256        # sequences (customers) per batch
+    lr: float = 2e-3
+    weight_decay: float = 1e-6
+    popularity_negative_share: float = 0.5
+    seed: int = 0
+    # options beyond the paper's core (defaults measured on synthetic data, see the module docstring)
+    article_bias: bool = True    # learned per-article bias
+    day_of_year: bool = True     # annual phase (sin, cos) of the target date as a time feature
+    logq_correction: bool = True
+    transformer_layers: int = 2
+    transformer_heads: int = 4
+
+
+@dataclass
+class SequenceData:
+    """Purchase sequences of every customer with history up to `cutoff`, one row per customer.
+
+    Left-aligned and right-padded to `max_length` = min(max_len, longest sequence): row r holds its
+    `lengths[r]` items at positions 0..lengths[r]-1, oldest first; padding has article `n_articles`
+    (a zero content row), day 0 and basket_start False."""
+
+    customers: torch.Tensor     # [N] int64 customer_idx of each row, ascending
+    articles: torch.Tensor      # [N, L] int32 article_idx (padding: n_articles)
+    days: torch.Tensor          # [N, L] int32 days since 1970-01-01 (padding: 0)
+    basket_start: torch.Tensor  # [N, L] bool: the item is the first (after shuffling) of its basket
+    lengths: torch.Tensor       # [N] int64, 1..L
+    n_articles: int
+    cutoff: dt.date
+
+    def __len__(self) -> int:
+        return len(self.customers)
+
+    @property
+    def max_length(self) -> int:
+        return self.articles.shape[1]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """[N, L] bool: item t is a training target (first item of a basket, t >= 1), predicted from 0..t-1."""
+        targets = self.basket_start.clone()
+        targets[:, 0] = False
+        return targets
+
+    def rows(self, customer_idx: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Row of each customer_idx, -1 for customers without history."""
+        idx = np.asarray(customer_idx, dtype=np.int64).reshape(-1)
+        known = self.customers.numpy()
+        pos = np.searchsorted(known, idx)
+        pos_clipped = np.minimum(pos, max(len(known) - 1, 0))
+        found = (pos < len(known)) & (known[pos_clipped] == idx) if len(known) else np.zeros(len(idx), dtype=bool)
+        return np.where(found, pos_clipped, -1)
+
+
+def build_sequences(purchases: pl.DataFrame, n_articles: int, cutoff: dt.date, max_len: int,
+                    generator: torch.Generator) -> SequenceData:
+    """purchases: customer_idx (int), article_idx (int), t_dat (pl.Date); only rows with t_dat <= cutoff are used
+    (cutoff = the last day of data the model may see). Duplicate rows (units) are one item; items are shuffled
+    within each basket with `generator` (draws in (customer, day, article) order, so the result does not depend
+    on the row order of `purchases`). Vectorised: one polars sort, numpy scatter into the padded tensors."""
+    items = (purchases.lazy()
+             .filter(pl.col("t_dat") <= pl.lit(cutoff))
+             .select(pl.col("customer_idx").cast(pl.Int64), pl.col("article_idx").cast(pl.Int64),
+                     pl.col("t_dat").cast(pl.Date).cast(pl.Int32).alias("day"))
+             .unique()
+             .sort("customer_idx", "day", "article_idx")
+             .collect())
+    n = items.height
+    shuffle_key = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
+    items = items.with_columns(pl.Series("key", shuffle_key)).sort("customer_idx", "day", "key")
+    customer = items["customer_idx"].to_numpy()
+    article = items["article_idx"].to_numpy()
+    day = items["day"].to_numpy()
+    if n and (article.min() < 0 or article.max() >= n_articles):
+        raise ValueError(f"article_idx outside 0..{n_articles - 1}")
+
+    new_basket = np.ones(n, dtype=bool)
+    if n:
+        new_basket[1:] = (customer[1:] != customer[:-1]) | (day[1:] != day[:-1])
+    customers, starts, counts = np.unique(customer, return_index=True, return_counts=True)
+    group = np.repeat(np.arange(len(customers)), counts)
+    position = np.arange(n) - starts[group]
+    lengths = np.minimum(counts, max_len)
+    skip = counts - lengths                     # truncation: keep the last max_len items
+    keep = position >= skip[group]
+    position = position[keep] - skip[group][keep]
+    group = group[keep]
+    width = int(lengths.max()) if len(lengths) else 1
+
+    articles = np.full((len(customers), width), n_articles, dtype=np.int32)
+    days = np.zeros((len(customers), width), dtype=np.int32)
+    basket_start = np.zeros((len(customers), width), dtype=bool)
+    articles[group, position] = article[keep]
+    days[group, position] = day[keep]
+    basket_start[group, position] = new_basket[keep]
+    return SequenceData(
+        customers=torch.as_tensor(customers.astype(np.int64)),
+        articles=torch.as_tensor(articles),
+        days=torch.as_tensor(days),
+        basket_start=torch.as_tensor(basket_start),
+        lengths=torch.as_tensor(lengths.astype(np.int64)),
+        n_articles=n_articles,
+        cutoff=cutoff,
+    )
+
+
+class SequenceModel(nn.Module):
+    def __init__(self, article_content: torch.Tensor, config: SequenceConfig):
+        super().__init__()
+        if config.encoder not in ("lstm", "transformer"):
+            raise ValueError(f"unknown encoder {config.encoder!r}")
+        self.config = config
+        content = article_content.float()
+        self.n_articles, n_features = content.shape
+        # row n_articles = padding (zeros); not saved in the state dict: the content matrix is an input
+        self.register_buffer("content", torch.cat([content, torch.zeros(1, n_features)]), persistent=False)
+        self.n_time = 4 if config.day_of_year else 2
+        h = config.hidden
+        self.input_projection = nn.Sequential(nn.Linear(n_features, h), nn.ReLU())
+        if config.encoder == "lstm":
+            self.lstm = nn.LSTM(h + self.n_time, h, batch_first=True)
+        else:
+            self.transformer_input = nn.Linear(h + self.n_time, h)
+            self.position = nn.Embedding(max(config.max_len, 1), h)
+            nn.init.normal_(self.position.weight, std=0.02)
+            layer = nn.TransformerEncoderLayer(h, config.transformer_heads, dim_feedforward=2 * h, dropout=0.0,
+                                               batch_first=True, norm_first=True)
+            self.transformer = nn.TransformerEncoder(layer, config.transformer_layers, enable_nested_tensor=False)
+            self.transformer_norm = nn.LayerNorm(h)
+        self.head = nn.Linear(h, config.dim)
+        self.article_tower = nn.Sequential(nn.Linear(n_features, h), nn.ReLU(), nn.Linear(h, config.dim))
+        self.bias = nn.Parameter(torch.zeros(self.n_articles)) if config.article_bias else None
+
+    # -- customer side --------------------------------------------------------------------------------------
+    def _time_features(self, days: torch.Tensor, lengths: torch.Tensor, as_of_day: int) -> torch.Tensor:
+        """[B, L, n_time]; the target date of step t is the day of item t + 1, `as_of_day` at the last item."""
+        days = days.long()
+        b, width = days.shape
+        since = torch.zeros_like(days)
+        since[:, 1:] = days[:, 1:] - days[:, :-1]
+        target = torch.cat([days[:, 1:], torch.zeros(b, 1, dtype=days.dtype)], dim=1)
+        target[torch.arange(b), lengths - 1] = as_of_day
+        valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        since = since.clamp(min=0).float().log1p() / DAY_SCALE
+        until = (target - days).clamp(min=0).float().log1p() / DAY_SCALE
+        features = [since, until]
+        if self.config.day_of_year:
+            phase = target.float() * (2 * math.pi / 365.25)
+            features += [torch.sin(phase), torch.cos(phase)]
+        return torch.stack(features, dim=-1) * valid.unsqueeze(-1)
+
+    def encode(self, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor, as_of_day: int) -> torch.Tensor:
+        """Style vectors after every position: [B, L, dim] (causal: position t has read items 0..t only)."""
+        x = torch.cat([self.input_projection(self.content[articles.long()]),
+                       self._time_features(days, lengths, as_of_day)], dim=-1)
+        if self.config.encoder == "lstm":
+            out, _ = self.lstm(x)
+        else:
+            width = x.shape[1]
+            x = self.transformer_input(x) + self.position(torch.arange(width))
+            mask = nn.Transformer.generate_square_subsequent_mask(width)
+            out = self.transformer_norm(self.transformer(x, mask=mask, is_causal=True))
+        return self.head(out)
+
+    def _batch(self, data: SequenceData, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        lengths = data.lengths[rows]
+        width = int(lengths.max()) if len(rows) else 1
+        return data.articles[rows, :width], data.days[rows, :width], lengths, rows
+
+    def customer_vectors(self, data: SequenceData, customer_rows: torch.Tensor, as_of: dt.date) -> torch.Tensor:
+        """[B, dim] style vectors of the customers at rows `customer_rows` of `data` (see `SequenceData.rows`),
+        for predicting purchases from `as_of` on."""
+        articles, days, lengths, _ = self._batch(data, customer_rows)
+        if len(lengths) == 0:
+            return torch.zeros(0, self.config.dim)
+        out = self.encode(articles, days, lengths, day_number(as_of))
+        return out[torch.arange(len(lengths)), lengths - 1]
+
+    # -- article side and scores ----------------------------------------------------------------------------
+    def article_vectors(self, article_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """[n_articles, dim] (or the given articles')."""
+        content = self.content[:self.n_articles] if article_idx is None else self.content[article_idx]
+        return self.article_tower(content)
+
+    def article_bias(self, article_idx: torch.Tensor | None = None) -> torch.Tensor:
+        if self.bias is None:
+            n = self.n_articles if article_idx is None else len(article_idx)
+            return torch.zeros(n)
+        return self.bias if article_idx is None else self.bias[article_idx]
+
+    def score(self, customer_vectors: torch.Tensor, article_idx: torch.Tensor | None = None,
+              article_vectors: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, n_articles] (or [B, len(article_idx)]) scores s . a + b. `article_vectors` (of `article_idx`, or
+        of all articles) may be passed precomputed."""
+        if article_idx is not None:
+            article_idx = torch.as_tensor(article_idx, dtype=torch.long)
+        vectors = self.article_vectors(article_idx) if article_vectors is None else article_vectors
+        return customer_vectors @ vectors.T + self.article_bias(article_idx)
+
+
+@dataclass
+class TrainingResult:
+    model: SequenceModel
+    history: list[dict]     # per epoch: epoch, loss, seconds (+ auc, recall_at_100, customers with held_out)
+    config: SequenceConfig
+
+
+def negative_distribution(n_articles: int, popularity: torch.Tensor | None, share: float) -> torch.Tensor:
+    """The exact distribution `sample_negatives` draws from (uniform / popularity-weighted mixture)."""
+    uniform = torch.full((n_articles,), 1.0 / n_articles, dtype=torch.float64)
+    if popularity is None or share <= 0:
+        return uniform
+    weights = popularity.double().clamp(min=0) + 1e-6
+    return (1 - share) * uniform + share * weights / weights.sum()
+
+
+def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, generator: torch.Generator,
+               popularity: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """Mean loss over the targets of the sequences at `rows` and their number; negatives drawn with `generator`
+    (pass a generator seeded alike to get the same negatives twice)."""
+    config = model.config
+    articles, days, lengths, _ = model._batch(data, rows)
+    targets = data.basket_start[torch.as_tensor(rows, dtype=torch.long), :articles.shape[1]]  # a copy
+    targets[:, 0] = False
+    seq, pos = targets[:, 1:].nonzero(as_tuple=True)  # predicting item pos + 1 from the output at pos
+    if len(seq) == 0:
+        return torch.zeros((), requires_grad=True), 0
+    out = model.encode(articles, days, lengths, day_number(data.cutoff + dt.timedelta(days=1)))
+    style = out[seq, pos]                                               # [T, dim]
+    positive = articles[seq, pos + 1].long()
+    negatives = sample_negatives(model.n_articles, (len(seq), config.negatives), generator, popularity,
+                                 config.popularity_negative_share)
+    items = torch.cat([positive.unsqueeze(1), negatives], dim=1)       # [T, 1 + n]
+    unique, inverse = torch.unique(items, return_inverse=True)
+    vectors = model.article_vectors(unique)[inverse]                    # [T, 1 + n, dim]
+    logits = (style.unsqueeze(1) * vectors).sum(-1) + model.article_bias(unique)[inverse]
+    if config.logq_correction:
+        q = negative_distribution(model.n_articles, popularity, config.popularity_negative_share)
+        logits = logits - torch.log(config.negatives * q[items]).float()
+    weight = torch.ones_like(logits)
+    weight[:, 1:] = (negatives != positive.unsqueeze(1)).float()       # accidental hits are no negatives
+    if config.loss == "bce":
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        losses = nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        loss = (losses * weight).sum() / weight.sum()
+    elif config.loss == "sigmoid_rank":
+        losses = -nn.functional.logsigmoid(logits[:, :1] - logits[:, 1:])
+        loss = (losses * weight[:, 1:]).sum() / weight[:, 1:].sum().clamp(min=1)
+    else:
+        raise ValueError(f"unknown loss {config.loss!r}")
+    return loss, len(seq)
+
+
+def _scorer(model: SequenceModel, data: SequenceData, as_of: dt.date) -> Callable[[torch.Tensor], torch.Tensor]:
+    vectors = model.article_vectors()
+
+    def score_chunk(customer_idx: torch.Tensor) -> torch.Tensor:
+        rows = torch.as_tensor(data.rows(customer_idx.numpy()))
+        return model.score(model.customer_vectors(data, rows, as_of), article_vectors=vectors)
+    return score_chunk
+
+
+def evaluate(model: SequenceModel, data: SequenceData, held_out: pl.DataFrame, as_of: dt.date, k: int = 100):
+    """Retrieval figures on `held_out` (customer_idx, article_idx) for the customers with history in `data`."""
+    known = held_out.filter(pl.col("customer_idx").is_in(pl.Series(data.customers.numpy()).implode()))
+    model.eval()
+    with torch.no_grad():
+        return retrieval_metrics(_scorer(model, data, as_of), known, model.n_articles, k=k)
+
+
+def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor, cutoff: dt.date,
+                         config: SequenceConfig = SequenceConfig(), held_out: pl.DataFrame | None = None,
+                         log: Callable[[str], None] = print) -> TrainingResult:
+    """Trains on all purchases up to `cutoff` (customer_idx, article_idx, t_dat as pl.Date); logs one line per
+    epoch: loss, seconds and, given `held_out` (customer_idx, article_idx of purchases after cutoff), AUC and
+    recall@100 via `common.retrieval_metrics` with customer vectors as of the day after cutoff, on the held-out
+    customers with history (a sequence model has nothing to say about the others)."""
+    generator = set_seed(config.seed)
+    n_articles = article_content.shape[0]
+    data = build_sequences(purchases, n_articles, cutoff, config.max_len, generator)
+    model = SequenceModel(article_content, config)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
+    popularity = torch.bincount(data.articles[valid].long(), minlength=n_articles)
+    if model.bias is not None:  # start from the popularity prior: log share of the purchases (smoothed)
+        with torch.no_grad():
+            model.bias.copy_(torch.log((popularity.float() + 1) / (popularity.sum() + n_articles)))
+    trainable = torch.nonzero(data.targets.any(1)).squeeze(1)
+    as_of = cutoff + dt.timedelta(days=1)
+    history = []
+    for epoch in range(config.epochs):
+        started, total, count = time.perf_counter(), 0.0, 0
+        model.train()
+        # batches of sequences of similar length (little padding), in random order
+        tiebreak = torch.rand(len(trainable), generator=generator, dtype=torch.float64).numpy()
+        order = trainable[np.lexsort((tiebreak, data.lengths[trainable].numpy()))]
+        batches = list(torch.split(order, config.batch_size))
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            loss, n_targets = batch_loss(model, data, batches[b], generator, popularity)
+            if n_targets == 0:
+                continue
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total, count = total + loss.item() * n_targets, count + n_targets
+        figures = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": round(time.perf_counter() - started, 3)}
+        if held_out is not None and held_out.height:
+            figures.update(evaluate(model, data, held_out, as_of).as_dict())
+        history.append(figures)
+        extra = f", AUC {figures['auc']:.3f}, recall@100 {figures['recall_at_100']:.3f}" if "auc" in figures else ""
+        log(f"sequence ({config.encoder}) epoch {figures['epoch']}: loss {figures['loss']:.4f} "
+            f"({figures['seconds']:.1f} s){extra}")
+    model.eval()
+    return TrainingResult(model, history, config)
+
+
+def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, customer_idx: np.ndarray,
+          candidate_articles: np.ndarray, as_of: dt.date, k: int = 100, chunk: int = 2048) -> pl.DataFrame:
+    """customer_idx, article_idx, score, rank (1..k) for each requested customer with history in `data`, scored
+    against the candidate article indices only, in chunks of customers (memory: chunk x len(candidates))."""
+    model = result_or_model.model if isinstance(result_or_model, TrainingResult) else result_or_model
+    model.eval()
+    customer_idx = np.asarray(customer_idx, dtype=np.int64).reshape(-1)
+    rows = data.rows(customer_idx)
+    customer_idx, rows = customer_idx[rows >= 0], rows[rows >= 0]
+    candidates = torch.as_tensor(np.asarray(candidate_articles), dtype=torch.long)
+    k = min(k, len(candidates))
+    as_of_day = day_number(as_of)
+    parts = []
+    with torch.no_grad():
+        vectors, bias = model.article_vectors(candidates), model.article_bias(candidates)
+        for start in range(0, len(rows) if k else 0, chunk):
+            batch = torch.as_tensor(rows[start:start + chunk])
+            articles, days, lengths, _ = model._batch(data, batch)
+            style = model.encode(articles, days, lengths, as_of_day)[torch.arange(len(batch)), lengths - 1]
+            scores, positions = torch.topk(style @ vectors.T + bias, k, dim=1)
+            parts.append(pl.DataFrame({
+                "customer_idx": np.repeat(customer_idx[start:start + chunk], k),
+                "article_idx": candidates[positions].reshape(-1).numpy().astype(np.int64),
+                "score": scores.reshape(-1).numpy().astype(np.float64),
+                "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(batch)),
+            }))
+    return pl.concat(parts) if parts else pl.DataFrame(schema={"customer_idx": pl.Int64, "article_idx": pl.Int64,
+                                                               "score": pl.Float64, "rank": pl.Int16})
+
+
+def state(result: TrainingResult) -> dict:
+    """Everything needed to rebuild the model with the same content matrix (plain values and tensors only, so
+    `common.from_bytes` loads it with weights_only=True)."""
+    return {"config": asdict(result.config), "weights": result.model.state_dict(),
+            "content_shape": list(result.model.content[:-1].shape), "history": result.history}
+
+
+def load(state: dict, article_content: torch.Tensor) -> SequenceModel:
+    if list(article_content.shape) != list(state["content_shape"]):
+        raise ValueError(f"content matrix {tuple(article_content.shape)} does not match the trained "
+                         f"{tuple(state['content_shape'])}")
+    model = SequenceModel(article_content, SequenceConfig(**state["config"]))
+    model.load_state_dict(state["weights"])
+    model.eval()
+    return model
