@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hm_recs.core.weeks import week_of
-from hm_recs.models.common import IdIndex, RetrievalFigures, finite, from_bytes, popularity_retrieval, serving_choice, to_bytes
+from hm_recs.models.common import IdIndex, RetrievalFigures, encode_purchases, finite, from_bytes, popularity_retrieval, serving_choice, to_bytes
 from hm_recs.models.content import ContentConfig, ContentModel, train_content_encoder
 from hm_recs.models.training_data import TwoTowerData
 from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, top_k, train_two_tower
@@ -33,8 +33,7 @@ def tables():
 def content(tables):
     articles, customers, transactions, week = tables
     past = transactions.filter(pl.col("t_dat") < week)
-    purchases = IdIndex.of(customers["customer_id"]).encode(
-        IdIndex.of(articles["article_id"]).encode(past, "article_id", "article_idx"), "customer_id", "customer_idx")
+    purchases = encode_purchases(past, IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"]))
     return train_content_encoder(articles, purchases, ContentConfig(epochs=3), log=lambda m: None)
 
 

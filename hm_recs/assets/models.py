@@ -93,14 +93,13 @@ def article_content(context: dg.AssetExecutionContext, config: ModelConfig, ware
     """Fashion-DNA content vectors of every catalogue article (sold or not), trained on purchases up to W."""
     import torch
 
-    from hm_recs.models.common import IdIndex, finite
+    from hm_recs.models.common import IdIndex, encode_purchases, finite
     from hm_recs.models.content import ContentConfig, train_content_encoder
 
     week = partition_week(context)
     with measured(context, "article_content") as figures:
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
-        purchases = IdIndex.of(customers["customer_id"]).encode(
-            IdIndex.of(articles["article_id"]).encode(transactions, "article_id", "article_idx"), "customer_id", "customer_idx")
+        purchases = encode_purchases(transactions, IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"]))
         model = train_content_encoder(articles, purchases, ContentConfig(epochs=config.content_epochs, seed=config.seed),
                                       log=context.log.info)
         vectors = model.vectors(articles)

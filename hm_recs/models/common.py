@@ -42,6 +42,11 @@ class IdIndex:
         return self.ids.gather(pl.Series(np.asarray(idx), dtype=pl.UInt32))
 
 
+def encode_purchases(frame: pl.DataFrame, customers: IdIndex, articles: IdIndex) -> pl.DataFrame:
+    """`frame` with `customer_idx` and `article_idx` (rows with unknown ids dropped)."""
+    return customers.encode(articles.encode(frame, "article_id", "article_idx"), "customer_id", "customer_idx")
+
+
 def sample_negatives(n_items: int, shape: tuple[int, ...], generator: torch.Generator,
                      popularity: torch.Tensor | None = None, popularity_share: float = 0.5) -> torch.Tensor:
     """Negative item indices: uniform, mixed with popularity-weighted draws when `popularity` is given

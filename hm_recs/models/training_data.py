@@ -17,7 +17,7 @@ import torch
 
 from hm_recs.core.features import article_features, customer_features, history_until
 from hm_recs.core.weeks import shift_weeks, week_expr
-from hm_recs.models.common import IdIndex
+from hm_recs.models.common import IdIndex, encode_purchases
 from hm_recs.models.two_tower import TowerInputs
 
 
@@ -45,7 +45,7 @@ class TwoTowerData:
             [article_features(articles, transactions, customers, w) for w in snapshot_weeks], article_index, content_vectors)
 
         def encode(frame: pl.DataFrame) -> pl.DataFrame:
-            return customer_index.encode(article_index.encode(frame, "article_id", "article_idx"), "customer_id", "customer_idx")
+            return encode_purchases(frame, customer_index, article_index)
 
         in_window = transactions.filter(pl.col("t_dat").is_between(pl.lit(first_label_week), pl.lit(shift_weeks(week, 0) - dt.timedelta(days=1))))
         labels = encode(in_window).with_columns(
