@@ -84,7 +84,7 @@ def retrieval_metrics(
     AUC: mean over held-out pairs of the share of items scored below the purchased one (ties count half).
     recall@k: mean over customers of |top-k ∩ bought| / |bought|. Scored in chunks: memory O(chunk × n_items).
     """
-    pairs = held_out.select("customer_idx", "article_idx").unique()
+    pairs = held_out.select("customer_idx", "article_idx").unique(maintain_order=True)
     customers = pairs["customer_idx"].unique().sort()
     auc_sum, n_pairs, recall_sum = 0.0, 0, 0.0
     for start in range(0, customers.len(), chunk):

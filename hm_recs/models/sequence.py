@@ -3,30 +3,37 @@ fashion recommendation".
 
 A customer's purchase history is a time-ordered sequence of article content vectors ("Fashion DNA", a fixed
 input matrix, so unseen articles have a vector too) with time stamps. A recurrent encoder (LSTM, or a causal
-transformer encoder) reads it; each step's input is the projected content vector of the article bought,
-concatenated with time features. Its output at the last purchase, projected to `dim`, is the customer's style
-vector s. An article tower projects content vectors to `dim` (a), plus an optional learned per-article bias b:
-score = s . a + b.
+transformer encoder: `encoder`) reads it; each step's input is the projected content vector of the article
+bought, concatenated with time features. Its output at the last purchase, projected to `dim`, is the customer's
+style vector s. An article tower projects content vectors to `dim` (a). Score = s . a + b + w . trend, with b a
+learned per-article bias (`article_bias`) and w . trend a learned weighting of the article's log sales shares in
+the 2 weeks before the scored date (`trend`: fashion demand follows launches, lifecycles and promotions, which a
+static bias cannot; 50k synthetic customers: held-out recall@100 0.39 with it, 0.31 without). The trend
+inputs of `score` are those of the day `trend_day` (training sets the day after its cutoff); `top_k` and
+`evaluate` compute them from the sequences for any other `as_of`.
 
-Training is teacher-forced next-purchase prediction: the output at position t (having read purchases 0..t)
-predicts the purchase at t + 1, against sampled negatives (uniform mixed with popularity-weighted, see
-`common.sample_negatives`), with BCE or a pairwise "sigmoid_rank" loss.
+Training is teacher-forced next-purchase prediction: the output at position t (having read items 0..t) predicts
+the item at t + 1, against `negatives` sampled negatives (uniform mixed with popularity-weighted,
+`common.sample_negatives`), with BCE or "sigmoid_rank" (-log sigmoid(pos - neg), averaged). The logits in the
+loss are corrected by -log(k q(i)), q being the exact negative sampling distribution (`logq_correction`): the
+optimal BCE logit against sampled negatives is log p(i | history) / (k q(i)), so the score itself estimates
+log p(i | history) and popularity-weighted (hard) negatives do not teach the model to discount popular articles
+(without it, recall@100 on 50k synthetic customers falls from 0.39 to 0.26, below popularity's 0.28).
+Negatives equal to the positive are ignored. Training starts from the popularity prior (trend weights 1/2 each,
+or the bias = overall log shares).
 
-Layout and conventions (see `SequenceData`):
-- sequences are LEFT-aligned (position 0 = oldest kept purchase) and right-padded. Both encoders are causal, so
-  padding after a sequence never reaches its outputs; a customer's vector is the output at `length - 1`;
+Layout and conventions (`SequenceData`):
+- sequences are LEFT-aligned (position 0 = oldest kept item) and right-padded. Both encoders are causal, so
+  padding after a sequence never reaches its outputs (no packing needed); a customer's vector is the output at
+  `length - 1`; batches are sequences of similar length, cut to their longest;
 - several units of one article bought by a customer on one day (H&M writes one row per unit) are one item;
 - a basket = the items of one customer with the same t_dat. Items are shuffled within the basket with the
   seeded generator, and only the FIRST item of each basket is a target (predicted from the prefix ending with
   the last item of the previous basket); the other items are inputs only;
 - only the last `max_len` items of each customer are kept;
-- time features of step t (target date T = the date of item t + 1 in training, `as_of` at the last step when
-  scoring): log1p(days since the previous item), log1p(days from item t to T) (0 within a basket), and the
-  annual phase of T (sin, cos; `day_of_year`);
-- the logits in the loss are corrected by -log(k q(i)), q being the exact negative sampling distribution
-  (`logq_correction`): with BCE against sampled negatives the optimal logit is log p(i | history) / (k q(i)), so
-  the score itself estimates log p(i | history) and popularity-weighted (hard) negatives do not teach the model
-  to discount popular articles.
+- time features of step t, with target date T = the day of item t + 1 (training) or `as_of` (the last step,
+  when scoring): log1p(days since the previous item) / 5, log1p(days from item t to T) / 5 (0 within a basket)
+  and, with `day_of_year`, sin and cos of T's annual phase.
 """
 
 from __future__ import annotations
@@ -46,6 +53,9 @@ from hm_recs.models.common import retrieval_metrics, sample_negatives, set_seed
 
 EPOCH = dt.date(1970, 1, 1)
 DAY_SCALE = 5.0  # log1p(days) / DAY_SCALE: about 1 for a year
+
+
+TREND_WEEKS = 2
 
 
 def day_number(day: dt.date) -> int:
@@ -71,6 +81,7 @@ class SequenceConfig:
     article_bias: bool = True    # learned per-article bias
     day_of_year: bool = True     # annual phase (sin, cos) of the target date as a time feature
     logq_correction: bool = True
+    trend: bool = True           # learned weight on the articles' sales shares of the 2 weeks before the target date
     transformer_layers: int = 2
     transformer_heads: int = 4
 
@@ -167,11 +178,32 @@ def build_sequences(purchases: pl.DataFrame, n_articles: int, cutoff: dt.date, m
     )
 
 
+def trend_table(data: SequenceData, as_of: dt.date) -> torch.Tensor:
+    """[weeks + TREND_WEEKS, n_articles] log sales shares (add-one smoothed) of the items in `data` per 7-day bin
+    before `as_of`: bin j covers as_of - 7(j + 1) .. as_of - 7j - 1. A purchase on day T is scored with bins
+    j(T) + 1 .. j(T) + TREND_WEEKS (the whole weeks before its own bin; nothing of day T or later); `as_of`
+    itself with bins 0 .. TREND_WEEKS - 1. Bins without sales are uniform (no information)."""
+    valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
+    day, article = data.days[valid].long(), data.articles[valid].long()
+    keep = day < day_number(as_of)
+    bins = (day_number(as_of) - 1 - day[keep]) // 7
+    n_bins = (int(bins.max()) + 1 if len(bins) else 0) + TREND_WEEKS
+    counts = torch.zeros(n_bins, data.n_articles)
+    counts.index_put_((bins, article[keep]), torch.ones(len(bins)), accumulate=True)
+    return torch.log((counts + 1) / (counts.sum(1, keepdim=True) + data.n_articles))
+
+
+def _bin(days: torch.Tensor, as_of: dt.date) -> torch.Tensor:
+    return (day_number(as_of) - 1 - days.long()) // 7
+
+
 class SequenceModel(nn.Module):
     def __init__(self, article_content: torch.Tensor, config: SequenceConfig):
         super().__init__()
         if config.encoder not in ("lstm", "transformer"):
             raise ValueError(f"unknown encoder {config.encoder!r}")
+        if config.loss not in ("bce", "sigmoid_rank"):
+            raise ValueError(f"unknown loss {config.loss!r}")
         self.config = config
         content = article_content.float()
         self.n_articles, n_features = content.shape
@@ -193,6 +225,15 @@ class SequenceModel(nn.Module):
         self.head = nn.Linear(h, config.dim)
         self.article_tower = nn.Sequential(nn.Linear(n_features, h), nn.ReLU(), nn.Linear(h, config.dim))
         self.bias = nn.Parameter(torch.zeros(self.n_articles)) if config.article_bias else None
+        if config.trend:
+            self.trend = nn.Linear(TREND_WEEKS, 1, bias=False)
+            nn.init.zeros_(self.trend.weight)
+            # log sales shares of the TREND_WEEKS weeks before the day `trend_day` that `score` is for (set by
+            # training: the day after its cutoff; `set_trend` moves it); saved with the weights
+            self.register_buffer("current_trend", torch.zeros(self.n_articles, TREND_WEEKS))
+            self.register_buffer("trend_day", torch.tensor(0, dtype=torch.int64))
+        else:
+            self.trend = None
 
     # -- customer side --------------------------------------------------------------------------------------
     def _time_features(self, days: torch.Tensor, lengths: torch.Tensor, as_of_day: int) -> torch.Tensor:
@@ -220,6 +261,8 @@ class SequenceModel(nn.Module):
             out, _ = self.lstm(x)
         else:
             width = x.shape[1]
+            if width > self.position.num_embeddings:
+                raise ValueError(f"sequences of {width} items, the model was built for max_len {self.config.max_len}")
             x = self.transformer_input(x) + self.position(torch.arange(width))
             mask = nn.Transformer.generate_square_subsequent_mask(width)
             out = self.transformer_norm(self.transformer(x, mask=mask, is_causal=True))
@@ -246,20 +289,41 @@ class SequenceModel(nn.Module):
         content = self.content[:self.n_articles] if article_idx is None else self.content[article_idx]
         return self.article_tower(content)
 
-    def article_bias(self, article_idx: torch.Tensor | None = None) -> torch.Tensor:
-        if self.bias is None:
-            n = self.n_articles if article_idx is None else len(article_idx)
-            return torch.zeros(n)
-        return self.bias if article_idx is None else self.bias[article_idx]
+    def article_bias(self, article_idx: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> torch.Tensor:
+        """Learned bias + trend term of all (or the given) articles; `trend` [..., TREND_WEEKS] log shares of
+        those articles (default: `current_trend`)."""
+        n = self.n_articles if article_idx is None else len(article_idx)
+        bias = torch.zeros(n) if self.bias is None else (self.bias if article_idx is None else self.bias[article_idx])
+        if self.trend is not None:
+            if trend is None:
+                trend = self.current_trend if article_idx is None else self.current_trend[article_idx]
+            bias = bias + self.trend(trend).squeeze(-1)
+        return bias
+
+    def set_trend(self, data: SequenceData, as_of: dt.date) -> None:
+        """Make `score` use the sales of the TREND_WEEKS weeks before `as_of` in `data`."""
+        if self.trend is not None:
+            self.current_trend.copy_(trend_table(data, as_of)[:TREND_WEEKS].T)
+            self.trend_day.fill_(day_number(as_of))
+
+    def trend_for(self, data: SequenceData, as_of: dt.date) -> torch.Tensor | None:
+        """[n_articles, TREND_WEEKS] trend inputs for scoring as of `as_of`: None (= `current_trend`) when that
+        is the day it was set for, else computed from `data` (the model is not changed)."""
+        if self.trend is None or int(self.trend_day) == day_number(as_of):
+            return None
+        return trend_table(data, as_of)[:TREND_WEEKS].T
 
     def score(self, customer_vectors: torch.Tensor, article_idx: torch.Tensor | None = None,
-              article_vectors: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, n_articles] (or [B, len(article_idx)]) scores s . a + b. `article_vectors` (of `article_idx`, or
-        of all articles) may be passed precomputed."""
+              article_vectors: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, n_articles] (or [B, len(article_idx)]) scores s . a + b (+ the trend term, as of `trend_day`).
+        `article_vectors` (of `article_idx`, or of all articles) may be passed precomputed; `trend`: all
+        articles' trend inputs (`trend_for`) to score as of another day."""
         if article_idx is not None:
             article_idx = torch.as_tensor(article_idx, dtype=torch.long)
         vectors = self.article_vectors(article_idx) if article_vectors is None else article_vectors
-        return customer_vectors @ vectors.T + self.article_bias(article_idx)
+        if trend is not None and article_idx is not None:
+            trend = trend[article_idx]
+        return customer_vectors @ vectors.T + self.article_bias(article_idx, trend)
 
 
 @dataclass
@@ -279,9 +343,10 @@ def negative_distribution(n_articles: int, popularity: torch.Tensor | None, shar
 
 
 def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, generator: torch.Generator,
-               popularity: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+               popularity: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Mean loss over the targets of the sequences at `rows` and their number; negatives drawn with `generator`
-    (pass a generator seeded alike to get the same negatives twice)."""
+    (pass a generator seeded alike to get the same negatives twice). `trend`: `trend_table(data, cutoff + 1)`
+    (computed here if the model has a trend term and none is given)."""
     config = model.config
     articles, days, lengths, _ = model._batch(data, rows)
     targets = data.basket_start[torch.as_tensor(rows, dtype=torch.long), :articles.shape[1]]  # a copy
@@ -297,7 +362,15 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
     items = torch.cat([positive.unsqueeze(1), negatives], dim=1)       # [T, 1 + n]
     unique, inverse = torch.unique(items, return_inverse=True)
     vectors = model.article_vectors(unique)[inverse]                    # [T, 1 + n, dim]
-    logits = (style.unsqueeze(1) * vectors).sum(-1) + model.article_bias(unique)[inverse]
+    if model.trend is not None:
+        if trend is None:
+            trend = trend_table(data, data.cutoff + dt.timedelta(days=1))
+        target_bin = _bin(days[seq, pos + 1], data.cutoff + dt.timedelta(days=1)).unsqueeze(1)  # [T, 1]
+        item_trend = torch.stack([trend[target_bin + 1 + w, items] for w in range(TREND_WEEKS)], dim=-1)
+        bias = model.article_bias(items.reshape(-1), item_trend.reshape(-1, TREND_WEEKS)).view(items.shape)
+    else:
+        bias = model.article_bias(unique)[inverse]
+    logits = torch.einsum("td,tkd->tk", style, vectors) + bias  # a batched matmul: no [T, 1 + n, dim] product
     if config.logq_correction:
         q = negative_distribution(model.n_articles, popularity, config.popularity_negative_share)
         logits = logits - torch.log(config.negatives * q[items]).float()
@@ -317,11 +390,11 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
 
 
 def _scorer(model: SequenceModel, data: SequenceData, as_of: dt.date) -> Callable[[torch.Tensor], torch.Tensor]:
-    vectors = model.article_vectors()
+    vectors, trend = model.article_vectors(), model.trend_for(data, as_of)
 
     def score_chunk(customer_idx: torch.Tensor) -> torch.Tensor:
         rows = torch.as_tensor(data.rows(customer_idx.numpy()))
-        return model.score(model.customer_vectors(data, rows, as_of), article_vectors=vectors)
+        return model.score(model.customer_vectors(data, rows, as_of), article_vectors=vectors, trend=trend)
     return score_chunk
 
 
@@ -347,11 +420,15 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
     optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
     popularity = torch.bincount(data.articles[valid].long(), minlength=n_articles)
-    if model.bias is not None:  # start from the popularity prior: log share of the purchases (smoothed)
-        with torch.no_grad():
+    with torch.no_grad():  # start from a popularity prior: the recent sales shares, else the overall ones
+        if model.trend is not None:
+            model.trend.weight.fill_(1.0 / TREND_WEEKS)
+        elif model.bias is not None:
             model.bias.copy_(torch.log((popularity.float() + 1) / (popularity.sum() + n_articles)))
     trainable = torch.nonzero(data.targets.any(1)).squeeze(1)
     as_of = cutoff + dt.timedelta(days=1)
+    trend = trend_table(data, as_of) if model.trend is not None else None
+    model.set_trend(data, as_of)
     history = []
     for epoch in range(config.epochs):
         started, total, count = time.perf_counter(), 0.0, 0
@@ -361,14 +438,15 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
         order = trainable[np.lexsort((tiebreak, data.lengths[trainable].numpy()))]
         batches = list(torch.split(order, config.batch_size))
         for b in torch.randperm(len(batches), generator=generator).tolist():
-            loss, n_targets = batch_loss(model, data, batches[b], generator, popularity)
+            loss, n_targets = batch_loss(model, data, batches[b], generator, popularity, trend)
             if n_targets == 0:
                 continue
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total, count = total + loss.item() * n_targets, count + n_targets
-        figures = {"epoch": epoch + 1, "loss": total / max(count, 1), "seconds": round(time.perf_counter() - started, 3)}
+        figures = {"epoch": epoch + 1, "loss": total / max(count, 1),
+                   "seconds": round(time.perf_counter() - started, 3)}
         if held_out is not None and held_out.height:
             figures.update(evaluate(model, data, held_out, as_of).as_dict())
         history.append(figures)
@@ -382,7 +460,8 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
 def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, customer_idx: np.ndarray,
           candidate_articles: np.ndarray, as_of: dt.date, k: int = 100, chunk: int = 2048) -> pl.DataFrame:
     """customer_idx, article_idx, score, rank (1..k) for each requested customer with history in `data`, scored
-    against the candidate article indices only, in chunks of customers (memory: chunk x len(candidates))."""
+    against the candidate article indices only, in chunks of customers (memory: chunk x len(candidates)).
+    Customer vectors and the trend term are as of `as_of`."""
     model = result_or_model.model if isinstance(result_or_model, TrainingResult) else result_or_model
     model.eval()
     customer_idx = np.asarray(customer_idx, dtype=np.int64).reshape(-1)
@@ -393,7 +472,9 @@ def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, c
     as_of_day = day_number(as_of)
     parts = []
     with torch.no_grad():
-        vectors, bias = model.article_vectors(candidates), model.article_bias(candidates)
+        trend = model.trend_for(data, as_of)
+        vectors = model.article_vectors(candidates)
+        bias = model.article_bias(candidates, None if trend is None else trend[candidates])
         for start in range(0, len(rows) if k else 0, chunk):
             batch = torch.as_tensor(rows[start:start + chunk])
             articles, days, lengths, _ = model._batch(data, batch)
