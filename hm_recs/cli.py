@@ -10,11 +10,11 @@ import sys
 import time
 from pathlib import Path
 
+from hm_recs.core.metrics import METRIC_NAMES
 from hm_recs.core.weeks import parse_week, shift_weeks
 from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_WAREHOUSE, HOME
 
 DEMO_SOURCE = f"{HOME}/demo_data"
-METRIC_NAMES = ("map_at_12", "recall_at_12", "coverage", "novelty", "mean_price")
 
 
 def _peak_rss_mb() -> float:

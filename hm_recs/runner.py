@@ -14,7 +14,9 @@ from pathlib import Path
 
 import dagster as dg
 
-from hm_recs.core.source import SourceError, resolve, weeks_with_transactions
+from hm_recs.assets.common import TARGET_WEEK_PARTITIONED
+from hm_recs.core.metrics import METRIC_NAMES
+from hm_recs.core.source import history_file, weeks_in_listing, weeks_with_transactions
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.definitions import INGESTION_ASSETS, build_definitions
 from hm_recs.resources import HOME, default_resources
@@ -83,17 +85,12 @@ class Pipeline:
         source = self.resources["raw_source"]
         location = source.location()
         names = location.names()
-        from hm_recs.core.source import weeks_in_listing
-
-        weekly = set(weeks_in_listing(names))
-        try:
-            history = resolve("transactions", names, dt.date(2000, 1, 5), source.format)
-        except SourceError:
-            return sorted(weekly)
-        if history.history:
+        weeks = set(weeks_in_listing(names))
+        history = history_file(names, source.format)
+        if history:
             path, _ = location.local_path(history.name)
-            weekly |= set(weeks_with_transactions(path, history))
-        return sorted(weekly)
+            weeks |= set(weeks_with_transactions(path, history))
+        return sorted(weeks)
 
     def stored_weeks(self, table: str = "transactions") -> set[dt.date]:
         if not self.warehouse.exists(table):
@@ -132,7 +129,7 @@ class Pipeline:
         log(f"  scoring on week {target}")
         self.execute(target, EVALUATION_ASSETS)
         report = self.warehouse.query(f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [target])
-        return {row["recommender"]: {k: row[k] for k in ("map_at_12", "recall_at_12", "coverage", "novelty", "mean_price")}
+        return {row["recommender"]: {k: row[k] for k in METRIC_NAMES}
                 for row in report.iter_rows(named=True)}
 
     def stage_rows(self, week: dt.date) -> dict[str, int]:
@@ -142,7 +139,7 @@ class Pipeline:
             name = key.to_user_string()
             if not self.warehouse.exists(name):
                 continue
-            target = name in ("recommendations", "baseline_recommendations", "baseline_validation")
+            target = self.asset_graph.get(key).metadata.get("partition_expr") == TARGET_WEEK_PARTITIONED["partition_expr"]
             w = shift_weeks(week, 1) if target else week
             rows[name] = int(self.warehouse.query(f"select count(*) as n from {self.warehouse.table(name)} where week = ?", [w])["n"][0])
         return rows

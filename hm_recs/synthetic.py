@@ -71,7 +71,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from hm_recs.core.schema import ARTICLE_COLUMNS, CUSTOMER_COLUMNS, TRANSACTION_COLUMNS  # the H&M layout, one place
+from hm_recs.core.schema import ARTICLE_COLUMNS  # the H&M layout, one place
 
 __all__ = [
     "SEGMENTS",

@@ -104,5 +104,5 @@ def test_real_hm_sample(tmp_path):
     customers = read_table(resources, f"select * from hm.customers where week = '{weeks[3]}'")
     assert customers.height == 1364 and customers["FN"].drop_nulls().unique().to_list() == [1]
     assert read_table(resources, "select count(*) n from hm.quarantine_customers")["n"][0] == 0
-    recs = read_table(resources, f"select * from hm.recommendations where week = '2020-08-26'")
+    recs = read_table(resources, "select * from hm.recommendations where week = '2020-08-26'")
     assert recs.height == 12 * 1364 and recs["article_id"].str.starts_with("0").all()

@@ -13,12 +13,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from hm_recs.core.schema import ARTICLE_COLUMNS, CUSTOMER_COLUMNS, TRANSACTION_COLUMNS
 from hm_recs.synthetic import (
-    ARTICLE_COLUMNS,
-    CUSTOMER_COLUMNS,
     PRODUCT_TYPES,
     SEGMENTS,
-    TRANSACTION_COLUMNS,
     SyntheticConfig,
     SyntheticData,
     generate,

@@ -26,7 +26,10 @@ def partition_rows(warehouse: Warehouse, table: str, week: dt.date, columns: str
     return warehouse.query(f"select {columns} from {warehouse.table(table)} where week = ?", [key])
 
 
-def history(warehouse: Warehouse, week: dt.date, weeks: int, columns: str) -> pl.DataFrame:
+HISTORY_COLUMNS = "t_dat, customer_id, article_id, price, sales_channel_id"
+
+
+def history(warehouse: Warehouse, week: dt.date, weeks: int, columns: str = HISTORY_COLUMNS) -> pl.DataFrame:
     """Validated transactions of the `weeks` weeks up to and including `week` (never later ones)."""
     first = week - dt.timedelta(weeks=weeks - 1)
     return warehouse.query(
@@ -39,7 +42,7 @@ def catalogue_tables(warehouse: Warehouse, week: dt.date, history_weeks: int) ->
     """Week W's validated customers and articles (sorted by article_id) and the transactions up to W."""
     customers = partition_rows(warehouse, "customers", week).drop("week")
     articles = partition_rows(warehouse, "articles", week).drop("week").sort("article_id")
-    transactions = history(warehouse, week, history_weeks, "t_dat, customer_id, article_id, price, sales_channel_id")
+    transactions = history(warehouse, week, history_weeks)
     return customers, articles, transactions
 
 

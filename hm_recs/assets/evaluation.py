@@ -9,15 +9,13 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import PARTITIONED, markdown_table, measured, partition_rows, png_markdown
-from hm_recs.core.metrics import evaluate
+from hm_recs.core.metrics import METRIC_NAMES, evaluate
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import Warehouse
 
 MODEL = "model"
 """The name under which the published `recommendations` are reported."""
-
-METRICS = ["map_at_12", "recall_at_12", "coverage", "novelty", "mean_price"]
 
 
 def _plot(report: pl.DataFrame):
@@ -60,13 +58,13 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
     if not rows:
         context.log.warning(f"nothing to evaluate for week {week}: no recommendations were built at {built} "
                             f"(materialise that week first) or week {week} has no purchases")
-        report = pl.DataFrame(schema={"recommender": pl.String, **{m: pl.Float64 for m in METRICS}})
+        report = pl.DataFrame(schema={"recommender": pl.String, **{m: pl.Float64 for m in METRIC_NAMES}})
     else:
         report = pl.DataFrame(rows)
     report = report.with_columns(pl.lit(week).alias("week"), pl.lit(purchases["customer_id"].n_unique() if purchases.height else 0)
                                  .alias("buying_customers"))
     metadata = {"evaluated_week": str(week), "recommendations_built_at": str(built), "buying_customers": report["buying_customers"][0] if report.height else 0,
-                "report": dg.MetadataValue.md(markdown_table(report.select("recommender", *METRICS))), **figures}
+                "report": dg.MetadataValue.md(markdown_table(report.select("recommender", *METRIC_NAMES))), **figures}
     for row in report.iter_rows(named=True):
         metadata[f"map_at_12/{row['recommender']}"] = row["map_at_12"]
         context.log.info(f"week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}")

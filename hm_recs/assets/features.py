@@ -4,7 +4,7 @@
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, history, measured, partition_rows, preview
+from hm_recs.assets.common import PARTITIONED, history, measured, preview
 from hm_recs.core.features import (
     ARTICLE_FEATURES_NOT_NULL,
     CUSTOMER_FEATURES_NOT_NULL,
@@ -15,9 +15,6 @@ from hm_recs.core.features import (
 from hm_recs.core.schema import INDEX_GROUP_SHARES
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import Warehouse
-
-HISTORY_COLUMNS = "t_dat, customer_id, article_id, price, sales_channel_id"
-
 
 class FeaturesConfig(dg.Config):
     history_weeks: int = 26  # how many weeks up to W the features look at
@@ -45,7 +42,7 @@ def customer_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
     ladies/men/kids shares, age group (cold-start customers included)."""
     week = partition_week(context)
     with measured(context, "customer_features") as figures:
-        transactions = history(warehouse, week, config.history_weeks, HISTORY_COLUMNS)
+        transactions = history(warehouse, week, config.history_weeks)
         frame = build_customer_features(customers, transactions, articles, week, FeatureConfig(config.recent_weeks))
     cold = int((frame["n_purchases"] == 0).sum())
     yield dg.Output(frame.with_columns(pl.lit(week).alias("week")), metadata={
@@ -64,7 +61,7 @@ def article_features(context: dg.AssetExecutionContext, config: FeaturesConfig, 
     preferred age group."""
     week = partition_week(context)
     with measured(context, "article_features") as figures:
-        transactions = history(warehouse, week, config.history_weeks, HISTORY_COLUMNS)
+        transactions = history(warehouse, week, config.history_weeks)
         frame = build_article_features(articles, transactions, customers, week)
     yield dg.Output(frame.with_columns(pl.lit(week).alias("week")), metadata={
         "rows": frame.height, "articles_sold_last_week": int((frame["sales_last_week"] > 0).sum()),

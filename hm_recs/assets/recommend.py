@@ -13,7 +13,6 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, history, measured, preview
-from hm_recs.assets.features import HISTORY_COLUMNS
 from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
 from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS
@@ -64,7 +63,7 @@ def baseline_recommendations(context: dg.AssetExecutionContext, config: Baseline
     target = shift_weeks(week, 1)
     cfg = config.baseline()
     with measured(context, "baseline_recommendations") as figures:
-        transactions = history(warehouse, week, config.history_weeks, HISTORY_COLUMNS)
+        transactions = history(warehouse, week, config.history_weeks)
         previous = shift_weeks(week, -1)
         this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
         validation_recs = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous, cfg)

@@ -8,8 +8,6 @@ raw rows: which expectation failed, on how many rows, with examples.
 """
 
 
-import datetime as dt
-
 import dagster as dg
 import polars as pl
 
@@ -51,15 +49,16 @@ def validate_and_store(
         # With nothing quarantined the raw rows are the stored rows: the check's suite run covers both.
         raw_outcomes = run_suite(table, raw_rows, ctx) if result.quarantine.height else None
     share = result.quarantined_share
+    examples = result.examples()
     counts = {f"quarantined/{rule}": n for rule, n in result.rule_counts.items()}
     yield dg.Output(
         result.quarantine.with_columns(pl.lit(week).alias("week")).select(quarantine_columns(table) + ["week"]),
         output_name=f"quarantine_{table}",
         metadata={"rows": result.quarantine.height, "share": round(share, 6), **counts,
-                  "examples": dg.MetadataValue.json(result.examples()),
+                  "examples": dg.MetadataValue.json(examples),
                   "preview": preview(result.quarantine.select("source_file", "source_row", "rule", "reason"))},
     )
-    for rule, lines in result.examples().items():
+    for rule, lines in examples.items():
         context.log.warning(f"{table}: {result.rule_counts[rule]} row(s) quarantined by {rule}, e.g. {lines[0]}")
     limit = ctx.limits.max_quarantine_share
     if result.clean.height == 0 or share > limit:
@@ -68,7 +67,7 @@ def validate_and_store(
                          f"({share:.2%}) broke validation rules, over the bound of {limit:.2%}; nothing stored. "
                          f"Rules: {result.rule_counts}. See quarantine_{table}."),
             metadata={"rule_counts": dg.MetadataValue.json(result.rule_counts),
-                      "examples": dg.MetadataValue.json(result.examples()),
+                      "examples": dg.MetadataValue.json(examples),
                       "expectations": dg.MetadataValue.md(outcomes_markdown(raw_outcomes or []))},
         )
     clean = result.clean.with_columns(pl.lit(week).alias("week"))

@@ -7,11 +7,11 @@ those customers (a customer with no recommendations scores 0). `bought` is the s
 
 from __future__ import annotations
 
-import math
-
 import polars as pl
 
 K = 12
+METRIC_NAMES = ("map_at_12", "recall_at_12", "coverage", "novelty", "mean_price")
+"""What `evaluate` reports per recommender, in this order."""
 
 
 def _hits(recommendations: pl.DataFrame, purchases: pl.DataFrame, k: int) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -97,7 +97,3 @@ def evaluate(
         "novelty": novelty(recommendations, article_stats.select("article_id", "n_sales")),
         "mean_price": mean_price(recommendations, article_stats.select("article_id", "mean_price")),
     }
-
-
-def is_number(x: float) -> bool:
-    return x is not None and not math.isnan(x)

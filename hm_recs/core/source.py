@@ -71,14 +71,22 @@ def resolve(table: str, names: set[str], week: dt.date | None = None, fmt: str |
     for f in formats:
         if week_file_name(week, f) in names:
             return SourceFile(table, week_file_name(week, f), f, history=False)
-    for f in formats:
-        if f"{HISTORY_FILE}.{f}" in names:
-            return SourceFile(table, f"{HISTORY_FILE}.{f}", f, history=True)
+    found = history_file(names, fmt)
+    if found:
+        return found
     raise SourceError(
         f"{week_file_name(week, formats[0])} or {HISTORY_FILE}.{formats[0]}",
         "file_present",
         f"no transactions file for week {week} in the source",
     )
+
+
+def history_file(names: set[str], fmt: str | None = None) -> SourceFile | None:
+    """The multi-week transactions file (H&M layout) among `names`, if there is one."""
+    for f in (fmt,) if fmt else FORMATS:
+        if f"{HISTORY_FILE}.{f}" in names:
+            return SourceFile("transactions", f"{HISTORY_FILE}.{f}", f, history=True)
+    return None
 
 
 def weeks_in_listing(names: set[str]) -> list[dt.date]:

@@ -30,7 +30,6 @@ from hm_recs.core.weeks import week_end
 CUSTOMER_ID_PATTERN = r"^[0-9a-f]{64}$"
 ARTICLE_ID_PATTERN = r"^[0-9]{10}$"
 INTEGER_PATTERN = r"^\s*-?[0-9]+(?:\.0*)?\s*$"
-NUMBER_PATTERN = r"^\s*-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*$"
 SALES_CHANNELS = (1, 2)
 CLUB_MEMBER_STATUSES = ("ACTIVE", "PRE-CREATE", "LEFT CLUB")
 NEWS_FREQUENCIES = ("NONE", "None", "Regularly", "Monthly")

@@ -38,8 +38,3 @@ def week_expr(day: pl.Expr) -> pl.Expr:
     """Vectorised `week_of` for a Date expression (polars truncates weeks to Mondays)."""
     return day.dt.offset_by("-2d").dt.truncate("1w").dt.offset_by("2d")
 
-
-def weeks_in(start: dt.date, end: dt.date) -> list[dt.date]:
-    """Every week from the one containing `start` to the one containing `end`, inclusive."""
-    first, last = week_of(start), week_of(end)
-    return [first + dt.timedelta(weeks=i) for i in range((last - first).days // 7 + 1)]
