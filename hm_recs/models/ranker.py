@@ -1,0 +1,421 @@
+"""LightGBM ranker: the second stage that orders each customer's candidates (DESIGN.md section 4, "ranking").
+
+Contract. Input frames hold one row per candidate: `customer_id`, `article_id`, the feature columns named by
+the caller (numbers; categorical features already integer codes, named again in `categorical`) and, for
+labelled weeks, `label` (1 = the customer bought the article that week) and `week`. Several training weeks are
+stacked; a query group is one customer in one week. `train_ranker` learns on the training weeks and validates
+on the latest labelled week: early stopping on LightGBM's MAP@12 over that week's candidates, then the Kaggle
+MAP@12 (`core.metrics.map_at_k`) of the ranker's top 12 against that week's real purchases, so buyers whose
+articles were never candidates count as misses, as on Kaggle. The result serialises with `model_to_string`
+(plain text and JSON-able values, never pickle). `score` predicts in row chunks, `top_k` picks each customer's
+top 12, and `fit_tiers` / `assign_tiers` turn scores into high / medium / low relevance tiers whose purchase
+probability and observed hit rate on the validation week are recorded for CRM use.
+
+No Dagster here: the assets call these functions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from hm_recs.core.metrics import K, map_at_k, recall_at_k
+
+OBJECTIVES = ("lambdarank", "binary")
+TIERS = ("high", "medium", "low")
+SCORE_CHUNK_ROWS = 500_000
+"""Rows predicted at once: memory is about chunk_rows x features x 4 bytes (float32) plus LightGBM's output."""
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Every tunable number of the ranker. Defaults suit about 100 candidates per customer and week."""
+
+    objective: str = "lambdarank"  # "lambdarank" | "binary" (the compared alternative)
+    # Negatives kept per positive within each query group (customer x week); every positive is kept. Groups
+    # without a positive carry no ranking signal and drop out. None keeps every row (binary keeps empty groups).
+    negatives_per_positive: float | None = 20.0
+    seed: int = 0
+    num_leaves: int = 31
+    learning_rate: float = 0.05
+    n_estimators: int = 1000
+    early_stopping_rounds: int = 50
+    min_data_in_leaf: int = 50
+    feature_fraction: float = 0.8
+    lambda_l2: float = 1.0
+    max_bin: int = 255
+    lambdarank_truncation_level: int = 24  # pairs are formed within the top 2 x 12 of each query
+    # One thread by default: Dagster runs steps side by side on few cores, and LightGBM's OpenMP threads slow
+    # down several-fold when cores are oversubscribed (2 threads on a busy 2-core box: 36 s vs 6 s for the
+    # same 100k-row training). Raise it where the ranker has the machine to itself.
+    num_threads: int = 1
+    eval_at: int = K
+    log_every: int = 25  # iterations between log lines
+    tier_high_share: float = 0.10  # share of the validation week's recommendations in the "high" tier
+    tier_medium_share: float = 0.30
+    calibration_bins: int = 100
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
+
+    def lightgbm_params(self) -> dict:
+        params = {
+            "objective": self.objective,
+            "metric": "map",
+            "eval_at": [self.eval_at],
+            "num_leaves": self.num_leaves,
+            "learning_rate": self.learning_rate,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": self.feature_fraction,
+            "lambda_l2": self.lambda_l2,
+            "max_bin": self.max_bin,
+            "num_threads": self.num_threads,
+            "seed": self.seed,
+            "deterministic": True,
+            "force_row_wise": True,
+            "verbosity": -1,
+        }
+        if self.objective == "lambdarank":
+            params["lambdarank_truncation_level"] = self.lambdarank_truncation_level
+        return params
+
+
+# ----------------------------------------------------------------------------------------------- tiers
+
+
+@dataclass(frozen=True)
+class TierBands:
+    """Relevance tiers of one ranker. A row is `high` when its raw score is at least `high_score`, `medium`
+    when at least `medium_score`, else `low`. The cuts are the validation week's score quantiles (the top
+    `high_share` of the rows fitted on are high, the next `medium_share` medium, as near as tied scores allow);
+    since the calibration is monotone they are also cuts in purchase probability (`calibrate`). `summary` holds,
+    per tier, what a CRM can expect from what was fitted on: rows, share, observed hit rate (share of the tier's
+    recommendations bought that week) and the calibrated probability range."""
+
+    high_score: float
+    medium_score: float
+    calibration_scores: tuple[float, ...]         # increasing bin mean scores
+    calibration_probabilities: tuple[float, ...]  # isotonic purchase probability at those scores
+    summary: tuple[dict, ...] = ()
+
+    def calibrate(self, scores: np.ndarray | pl.Series) -> np.ndarray:
+        """Purchase probability of raw scores: piecewise linear between the isotonic bin estimates, flat beyond."""
+        return np.interp(np.asarray(scores, dtype=np.float64), self.calibration_scores, self.calibration_probabilities)
+
+    def state(self) -> dict:
+        return {**asdict(self), "calibration_scores": list(self.calibration_scores),
+                "calibration_probabilities": list(self.calibration_probabilities), "summary": list(self.summary)}
+
+    @classmethod
+    def load(cls, state: dict) -> "TierBands":
+        return cls(state["high_score"], state["medium_score"], tuple(state["calibration_scores"]),
+                   tuple(state["calibration_probabilities"]), tuple(state["summary"]))
+
+
+def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least-squares non-decreasing fit (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, number of values pooled]
+    for value, weight in zip(values.tolist(), weights.tolist()):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m2, w2, n2), (m1, w1, n1) = blocks.pop(), blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
+    return np.repeat([b[0] for b in blocks], [int(b[2]) for b in blocks])
+
+
+def fit_tiers(scores: np.ndarray | pl.Series, labels: np.ndarray | pl.Series, high_share: float = 0.10,
+              medium_share: float = 0.30, bins: int = 100) -> TierBands:
+    """Calibrate raw scores to purchase probability (isotonic regression on `bins` equal-count score bins) and
+    cut tiers at the scores leaving closest to `high_share` of the rows high and `medium_share` medium. Fit on
+    the validation week's recommended rows (each customer's top 12, label = bought that week), so the tiers
+    describe what is published."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.float64)
+    if scores.size == 0:
+        raise ValueError("fit_tiers needs at least one scored row")
+    order = np.argsort(scores, kind="stable")
+    chunks = [c for c in np.array_split(order, min(bins, scores.size)) if c.size]
+    bin_scores = np.array([scores[c].mean() for c in chunks])
+    bin_hits = np.array([labels[c].sum() for c in chunks])
+    bin_rows = np.array([c.size for c in chunks], dtype=np.float64)
+    # Bins of tied scores merge, so the calibration curve's x is strictly increasing.
+    unique_scores, inverse = np.unique(bin_scores, return_inverse=True)
+    hits = np.bincount(inverse, bin_hits)
+    rows = np.bincount(inverse, bin_rows)
+    probabilities = _isotonic(hits / rows, rows)
+    high_score = _cut(scores, high_share)
+    medium_score = _cut(scores, high_share + medium_share)
+    bands = TierBands(high_score, medium_score, tuple(unique_scores.tolist()), tuple(probabilities.tolist()))
+    summary = tier_summary(scores, labels, bands)
+    return TierBands(bands.high_score, bands.medium_score, bands.calibration_scores, bands.calibration_probabilities,
+                     tuple(summary.to_dicts()))
+
+
+def _cut(scores: np.ndarray, share_above: float) -> float:
+    """The score threshold (one of the scores) that leaves the share of rows at or above it closest to
+    `share_above`; a block of tied scores stays on one side (few trees give many ties)."""
+    ordered = np.sort(scores)
+    values = np.unique(ordered)
+    at_or_above = (ordered.size - np.searchsorted(ordered, values, side="left")) / ordered.size
+    return float(values[np.argmin(np.abs(at_or_above - share_above))])
+
+
+def assign_tiers(scores: np.ndarray | pl.Series, bands: TierBands) -> pl.Series:
+    """The tier ("high" | "medium" | "low") of each raw score, non-decreasing in the score."""
+    scores = np.asarray(scores, dtype=np.float64)
+    tier = np.where(scores >= bands.high_score, TIERS[0], np.where(scores >= bands.medium_score, TIERS[1], TIERS[2]))
+    return pl.Series("tier", tier, dtype=pl.String)
+
+
+def tier_summary(scores: np.ndarray | pl.Series, labels: np.ndarray | pl.Series, bands: TierBands) -> pl.DataFrame:
+    """Per tier: rows, share, observed hit rate (share of rows bought) and calibrated probability range; on a
+    held-out week this is the check that the tiers keep their promise."""
+    frame = pl.DataFrame({
+        "tier": assign_tiers(scores, bands),
+        "label": np.asarray(labels, dtype=np.float64),
+        "probability": bands.calibrate(scores),
+    })
+    stats = frame.group_by("tier").agg(
+        pl.len().alias("rows"),
+        pl.col("label").mean().alias("hit_rate"),
+        pl.col("probability").mean().alias("mean_probability"),
+        pl.col("probability").min().alias("min_probability"),
+        pl.col("probability").max().alias("max_probability"),
+    )
+    return (pl.DataFrame({"tier": list(TIERS)}).join(stats, on="tier", how="left", maintain_order="left")
+            .with_columns(pl.col("rows").fill_null(0))
+            .with_columns((pl.col("rows") / max(frame.height, 1)).alias("share")))
+
+
+# ----------------------------------------------------------------------------------------------- scoring
+
+
+def _matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """Feature matrix as float32 (nulls become NaN, LightGBM's missing value)."""
+    return frame.select(pl.col(list(features)).cast(pl.Float32)).to_numpy()
+
+
+def score(booster: lgb.Booster, frame: pl.DataFrame, features: Sequence[str], chunk_rows: int = SCORE_CHUNK_ROWS,
+          num_threads: int | None = None) -> pl.DataFrame:
+    """`frame` with a Float64 `score` column (higher = more likely bought). Predicts `chunk_rows` rows at a time,
+    so memory beyond the frame itself is bounded by one chunk's matrix."""
+    params = {} if num_threads is None else {"num_threads": num_threads}
+    chunk_rows = max(chunk_rows, 1)
+    parts = [booster.predict(_matrix(frame.slice(start, chunk_rows), features), **params)
+             for start in range(0, frame.height, chunk_rows)]
+    values = np.concatenate(parts) if parts else np.empty(0)
+    return frame.with_columns(pl.Series("score", values, dtype=pl.Float64))
+
+
+def top_k(scored: pl.DataFrame, k: int = K) -> pl.DataFrame:
+    """Each customer's k best distinct articles by `score` (ties: smaller article_id first), with `rank` 1..k.
+    A customer with fewer than k candidates gets fewer rows; the output stage fills them."""
+    return (
+        scored.sort(["customer_id", "score", "article_id"], descending=[False, True, False])
+        .unique(subset=["customer_id", "article_id"], keep="first", maintain_order=True)
+        .group_by("customer_id", maintain_order=True).head(k)
+        .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank"))
+    )
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def _group_keys(frame: pl.DataFrame) -> list[str]:
+    return ["week", "customer_id"] if "week" in frame.columns else ["customer_id"]
+
+
+def downsample(frame: pl.DataFrame, config: RankerConfig) -> pl.DataFrame:
+    """Training rows sorted by (week, customer_id, article_id), so query groups are contiguous: every positive,
+    at most `negatives_per_positive` x positives random negatives per group (seeded), and no group without a
+    positive for lambdarank."""
+    keys = _group_keys(frame)
+    frame = frame.sort([*keys, "article_id"])
+    positives = pl.col("label").sum().over(keys)
+    if config.negatives_per_positive is None:
+        return frame.filter(positives > 0) if config.objective == "lambdarank" else frame
+    draw = np.random.default_rng(config.seed).random(frame.height)
+    quota = (positives.cast(pl.Float64) * config.negatives_per_positive).ceil()
+    negative_rank = pl.col("__draw").rank("ordinal").over([*keys, "label"])
+    return (frame.with_columns(pl.Series("__draw", draw))
+            .filter((pl.col("label") > 0) | (negative_rank <= quota))
+            .drop("__draw"))
+
+
+def _dataset(frame: pl.DataFrame, features: Sequence[str], categorical: Sequence[str],
+             reference: lgb.Dataset | None = None) -> lgb.Dataset:
+    """LightGBM dataset of rows already sorted by their query group."""
+    groups = frame.group_by(_group_keys(frame), maintain_order=True).len()["len"].to_numpy()
+    return lgb.Dataset(_matrix(frame, features), label=frame["label"].cast(pl.Float64).to_numpy(), group=groups,
+                       feature_name=list(features), categorical_feature=list(categorical), reference=reference,
+                       free_raw_data=True)
+
+
+@dataclass
+class RankerResult:
+    """A trained ranker and what it was judged by. `validation`: map_at_12 and recall_at_12 (Kaggle, against the
+    validation week's purchases), best_iteration, the LightGBM early-stopping metric, rows and seconds."""
+
+    booster: lgb.Booster  # holds exactly the trees up to the best iteration
+    config: RankerConfig
+    features: list[str]
+    categorical: list[str]
+    validation: dict
+    importances: pl.DataFrame  # feature, gain, split, gain_share; by gain, descending
+    history: list[dict] = field(default_factory=list)  # per iteration: iteration, validation metric
+    tiers: TierBands | None = None
+
+    def score(self, frame: pl.DataFrame, chunk_rows: int = SCORE_CHUNK_ROWS) -> pl.DataFrame:
+        return score(self.booster, frame, self.features, chunk_rows, self.config.num_threads)
+
+    def state(self) -> dict:
+        """JSON-able state: the booster as LightGBM's text model, never a pickle."""
+        return {
+            "model": self.booster.model_to_string(),
+            "config": asdict(self.config),
+            "features": list(self.features),
+            "categorical": list(self.categorical),
+            "validation": dict(self.validation),
+            "importances": self.importances.to_dicts(),
+            "history": list(self.history),
+            "tiers": None if self.tiers is None else self.tiers.state(),
+        }
+
+    @classmethod
+    def load(cls, state: dict) -> "RankerResult":
+        return cls(
+            booster=lgb.Booster(model_str=state["model"]),
+            config=RankerConfig(**state["config"]),
+            features=list(state["features"]),
+            categorical=list(state["categorical"]),
+            validation=dict(state["validation"]),
+            importances=pl.DataFrame(state["importances"], schema=_IMPORTANCE_SCHEMA),
+            history=list(state["history"]),
+            tiers=None if state["tiers"] is None else TierBands.load(state["tiers"]),
+        )
+
+
+_IMPORTANCE_SCHEMA = {"feature": pl.String, "gain": pl.Float64, "split": pl.Int64, "gain_share": pl.Float64}
+
+
+def _importances(booster: lgb.Booster) -> pl.DataFrame:
+    gain = booster.feature_importance("gain")
+    total = float(gain.sum()) or 1.0
+    return pl.DataFrame({
+        "feature": booster.feature_name(),
+        "gain": gain.astype(np.float64),
+        "split": booster.feature_importance("split").astype(np.int64),
+        "gain_share": gain / total,
+    }, schema=_IMPORTANCE_SCHEMA).sort(["gain", "feature"], descending=[True, False])
+
+
+def train_ranker(
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    features: Sequence[str],
+    categorical: Sequence[str] = (),
+    config: RankerConfig = RankerConfig(),
+    log: Callable[[str], None] = print,
+    validation_purchases: pl.DataFrame | None = None,
+) -> RankerResult:
+    """Train on the stacked training weeks, early-stop on the validation week and judge the best iteration by
+    Kaggle MAP@12 of its top 12 against `validation_purchases` (customer_id, article_id; default: the
+    validation candidates labelled 1, which ignores purchases the candidates missed). Relevance tiers are fitted
+    on the validation week's top 12."""
+    features, categorical = list(features), list(categorical)
+    if missing := [c for c in categorical if c not in features]:
+        raise ValueError(f"categorical features not among features: {missing}")
+    name = f"ranker[{config.objective}]"
+    started = time.perf_counter()
+    train, validation = ((f.with_columns((pl.col("label") > 0).cast(pl.Int8))) for f in (train, validation))
+
+    train_rows = downsample(train, config)
+    if train_rows.height == 0 or train_rows["label"].sum() == 0:
+        raise ValueError("no positive label in the training weeks")
+    keys = _group_keys(validation)
+    validation = validation.sort([*keys, "article_id"])
+    # Early stopping reads only the groups with a purchase (LightGBM counts a query without one as a perfect 1).
+    stopping_rows = validation.filter(pl.col("label").sum().over(keys) > 0)
+    if stopping_rows.height == 0:
+        raise ValueError("no positive label in the validation week")
+    train_set = _dataset(train_rows, features, categorical)
+    stopping_set = _dataset(stopping_rows, features, categorical, reference=train_set)
+    n_groups = train_rows.select(_group_keys(train_rows)).n_unique()
+    log(f"{name}: {train_rows.height:,} training rows of {train.height:,} in {n_groups:,} groups "
+        f"({int(train_rows['label'].sum()):,} positives), {len(features)} features; "
+        f"early stopping on {stopping_rows.height:,} validation rows")
+
+    metric = f"map@{config.eval_at}"
+    history: list[dict] = []
+
+    def record(env: lgb.callback.CallbackEnv) -> None:
+        value = next(v for _, m, v, _ in env.evaluation_result_list if m == metric)
+        history.append({"iteration": env.iteration + 1, metric: value})
+        if (env.iteration + 1) % config.log_every == 0:
+            log(f"{name} iteration {env.iteration + 1}: validation {metric} {value:.4f} "
+                f"({time.perf_counter() - started:.1f} s)")
+
+    trained = lgb.train(
+        config.lightgbm_params(), train_set, num_boost_round=config.n_estimators,
+        valid_sets=[stopping_set], valid_names=["validation"],
+        callbacks=[record, lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False)],
+    )
+    best_iteration = trained.best_iteration or trained.current_iteration()
+    # The served booster holds exactly the best trees, so a reloaded artefact predicts the same.
+    booster = lgb.Booster(model_str=trained.model_to_string(num_iteration=best_iteration))
+    train_seconds = time.perf_counter() - started
+
+    scored = score(booster, validation, features, num_threads=config.num_threads)
+    recommended = top_k(scored, config.eval_at)
+    purchases = (validation_purchases if validation_purchases is not None
+                 else validation.filter(pl.col("label") > 0))
+    figures = {
+        "objective": config.objective,
+        f"map_at_{config.eval_at}": map_at_k(recommended, purchases, config.eval_at),
+        f"recall_at_{config.eval_at}": recall_at_k(recommended, purchases, config.eval_at),
+        "best_iteration": int(best_iteration),
+        f"lightgbm_{metric}": float(history[best_iteration - 1][metric]) if history else math.nan,
+        "buying_customers": int(purchases["customer_id"].n_unique()),
+        "training_rows": int(train_rows.height),
+        "training_groups": int(n_groups),
+        "training_positives": int(train_rows["label"].sum()),
+        "seconds": round(train_seconds, 3),
+    }
+    tiers = fit_tiers(recommended["score"], recommended["label"], config.tier_high_share, config.tier_medium_share,
+                      config.calibration_bins)
+    k = config.eval_at
+    log(f"{name}: best iteration {best_iteration}, validation MAP@{k} {figures[f'map_at_{k}']:.4f}, "
+        f"recall@{k} {figures[f'recall_at_{k}']:.4f} over {figures['buying_customers']:,} buyers "
+        f"({train_seconds:.1f} s)")
+    return RankerResult(booster, config, features, categorical, figures, _importances(booster), history, tiers)
+
+
+def compare_objectives(
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    features: Sequence[str],
+    categorical: Sequence[str] = (),
+    config: RankerConfig = RankerConfig(),
+    log: Callable[[str], None] = print,
+    validation_purchases: pl.DataFrame | None = None,
+    objectives: Sequence[str] = OBJECTIVES,
+) -> tuple[RankerResult, dict[str, float]]:
+    """Train one ranker per objective (same data and settings otherwise) and return the one with the best
+    validation MAP@12 (ties: the first listed, lambdarank) and every objective's MAP@12."""
+    results = {objective: train_ranker(train, validation, features, categorical,
+                                       RankerConfig(**{**asdict(config), "objective": objective}), log,
+                                       validation_purchases)
+               for objective in objectives}
+    key = f"map_at_{config.eval_at}"
+    figures = {objective: result.validation[key] for objective, result in results.items()}
+    best = max(objectives, key=lambda o: (figures[o], -list(objectives).index(o)))
+    log("ranker objectives: " + ", ".join(f"{o} MAP@{config.eval_at} {v:.4f}" for o, v in figures.items())
+        + f"; serving {best}")
+    return results[best], figures
