@@ -1,0 +1,252 @@
+"""The ranker's feature matrix: one row per candidate (customer, article) of week W, with features known at
+W's Tuesday, and the label from the purchases of the week after.
+
+``ranking_inputs`` gathers the customer-independent tables of the week once (customer and article features
+from ``core/features.py``, segments, the age groups' popularity, the customers' purchase counts per article,
+product and department); ``ranking_features`` joins any chunk of candidate rows (``core/candidates.py``)
+with them, keeping the candidates' row order (so a customer's rows stay contiguous: the ranker's
+query groups). Training and scoring use the same ``FEATURE_COLUMNS``, in that order.
+
+Features (``FEATURE_COLUMNS``):
+
+* customer: ``customer_age``, ``customer_age_group``, ``customer_segment``, purchase counts, days since the
+  last purchase, mean price, online share, index-group shares (``features.customer_features``);
+* article: sales (all history, last week, the week before), ``article_trend``
+  ((last week + 1) / (week before + 1)), ``article_popularity_rank``, mean price, online and seasonal shares,
+  days on sale, preferred age group (``features.article_features``) and the catalogue's own integer codes
+  (``ARTICLE_CODES``: product type, department, section, garment group, index group, colour, ...);
+* interaction: times the customer bought this article / its product_code / its department (rows, over the
+  history given) and days since (null: never), ``price_ratio`` = article mean price / customer mean price,
+  ``age_group_popularity_rank`` and ``age_group_trend_score`` (the article's time-decayed sales of the last
+  ``popularity_weeks`` among buyers of the customer's age group, rank 1 = best, null where unsold; customers of
+  unknown age use all buyers), ``is_preferred_age_group``, ``is_favourite_colour``,
+  ``is_favourite_garment_group``;
+* candidate: ``n_sources`` and, for every source of ``candidates.SOURCES``, ``from_<source>`` (0/1),
+  ``<source>_score`` and ``<source>_rank`` (the model scores and ranks included; null where absent).
+
+Types: numeric features are Float32 (null = missing, NaN to LightGBM); ``CATEGORICAL_FEATURES`` are Int32
+codes that do not depend on the week's data, so a model trained at W-1 reads W's matrix the same way:
+age groups by ``AGE_GROUP_CODES`` (16-24: 0, 25-34: 1, 35-49: 2, 50+: 3, unknown: 4), segments by their
+position in ``segments.SEGMENTS`` (``SEGMENT_CODES``), catalogue codes as H&M numbers them; -1 is missing
+(no segment row, article never sold, code absent), which LightGBM reads as missing.
+
+Label: ``label`` (Int8) is 1 when the customer bought the article in the purchases frame given (the
+following week), else 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from hm_recs.core.baselines import _decay
+from hm_recs.core.candidates import SOURCES, fixed_sum
+from hm_recs.core.features import AGE_GROUPS, UNKNOWN_AGE_GROUP, history_until
+from hm_recs.core.schema import INDEX_GROUP_SHARES
+from hm_recs.core.segments import SEGMENTS
+from hm_recs.core.weeks import shift_weeks, week_end
+
+AGE_GROUP_CODES: dict[str, int] = {name: i for i, name in enumerate([*(g[2] for g in AGE_GROUPS), UNKNOWN_AGE_GROUP])}
+SEGMENT_CODES: dict[str, int] = {name: i for i, name in enumerate(SEGMENTS)}
+MISSING_CODE = -1
+ARTICLE_CODES: tuple[str, ...] = (
+    "product_type_no", "department_no", "section_no", "garment_group_no", "index_group_no",
+    "colour_group_code", "perceived_colour_master_id", "graphical_appearance_no",
+)
+"""Integer codes of the H&M catalogue used as categorical features, under their own names."""
+
+CUSTOMER_FEATURES: list[str] = [
+    "customer_age", "customer_age_group", "customer_segment", "customer_n_purchases", "customer_n_purchases_recent",
+    "customer_days_since_last_purchase", "customer_mean_price", "customer_online_share",
+    *[f"customer_{share}" for share in INDEX_GROUP_SHARES],
+]
+ARTICLE_FEATURES: list[str] = [
+    "article_n_sales", "article_sales_last_week", "article_sales_previous_week", "article_trend",
+    "article_popularity_rank", "article_mean_price", "article_online_share", "article_seasonal_share",
+    "article_days_on_sale", "article_preferred_age_group", *ARTICLE_CODES,
+]
+INTERACTION_FEATURES: list[str] = [
+    "customer_article_purchases", "customer_product_purchases", "customer_department_purchases",
+    "days_since_article_purchase", "days_since_product_purchase", "days_since_department_purchase",
+    "price_ratio", "age_group_popularity_rank", "age_group_trend_score",
+    "is_preferred_age_group", "is_favourite_colour", "is_favourite_garment_group",
+]
+CANDIDATE_FEATURES: list[str] = [
+    "n_sources", *[f"from_{s}" for s in SOURCES], *[f"{s}_score" for s in SOURCES], *[f"{s}_rank" for s in SOURCES],
+]
+FEATURE_COLUMNS: list[str] = [*CUSTOMER_FEATURES, *ARTICLE_FEATURES, *INTERACTION_FEATURES, *CANDIDATE_FEATURES]
+CATEGORICAL_FEATURES: list[str] = ["customer_age_group", "customer_segment", "article_preferred_age_group", *ARTICLE_CODES]
+LABEL = "label"
+KEYS = ["customer_id", "article_id"]
+CATEGORICAL_TYPE = pl.Int32
+NUMERIC_TYPE = pl.Float32
+
+
+def feature_columns() -> list[str]:
+    """The ranker's feature columns, in the order training and scoring must use."""
+    return list(FEATURE_COLUMNS)
+
+
+@dataclass(frozen=True)
+class RankingFeatureConfig:
+    popularity_weeks: int = 4  # age-group popularity: time-decayed sales of these weeks ...
+    popularity_half_life_days: float = 7.0  # ... with this half-life (the trending baseline's)
+
+
+@dataclass(frozen=True)
+class RankingInputs:
+    """The customer-independent tables of one week (see `ranking_inputs`); customers and articles carry
+    integer indexes `c` / `a` so that a chunk joins its strings once and everything else on integers."""
+
+    week: dt.date
+    customers: pl.DataFrame          # customer_id, c, _colour, _garment, customer features
+    articles: pl.DataFrame           # article_id, a, product_code, _preferred, _colour, _garment, article features
+    group_popularity: pl.DataFrame   # customer_age_group (code), a, age_group_popularity_rank, age_group_trend_score
+    bought_article: pl.DataFrame     # c, a, customer_article_purchases, days_since_article_purchase
+    bought_product: pl.DataFrame     # c, product_code, customer_product_purchases, days_since_product_purchase
+    bought_department: pl.DataFrame  # c, department_no, customer_department_purchases, days_since_department_purchase
+
+
+def _code(column: str, codes: dict[str, int]) -> pl.Expr:
+    return pl.col(column).replace_strict(codes, default=MISSING_CODE, return_dtype=CATEGORICAL_TYPE)
+
+
+def _group_popularity(history: pl.DataFrame, groups: pl.DataFrame, week: dt.date, config: RankingFeatureConfig) -> pl.DataFrame:
+    """Per age group (and unknown = all buyers) every article sold in the window: decayed sales and their rank."""
+    unknown = AGE_GROUP_CODES[UNKNOWN_AGE_GROUP]
+    recent = (
+        history.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(config.popularity_weeks - 1))))
+        .join(groups, on="c", how="left")
+        .with_columns(pl.col("customer_age_group").fill_null(unknown),
+                      _decay(week_end(week), config.popularity_half_life_days).alias("w"))
+    )
+    per_group = (recent.filter(pl.col("customer_age_group") != unknown)
+                 .group_by("customer_age_group", "a").agg(fixed_sum(pl.col("w"))))
+    overall = (recent.group_by("a").agg(fixed_sum(pl.col("w")))
+               .with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group")))
+    return pl.concat([per_group, overall.select(per_group.columns)]).select(
+        "customer_age_group", "a",
+        pl.col("w").rank("min", descending=True).over("customer_age_group").cast(NUMERIC_TYPE).alias("age_group_popularity_rank"),
+        pl.col("w").cast(NUMERIC_TYPE).alias("age_group_trend_score"),
+    )
+
+
+def _bought(history: pl.DataFrame, key: str, name: str, cutoff: dt.date) -> pl.DataFrame:
+    return history.drop_nulls(key).group_by("c", key).agg(
+        pl.len().cast(NUMERIC_TYPE).alias(f"customer_{name}_purchases"),
+        (pl.lit(cutoff) - pl.col("t_dat").max()).dt.total_days().cast(NUMERIC_TYPE).alias(f"days_since_{name}_purchase"),
+    )
+
+
+def ranking_inputs(
+    customer_features: pl.DataFrame,
+    article_features: pl.DataFrame,
+    articles: pl.DataFrame,
+    transactions: pl.DataFrame,
+    segments: pl.DataFrame,
+    week: dt.date,
+    config: RankingFeatureConfig = RankingFeatureConfig(),
+) -> RankingInputs:
+    """The week's tables for `ranking_features`.
+
+    customer_features, article_features: as `features.customer_features` / `features.article_features` build
+    them at W, for every customer / article (buyers' age groups make the age-group popularity).
+    articles: the catalogue (article_id, product_code, colour_group_name, garment_group_name, `ARTICLE_CODES`).
+    transactions: t_dat, customer_id, article_id (the lookback the caller loads; rows after W's Tuesday ignored).
+    segments: customer_id, segment (one primary segment per customer, `segments.assign_segments`).
+    """
+    cutoff = week_end(week)
+    customers = (
+        customer_features.unique("customer_id", keep="first", maintain_order=True)
+        .join(segments.select("customer_id", "segment"), on="customer_id", how="left", maintain_order="left")
+        .select(
+            "customer_id",
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("c"),
+            pl.col("favourite_colour").alias("_colour"),
+            pl.col("favourite_garment_group").alias("_garment"),
+            pl.col("age").cast(NUMERIC_TYPE).alias("customer_age"),
+            _code("age_group", AGE_GROUP_CODES).alias("customer_age_group"),
+            _code("segment", SEGMENT_CODES).alias("customer_segment"),
+            *[pl.col(c).cast(NUMERIC_TYPE).alias(f"customer_{c}") for c in
+              ["n_purchases", "n_purchases_recent", "days_since_last_purchase", "mean_price", "online_share",
+               *INDEX_GROUP_SHARES]],
+        )
+    )
+    article_table = (
+        articles.unique("article_id", keep="first", maintain_order=True)
+        .join(article_features, on="article_id", how="left", maintain_order="left")
+        .select(
+            "article_id",
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias("a"),
+            "product_code",
+            pl.col("colour_group_name").alias("_colour"),
+            pl.col("garment_group_name").alias("_garment"),
+            *[pl.col(c).cast(NUMERIC_TYPE).alias(f"article_{c}") for c in
+              ["n_sales", "sales_last_week", "sales_previous_week", "trend", "popularity_rank", "mean_price", "online_share",
+               "seasonal_share", "days_on_sale"]],
+            _code("preferred_age_group", AGE_GROUP_CODES).alias("article_preferred_age_group"),
+            *[pl.col(c).fill_null(MISSING_CODE).cast(CATEGORICAL_TYPE) for c in ARTICLE_CODES],
+        )
+    )
+    history = (
+        history_until(transactions.select("t_dat", "customer_id", "article_id"), week)
+        .join(customers.select("customer_id", "c"), on="customer_id")
+        .join(article_table.select("article_id", "a", "product_code", "department_no"), on="article_id")
+        .with_columns(pl.when(pl.col("department_no") != MISSING_CODE).then(pl.col("department_no")).alias("department_no"))
+    )
+    return RankingInputs(
+        week=week,
+        customers=customers,
+        articles=article_table,
+        group_popularity=_group_popularity(history, customers.select("c", "customer_age_group"), week, config),
+        bought_article=_bought(history, "a", "article", cutoff),
+        bought_product=_bought(history, "product_code", "product", cutoff),
+        bought_department=_bought(history, "department_no", "department", cutoff),
+    )
+
+
+def label_candidates(candidates: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
+    """`candidates` with `label` (Int8): 1 where the customer bought the article in `purchases`, else 0."""
+    bought = purchases.select(*KEYS).unique().with_columns(pl.lit(1, dtype=pl.Int8).alias(LABEL))
+    return candidates.join(bought, on=KEYS, how="left", maintain_order="left").with_columns(pl.col(LABEL).fill_null(0))
+
+
+def _flag(expr: pl.Expr) -> pl.Expr:
+    return expr.fill_null(False).cast(NUMERIC_TYPE)
+
+
+def ranking_features(inputs: RankingInputs, candidates: pl.DataFrame, purchases: pl.DataFrame | None = None) -> pl.DataFrame:
+    """customer_id, article_id, [label,] *FEATURE_COLUMNS for each candidate row, in the candidates' order.
+
+    candidates: customer_id, article_id and the candidate columns of `candidates.customer_candidates` (source
+    columns missing from the frame are null). purchases: the following week's (customer_id, article_id) for
+    `label`; None (scoring) leaves `label` out. Any chunk of customers may be passed: a chunk's result is the
+    chunk's rows of the whole. Customers or articles unknown to the inputs get null features (-1 codes).
+    """
+    missing = [c for c in CANDIDATE_FEATURES if c not in candidates.columns]
+    frame = candidates.with_columns(pl.lit(None, dtype=NUMERIC_TYPE).alias(c) for c in missing)
+    # Eager joins that ignore order, then one sort back into the candidates' order: measured 2x faster than
+    # order-keeping joins and 7x faster than the same plan on polars' streaming engine.
+    matrix = (
+        frame.select(*KEYS, *CANDIDATE_FEATURES).with_row_index("_row")
+        .join(inputs.customers, on="customer_id", how="left")
+        .join(inputs.articles, on="article_id", how="left", suffix="_article")
+        .join(inputs.group_popularity, on=["customer_age_group", "a"], how="left")
+        .join(inputs.bought_article, on=["c", "a"], how="left")
+        .join(inputs.bought_product, on=["c", "product_code"], how="left")
+        .join(inputs.bought_department, on=["c", "department_no"], how="left")
+        .sort("_row")
+        .with_columns(
+            pl.col("customer_article_purchases", "customer_product_purchases", "customer_department_purchases").fill_null(0),
+            (pl.col("article_mean_price") / pl.col("customer_mean_price")).cast(NUMERIC_TYPE).alias("price_ratio"),
+            _flag(pl.col("article_preferred_age_group") == pl.col("customer_age_group")).alias("is_preferred_age_group"),
+            _flag(pl.col("_colour") == pl.col("_colour_article")).alias("is_favourite_colour"),
+            _flag(pl.col("_garment") == pl.col("_garment_article")).alias("is_favourite_garment_group"),
+            *[pl.col(c).cast(CATEGORICAL_TYPE).fill_null(MISSING_CODE) for c in CATEGORICAL_FEATURES],
+            *[pl.col(c).cast(NUMERIC_TYPE) for c in CANDIDATE_FEATURES],
+        )
+        .select(*KEYS, *FEATURE_COLUMNS)
+    )
+    return label_candidates(matrix, purchases).select(*KEYS, LABEL, *FEATURE_COLUMNS) if purchases is not None else matrix
