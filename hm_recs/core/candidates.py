@@ -16,13 +16,15 @@ Sources (``SOURCES``, in this order everywhere):
                    with weight(a) the repurchase recency weight.
 * ``same_product`` other colours/sizes (same ``product_code``) of the customer's recent articles, score = the
                    article's sales (rows) in the last ``same_product_sales_weeks`` weeks, 0 if none.
-* ``two_tower``, ``sequence``  model retrieval, passed in as frames (customer_id, article_id, score, rank).
+* ``two_tower``, ``sequence``  model retrieval, passed in as frames (customer_id, article_id, score, rank):
+                   the rows with rank <= the source's limit, the model's own score and rank kept.
 * ``fallback``     top-up only: a customer left with fewer than ``min_per_customer`` articles gets the next
-                   articles of ``baselines.fallback_ranking`` (global trending, all-time sales, catalogue order).
+                   articles of ``baselines.fallback_ranking`` (global trending, all-time sales, catalogue order);
+                   its score is that tier's (decayed sales, sales, 0), so its rank is the signal.
 
 "Recent articles" are the repurchase rows; ``copurchase`` and ``same_product`` propose only articles the
 customer did not buy in that window (those are ``repurchase``'s). Each source keeps its best ``<source>``
-(config) articles per customer, ranked by score (ties: article_id). The union is capped at
+(config) articles per customer, ranked by score as the Float32 shown (ties: article_id). The union is capped at
 ``max_per_customer``, keeping the articles with the best rank in any source (ties: more sources, article_id),
 so the cap takes every source's top evenly.
 
@@ -35,8 +37,13 @@ are comparable within a source only.
 Time: everything is cut at W's Tuesday (``features.history_until``); model frames are the caller's (built at
 W). Scale: ``candidate_pools`` computes the customer-independent tables of the week once;
 ``customer_candidates`` builds the rows of any subset of customers from them (the caller chunks: 1.37M
-customers x 100 = 137M rows). Nothing joins customers with the catalogue; every step is vectorised polars and
-the output is deterministic (total orders everywhere).
+customers x 100 = 137M rows); inside, customers and articles are integer indexes. Nothing joins customers
+with the catalogue; every step is vectorised polars. Deterministic: total orders everywhere, and this module's
+sums are order-independent (``fixed_sum``; trending's come from ``baselines`` and rank as Float32), so
+shuffled input or another thread count gives the same frame.
+
+Recall (``candidate_recall``): the share of next week's bought (customer, article) pairs that the union and
+each source cover.
 """
 
 from __future__ import annotations
