@@ -1,0 +1,133 @@
+"""Where the weekly job's steps run on Kubernetes: the executor switch and the `dagster-k8s/config` tags.
+
+Plain configuration, no Dagster or dagster-k8s import at module level: the tags are JSON strings that Dagster
+stores on each step, and dagster-k8s's k8s job executor reads them when it launches that step's pod. Locally
+nothing here changes anything (the multiprocess executor ignores the tags). Every size is an environment
+variable, so one image serves clusters of different shapes (docs/deploy.md lists them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+K8S_CONFIG_TAG = "dagster-k8s/config"
+"""The op/job tag that dagster-k8s merges into the Kubernetes Job it creates for a step (or a run)."""
+
+EXECUTOR_ENV = "HM_RECS_EXECUTOR"
+"""`multiprocess` (default: every step a process beside the run) or `k8s` (every step its own pod)."""
+
+WAREHOUSE_RUN_TAG = {"hm-recs/warehouse": "duckdb"}
+"""On every weekly run: the run queue admits one run with this tag at a time (infra/helm/values.yaml), because
+the DuckDB warehouse takes one writer (DESIGN.md section 7)."""
+
+GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
+"""The label NVIDIA's GPU feature discovery (GPU operator) puts on GPU nodes; override per cluster."""
+GPU_TOLERATIONS = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+"""GPU node groups (EKS, GKE, AKS) are tainted with this key so that only pods that ask for GPUs land there."""
+
+
+@dataclass(frozen=True)
+class PodSize:
+    """Requests and limits of one container: CPU cores and memory as Kubernetes quantities, whole GPUs.
+
+    Memory limit = request (a step is never killed for using what it asked for); no CPU limit (throttling a
+    batch step only makes it slower)."""
+
+    cpu: str
+    memory: str
+    gpus: int = 0
+
+    def resources(self) -> dict:
+        requests = {"cpu": self.cpu, "memory": self.memory}
+        limits = {"memory": self.memory}
+        if self.gpus:
+            requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(self.gpus)
+        return {"requests": requests, "limits": limits}
+
+
+DEFAULT_STEP = PodSize(cpu="1", memory="8Gi")
+"""Ingestion, validation, features, recommendations: polars on one week plus the history window."""
+TRAINING_STEP = PodSize(cpu="4", memory="16Gi")
+"""Model training (content encoder, global and per-segment two-tower): torch on the history window."""
+RUN_WORKER_STEPS_IN_PODS = PodSize(cpu="500m", memory="1Gi")
+"""The run's own pod when every step has a pod of its own: it only plans, launches and watches."""
+RUN_WORKER_ALL_STEPS = PodSize(cpu="2", memory="24Gi")
+"""The run's own pod when the steps run inside it: the single-machine budget of DESIGN.md section 6."""
+MAX_STEP_PODS = 8
+"""Step pods at once per run (the six segment models train side by side)."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Sizes and GPU placement, from `HM_RECS_*` environment variables (defaults above)."""
+
+    executor: str = "multiprocess"
+    step: PodSize = DEFAULT_STEP
+    training: PodSize = TRAINING_STEP
+    max_step_pods: int = MAX_STEP_PODS
+    gpu_node_selector: Mapping[str, str] | None = None
+    training_image: str | None = None
+    """Image of the training steps only (the CUDA build of the same commit); None: the code location's image."""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Placement:
+        executor = env.get(EXECUTOR_ENV, "multiprocess")
+        if executor not in ("multiprocess", "k8s"):
+            raise ValueError(f"{EXECUTOR_ENV}={executor!r}: expected 'multiprocess' or 'k8s'")
+        selector = env.get("HM_RECS_GPU_NODE_SELECTOR")
+        return cls(
+            executor=executor,
+            step=PodSize(env.get("HM_RECS_STEP_CPU", DEFAULT_STEP.cpu), env.get("HM_RECS_STEP_MEMORY", DEFAULT_STEP.memory)),
+            training=PodSize(env.get("HM_RECS_TRAINING_CPU", TRAINING_STEP.cpu),
+                             env.get("HM_RECS_TRAINING_MEMORY", TRAINING_STEP.memory),
+                             int(env.get("HM_RECS_TRAINING_GPUS", TRAINING_STEP.gpus))),
+            max_step_pods=int(env.get("HM_RECS_MAX_STEP_PODS", MAX_STEP_PODS)),
+            gpu_node_selector=json.loads(selector) if selector else DEFAULT_GPU_NODE_SELECTOR,
+            training_image=env.get("HM_RECS_TRAINING_IMAGE") or None,
+        )
+
+    def step_k8s_config(self, size: PodSize, kind: str, image: str | None = None) -> dict:
+        """The `dagster-k8s/config` value of a step of this size; GPU steps go to tainted GPU nodes."""
+        config: dict = {
+            "container_config": {"resources": size.resources(), **({"image": image} if image else {})},
+            "pod_template_spec_metadata": {"labels": {"hm-recs/step-kind": kind}},
+        }
+        if size.gpus:
+            config["pod_spec_config"] = {"node_selector": dict(self.gpu_node_selector or DEFAULT_GPU_NODE_SELECTOR),
+                                         "tolerations": GPU_TOLERATIONS}
+        return config
+
+    def training_step_tags(self) -> dict[str, str]:
+        config = self.step_k8s_config(self.training, "training", self.training_image)
+        return {K8S_CONFIG_TAG: json.dumps(config, sort_keys=True)}
+
+    def run_tags(self) -> dict[str, str]:
+        """Tags of every weekly run: the warehouse tag and the size of the run's own pod."""
+        worker = RUN_WORKER_STEPS_IN_PODS if self.executor == "k8s" else RUN_WORKER_ALL_STEPS
+        return {**WAREHOUSE_RUN_TAG,
+                K8S_CONFIG_TAG: json.dumps({"container_config": {"resources": worker.resources()}}, sort_keys=True)}
+
+    def executor_config(self) -> dict:
+        """Config of dagster-k8s's `k8s_job_executor`: the default size of every step pod and how many at once."""
+        return {"max_concurrent": self.max_step_pods, "step_k8s_config": self.step_k8s_config(self.step, "default")}
+
+    def executor_def(self):
+        """The weekly job's executor: None (Dagster's multiprocess default) unless `HM_RECS_EXECUTOR=k8s`.
+
+        dagster-k8s is imported only then; the image installs it (`pip install .[k8s]`), local installs need not."""
+        if self.executor != "k8s":
+            return None
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor.configured(self.executor_config(), name="k8s_job_executor")
+
+
+PLACEMENT = Placement.from_env()
+TRAINING_STEP_TAGS = PLACEMENT.training_step_tags()
+"""`op_tags=` of every model-training asset (article_content, two_tower_global, two_tower_<segment>)."""
+RUN_TAGS = PLACEMENT.run_tags()
+"""`tags=` of weekly_job."""
