@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.hm_recs/dagster_home
 
-.PHONY: demo test ui install clean bench
+.PHONY: demo test ui install clean bench bench-peers
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ ui: $(STAMP)  ## Dagster UI + daemon on the same warehouse and run history as `m
 bench: $(STAMP)  ## measurements for docs/benchmarks.md (long: ~15 min)
 	$(BIN)/python benchmarks/backtest_baselines.py --data both
 	$(BIN)/python benchmarks/ingest_throughput.py
+
+bench-peers: $(STAMP)  ## two-tower and sequence model vs implicit's ALS and trending (~5 min on 2 idle cores)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/peer_comparison.py --data both
 
 clean:
 	rm -rf .hm_recs
