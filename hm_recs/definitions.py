@@ -2,11 +2,12 @@
 
 import dagster as dg
 
-from hm_recs.assets import evaluation, features, ingestion, models, recommend, segments, validation
+from hm_recs.deploy import PLACEMENT, RUN_TAGS
+from hm_recs.assets import evaluation, features, ingestion, models, ranking, recommend, segments, validation
 from hm_recs.partitions import weekly_partitions
 from hm_recs.resources import default_resources
 
-all_assets = dg.load_assets_from_modules([ingestion, validation, features, segments, models, recommend, evaluation])
+all_assets = dg.load_assets_from_modules([ingestion, validation, features, segments, models, ranking, recommend, evaluation])
 
 INGESTION_ASSETS = dg.AssetSelection.groups("ingestion", "validation")
 """What a week of history needs before later weeks can learn from it."""
@@ -16,6 +17,8 @@ weekly_job = dg.define_asset_job(
     selection=dg.AssetSelection.all(),
     partitions_def=weekly_partitions,
     description="Ingest, validate, featurise, recommend and evaluate one week (Wednesday to Tuesday).",
+    tags=RUN_TAGS,
+    executor_def=PLACEMENT.executor_def(),  # Dagster's default locally; one pod per step with HM_RECS_EXECUTOR=k8s
 )
 
 weekly_schedule = dg.build_schedule_from_partitioned_job(

@@ -10,7 +10,7 @@ import dagster as dg
 import yaml
 
 from hm_recs.definitions import defs
-from hm_recs_tests.conftest import WEEKS
+from hm_recs_tests.conftest import WEEK
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,13 +59,14 @@ def test_cli_synth_is_deterministic(tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
-def test_cli_backtest_report(small_source, tmp_path):
-    weeks = f"{WEEKS[3]},{WEEKS[4]}"
+def test_cli_backtest_report(small_source, with_history, tmp_path):
+    with_history(small_source, tmp_path)  # the history weeks already in the warehouse: the CLI skips them
+    weeks = f"{WEEK},{WEEK + dt.timedelta(weeks=1)}"
     result = hm_recs("backtest", "--source", str(small_source), "--weeks", weeks, "--report", "report.json",
-                     "--warehouse", str(tmp_path / "w.duckdb"), "--artefacts", str(tmp_path / "art"), cwd=tmp_path)
+                     "--warehouse", str(tmp_path / "warehouse.duckdb"), "--artefacts", str(tmp_path / "art"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report["weeks"]) == {str(WEEKS[3]), str(WEEKS[4])}
+    assert set(report["weeks"]) == {str(WEEK), str(WEEK + dt.timedelta(weeks=1))}
     assert set(report["mean"]) == {"model", "popularity", "trending", "repurchase"}
     for figures in report["mean"].values():
         assert set(figures) == {"map_at_12", "recall_at_12", "coverage", "novelty", "mean_price"}
@@ -79,6 +80,6 @@ def test_cli_backtest_report(small_source, tmp_path):
 def test_cli_run_reports_a_clear_failure(tmp_path):
     (tmp_path / "src").mkdir()
     result = hm_recs("run", "--source", str(tmp_path / "src"), "--week", "2020-09-16",
-                     "--warehouse", str(tmp_path / "w.duckdb"), cwd=tmp_path)
+                     "--warehouse", str(tmp_path / "warehouse.duckdb"), cwd=tmp_path)
     assert result.returncode == 1
     assert "file not found in the source" in result.stderr

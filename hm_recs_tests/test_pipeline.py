@@ -8,7 +8,10 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS
-from hm_recs_tests.conftest import INGESTION, WEEKS, WITHOUT_MODELS, materialize_week, read_table, resources_for
+from hm_recs_tests.conftest import WEEK, WITHOUT_MODELS, materialize_week, read_table, resources_for
+
+NEXT_WEEK = WEEK + dt.timedelta(weeks=1)
+WEEKS_BUILT = (WEEK, NEXT_WEEK)
 
 
 def assert_run_ok(result: dg.ExecuteInProcessResult):
@@ -18,14 +21,11 @@ def assert_run_ok(result: dg.ExecuteInProcessResult):
 
 
 @pytest.fixture(scope="module")
-def two_weeks(small_source, tmp_path_factory):
+def two_weeks(small_source, with_history, tmp_path_factory):
     """History weeks ingested, then the full graph for two consecutive weeks."""
-    tmp = tmp_path_factory.mktemp("two_weeks")
-    resources = resources_for(small_source, tmp)
+    resources = with_history(small_source, tmp_path_factory.mktemp("two_weeks"))
     instance = dg.DagsterInstance.ephemeral()
-    for week in WEEKS[:3]:
-        assert_run_ok(materialize_week(week, resources, INGESTION, instance))
-    results = [materialize_week(week, resources, instance=instance) for week in WEEKS[3:5]]
+    results = [materialize_week(week, resources, instance=instance) for week in (WEEK, NEXT_WEEK)]
     return resources, results
 
 
@@ -36,7 +36,7 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
         checks = result.get_asset_check_evaluations()
         assert len(checks) >= 12 and all(c.passed for c in checks)
     customers = small_data.customers.height
-    for built in WEEKS[3:5]:
+    for built in (WEEK, NEXT_WEEK):
         target = built + dt.timedelta(weeks=1)
         recs = read_table(resources, f"select * from hm.recommendations where week = '{target}'")
         assert recs.columns == list(RECOMMENDATION_COLUMNS)
@@ -44,11 +44,11 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
         per = recs.group_by("customer_id").agg(pl.col("article_id").n_unique().alias("u"), pl.col("rank").sort().alias("r"))
         assert (per["u"] == 12).all() and per["r"].to_list()[0] == list(range(1, 13))
         assert recs.join(small_data.articles.select("article_id"), on="article_id", how="anti").height == 0
-    report = read_table(resources, f"select * from hm.evaluation_report where week = '{WEEKS[4]}'")
+    report = read_table(resources, f"select * from hm.evaluation_report where week = '{NEXT_WEEK}'")
     assert set(report["recommender"]) == {"model", "popularity", "trending", "repurchase"}
     assert report.filter(pl.col("map_at_12").is_between(0, 1)).height == 4
     validation = read_table(resources, "select * from hm.baseline_validation")
-    best = validation.filter(pl.col("week") == WEEKS[4] + dt.timedelta(weeks=1)).sort("map_at_12", descending=True)["recommender"][0]
+    best = validation.filter(pl.col("week") == NEXT_WEEK + dt.timedelta(weeks=1)).sort("map_at_12", descending=True)["recommender"][0]
     model = report.filter(pl.col("recommender") == "model")["map_at_12"][0]
     baselines = report.filter(pl.col("recommender") != "model")["map_at_12"].to_list()
     assert min(abs(model - b) for b in baselines) < 1e-12  # publishes one of the baselines
@@ -60,7 +60,7 @@ def test_models_segments_and_candidates(two_weeks, small_data):
     import json
 
     resources, results = two_weeks
-    week = WEEKS[4]
+    week = NEXT_WEEK
     segments = read_table(resources, f"select * from hm.customer_segments where week = '{week}'")
     assert segments.height == small_data.customers.height and segments["customer_id"].n_unique() == segments.height
     store = resources["artefact_store"].location()
@@ -69,7 +69,7 @@ def test_models_segments_and_candidates(two_weeks, small_data):
         decision = json.loads(store.read_bytes(f"models/two_tower_{segment}/week={week}/decision.json"))
         assert decision["serves"] in {"segment", "global"}
         serving[segment] = decision["serves"]
-    candidates = read_table(resources, f"select * from hm.two_tower_candidates where week = '{week}'")
+    candidates = read_table(resources, f"select * from hm.two_tower_candidates where week = '{week}' and target_week = week + 7")
     per_customer = candidates.group_by("customer_id").agg(pl.len(), pl.col("rank").max(), pl.col("model").unique())
     assert per_customer["len"].n_unique() == 1 and (per_customer["len"] == per_customer["rank"]).all()
     served = candidates.join(segments.select("customer_id", "segment"), on="customer_id").group_by("segment").agg(pl.col("model").unique())
@@ -80,9 +80,38 @@ def test_models_segments_and_candidates(two_weeks, small_data):
     assert gate.passed and gate.metadata["gate/auc_beats_popularity"].value is True
 
 
+def test_sequence_model_and_its_candidates(two_weeks, small_data):
+    """The global sequence model passed its gate against popularity and ranks K articles on sale for every
+    customer with history, from purchases up to W only."""
+    resources, results = two_weeks
+    week = WEEKS_BUILT[1]
+    (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "sequence_model_gate"]
+    assert gate.passed and gate.metadata["gate/recall_at_100_beats_popularity"].value is True
+    (materialization,) = [e.materialization for e in results[1].get_asset_materialization_events()
+                          if e.materialization.asset_key.to_user_string() == "sequence_model"]
+    assert materialization.metadata["recall_at_100"].value > materialization.metadata["popularity_recall_at_100"].value
+    stored = read_table(resources, f"select * from hm.sequence_candidates where week = '{week}'")
+    candidates = stored.filter(pl.col("target_week") == week + dt.timedelta(weeks=1))
+    transactions = small_data.transactions.with_columns(pl.col("t_dat").str.to_date())
+    with_history = transactions.filter(pl.col("t_dat") <= week + dt.timedelta(days=6))["customer_id"].unique()
+    per_customer = candidates.group_by("customer_id").agg(pl.len(), pl.col("rank").sort(), pl.col("article_id").n_unique())
+    assert set(per_customer["customer_id"]) == set(with_history)
+    assert (per_customer["len"] == 100).all() and (per_customer["article_id"] == 100).all()
+    assert per_customer["rank"][0].to_list() == list(range(1, 101))
+    recent = transactions.filter(pl.col("t_dat").is_between(week - dt.timedelta(weeks=3), week + dt.timedelta(days=6)))
+    assert candidates.join(recent.select("article_id").unique(), on="article_id", how="anti").height == 0  # on sale
+    # the labelled set (for the ranker): week W's buyers with history before W, from data up to W-1 only
+    labelled = stored.filter(pl.col("target_week") == week)
+    buyers = transactions.filter(pl.col("t_dat").is_between(week, week + dt.timedelta(days=6)))["customer_id"].unique()
+    before = transactions.filter(pl.col("t_dat") < week)["customer_id"].unique()
+    assert set(labelled["customer_id"]) == set(buyers) & set(before)
+    best_first = candidates.sort("customer_id", "rank").group_by("customer_id", maintain_order=True).agg(pl.col("score"))
+    assert all(s == sorted(s, reverse=True) for s in best_first["score"].head(50).to_list())
+
+
 def test_tables_round_trip_with_their_counts(two_weeks, small_data):
     resources, _ = two_weeks
-    week = WEEKS[4]
+    week = NEXT_WEEK
     raw = read_table(resources, f"select count(*) n from hm.raw_transactions where week = '{week}'")["n"][0]
     clean = read_table(resources, f"select count(*) n from hm.transactions where week = '{week}'")["n"][0]
     quarantined = read_table(resources, f"select count(*) n from hm.quarantine_transactions where week = '{week}'")["n"][0]
@@ -120,9 +149,9 @@ def table_rows(resources, table, week, target=False):
     return frame.sort(frame.columns)
 
 
-def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, small_data, tmp_path):
+def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, small_data, with_history, tmp_path):
     """Plant heavy future purchases after W's Tuesday: W's outputs must not change (and W+1's must)."""
-    week = WEEKS[3]
+    week = WEEK
     future_day = (week + dt.timedelta(days=8)).isoformat()
     star = small_data.articles["article_id"][-1]
     buyers = small_data.customers["customer_id"].to_list()
@@ -133,9 +162,7 @@ def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, 
 
     outputs = {}
     for name, source in (("clean", small_source), ("planted", source_copy)):
-        resources = resources_for(source, tmp_path / name)
-        for w in WEEKS[:3]:
-            assert_run_ok(materialize_week(w, resources, INGESTION))
+        resources = with_history(source, tmp_path / name)
         assert_run_ok(materialize_week(week, resources))
         outputs[name] = {t: table_rows(resources, t, week, target) for t, target in [
             ("transactions", False), ("customer_features", False), ("article_features", False),
@@ -152,15 +179,13 @@ def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, 
 
 # ------------------------------------------------------------------------------------------- blocking / bad input
 
-def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, tmp_path):
-    resources = resources_for(source_copy, tmp_path)
-    for w in WEEKS[:3]:
-        assert_run_ok(materialize_week(w, resources, INGESTION))
-    assert_run_ok(materialize_week(WEEKS[3], resources))
-    good = table_rows(resources, "recommendations", WEEKS[3], True)
+def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, with_history, tmp_path):
+    resources = with_history(source_copy, tmp_path)
+    assert_run_ok(materialize_week(WEEK, resources))
+    good = table_rows(resources, "recommendations", WEEK, True)
 
     # Week 5 arrives as its own weekly file with most prices broken: over the 5 % quarantine bound.
-    bad_week = WEEKS[4]
+    bad_week = NEXT_WEEK
     history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
     rows = history.filter(pl.col("t_dat").str.to_date().is_between(bad_week, bad_week + dt.timedelta(days=6)))
     broken = rows.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.col("price")).otherwise(pl.lit("-1")).alias("price"))
@@ -184,12 +209,12 @@ def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, tmp_
     assert set(quarantine["source_file"]) == {f"transactions/week={bad_week}.csv"}
     assert quarantine["reason"][0].startswith("price_range: price=-1 not in (0, 1.0]")
     assert table_rows(resources, "transactions", bad_week).height == 0
-    assert table_rows(resources, "recommendations", WEEKS[3], True).equals(good)
+    assert table_rows(resources, "recommendations", WEEK, True).equals(good)
     assert table_rows(resources, "recommendations", bad_week, True).height == 0
 
 
 def test_few_bad_rows_are_quarantined_and_the_week_builds(source_copy, tmp_path, small_data):
-    week = WEEKS[3]
+    week = WEEK
     history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
     rows = history.filter(pl.col("t_dat").str.to_date().is_between(week, week + dt.timedelta(days=6)))
     bad = pl.DataFrame({"t_dat": [str(week), str(week), "2020-01-01", str(week)],
@@ -208,7 +233,7 @@ def test_few_bad_rows_are_quarantined_and_the_week_builds(source_copy, tmp_path,
 
 def test_missing_file_fails_raw_ingestion_with_the_file_name(source_copy, tmp_path):
     (source_copy / "customers.csv").unlink()
-    result = materialize_week(WEEKS[3], resources_for(source_copy, tmp_path))
+    result = materialize_week(WEEK, resources_for(source_copy, tmp_path))
     failures = {e.step_key: e.event_specific_data.error.message for e in result.get_step_failure_events()}
     assert "customers.csv: file not found in the source [rule: file_present]" in failures["raw_customers"]
     assert not result.success
@@ -217,6 +242,34 @@ def test_missing_file_fails_raw_ingestion_with_the_file_name(source_copy, tmp_pa
 def test_missing_column_fails_with_the_column_name(source_copy, tmp_path):
     articles = pl.read_csv(source_copy / "articles.csv", infer_schema=False)
     articles.drop("colour_group_code").write_csv(source_copy / "articles.csv")
-    result = materialize_week(WEEKS[3], resources_for(source_copy, tmp_path))
+    result = materialize_week(WEEK, resources_for(source_copy, tmp_path))
     failures = {e.step_key: e.event_specific_data.error.message for e in result.get_step_failure_events()}
     assert "articles.csv: missing column(s) ['colour_group_code']" in failures["raw_articles"]
+
+
+def test_candidate_union_serving_and_labelled_sets(two_weeks, small_data):
+    """`candidates`: every customer at least 12 for W+1; week W's buyers labelled by what they bought in W, from
+    data up to W-1; source flags agree with the source tables; recall per source in the metadata."""
+    resources, results = two_weeks
+    week = WEEKS_BUILT[1]
+    stored = read_table(resources, f"select * from hm.candidates where week = '{week}'")
+    serving = stored.filter(pl.col("target_week") == week + dt.timedelta(weeks=1))
+    per_customer = serving.group_by("customer_id").len()
+    assert per_customer.height == small_data.customers.height and per_customer["len"].min() >= 12
+    assert per_customer["len"].max() <= 100 and serving.select("customer_id", "article_id").is_unique().all()
+    assert serving["label"].null_count() == serving.height
+    transactions = small_data.transactions.with_columns(pl.col("t_dat").str.to_date())
+    bought = transactions.filter(pl.col("t_dat").is_between(week, week + dt.timedelta(days=6))).select("customer_id", "article_id").unique()
+    labelled = stored.filter(pl.col("target_week") == week)
+    assert set(labelled["customer_id"]) == set(bought["customer_id"])
+    hits = labelled.join(bought, on=["customer_id", "article_id"], how="semi")
+    assert (hits["label"] == 1).all() and labelled["label"].sum() == hits.height > 0
+    # a repurchase candidate was bought by the customer in the 8 weeks before (W-1's view for the labelled set)
+    earlier = transactions.filter(pl.col("t_dat").is_between(week - dt.timedelta(weeks=8), week - dt.timedelta(days=1)))
+    repurchase = labelled.filter(pl.col("from_repurchase"))
+    assert repurchase.height and repurchase.join(earlier, on=["customer_id", "article_id"], how="anti").height == 0
+    sequence = read_table(resources, f"select * from hm.sequence_candidates where week = '{week}' and target_week = week + 7")
+    flagged = serving.filter(pl.col("from_sequence")).select("customer_id", "article_id")
+    assert flagged.height and flagged.join(sequence, on=["customer_id", "article_id"], how="anti").height == 0
+    (check,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "candidates_per_customer_and_recall"]
+    assert check.passed and 0.05 <= check.metadata["union_recall"].value <= 1  # synthetic data: well above the floor

@@ -222,6 +222,8 @@ def test_trend_is_as_of_the_scored_day(small, trained):
 def test_weights_finite_and_loss_falls(trained):
     assert finite(trained.model)
     assert trained.history[-1]["loss"] < trained.history[0]["loss"]
+    # the gate's figure: the loss over every target on the same fixed negatives, before and after training
+    assert trained.loss_fell
 
 
 def test_top_k_is_bounded_and_ranked(small, trained):

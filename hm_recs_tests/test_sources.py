@@ -10,7 +10,7 @@ import pytest
 
 from hm_recs.resources import ArtefactStore, RawSource
 from hm_recs.synthetic import write
-from hm_recs_tests.conftest import INGESTION, REAL_SAMPLE, WEEKS, materialize_week, read_table, resources_for
+from hm_recs_tests.conftest import HISTORY_WEEKS, INGESTION, REAL_SAMPLE, WEEK, WEEKS, materialize_week, read_table, resources_for
 from hm_recs_tests.test_pipeline import assert_run_ok
 
 
@@ -35,7 +35,7 @@ def s3_endpoint(monkeypatch):
     server.stop()
 
 
-def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, tmp_path):
+def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_history, tmp_path):
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     s3.create_bucket(Bucket="hm-raw")
     s3.create_bucket(Bucket="hm-artefacts")
@@ -43,22 +43,21 @@ def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, tmp_path):
     for path in paths.values():
         s3.upload_file(str(path), "hm-raw", f"drops/{path.name}")
 
-    resources = resources_for("s3://hm-raw/drops", tmp_path)
+    resources = with_history("s3://hm-raw/drops", tmp_path)  # earlier weeks from the same data, ingested locally
     resources["raw_source"] = RawSource(uri="s3://hm-raw/drops", cache_dir=str(tmp_path / "cache"))
     resources["artefact_store"] = ArtefactStore(uri="s3://hm-artefacts/weekly")
-    for week in WEEKS[:3]:
-        assert_run_ok(materialize_week(week, resources, INGESTION))
-    result = materialize_week(WEEKS[3], resources)
+    assert_run_ok(materialize_week(WEEKS[HISTORY_WEEKS - 1], resources, INGESTION))  # the last one again, from S3
+    result = materialize_week(WEEK, resources)
     assert_run_ok(result)
 
     (raw,) = [e.materialization for e in result.get_asset_materialization_events()
               if e.materialization.asset_key.to_user_string() == "raw_transactions"]
     assert raw.metadata["source_file"].value == "s3://hm-raw/drops/transactions_train.parquet"
     assert raw.metadata["checksum"].value.startswith("s3-etag:")
-    key = f"weekly/exports/recommendations_week={WEEKS[4]}.csv"
+    key = f"weekly/exports/recommendations_week={WEEK + dt.timedelta(weeks=1)}.csv"
     body = s3.get_object(Bucket="hm-artefacts", Key=key)["Body"].read().decode()
     assert body.startswith("customer_id,prediction\n") and body.count("\n") == small_data.customers.height + 1
-    model = s3.head_object(Bucket="hm-artefacts", Key=f"weekly/models/two_tower_global/week={WEEKS[3]}/model.pt")
+    model = s3.head_object(Bucket="hm-artefacts", Key=f"weekly/models/two_tower_global/week={WEEK}/model.pt")
     assert model["ContentLength"] > 0
     # the S3 object was downloaded once and reused by later weeks (cache keyed by ETag)
     assert len(list((tmp_path / "cache" / "s3").rglob("transactions_train.parquet"))) == 1

@@ -15,6 +15,7 @@ import polars as pl
 from hm_recs.assets.common import PARTITIONED, catalogue_tables, measured, partition_rows, png_markdown, preview
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
 from hm_recs.core.weeks import shift_weeks
+from hm_recs.deploy import TRAINING_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
 
@@ -27,6 +28,9 @@ class ModelConfig(dg.Config):
     segment_epochs: int = 3       # fine-tuning epochs of a segment model, warm-started from the global one
     candidates_per_customer: int = 100
     on_sale_weeks: int = 4        # retrieval candidates: articles sold in the last N weeks
+    sequence_epochs: int = 8
+    sequence_batch_size: int = 128  # customers per batch (measured in docs/models.md: small batches learn more per epoch)
+    sequence_encoder: str = "lstm"  # "lstm" (Heinz et al. 2017) | "transformer"
     seed: int = 0
 
 
@@ -74,6 +78,21 @@ def load_artefact(store: ArtefactStore, model: str, week: dt.date) -> tuple[dict
     return from_bytes(data), "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def retrieval_gate(result, popularity) -> tuple[dict, dict]:
+    """The gate of a retrieval model (two-tower, sequence): training loss fell on fixed negatives, finite
+    weights, and the last epoch's held-out AUC and recall@100 above popularity's; plus the figures behind it."""
+    from hm_recs.models.common import finite
+
+    last = result.history[-1] if result.history else {}
+    gate = {"loss_fell": result.loss_fell, "finite": bool(finite(result.model)),
+            "auc_beats_popularity": last.get("auc", 0) > popularity.auc,
+            "recall_at_100_beats_popularity": last.get("recall_at_100", 0) > popularity.recall_at_k}
+    scores = {"auc": last.get("auc"), "recall_at_100": last.get("recall_at_100"), "popularity_auc": popularity.auc,
+              "popularity_recall_at_100": popularity.recall_at_k, "starting_loss": result.starting_loss,
+              "final_loss": result.final_loss, "held_out_customers": popularity.customers}
+    return gate, scores
+
+
 def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str, gate: dict) -> dg.AssetCheckResult:
     """Re-verify what was stored: it loads with weights_only=True and its hash is the one recorded."""
     try:
@@ -85,7 +104,7 @@ def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str,
                                metadata={"artefact_hash": stored_digest, **{f"gate/{k}": v for k, v in gate.items()}})
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
+@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
           deps=["transactions", "articles", "customers"],
           check_specs=[dg.AssetCheckSpec("content_encoder_gate", asset="article_content", blocking=True,
                                          description="loss fell, finite weights, a vector for every catalogue article, artefact reloads with its hash")])
@@ -116,6 +135,12 @@ def article_content(context: dg.AssetExecutionContext, config: ModelConfig, ware
     yield artefact_check(artefact_store, "content", week, digest, gate)
 
 
+def articles_on_sale(transactions: pl.DataFrame, week: dt.date, weeks: int, index) -> pl.Series:
+    """Sorted article_idx (of `index`) of the articles sold in the `weeks` weeks up to W: what retrieval ranks."""
+    on_sale = transactions.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(weeks - 1)))).select("article_id").unique()
+    return index.encode(on_sale, "article_id", "article_idx")["article_idx"].sort()
+
+
 def content_matrix(warehouse: Warehouse, week: dt.date, articles: pl.DataFrame):
     """The stored content vectors of week W in the order of `articles` (sorted by article_id)."""
     import numpy as np
@@ -126,13 +151,13 @@ def content_matrix(warehouse: Warehouse, week: dt.date, articles: pl.DataFrame):
     return torch.as_tensor(np.asarray(aligned["vector"].to_list(), dtype=np.float32))
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
+@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
           deps=["transactions", "article_content"],
           check_specs=[dg.AssetCheckSpec("two_tower_gate", asset="two_tower_global", blocking=True,
                                          description="loss fell; held-out AUC and recall@100 beat popularity; finite; artefact reloads with its hash")])
 def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
     """The global two-tower model, trained on weeks W-L..W-1 and validated on week W's purchases."""
-    from hm_recs.models.common import finite, popularity_retrieval
+    from hm_recs.models.common import popularity_retrieval
     from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import TwoTowerConfig, train_two_tower
 
@@ -145,14 +170,8 @@ def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, war
                                  held_out=data.held_out, log=context.log.info, name="two-tower global")
         popularity = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= config.label_weeks - 2), data.held_out,
                                           len(data.articles))
-    last = result.history[-1] if result.history else {}
-    gate = {"loss_fell": result.loss_fell, "finite": bool(finite(result.model)),
-            "auc_beats_popularity": last.get("auc", 0) > popularity.auc,
-            "recall_at_100_beats_popularity": last.get("recall_at_100", 0) > popularity.recall_at_k}
-    scores = {"auc": last.get("auc"), "recall_at_100": last.get("recall_at_100"), "popularity_auc": popularity.auc,
-              "starting_loss": result.starting_loss, "final_loss": result.final_loss,
-              "popularity_recall_at_100": popularity.recall_at_k, "held_out_customers": popularity.customers,
-              "training_pairs": data.labels.height}
+    gate, scores = retrieval_gate(result, popularity)
+    scores["training_pairs"] = data.labels.height
     if not all(gate.values()):
         raise dg.Failure(f"two-tower global for week {week} failed its gate {gate} ({scores}); no artefact written",
                          metadata={**gate, **scores})
@@ -177,7 +196,7 @@ def segment_model_asset(segment: str):
     purchases, and serving the segment only where it beats the global model on the segment's held-out week."""
     name = f"two_tower_{segment}"
 
-    @dg.asset(name=name, partitions_def=weekly_partitions, group_name="segment_models", kinds={"pytorch"},
+    @dg.asset(name=name, op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="segment_models", kinds={"pytorch"},
               deps=["two_tower_global", "customer_segments", "article_content", "transactions"],
               check_specs=[dg.AssetCheckSpec("segment_model_gate", asset=name, blocking=True,
                                              description="trained model finite with falling loss (or no members); "
@@ -242,9 +261,12 @@ segment_models = [segment_model_asset(s) for s in MODELLED_SEGMENTS]
           check_specs=[dg.AssetCheckSpec("candidates_per_customer", asset="two_tower_candidates", blocking=True,
                                          description="every customer with history has K ranked candidates among articles on sale")])
 def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
-    """Top-K retrieval candidates per customer with history, from the two-tower model serving the customer's
-    segment (its own where it validated better, else the global one), scored with features as of W (for week
-    W+1), among articles sold in the last `on_sale_weeks` weeks."""
+    """Top-K retrieval candidates per customer from the two-tower model serving the customer's segment (its own
+    where it validated better, else the global one), among articles sold in the last `on_sale_weeks` weeks.
+
+    Two sets, told apart by `target_week`: W+1 (serving: every customer with history, features as of W) and W
+    (labelled: week W's buyers with history before W, features as of W-1, articles on sale as of W-1: what the
+    ranker learns from; the model never saw week W's purchases)."""
     import json
 
     from hm_recs.models.training_data import TwoTowerData
@@ -255,30 +277,152 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
         data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
                                   label_weeks=config.label_weeks)
-        on_sale = transactions.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(config.on_sale_weeks - 1))))
-        candidates = data.articles.encode(on_sale.select("article_id").unique(), "article_id", "article_idx")["article_idx"].sort()
-        with_history = data.customers.encode(transactions.select("customer_id").unique(), "customer_id", "customer_idx")
         segments = partition_rows(warehouse, "customer_segments", week, "customer_id, segment")
-        with_history = with_history.join(segments, on="customer_id", how="left").with_columns(pl.col("segment").fill_null(DEFAULT))
         serving = {}
         for segment in MODELLED_SEGMENTS:
             decision = json.loads(artefact_store.location().read_bytes(decision_key(segment, week)))
             serving[segment] = f"two_tower_{segment}" if decision["serves"] == "segment" else "two_tower_global"
-        parts = []
-        for model_name, group in with_history.with_columns(
-                pl.col("segment").replace_strict(serving, default="two_tower_global").alias("model")).group_by("model"):
-            model = load(load_artefact(artefact_store, model_name[0], week)[0], data.serving_inputs)
-            ranked = top_k(model, group["customer_idx"].sort().to_numpy(), candidates.to_numpy(), k=config.candidates_per_customer)
-            parts.append(ranked.with_columns(pl.lit(model_name[0]).alias("model")))
+        before = transactions.filter(pl.col("t_dat") < pl.lit(week))
+        sets = {  # target week -> (customers, tower inputs, articles on sale)
+            shift_weeks(week, 1): (transactions.select("customer_id").unique(), data.serving_inputs,
+                                   articles_on_sale(transactions, week, config.on_sale_weeks, data.articles)),
+            week: (transactions.filter(pl.col("t_dat") >= pl.lit(week)).select("customer_id").unique()
+                   .join(before.select("customer_id").unique(), on="customer_id", how="semi"), data.train_inputs,
+                   articles_on_sale(before, shift_weeks(week, -1), config.on_sale_weeks, data.articles)),
+        }
+        parts, models = [], {}
+        for target, (wanted, inputs, on_sale) in sets.items():
+            wanted = (data.customers.encode(wanted, "customer_id", "customer_idx")
+                      .join(segments, on="customer_id", how="left")
+                      .with_columns(pl.col("segment").fill_null(DEFAULT).replace_strict(serving, default="two_tower_global").alias("model")))
+            for (model_name,), group in wanted.group_by("model"):
+                if model_name not in models:
+                    models[model_name] = load_artefact(artefact_store, model_name, week)[0]
+                model = load(models[model_name], inputs)
+                ranked = top_k(model, group["customer_idx"].sort().to_numpy(), on_sale.to_numpy(), k=config.candidates_per_customer)
+                parts.append(ranked.with_columns(pl.lit(model_name).alias("model"), pl.lit(target).alias("target_week")))
         ranked = pl.concat(parts)
         table = ranked.with_columns(
             data.customers.decode(ranked["customer_idx"]).alias("customer_id"),
             data.articles.decode(ranked["article_idx"]).alias("article_id"), pl.lit(week).alias("week"),
-        ).select("customer_id", "article_id", "score", "rank", "model", "week").sort("customer_id", "rank")
-    k = min(config.candidates_per_customer, candidates.len())
-    per_customer = table.group_by("customer_id").len()["len"]
-    yield dg.Output(table, metadata={"rows": table.height, "customers": with_history.height, "articles_on_sale": candidates.len(),
-                                     "serving": dg.MetadataValue.json(serving), "preview": preview(table), **figures})
-    yield dg.AssetCheckResult(passed=bool(per_customer.len() == with_history.height and (per_customer == k).all()),
-                              metadata={"customers_with_history": with_history.height, "k": k,
-                                        "customers_with_k": int((per_customer == k).sum())})
+        ).select("customer_id", "article_id", "score", "rank", "model", "target_week", "week").sort("target_week", "customer_id", "rank")
+    yield dg.Output(table, metadata={"rows": table.height, "serving": dg.MetadataValue.json(serving), "preview": preview(table),
+                                     **candidate_set_figures(table, sets, config.candidates_per_customer), **figures})
+    yield candidate_set_check(table, sets, config.candidates_per_customer)
+
+
+def candidate_set_figures(table: pl.DataFrame, sets: dict, k: int) -> dict:
+    figures = {}
+    for target, (wanted, _, on_sale) in sets.items():
+        kind = "serving" if target > table["week"][0] else "labelled"
+        figures[f"{kind}_customers"] = wanted.height
+        figures[f"{kind}_articles_on_sale"] = on_sale.len()
+    return figures
+
+
+def candidate_set_check(table: pl.DataFrame, sets: dict, k: int) -> dg.AssetCheckResult:
+    """Every wanted customer of each target week has min(K, articles on sale) ranked candidates."""
+    passed, metadata = True, {}
+    for target, (wanted, _, on_sale) in sets.items():
+        expected = min(k, on_sale.len())
+        per_customer = table.filter(pl.col("target_week") == target).group_by("customer_id").len()["len"]
+        ok = per_customer.len() == wanted.height and bool((per_customer == expected).all())
+        passed &= ok
+        metadata[f"target {target}"] = f"{int((per_customer == expected).sum())} of {wanted.height} customers with {expected}"
+    return dg.AssetCheckResult(passed=bool(passed), metadata=metadata)
+
+
+def purchase_sequences(warehouse: Warehouse, week: dt.date, history_weeks: int):
+    """The inputs both sequence-model assets read: catalogue tables, purchases as (customer_idx, article_idx,
+    t_dat) over the catalogue's indexes, and week W's content vectors."""
+    from hm_recs.models.common import IdIndex, encode_purchases
+
+    customers, articles, transactions = catalogue_tables(warehouse, week, history_weeks)
+    customer_index, article_index = IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"])
+    purchases = encode_purchases(transactions, customer_index, article_index)
+    return customer_index, article_index, transactions, purchases, content_matrix(warehouse, week, articles)
+
+
+@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
+          deps=["transactions", "article_content"],
+          check_specs=[dg.AssetCheckSpec("sequence_model_gate", asset="sequence_model", blocking=True,
+                                         description="loss fell; held-out AUC and recall@100 beat popularity on the same "
+                                                     "customers; finite; artefact reloads with its hash")])
+def sequence_model(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
+    """The global sequence model (Heinz et al. 2017): every customer's purchase sequence up to W-1's Tuesday as
+    content vectors with time stamps through an LSTM (or a transformer), validated on week W's purchases of the
+    customers with history. Serving reads the sequences up to W (nothing to retrain: the sequence is the input)."""
+    from hm_recs.models.common import popularity_retrieval
+    from hm_recs.models.sequence import SequenceConfig, state, train_sequence_model
+
+    week = partition_week(context)
+    cutoff = week - dt.timedelta(days=1)  # W-1's Tuesday
+    with measured(context, "sequence_model") as figures:
+        _, article_index, _, purchases, content = purchase_sequences(warehouse, week, config.history_weeks)
+        training = purchases.filter(pl.col("t_dat") <= pl.lit(cutoff))
+        with_history = training.select("customer_idx").unique()
+        held_out = (purchases.filter(pl.col("t_dat") > pl.lit(cutoff)).select("customer_idx", "article_idx").unique()
+                    .join(with_history, on="customer_idx", how="semi"))
+        sequence_config = SequenceConfig(encoder=config.sequence_encoder, epochs=config.sequence_epochs,
+                                         batch_size=config.sequence_batch_size, seed=config.seed)
+        result = train_sequence_model(training, content, cutoff, sequence_config, held_out=held_out, log=context.log.info)
+        # the same bar as the two-tower gate: last two weeks' sales counts, on the same held-out customers
+        popularity = popularity_retrieval(training.filter(pl.col("t_dat") > pl.lit(cutoff - dt.timedelta(days=14))),
+                                          held_out, len(article_index))
+    gate, scores = retrieval_gate(result, popularity)
+    scores.update({"customers_with_history": with_history.height, "training_purchases": training.height})
+    if not all(gate.values()):
+        raise dg.Failure(f"sequence model for week {week} failed its gate {gate} ({scores}); no artefact written",
+                         metadata={**gate, **{k: v for k, v in scores.items() if v is not None}})
+    uri, digest = store_artefact(context, artefact_store, "sequence", week, state(result))
+    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, **scores,
+                                         "config": dg.MetadataValue.json(state(result)["config"]),
+                                         "history": dg.MetadataValue.json(result.history),
+                                         "loss_curve": loss_plot(result.history, f"sequence model ({config.sequence_encoder})"),
+                                         **figures})
+    yield artefact_check(artefact_store, "sequence", week, digest, gate)
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
+          deps=["sequence_model", "article_content", "transactions"],
+          check_specs=[dg.AssetCheckSpec("candidates_per_customer", asset="sequence_candidates", blocking=True,
+                                         description="every customer with history has K ranked candidates among articles on sale")])
+def sequence_candidates(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
+    """Top-K retrieval candidates per customer with history from the sequence model, among articles sold in the
+    last `on_sale_weeks` weeks, scored in chunks of customers (memory: chunk x articles on sale).
+
+    Two sets, told apart by `target_week`: W+1 (serving: every customer with history, sequences up to W's
+    Tuesday, style vectors as of W+1's first day) and W (labelled: week W's buyers with history before W,
+    sequences up to W-1's Tuesday as in the model's own validation, articles on sale as of W-1)."""
+    from hm_recs.core.weeks import week_end
+    from hm_recs.models.common import set_seed
+    from hm_recs.models.sequence import build_sequences, load, top_k
+
+    week = partition_week(context)
+    with measured(context, "sequence_candidates") as figures:
+        customer_index, article_index, transactions, purchases, content = purchase_sequences(warehouse, week, config.history_weeks)
+        model = load(load_artefact(artefact_store, "sequence", week)[0], content)
+        before = transactions.filter(pl.col("t_dat") < pl.lit(week))
+        buyers = (transactions.filter(pl.col("t_dat") >= pl.lit(week)).select("customer_id").unique()
+                  .join(before.select("customer_id").unique(), on="customer_id", how="semi"))
+        sets = {  # target week -> (customers, last day read, articles on sale)
+            shift_weeks(week, 1): (transactions.select("customer_id").unique(), week_end(week),
+                                   articles_on_sale(transactions, week, config.on_sale_weeks, article_index)),
+            week: (buyers, week - dt.timedelta(days=1),
+                   articles_on_sale(before, shift_weeks(week, -1), config.on_sale_weeks, article_index)),
+        }
+        parts = []
+        for target, (wanted, last_day, on_sale) in sets.items():
+            data = build_sequences(purchases, len(article_index), last_day, model.config.max_len, set_seed(config.seed))
+            wanted_idx = customer_index.encode(wanted, "customer_id", "customer_idx")["customer_idx"].sort().to_numpy()
+            ranked = top_k(model, data, wanted_idx, on_sale.to_numpy(), last_day + dt.timedelta(days=1),
+                           k=config.candidates_per_customer)
+            parts.append(ranked.with_columns(pl.lit(target).alias("target_week")))
+        ranked = pl.concat(parts)
+        table = ranked.with_columns(
+            customer_index.decode(ranked["customer_idx"]).alias("customer_id"),
+            article_index.decode(ranked["article_idx"]).alias("article_id"), pl.lit(week).alias("week"),
+        ).select("customer_id", "article_id", "score", "rank", "target_week", "week").sort("target_week", "customer_id", "rank")
+    yield dg.Output(table, metadata={"rows": table.height, "preview": preview(table),
+                                     **candidate_set_figures(table, sets, config.candidates_per_customer), **figures})
+    yield candidate_set_check(table, sets, config.candidates_per_customer)

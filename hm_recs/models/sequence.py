@@ -331,6 +331,12 @@ class TrainingResult:
     model: SequenceModel
     history: list[dict]     # per epoch: epoch, loss, seconds (+ auc, recall_at_100, customers with held_out)
     config: SequenceConfig
+    starting_loss: float = float("nan")  # loss over every target before training, on a fixed set of negatives
+    final_loss: float = float("nan")     # the same after training
+
+    @property
+    def loss_fell(self) -> bool:
+        return self.final_loss < self.starting_loss
 
 
 def negative_distribution(n_articles: int, popularity: torch.Tensor | None, share: float) -> torch.Tensor:
@@ -389,6 +395,20 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
     return loss, len(seq)
 
 
+def fixed_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, popularity: torch.Tensor | None,
+               trend: torch.Tensor | None, seed: int, batch_size: int) -> float:
+    """Mean loss over every target of `rows`, with negatives drawn from a generator seeded with `seed`: the same
+    negatives before and after training, so the gate's "loss fell" is not the noise of fresh negatives."""
+    generator = torch.Generator().manual_seed(seed)
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for batch in torch.split(rows, batch_size):
+            loss, n_targets = batch_loss(model, data, batch, generator, popularity, trend)
+            total, count = total + loss.item() * n_targets, count + n_targets
+    return total / max(count, 1)
+
+
 def _scorer(model: SequenceModel, data: SequenceData, as_of: dt.date) -> Callable[[torch.Tensor], torch.Tensor]:
     vectors, trend = model.article_vectors(), model.trend_for(data, as_of)
 
@@ -429,6 +449,8 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
     as_of = cutoff + dt.timedelta(days=1)
     trend = trend_table(data, as_of) if model.trend is not None else None
     model.set_trend(data, as_of)
+    by_length = trainable[torch.argsort(data.lengths[trainable], stable=True)]  # little padding per batch
+    starting_loss = fixed_loss(model, data, by_length, popularity, trend, config.seed + 1, config.batch_size)
     history = []
     for epoch in range(config.epochs):
         started, total, count = time.perf_counter(), 0.0, 0
@@ -453,8 +475,10 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
         extra = f", AUC {figures['auc']:.3f}, recall@100 {figures['recall_at_100']:.3f}" if "auc" in figures else ""
         log(f"sequence ({config.encoder}) epoch {figures['epoch']}: loss {figures['loss']:.4f} "
             f"({figures['seconds']:.1f} s){extra}")
+    final_loss = fixed_loss(model, data, by_length, popularity, trend, config.seed + 1, config.batch_size)
+    log(f"sequence ({config.encoder}): training loss on fixed negatives {starting_loss:.4f} -> {final_loss:.4f}")
     model.eval()
-    return TrainingResult(model, history, config)
+    return TrainingResult(model, history, config, starting_loss, final_loss)
 
 
 def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, customer_idx: np.ndarray,
