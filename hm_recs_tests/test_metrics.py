@@ -94,3 +94,17 @@ def test_no_buyers_is_nan_not_zero():
     recs = recs_frame({"c1": ["a"]})
     empty = pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String})
     assert math.isnan(metrics.map_at_k(recs, empty))
+
+
+def test_metrics_are_bit_identical_across_calls():
+    """Means are summed in customer order, not polars' group order (which varies between calls)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    n = 20000
+    recs = pl.DataFrame({"customer_id": np.repeat(np.arange(n), 12).astype(str),
+                         "article_id": rng.integers(0, 50, n * 12).astype(str), "rank": np.tile(np.arange(1, 13), n)})
+    buys = pl.DataFrame({"customer_id": rng.integers(0, n, 30000).astype(str),
+                         "article_id": rng.integers(0, 50, 30000).astype(str)})
+    assert len({metrics.map_at_k(recs, buys) for _ in range(10)}) == 1
+    assert len({metrics.recall_at_k(recs, buys) for _ in range(10)}) == 1

@@ -18,7 +18,8 @@ def _hits(recommendations: pl.DataFrame, purchases: pl.DataFrame, k: int) -> tup
     """Top-k rows of buying customers with `position` (1..k, duplicates keep their place, as in Kaggle's
     apk) and `hit` (bought, and the first time the article is listed)."""
     truth = purchases.select("customer_id", "article_id").unique()
-    truth_sizes = truth.group_by("customer_id").agg(pl.len().alias("n_bought"))
+    # sorted: the means below then sum in one order, so the same inputs give bit-identical figures
+    truth_sizes = truth.group_by("customer_id").agg(pl.len().alias("n_bought")).sort("customer_id")
     recs = (
         recommendations.select("customer_id", "article_id", "rank")
         .join(truth_sizes, on="customer_id", how="semi")
@@ -44,7 +45,7 @@ def map_at_k(recommendations: pl.DataFrame, purchases: pl.DataFrame, k: int = K)
         .group_by("customer_id")
         .agg((pl.col("hits_so_far") / pl.col("position")).sum().alias("sum_precision"))
     )
-    per_customer = truth_sizes.join(ap, on="customer_id", how="left").with_columns(
+    per_customer = truth_sizes.join(ap, on="customer_id", how="left", maintain_order="left").with_columns(
         (pl.col("sum_precision").fill_null(0.0) / pl.min_horizontal(pl.col("n_bought"), pl.lit(k))).alias("ap")
     )
     return float(per_customer["ap"].mean())
@@ -56,7 +57,7 @@ def recall_at_k(recommendations: pl.DataFrame, purchases: pl.DataFrame, k: int =
     if truth_sizes.height == 0:
         return float("nan")
     hits = recs.group_by("customer_id").agg(pl.col("hit").sum().alias("n_hit"))
-    per_customer = truth_sizes.join(hits, on="customer_id", how="left")
+    per_customer = truth_sizes.join(hits, on="customer_id", how="left", maintain_order="left")
     return float((per_customer["n_hit"].fill_null(0) / per_customer["n_bought"]).mean())
 
 
