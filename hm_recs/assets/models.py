@@ -282,13 +282,11 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
         for segment in MODELLED_SEGMENTS:
             decision = json.loads(artefact_store.location().read_bytes(decision_key(segment, week)))
             serving[segment] = f"two_tower_{segment}" if decision["serves"] == "segment" else "two_tower_global"
-        before = transactions.filter(pl.col("t_dat") < pl.lit(week))
+        buyers, before = labelled_customers(transactions, week)
         sets = {  # target week -> (customers, tower inputs, articles on sale)
             shift_weeks(week, 1): (transactions.select("customer_id").unique(), data.serving_inputs,
                                    articles_on_sale(transactions, week, config.on_sale_weeks, data.articles)),
-            week: (transactions.filter(pl.col("t_dat") >= pl.lit(week)).select("customer_id").unique()
-                   .join(before.select("customer_id").unique(), on="customer_id", how="semi"), data.train_inputs,
-                   articles_on_sale(before, shift_weeks(week, -1), config.on_sale_weeks, data.articles)),
+            week: (buyers, data.train_inputs, articles_on_sale(before, shift_weeks(week, -1), config.on_sale_weeks, data.articles)),
         }
         parts, models = [], {}
         for target, (wanted, inputs, on_sale) in sets.items():
@@ -307,14 +305,23 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
             data.articles.decode(ranked["article_idx"]).alias("article_id"), pl.lit(week).alias("week"),
         ).select("customer_id", "article_id", "score", "rank", "model", "target_week", "week").sort("target_week", "customer_id", "rank")
     yield dg.Output(table, metadata={"rows": table.height, "serving": dg.MetadataValue.json(serving), "preview": preview(table),
-                                     **candidate_set_figures(table, sets, config.candidates_per_customer), **figures})
+                                     **candidate_set_figures(week, sets), **figures})
     yield candidate_set_check(table, sets, config.candidates_per_customer)
 
 
-def candidate_set_figures(table: pl.DataFrame, sets: dict, k: int) -> dict:
+def labelled_customers(transactions: pl.DataFrame, week: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Week W's buyers with purchases before W (customer_id): whom the labelled candidate sets score as of
+    W-1; and the transactions before W they are scored from."""
+    before = transactions.filter(pl.col("t_dat") < pl.lit(week))
+    buyers = (transactions.filter(pl.col("t_dat") >= pl.lit(week)).select("customer_id").unique()
+              .join(before.select("customer_id").unique(), on="customer_id", how="semi"))
+    return buyers, before
+
+
+def candidate_set_figures(week: dt.date, sets: dict) -> dict:
     figures = {}
     for target, (wanted, _, on_sale) in sets.items():
-        kind = "serving" if target > table["week"][0] else "labelled"
+        kind = "serving" if target > week else "labelled"
         figures[f"{kind}_customers"] = wanted.height
         figures[f"{kind}_articles_on_sale"] = on_sale.len()
     return figures
@@ -402,9 +409,7 @@ def sequence_candidates(context: dg.AssetExecutionContext, config: ModelConfig, 
     with measured(context, "sequence_candidates") as figures:
         customer_index, article_index, transactions, purchases, content = purchase_sequences(warehouse, week, config.history_weeks)
         model = load(load_artefact(artefact_store, "sequence", week)[0], content)
-        before = transactions.filter(pl.col("t_dat") < pl.lit(week))
-        buyers = (transactions.filter(pl.col("t_dat") >= pl.lit(week)).select("customer_id").unique()
-                  .join(before.select("customer_id").unique(), on="customer_id", how="semi"))
+        buyers, before = labelled_customers(transactions, week)
         sets = {  # target week -> (customers, last day read, articles on sale)
             shift_weeks(week, 1): (transactions.select("customer_id").unique(), week_end(week),
                                    articles_on_sale(transactions, week, config.on_sale_weeks, article_index)),
@@ -424,5 +429,5 @@ def sequence_candidates(context: dg.AssetExecutionContext, config: ModelConfig, 
             article_index.decode(ranked["article_idx"]).alias("article_id"), pl.lit(week).alias("week"),
         ).select("customer_id", "article_id", "score", "rank", "target_week", "week").sort("target_week", "customer_id", "rank")
     yield dg.Output(table, metadata={"rows": table.height, "preview": preview(table),
-                                     **candidate_set_figures(table, sets, config.candidates_per_customer), **figures})
+                                     **candidate_set_figures(week, sets), **figures})
     yield candidate_set_check(table, sets, config.candidates_per_customer)
