@@ -60,6 +60,21 @@ def sample_negatives(n_items: int, shape: tuple[int, ...], generator: torch.Gene
     return torch.where(mask, popular, uniform)
 
 
+def negative_distribution(n_items: int, popularity: torch.Tensor | None, share: float) -> torch.Tensor:
+    """The exact distribution `sample_negatives` draws from (uniform / popularity-weighted mixture)."""
+    uniform = torch.full((n_items,), 1.0 / n_items, dtype=torch.float64)
+    if popularity is None or share <= 0:
+        return uniform
+    weights = popularity.double().clamp(min=0) + 1e-6
+    return (1 - share) * uniform + share * weights / weights.sum()
+
+
+def log_shares(counts: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """log of add-one smoothed sales shares along `dim`: log((n_i + 1) / (sum n + N)), N items. The trend terms of
+    the retrieval models read these: finite for unsold items, and a week without sales is uniform (no information)."""
+    return torch.log((counts + 1) / (counts.sum(dim, keepdim=True) + counts.shape[dim]))
+
+
 @dataclass(frozen=True)
 class RetrievalFigures:
     auc: float

@@ -49,7 +49,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from hm_recs.models.common import retrieval_metrics, sample_negatives, set_seed
+from hm_recs.models.common import log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed
 
 EPOCH = dt.date(1970, 1, 1)
 DAY_SCALE = 5.0  # log1p(days) / DAY_SCALE: about 1 for a year
@@ -190,7 +190,7 @@ def trend_table(data: SequenceData, as_of: dt.date) -> torch.Tensor:
     n_bins = (int(bins.max()) + 1 if len(bins) else 0) + TREND_WEEKS
     counts = torch.zeros(n_bins, data.n_articles)
     counts.index_put_((bins, article[keep]), torch.ones(len(bins)), accumulate=True)
-    return torch.log((counts + 1) / (counts.sum(1, keepdim=True) + data.n_articles))
+    return log_shares(counts, dim=1)
 
 
 def _bin(days: torch.Tensor, as_of: dt.date) -> torch.Tensor:
@@ -337,15 +337,6 @@ class TrainingResult:
     @property
     def loss_fell(self) -> bool:
         return self.final_loss < self.starting_loss
-
-
-def negative_distribution(n_articles: int, popularity: torch.Tensor | None, share: float) -> torch.Tensor:
-    """The exact distribution `sample_negatives` draws from (uniform / popularity-weighted mixture)."""
-    uniform = torch.full((n_articles,), 1.0 / n_articles, dtype=torch.float64)
-    if popularity is None or share <= 0:
-        return uniform
-    weights = popularity.double().clamp(min=0) + 1e-6
-    return (1 - share) * uniform + share * weights / weights.sum()
 
 
 def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, generator: torch.Generator,
