@@ -108,3 +108,49 @@ def test_metrics_are_bit_identical_across_calls():
                          "article_id": rng.integers(0, 50, 30000).astype(str)})
     assert len({metrics.map_at_k(recs, buys) for _ in range(10)}) == 1
     assert len({metrics.recall_at_k(recs, buys) for _ in range(10)}) == 1
+
+
+def test_personalisation_extremes_and_hand_case():
+    same = recs_frame({"c1": ["a", "b"], "c2": ["a", "b"], "c3": ["a", "b"]})
+    disjoint = recs_frame({"c1": ["a", "b"], "c2": ["c", "d"], "c3": ["e", "f"]})
+    assert metrics.personalisation(same) == pytest.approx(0.0)
+    assert metrics.personalisation(disjoint) == pytest.approx(1.0)
+    # c1-c2 share 1 of 2, c1-c3 and c2-c3 share none: mean overlap (1/2 + 0 + 0) / 3 pairs
+    half = recs_frame({"c1": ["a", "b"], "c2": ["a", "c"], "c3": ["d", "e"]})
+    assert metrics.personalisation(half) == pytest.approx(1 - (0.5 / 3))
+    assert math.isnan(metrics.personalisation(recs_frame({"c1": ["a"]})))
+
+
+def test_beyond_accuracy_per_segment():
+    recs = recs_frame({"c1": ["a", "b"], "c2": ["a", "b"], "c3": ["c", "d"]})
+    segments = pl.DataFrame({"customer_id": ["c1", "c2", "c3"], "segment": ["x", "x", "y"]})
+    stats = pl.DataFrame({"article_id": ["a", "b", "c", "d"], "n_sales": [10, 20, 0, 2], "mean_price": [0.1, 0.3, None, 0.2]})
+    table = metrics.beyond_accuracy(recs, segments, stats, catalogue_size=8)
+    assert table["segment"].to_list() == ["all", "x", "y"]
+    x = table.filter(pl.col("segment") == "x").row(0, named=True)
+    assert x["customers"] == 2 and x["mean_popularity"] == pytest.approx(15) and x["mean_price"] == pytest.approx(0.2)
+    assert x["coverage"] == pytest.approx(2 / 8) and x["personalisation"] == pytest.approx(0.0)
+    everyone = table.filter(pl.col("segment") == "all").row(0, named=True)
+    assert everyone["customers"] == 3 and everyone["coverage"] == pytest.approx(4 / 8)
+
+
+def test_purchase_ranks_list_then_popularity_tail():
+    lists = recs_frame({"c1": ["a", "b", "c"], "c2": ["d"]})
+    order = pl.DataFrame({"article_id": ["d", "c", "b", "a", "e"], "popularity": [1, 2, 3, 4, 5]})
+    bought = purchases_frame({"c1": ["b", "e", "b"], "c2": ["d", "a"], "c3": ["c", "zz"]})
+    ranks = metrics.purchase_ranks(lists, bought, order)
+    # c1: b at 2, e after the 3 listed at popularity 5 -> 8; c2: d at 1, a -> 1 + 4; c3 (no list): c -> 2, unknown -> 6
+    assert sorted(ranks.to_list()) == sorted([2, 8, 1, 5, 2, 6])
+
+
+def test_rank_coverage_quantiles_and_auc():
+    figures = metrics.rank_coverage(pl.Series([1, 1, 2, 3, 4, 5, 6, 7, 8, 10]), catalogue_size=11)
+    assert figures["recs_for_10pct"] == 1 and figures["recs_for_50pct"] == 4 and figures["recs_for_90pct"] == 8
+    assert figures["auc"] == pytest.approx(1 - (0 + 0 + 1 + 2 + 3 + 4 + 5 + 6 + 7 + 9) / 10 / 10)
+    assert metrics.rank_coverage(pl.Series([1] * 5), 100)["auc"] == pytest.approx(1.0)
+    assert math.isnan(metrics.rank_coverage(pl.Series([], dtype=pl.Int64), 100)["auc"])
+
+
+def test_popularity_order_is_strict():
+    stats = pl.DataFrame({"article_id": ["a", "b", "c", "d"], "sales_last_week": [0, 5, 5, 0], "n_sales": [3, 9, 9, 7]})
+    assert metrics.popularity_order(stats)["article_id"].to_list() == ["b", "c", "d", "a"]

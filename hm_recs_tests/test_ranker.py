@@ -216,3 +216,33 @@ def test_rejects_bad_inputs(weeks):
         R.train_ranker(train, validation.with_columns(pl.lit(0).alias("label")), FEATURES, CATEGORICAL, FAST,
                        log=lambda _: None)
     assert math.isfinite(R.fit_tiers([1.0], [0]).high_score)
+
+
+def test_rank_in_chunks_equals_whole_and_keeps_columns(weeks, trained):
+    _, _, test, _ = weeks
+    result, _ = trained
+    candidates = test.with_columns(pl.format("src{}", pl.col("colour")).alias("sources"))
+    built = []
+
+    def features(chunk: pl.DataFrame) -> pl.DataFrame:
+        built.append(chunk["customer_id"].n_unique())
+        return chunk.select("customer_id", "article_id", *FEATURES)
+
+    whole = R.rank_in_chunks(result, candidates, features, k=12, chunk_customers=CUSTOMERS, keep=["sources"])
+    chunked = R.rank_in_chunks(result, candidates, features, k=12, chunk_customers=70, keep=["sources"])
+    assert built[1:] == [70, 70, 70, 70, 20]  # bounded chunks, every customer once
+    assert chunked.equals(whole) and whole.height == 12 * CUSTOMERS
+    expected = R.top_k(result.score(test).select("customer_id", "article_id", "score"))
+    assert whole.select(expected.columns).equals(expected)
+    joined = whole.join(candidates.select("customer_id", "article_id", "sources"), on=["customer_id", "article_id"])
+    assert (joined["sources"] == joined["sources_right"]).all()
+    assert whole["relevance_tier"].to_list() == R.assign_tiers(whole["score"], result.tiers).to_list()
+
+
+def test_split_customers_is_stable_and_disjoint():
+    ids = pl.Series("customer_id", [f"c{i:04d}" for i in range(2000)])
+    train, held = R.split_customers(ids, 0.25, seed=3)
+    assert set(train) | set(held) == set(ids) and not set(train) & set(held)
+    assert 0.2 < held.len() / ids.len() < 0.3
+    again_train, again_held = R.split_customers(ids.sample(fraction=1.0, shuffle=True, seed=1).head(1500), 0.25, seed=3)
+    assert set(again_held) <= set(held) and set(again_train) <= set(train)

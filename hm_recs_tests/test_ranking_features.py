@@ -182,3 +182,27 @@ def test_candidate_columns_become_features_and_chunks_match():
     # frames without the model columns still give every feature (null)
     bare = R.ranking_features(inp, cands.select("customer_id", "article_id"))
     assert bare.columns[2:] == R.FEATURE_COLUMNS and bare["two_tower_score"].null_count() == bare.height
+
+
+def test_week_inputs_builds_what_the_feature_assets_build_over_its_windows():
+    """`week_inputs` (training weeks and serving alike) = the features and segments functions over the windows
+    given: rows older than the feature window or after the week change nothing."""
+    from hm_recs.core.segments import assign_segments, segment_indices, thresholds
+
+    catalogue = articles().with_columns(pl.col("index_group_name").alias("index_name"))
+    windows = R.InputWindows(feature_weeks=2, segment_weeks=2)
+    hist = history()
+    outside = tx([(D(2020, 8, 1), "ann", E1, 0.5, 1), (D(2020, 9, 23), "bob", E1, 0.5, 2)])  # too old, too late
+    built = R.week_inputs(CUSTOMERS, catalogue, pl.concat([hist, outside]), WEEK, windows)
+    recent = hist.filter(pl.col("t_dat") >= pl.lit(WEEK - dt.timedelta(weeks=1)))
+    indices = segment_indices(CUSTOMERS, recent, catalogue, WEEK)
+    by_hand = R.ranking_inputs(F.customer_features(CUSTOMERS, recent, catalogue, WEEK),
+                               F.article_features(catalogue, recent, CUSTOMERS, WEEK), catalogue, recent,
+                               assign_segments(indices, thresholds(indices)), WEEK)
+    pairs = candidate_pairs(PAIRS)
+    assert_frame_equal(R.ranking_features(built, pairs), R.ranking_features(by_hand, pairs))
+    # the window matters: ann's purchase of D1 on 2020-09-01 is outside 2 weeks, inside 26
+    wide = R.week_inputs(CUSTOMERS, catalogue, hist, WEEK, R.InputWindows())
+    d1 = candidate_pairs([("ann", D1)])
+    assert row(R.ranking_features(built, d1), "ann", D1)["customer_article_purchases"] == 0
+    assert row(R.ranking_features(wide, d1), "ann", D1)["customer_article_purchases"] == 1

@@ -146,6 +146,15 @@ def repurchase(customers, history, articles, week, cfg: BaselineConfig = Baselin
         .group_by("customer_id", "article_id").agg(pl.col("w").sum().alias("score"))
         .with_columns(pl.lit("repurchase").alias("source"))
     )
+    return top_up(own, customers, history, articles, week, cfg)
+
+
+def top_up(own: pl.DataFrame, customers: pl.DataFrame, history: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
+           cfg: BaselineConfig = BaselineConfig()) -> pl.DataFrame:
+    """Every customer of `customers` gets k distinct articles: their `own` rows (customer_id, article_id, score,
+    source; best score first), then their age group's trending articles, then the fallback ranking. How the
+    repurchase baseline completes its lists and how the ranker's lists are completed."""
+    history = history_until(history, week)
     return _complete(own, _age_groups(customers), trending_lists(history, customers, week, cfg),
                      fallback_ranking(history, articles, week, cfg), cfg.k)
 

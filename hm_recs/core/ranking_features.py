@@ -43,9 +43,9 @@ import polars as pl
 
 from hm_recs.core.baselines import _decay
 from hm_recs.core.candidates import SOURCES, fixed_sum
-from hm_recs.core.features import AGE_GROUPS, UNKNOWN_AGE_GROUP, history_until
+from hm_recs.core.features import AGE_GROUPS, UNKNOWN_AGE_GROUP, FeatureConfig, article_features, customer_features, history_until
 from hm_recs.core.schema import INDEX_GROUP_SHARES
-from hm_recs.core.segments import SEGMENTS
+from hm_recs.core.segments import SEGMENTS, SegmentConfig, assign_segments, segment_indices, thresholds
 from hm_recs.core.weeks import shift_weeks, week_end
 
 AGE_GROUP_CODES: dict[str, int] = {name: i for i, name in enumerate([*(g[2] for g in AGE_GROUPS), UNKNOWN_AGE_GROUP])}
@@ -205,6 +205,41 @@ def ranking_inputs(
         bought_product=_bought(history, "product_code", "product", cutoff),
         bought_department=_bought(history, "department_no", "department", cutoff),
     )
+
+
+@dataclass(frozen=True)
+class InputWindows:
+    """How much history each input of `week_inputs` reads (weeks up to and including the week): the ranker's
+    artefact records them, so that scoring builds its matrix exactly as training did."""
+
+    feature_weeks: int = 26   # customer and article features (the features assets' default)
+    segment_weeks: int = 52   # segment indices (the segments asset's default)
+    recent_weeks: int = FeatureConfig.recent_weeks
+
+
+def week_inputs(
+    customers: pl.DataFrame,
+    articles: pl.DataFrame,
+    transactions: pl.DataFrame,
+    week: dt.date,
+    windows: InputWindows = InputWindows(),
+    segment_config: SegmentConfig = SegmentConfig(),
+    config: RankingFeatureConfig = RankingFeatureConfig(),
+) -> RankingInputs:
+    """`ranking_inputs` as of `week` from the validated tables alone: customer and article features and segment
+    assignment built by the same functions as their weekly assets, over `windows` weeks of `transactions` up
+    to `week` (later rows ignored). Training weeks (as of W-k) and the serving week (as of W) go through this one
+    function, so the ranker never scores a matrix built differently from the one it learned on."""
+    def window(weeks: int) -> pl.DataFrame:
+        return history_until(transactions, week).filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(weeks - 1))))
+
+    recent = window(windows.feature_weeks)
+    indices = segment_indices(customers, window(windows.segment_weeks), articles, week, segment_config)
+    segments = assign_segments(indices, thresholds(indices, segment_config), segment_config)
+    return ranking_inputs(
+        customer_features(customers, recent, articles, week, FeatureConfig(windows.recent_weeks)),
+        article_features(articles, recent, customers, week),
+        articles, recent, segments, week, config)
 
 
 def label_candidates(candidates: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:

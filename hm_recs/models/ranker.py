@@ -26,9 +26,9 @@ import numpy as np
 import polars as pl
 
 from hm_recs.core.metrics import K, map_at_k, recall_at_k
+from hm_recs.core.schema import TIERS
 
 OBJECTIVES = ("lambdarank", "binary")
-TIERS = ("high", "medium", "low")
 SCORE_CHUNK_ROWS = 500_000
 """Rows predicted at once: memory is about chunk_rows x features x 4 bytes (float32) plus LightGBM's output."""
 
@@ -223,6 +223,36 @@ def top_k(scored: pl.DataFrame, k: int = K) -> pl.DataFrame:
         .group_by("customer_id", maintain_order=True).head(k)
         .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank"))
     )
+
+
+def rank_in_chunks(result: "RankerResult", candidates: pl.DataFrame, features: Callable[[pl.DataFrame], pl.DataFrame],
+                   k: int = K, chunk_customers: int = 100_000, keep: Sequence[str] = ()) -> pl.DataFrame:
+    """Each customer's top `k` candidates by the ranker: customer_id, article_id, score, rank, relevance_tier and
+    the candidate columns named in `keep`. `features(chunk)` builds the feature matrix (customer_id, article_id,
+    the ranker's features, in the chunk's row order) of one chunk of `chunk_customers` customers' candidate rows,
+    so memory is bounded by one chunk's matrix whatever the number of customers."""
+    customer_ids = candidates["customer_id"].unique().sort()
+    parts = []
+    for start in range(0, customer_ids.len(), max(chunk_customers, 1)):
+        chunk = candidates.filter(pl.col("customer_id").is_in(customer_ids.slice(start, chunk_customers).implode()))
+        scored = result.score(features(chunk).select("customer_id", "article_id", *result.features))
+        best = top_k(scored.select("customer_id", "article_id", "score"), k)
+        parts.append(best.join(chunk.select("customer_id", "article_id", *keep).unique(["customer_id", "article_id"]),
+                               on=["customer_id", "article_id"], how="left", maintain_order="left"))
+    ranked = pl.concat(parts) if parts else pl.DataFrame(
+        schema={"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "rank": pl.Int32,
+                **{c: candidates.schema[c] for c in keep}})
+    tiers = assign_tiers(ranked["score"], result.tiers) if result.tiers is not None else pl.Series("tier", [None] * ranked.height, pl.String)
+    return ranked.with_columns(tiers.alias("relevance_tier"))
+
+
+def split_customers(customer_ids: pl.Series, share: float, seed: int = 0) -> tuple[pl.Series, pl.Series]:
+    """Distinct customers split in two, about `share` of them in the second part, by a seeded hash of the id:
+    the same customer always lands on the same side for the same seed, whatever else is in the frame."""
+    ids = customer_ids.unique().sort()
+    draw = ids.hash(seed=seed) % 10_000
+    held = draw < int(round(share * 10_000))
+    return ids.filter(~held), ids.filter(held)
 
 
 # ----------------------------------------------------------------------------------------------- training
