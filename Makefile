@@ -29,7 +29,7 @@ ui: $(STAMP)  ## Dagster UI + daemon on the same warehouse and run history as `m
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(STAMP)  ## measurements for docs/benchmarks.md (long: ~15 min)
-	$(BIN)/python benchmarks/backtest_baselines.py --data both
+	$(BIN)/python benchmarks/backtest.py --data both
 	$(BIN)/python benchmarks/ingest_throughput.py
 
 bench-peers: $(STAMP)  ## two-tower and sequence model vs implicit's ALS and trending (~5 min on 2 idle cores)

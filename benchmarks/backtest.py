@@ -1,11 +1,13 @@
-"""Backtest of the baselines through the real weekly job, as `hm-recs backtest` runs it.
+"""Backtest of the whole weekly job (models, candidates, ranker) as `hm-recs backtest` runs it.
 
-    python benchmarks/backtest_baselines.py [--data real|synthetic|both] [--weeks 4]
+    python benchmarks/backtest.py [--data real|synthetic|both] [--weeks 4]
 
 real:      ../shared/data/hm_real_sample, the last 4 weeks it holds as scoring weeks.
 synthetic: 50k customers x 104 weeks from hm_recs.synthetic (generated once, cached), last 4 weeks.
-Prints MAP@12 per recommender (mean, spread, ratio to trending), seconds and peak RSS per stage;
-writes the JSON reports under benchmarks/results/.
+Prints MAP@12 per recommender (the published `model`, each baseline, each candidate source alone: mean,
+spread, ratio to trending measured in the same run), Heinz et al.'s rank coverage, the candidate union's and
+each source's recall on the labelled weeks, seconds and peak RSS per stage; writes the JSON reports under
+benchmarks/results/.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def synthetic_source(customers: int, weeks: int) -> Path:
     return out
 
 
-def run(name: str, source: Path, n_weeks: int, history_weeks: int) -> dict:
+def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks: int = 3) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"hm_recs_bench_{name}_"))
     pipeline = Pipeline(str(source), warehouse=str(work / "warehouse.duckdb"), artefacts=str(work / "artefacts"))
     available = pipeline.source_weeks()
@@ -51,21 +53,63 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int) -> dict:
     print(f"\n[{name}] source {source}: {len(available)} weeks; building {built[0]}..{built[-1]}, "
           f"scoring {scored[0]}..{scored[-1]}", flush=True)
     started = time.perf_counter()
+    # The weekly job's warm state: the weeks before the first built one already ran, so the ranker has the
+    # labelled candidate sets of `training_weeks` earlier weeks to learn from (not scored here).
+    for week in (shift_weeks(built[0], -i) for i in range(warmup_weeks, 0, -1)):
+        print(f"warm-up week {week}", flush=True)
+        result = pipeline.build_week(week, history_weeks, log=lambda m: print(m, flush=True))
+        print(f"  warm-up {'succeeded' if result.success else 'FAILED'}", flush=True)
     report = backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True))
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    report["candidate_recall"] = candidate_recall_by_source(pipeline, built)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"backtest_{name}.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
+def candidate_recall_by_source(pipeline, built: list[dt.date]) -> dict[str, dict[str, float]]:
+    """Mean over the built weeks of each source's and the union's recall of that week's purchases (the labelled
+    set: week W's buyers' candidates as of W-1), with candidates per customer."""
+    import polars as pl
+
+    from hm_recs.core.candidates import candidate_recall
+
+    warehouse = pipeline.warehouse
+    frames = []
+    for week in built:
+        labelled = warehouse.query(f"select * from {warehouse.table('candidates')} where week = ? and target_week = ?", [week, week])
+        bought = warehouse.query(f"select customer_id, article_id from {warehouse.table('transactions')} where week = ?", [week])
+        if labelled.height and bought.height:
+            frames.append(candidate_recall(labelled, bought))
+    if not frames:
+        return {}
+    mean = pl.concat(frames).group_by("source", maintain_order=True).agg(
+        pl.col("candidates_per_customer", "recall_all_buyers").mean())
+    return {row["source"]: {"candidates_per_customer": row["candidates_per_customer"], "recall": row["recall_all_buyers"]}
+            for row in mean.iter_rows(named=True)}
+
+
 def summarise(name: str, report: dict) -> None:
     trending = report["mean"]["trending"]["map_at_12"]
+    baselines = {r: report["mean"][r]["map_at_12"] for r in ("popularity", "trending", "repurchase")}
+    best = max(baselines, key=baselines.get)
     print(f"\n== {name}: MAP@12 over {len(report['weeks'])} scoring weeks ==")
-    print(f"{'recommender':<12} {'mean':>8} {'sd':>8} {'x trending':>11}  per week")
+    print(f"{'recommender':<20} {'mean':>8} {'sd':>8} {'x trending':>11} {'x ' + best:>14}  per week")
     for r, m in report["mean"].items():
         weeks = " ".join(f"{s[r]['map_at_12']:.4f}" for s in report["weeks"].values() if r in s)
-        print(f"{r:<12} {m['map_at_12']:>8.4f} {report['spread'][r]['map_at_12']:>8.4f} "
-              f"{m['map_at_12'] / trending if trending else float('nan'):>11.2f}  {weeks}")
+        print(f"{r:<20} {m['map_at_12']:>8.4f} {report['spread'][r]['map_at_12']:>8.4f} "
+              f"{m['map_at_12'] / trending if trending else float('nan'):>11.2f} "
+              f"{m['map_at_12'] / baselines[best] if baselines[best] else float('nan'):>14.2f}  {weeks}")
+    coverage = {r: m for r, m in report["mean"].items() if "rank_coverage_auc" in m}
+    if coverage:
+        print(f"\nrank coverage (Heinz et al.): {'recommender':<18} {'10%':>7} {'50%':>7} {'90%':>7} {'AUC':>7}")
+        for r, m in coverage.items():
+            print(f"{'':<29}{r:<18} {m['rank_coverage_recs_for_10pct']:>7.0f} {m['rank_coverage_recs_for_50pct']:>7.0f} "
+                  f"{m['rank_coverage_recs_for_90pct']:>7.0f} {m['rank_coverage_auc']:>7.3f}")
+    if report.get("candidate_recall"):
+        print("\ncandidate recall of the labelled weeks (mean):")
+        for source, figures in report["candidate_recall"].items():
+            print(f"  {source:<14} {figures['recall']:.3f} ({figures['candidates_per_customer']:.1f} per customer)")
     stages = report["stages"]
     print(f"{'stage':<26} {'rows (last)':>12} {'seconds (sum)':>14} {'peak RSS MB':>12}")
     for step, seconds in sorted(stages["seconds"].items(), key=lambda kv: -kv[1]):
@@ -81,16 +125,18 @@ def main() -> int:
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--history-weeks", type=int, default=26)
     parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--warmup-weeks", type=int, default=3, help="weeks built (not scored) before the first")
     args = parser.parse_args()
     reports = {}
     if args.data in ("real", "both"):
         if REAL.exists():
-            reports["real_sample"] = run("real_sample", REAL, args.weeks, args.history_weeks)
+            reports["real_sample"] = run("real_sample", REAL, args.weeks, args.history_weeks, args.warmup_weeks)
         else:
             print(f"skipping the real sample: {REAL} not found")
     if args.data in ("synthetic", "both"):
         source = synthetic_source(args.customers, 104)
-        reports[f"synthetic_{args.customers}x104"] = run(f"synthetic_{args.customers}x104", source, args.weeks, args.history_weeks)
+        reports[f"synthetic_{args.customers}x104"] = run(f"synthetic_{args.customers}x104", source, args.weeks, args.history_weeks,
+                                                      args.warmup_weeks)
     for name, report in reports.items():
         summarise(name, report)
     print(f"\nbenchmark process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "

@@ -413,7 +413,7 @@ def main() -> int:
         else:
             print(f"skipping the real sample: {REAL} not found")
     if args.data in ("synthetic", "both"):
-        from backtest_baselines import synthetic_source  # the cached 50k x 104 generator of the baselines backtest
+        from backtest import synthetic_source  # the cached 50k x 104 generator of the backtest
 
         run(f"synthetic_{args.customers}x104", synthetic_source(args.customers, 104), args.weeks, args.offset, methods, config)
     return 0

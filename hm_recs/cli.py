@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-from hm_recs.core.metrics import METRIC_NAMES
 from hm_recs.core.weeks import parse_week, shift_weeks
 from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_WAREHOUSE, HOME
 
@@ -73,7 +72,8 @@ def backtest(pipeline, weeks, history_weeks: int, log=print) -> dict:
     recommenders = sorted({r for scores in per_week.values() for r in scores}, key=lambda r: (r != "model", r))
     mean, spread = {}, {}
     for r in recommenders:
-        values = {m: [s[r][m] for s in per_week.values() if r in s and s[r][m] == s[r][m]] for m in METRIC_NAMES}
+        names = dict.fromkeys(m for s in per_week.values() if r in s for m in s[r])  # the metrics, and rank coverage where measured
+        values = {m: [s[r][m] for s in per_week.values() if r in s and m in s[r] and s[r][m] == s[r][m]] for m in names}
         mean[r] = {m: (statistics.fmean(v) if v else None) for m, v in values.items()}
         spread[r] = {m: (statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in values.items()}
     return {
@@ -87,10 +87,10 @@ def backtest(pipeline, weeks, history_weeks: int, log=print) -> dict:
 
 
 def _print_scores(report: dict) -> None:
-    print(f"{'recommender':<12} {'MAP@12':>8} {'± sd':>8} {'recall@12':>10} {'coverage':>9} {'novelty':>8} {'price':>7}")
+    print(f"{'recommender':<20} {'MAP@12':>8} {'± sd':>8} {'recall@12':>10} {'coverage':>9} {'novelty':>8} {'price':>7}")
     for r, m in report["mean"].items():
         sd = report["spread"][r]["map_at_12"]
-        print(f"{r:<12} {m['map_at_12'] or 0:>8.4f} {sd:>8.4f} {m['recall_at_12'] or 0:>10.4f} "
+        print(f"{r:<20} {m['map_at_12'] or 0:>8.4f} {sd:>8.4f} {m['recall_at_12'] or 0:>10.4f} "
               f"{m['coverage'] or 0:>9.4f} {m['novelty'] or 0:>8.2f} {m['mean_price'] or 0:>7.4f}")
 
 

@@ -101,13 +101,20 @@ class Warehouse(dg.ConfigurableResource):
 
 class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
     """Inserts BY NAME (the stock handler inserts by position) and creates the table even for an empty
-    frame, so that readers of an empty partition (a clean quarantine) find a table with its schema."""
+    frame, so that readers of an empty partition (a clean quarantine) find a table with its schema. Columns
+    new to a table are added to it (schema evolution by addition, as a release adds a column)."""
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
         obj_arrow = obj.to_arrow()  # noqa: F841  (referenced by name in the SQL below)
         target = f"{table_slice.schema}.{table_slice.table}"
         connection.execute(f"create schema if not exists {table_slice.schema};")
         connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0;")
+        # A column added to an asset (a new release) is added to its table: earlier weeks read it as null.
+        existing = {row[0] for row in connection.execute(f"describe {target}").fetchall()}
+        for name, column_type, *_ in connection.execute("describe select * from obj_arrow").fetchall():
+            if name not in existing:
+                context.log.info(f"{target}: adding column {name} {column_type} (earlier partitions read null)")
+                connection.execute(f'alter table {target} add column "{name}" {column_type}')
         connection.execute(f"insert into {target} by name select * from obj_arrow")
         context.add_output_metadata({
             "dagster/row_count": obj.height,

@@ -15,7 +15,6 @@ from pathlib import Path
 import dagster as dg
 
 from hm_recs.assets.common import TARGET_WEEK_PARTITIONED
-from hm_recs.core.metrics import METRIC_NAMES
 from hm_recs.core.source import history_file, weeks_in_listing, weeks_with_transactions
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.definitions import INGESTION_ASSETS, build_definitions
@@ -129,7 +128,8 @@ class Pipeline:
         log(f"  scoring on week {target}")
         self.execute(target, EVALUATION_ASSETS)
         report = self.warehouse.query(f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [target])
-        return {row["recommender"]: {k: row[k] for k in METRIC_NAMES}
+        figures = [c for c in report.columns if c not in ("recommender", "week", "buying_customers")]
+        return {row["recommender"]: {k: row[k] for k in figures if row[k] is not None}
                 for row in report.iter_rows(named=True)}
 
     def stage_rows(self, week: dt.date) -> dict[str, int]:

@@ -86,5 +86,6 @@ def with_history(history_template):
         shutil.copy(history_template, tmp / "warehouse.duckdb")
         return resources_for(source, tmp, **kw)
     return make
-WITHOUT_MODELS = dg.AssetSelection.all() - dg.AssetSelection.groups("models", "segment_models", "ranking")
-"""For tests of a single week without history: the model gates rightly fail with nothing to learn from."""
+WITHOUT_MODELS = dg.AssetSelection.all() - dg.AssetSelection.groups("models", "segment_models", "ranking").downstream()
+"""For tests of a single week without history: the model gates rightly fail with nothing to learn from (so
+the ranker's `recommendations` and what reads them are left out too)."""

@@ -1,21 +1,35 @@
-"""Backtest of week W: the recommendations built at W-1 (for week W) scored on week W's purchases.
+"""Backtest of week W: what was built at W-1 (for week W) scored on week W's purchases.
 
 Reads only W's transactions and what was built at W-1, so partition W still reads nothing after W.
 Reports, never blocks: its check only says whether there was something to score.
 """
 
 
+import datetime as dt
+
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, markdown_table, measured, partition_rows, png_markdown
-from hm_recs.core.metrics import METRIC_NAMES, evaluate
+from hm_recs.assets.common import PARTITIONED, catalogue_tables, markdown_table, measured, partition_rows, png_markdown
+from hm_recs.assets.ranking import load_ranker, serving_set
+from hm_recs.core.candidates import HEURISTIC_SOURCES
+from hm_recs.core.metrics import (
+    COVERAGE_LEVELS, K, METRIC_NAMES, beyond_accuracy, evaluate, popularity_order, purchase_ranks, rank_coverage,
+)
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import Warehouse
+from hm_recs.resources import ArtefactStore, Warehouse
 
 MODEL = "model"
 """The name under which the published `recommendations` are reported."""
+COVERAGE_SCHEMA = {"recommender": pl.String, "list_depth": pl.Int64, **{f"recs_for_{round(level * 100)}pct": pl.Float64
+                                                                         for level in COVERAGE_LEVELS}, "auc": pl.Float64}
+REPORT_SCHEMA = {"recommender": pl.String, **{m: pl.Float64 for m in METRIC_NAMES},
+                 **{f"rank_coverage_{c}": t for c, t in COVERAGE_SCHEMA.items() if c != "recommender"},
+                 "week": pl.Date, "buying_customers": pl.Int32}
+"""The stored report: one row per recommender, rank coverage where it was measured (null elsewhere)."""
+SOURCE_PREFIX = "source/"
+"""Report rows of a single candidate source used alone (`source/trending`, `source/two_tower`, ...)."""
 
 
 def _plot(report: pl.DataFrame):
@@ -35,12 +49,30 @@ def _plot(report: pl.DataFrame):
     return value
 
 
+def source_lists(serving: pl.DataFrame, k: int = K) -> dict[str, pl.DataFrame]:
+    """Each heuristic candidate source alone, as a recommender: the customer's top k of that source by its rank
+    (customers it has nothing for get no list, and count as misses)."""
+    lists = {}
+    for source in HEURISTIC_SOURCES:
+        rank = f"{source}_rank"
+        rows = serving.filter(pl.col(rank).is_not_null()).sort("customer_id", rank, "article_id")
+        lists[f"{SOURCE_PREFIX}{source}"] = (
+            rows.group_by("customer_id", maintain_order=True).head(k)
+            .select("customer_id", "article_id", pl.int_range(1, pl.len() + 1).over("customer_id").alias("rank")))
+    return lists
+
+
 @dg.asset(partitions_def=weekly_partitions, group_name="evaluation", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
-          deps=["transactions", "recommendations", "baseline_recommendations", "article_features"],
+          deps=["transactions", "recommendations", "baseline_recommendations", "article_features", "candidates",
+                "two_tower_candidates", "sequence_candidates", "customer_segments", "ranker_model"],
           check_specs=[dg.AssetCheckSpec("scored", asset="evaluation_report", blocking=True,
                                          description="reports only: passes unless scoring itself failed")])
-def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, articles: pl.DataFrame):
-    """MAP@12 (Kaggle), recall@12, catalogue coverage, novelty and mean price per recommender for week W."""
+def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, artefact_store: ArtefactStore,
+                      articles: pl.DataFrame):
+    """Week W's backtest of what was built at W-1: MAP@12 (Kaggle), recall@12, coverage, novelty and mean price
+    of the published model, each baseline and each candidate source alone; Heinz et al.'s rank coverage (how
+    many recommendations cover 10/50/90% of the purchases, and AUC) of the ranker, the two-tower and sequence
+    models and popularity; beyond-accuracy figures of the published lists per customer segment."""
     week = partition_week(context)
     built = shift_weeks(week, -1)
     with measured(context, "evaluation_report") as figures:
@@ -48,28 +80,85 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
         published = partition_rows(warehouse, "recommendations", built, "customer_id, article_id, rank", target_week=True)
         baselines = partition_rows(warehouse, "baseline_recommendations", built,
                                    "recommender, customer_id, article_id, rank", target_week=True)
-        stats = partition_rows(warehouse, "article_features", built, "article_id, n_sales, mean_price")
-        rows = []
+        stats = partition_rows(warehouse, "article_features", built, "article_id, n_sales, sales_last_week, mean_price")
+        rows, coverage_rows, segment_table = [], [], pl.DataFrame()
         if published.height and purchases.height:
-            candidates = [(MODEL, published)] + [
+            buyers = purchases["customer_id"].unique().implode()
+            model_lists = retrieval_lists(warehouse, built, buyers)
+            serving = serving_set(warehouse, built) if warehouse.exists("candidates") else pl.DataFrame()
+            recommenders = [(MODEL, published)] + [
                 (name, group.drop("recommender")) for (name,), group in baselines.group_by("recommender", maintain_order=True)]
-            for name, recs in candidates:
+            if serving.height:
+                recommenders += list(source_lists(serving.filter(pl.col("customer_id").is_in(buyers))).items())
+            recommenders += [(f"{SOURCE_PREFIX}{name}", lists) for name, lists in model_lists.items()]
+            for name, recs in recommenders:
                 rows.append({"recommender": name, **evaluate(recs, purchases, stats, articles.height)})
+            order = popularity_order(stats)
+            # rank coverage under the report's names: the ranker's full order of the candidates is `model`'s
+            ranked = {"popularity": pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String, "rank": pl.Int64}),
+                      **{f"{SOURCE_PREFIX}{name}": lists for name, lists in model_lists.items()}}
+            if serving.height:
+                ranked = {MODEL: ranker_ranking(warehouse, artefact_store, built, serving.filter(
+                    pl.col("customer_id").is_in(buyers)), context), **ranked}
+            for name, lists in ranked.items():
+                if lists is not None:
+                    coverage_rows.append({"recommender": name, "list_depth": int(lists.group_by("customer_id").len()["len"].max() or 0),
+                                          **rank_coverage(purchase_ranks(lists, purchases, order), articles.height)})
+            segments = partition_rows(warehouse, "customer_segments", built, "customer_id, segment")
+            segment_table = beyond_accuracy(published, segments, stats, articles.height) if segments.height else pl.DataFrame()
     if not rows:
         context.log.warning(f"nothing to evaluate for week {week}: no recommendations were built at {built} "
                             f"(materialise that week first) or week {week} has no purchases")
         report = pl.DataFrame(schema={"recommender": pl.String, **{m: pl.Float64 for m in METRIC_NAMES}})
     else:
         report = pl.DataFrame(rows)
-    report = report.with_columns(pl.lit(week).alias("week"), pl.lit(purchases["customer_id"].n_unique() if purchases.height else 0)
-                                 .alias("buying_customers"))
+    coverage = pl.DataFrame(coverage_rows, schema=COVERAGE_SCHEMA)
+    report = (
+        report.join(coverage.rename(lambda c: c if c == "recommender" else f"rank_coverage_{c}"),
+                    on="recommender", how="full", coalesce=True, maintain_order="left")
+        .with_columns(pl.lit(week).alias("week"),
+                      pl.lit(purchases["customer_id"].n_unique() if purchases.height else 0, dtype=pl.Int32).alias("buying_customers"))
+        .cast(REPORT_SCHEMA).select(list(REPORT_SCHEMA))  # one schema every week: the table accumulates weeks
+    )
     metadata = {"evaluated_week": str(week), "recommendations_built_at": str(built), "buying_customers": report["buying_customers"][0] if report.height else 0,
-                "report": dg.MetadataValue.md(markdown_table(report.select("recommender", *METRIC_NAMES))), **figures}
-    for row in report.iter_rows(named=True):
+                "report": dg.MetadataValue.md(markdown_table(report.select("recommender", *METRIC_NAMES), limit=30)),
+                "rank_coverage": dg.MetadataValue.md(markdown_table(coverage)),
+                "beyond_accuracy_by_segment": dg.MetadataValue.md(markdown_table(segment_table, limit=20)), **figures}
+    for row in report.filter(pl.col("map_at_12").is_not_null()).iter_rows(named=True):
         metadata[f"map_at_12/{row['recommender']}"] = row["map_at_12"]
         context.log.info(f"week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}")
     if report.height:
-        metadata["plot"] = _plot(report)
+        metadata["plot"] = _plot(report.filter(pl.col("map_at_12").is_not_null()))
     yield dg.Output(report, metadata=metadata)
     yield dg.AssetCheckResult(passed=True, metadata={"scored_recommenders": report.height,
                                                      "note": "" if report.height else "nothing to evaluate"})
+
+
+def retrieval_lists(warehouse: Warehouse, built: dt.date, buyers: pl.Series) -> dict[str, pl.DataFrame]:
+    """The two-tower and sequence models' ranked retrieval lists (all their depth) built at `built` for the week
+    after, of the given buyers."""
+    lists = {}
+    for name, table in (("two_tower", "two_tower_candidates"), ("sequence", "sequence_candidates")):
+        if warehouse.exists(table):
+            rows = warehouse.query(f"select customer_id, article_id, rank from {warehouse.table(table)} "
+                                   "where week = ? and target_week = ?", [built, shift_weeks(built, 1)])
+            lists[name] = rows.filter(pl.col("customer_id").is_in(buyers))
+    return lists
+
+
+def ranker_ranking(warehouse: Warehouse, artefact_store: ArtefactStore, built: dt.date, serving: pl.DataFrame, context) -> pl.DataFrame | None:
+    """The ranker of `built` ordering all of the given customers' serving candidates (features as of `built`,
+    as `recommendations` built them); None when that week's ranker is not stored."""
+    from hm_recs.core.ranking_features import ranking_features, week_inputs
+    from hm_recs.models.ranker import rank_in_chunks
+
+    try:
+        ranker, windows, _ = load_ranker(artefact_store, built)
+    except dg.Failure as exc:
+        context.log.warning(f"no ranker rank coverage: {exc}")
+        return None
+    customers, articles, transactions = catalogue_tables(warehouse, built, max(windows.feature_weeks, windows.segment_weeks))
+    inputs = week_inputs(customers, articles, transactions, built, windows)
+    depth = int(serving.group_by("customer_id").len()["len"].max() or 0)
+    return rank_in_chunks(ranker, serving, lambda chunk: ranking_features(inputs, chunk), max(depth, 1)).select(
+        "customer_id", "article_id", "rank")

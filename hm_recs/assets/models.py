@@ -34,8 +34,34 @@ class ModelConfig(dg.Config):
     seed: int = 0
 
 
+JSON_MODELS = frozenset({"ranker"})
+"""Models stored as JSON (the LightGBM ranker: its text model inside); the torch models as weights-only files."""
+
+
 def artefact_key(model: str, week: dt.date) -> str:
-    return f"models/{model}/week={week.isoformat()}/model.pt"
+    return f"models/{model}/week={week.isoformat()}/model.{'json' if model in JSON_MODELS else 'pt'}"
+
+
+def _encode(model: str, state: dict) -> tuple[bytes, str]:
+    import hashlib
+    import json
+
+    if model in JSON_MODELS:
+        data = json.dumps(state, sort_keys=True, allow_nan=True).encode()
+        return data, "sha256:" + hashlib.sha256(data).hexdigest()
+    from hm_recs.models.common import to_bytes
+
+    return to_bytes(state)
+
+
+def _decode(model: str, data: bytes) -> dict:
+    import json
+
+    if model in JSON_MODELS:
+        return json.loads(data)
+    from hm_recs.models.common import from_bytes
+
+    return from_bytes(data)
 
 
 def loss_plot(history: list[dict], title: str) -> dg.MetadataValue:
@@ -61,9 +87,7 @@ def loss_plot(history: list[dict], title: str) -> dg.MetadataValue:
 
 
 def store_artefact(context, store: ArtefactStore, model: str, week: dt.date, state: dict) -> tuple[str, str]:
-    from hm_recs.models.common import to_bytes
-
-    data, digest = to_bytes(state)
+    data, digest = _encode(model, state)
     uri = store.location().write_bytes(artefact_key(model, week), data)
     context.log.info(f"{model}: artefact {uri} ({len(data) / 2**20:.1f} MiB, {digest[:19]}...)")
     return uri, digest
@@ -72,10 +96,8 @@ def store_artefact(context, store: ArtefactStore, model: str, week: dt.date, sta
 def load_artefact(store: ArtefactStore, model: str, week: dt.date) -> tuple[dict, str]:
     import hashlib
 
-    from hm_recs.models.common import from_bytes
-
     data = store.location().read_bytes(artefact_key(model, week))
-    return from_bytes(data), "sha256:" + hashlib.sha256(data).hexdigest()
+    return _decode(model, data), "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def retrieval_gate(result, popularity) -> tuple[dict, dict]:
@@ -94,7 +116,7 @@ def retrieval_gate(result, popularity) -> tuple[dict, dict]:
 
 
 def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str, gate: dict) -> dg.AssetCheckResult:
-    """Re-verify what was stored: it loads with weights_only=True and its hash is the one recorded."""
+    """Re-verify what was stored: it loads (torch: weights_only=True) and its hash is the one recorded."""
     try:
         _, stored_digest = load_artefact(store, model, week)
         loads = True

@@ -8,17 +8,26 @@ Built at partition W into one table with two sets told apart by `target_week`:
 Pure logic in `core/candidates.py`; this module only reads, chunks over customers and checks.
 """
 
+import dataclasses
 import datetime as dt
 
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, catalogue_tables, markdown_table, measured, partition_rows, preview
+from hm_recs.assets.common import (
+    PARTITIONED, catalogue_tables, markdown_table, measured, partition_rows, png_markdown, preview,
+)
+from hm_recs.assets.models import artefact_check, store_artefact
+from hm_recs.core.baselines import BaselineConfig, recommend_all
 from hm_recs.core.candidates import UNION, CandidateConfig, candidate_pools, candidate_recall, customer_candidates
-from hm_recs.core.ranking_features import label_candidates
+from hm_recs.core.metrics import K, map_at_k
+from hm_recs.core.ranking_features import (
+    CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows, label_candidates, ranking_features, week_inputs,
+)
 from hm_recs.core.weeks import shift_weeks
+from hm_recs.deploy import TRAINING_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import Warehouse
+from hm_recs.resources import ArtefactStore, Warehouse
 
 
 class CandidatesConfig(dg.Config):
@@ -98,3 +107,181 @@ def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, ware
         "customers": customers.height, "customers_with_enough": enough["serving"], "buyers": buyers.len(),
         "buyers_with_enough": enough["labelled"], "union_recall": union["recall_all_buyers"],
         "min_union_recall": config.min_union_recall})
+
+
+def labelled_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
+    """The labelled candidate set stored at partition `week`: week `week`'s buyers' candidates as of the week
+    before, with `label` (empty when that partition was never built)."""
+    if not warehouse.exists("candidates"):
+        return pl.DataFrame()
+    return warehouse.query(f"select * exclude (week, target_week) from {warehouse.table('candidates')} "
+                           "where week = ? and target_week = ? order by customer_id, article_id", [week, week])
+
+
+def serving_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
+    """The serving candidate set stored at partition `week` (for week+1, every customer)."""
+    return warehouse.query(f"select * exclude (week, target_week, label) from {warehouse.table('candidates')} "
+                           "where week = ? and target_week = ? order by customer_id, article_id",
+                           [week, shift_weeks(week, 1)])
+
+
+def load_ranker(artefact_store: ArtefactStore, week: dt.date):
+    """Week `week`'s ranker (RankerResult), the input windows its features were built with, and its hash; a
+    clear failure when that week's ranker was never stored (not built, or refused by its gate)."""
+    from hm_recs.assets.models import load_artefact
+    from hm_recs.models.ranker import RankerResult
+
+    try:
+        state, digest = load_artefact(artefact_store, "ranker", week)
+    except Exception as exc:  # missing (local or S3) or unreadable: the same answer for the operator
+        raise dg.Failure(f"no ranker artefact for week {week} ({type(exc).__name__}: {exc}): `ranker_model` was not "
+                         "built for this week or did not pass its gate") from exc
+    return RankerResult.load(state), InputWindows(**state["windows"]), digest
+
+
+class RankerModelConfig(dg.Config):
+    training_weeks: int = 3  # labelled weeks before W the ranker learns from (those whose candidates were built)
+    objectives: list[str] = ["lambdarank", "binary"]  # each trained; the best on validation MAP@12 is kept
+    negatives_per_positive: float = 20.0
+    n_estimators: int = 1000
+    learning_rate: float = 0.05
+    num_leaves: int = 31
+    min_data_in_leaf: int = 50
+    num_threads: int = 1
+    # With no earlier labelled week (the first weeks of a backfill) week W's buyers are split: this share
+    # validates, the rest trains.
+    validation_share: float = 0.25
+    max_validation_customers: int = 50_000  # week W's buyers validated on at most (seeded sample): bounds memory
+    feature_history_weeks: int = InputWindows.feature_weeks
+    segment_history_weeks: int = InputWindows.segment_weeks
+    # blocking: validation MAP@12 must reach this multiple of the best baseline's on the same customers
+    required_ratio_to_best_baseline: float = 1.0
+    seed: int = 0
+
+    def ranker_config(self):
+        from hm_recs.models.ranker import RankerConfig
+
+        return RankerConfig(negatives_per_positive=self.negatives_per_positive, n_estimators=self.n_estimators,
+                            learning_rate=self.learning_rate, num_leaves=self.num_leaves,
+                            min_data_in_leaf=self.min_data_in_leaf, num_threads=self.num_threads, seed=self.seed)
+
+    def windows(self) -> InputWindows:
+        return InputWindows(feature_weeks=self.feature_history_weeks, segment_weeks=self.segment_history_weeks)
+
+
+def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataValue:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    head = importances.head(top).reverse()
+    fig, ax = plt.subplots(figsize=(6, 0.25 * head.height + 1))
+    ax.barh(head["feature"].to_list(), head["gain_share"].to_list(), color="#4c72b0")
+    ax.set_xlabel("share of total gain")
+    ax.set_title("ranker feature importance")
+    fig.tight_layout()
+    value = png_markdown(fig)
+    plt.close(fig)
+    return value
+
+
+@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="ranking", kinds={"lightgbm"},
+          deps=["candidates", "transactions", "customers", "articles"],
+          check_specs=[dg.AssetCheckSpec("ranker_beats_baselines", asset="ranker_model", blocking=True,
+                                         description="validation MAP@12 (Kaggle, week W's buyers) at least the best "
+                                                     "baseline's on the same customers; artefact reloads with its hash")])
+def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, warehouse: Warehouse,
+                 artefact_store: ArtefactStore):
+    """LightGBM ranker over the candidates: learns from the labelled sets of the `training_weeks` weeks before W
+    (each week's buyers' candidates as of the week before, features as of then), validates on week W's and is
+    compared with the baselines on the same buyers. Lambdarank and binary are both trained; the better serves."""
+    from hm_recs.models.ranker import compare_objectives, downsample, split_customers
+
+    week = partition_week(context)
+    previous = shift_weeks(week, -1)
+    windows = config.windows()
+    ranker_config = config.ranker_config()
+    with measured(context, "ranker_model") as figures:
+        lookback = config.training_weeks + 1 + max(windows.feature_weeks, windows.segment_weeks)
+        customers, articles, transactions = catalogue_tables(warehouse, week, lookback)
+
+        def bought_in(target: dt.date) -> pl.DataFrame:
+            return transactions.filter(pl.col("t_dat").is_between(pl.lit(target), pl.lit(shift_weeks(target, 1)), closed="left")
+                                       ).select("customer_id", "article_id")
+
+        latest = labelled_set(warehouse, week)
+        if latest.height == 0:
+            raise dg.Failure(f"no labelled candidates for week {week}: materialise `candidates` for {week} first")
+        earlier = {t: rows for t in (shift_weeks(week, -i) for i in range(1, config.training_weeks + 1))
+                   if (rows := labelled_set(warehouse, t)).height}
+        buyers = latest["customer_id"].unique().sort()
+        if earlier:
+            validation_ids = buyers
+        else:
+            train_ids, validation_ids = split_customers(buyers, config.validation_share, config.seed)
+            earlier = {week: latest.filter(pl.col("customer_id").is_in(train_ids.implode()))}
+            context.log.warning(f"no labelled week before {week} among the last {config.training_weeks}: training on "
+                                f"{train_ids.len():,} of week {week}'s buyers, validating on the other {validation_ids.len():,}")
+        if validation_ids.len() > config.max_validation_customers:
+            validation_ids = validation_ids.sample(config.max_validation_customers, seed=config.seed).sort()
+        validation_rows = latest.filter(pl.col("customer_id").is_in(validation_ids.implode()))
+        validation_purchases = bought_in(week).filter(pl.col("customer_id").is_in(validation_ids.implode()))
+
+        inputs_cache: dict[dt.date, object] = {}
+
+        def inputs_as_of(day: dt.date):
+            if day not in inputs_cache:
+                inputs_cache[day] = week_inputs(customers, articles, transactions, day, windows)
+            return inputs_cache[day]
+
+        train_parts = []
+        for target, rows in sorted(earlier.items()):
+            kept = downsample(rows.with_columns(pl.lit(target).alias("week")), ranker_config)
+            train_parts.append(ranking_features(inputs_as_of(shift_weeks(target, -1)), kept, bought_in(target))
+                               .with_columns(pl.lit(target).alias("week")))
+            context.log.info(f"ranker training week {target}: {kept.height:,} of {rows.height:,} candidate rows kept, "
+                             f"{int(kept['label'].sum()):,} bought")
+        train = pl.concat(train_parts)
+        validation = ranking_features(inputs_as_of(previous), validation_rows, bought_in(week))
+        result, by_objective = compare_objectives(
+            train, validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info,
+            validation_purchases, objectives=config.objectives)
+        # the baselines as they would have served week W (built as of W-1), on the same buyers
+        baseline_lists = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous,
+                                       BaselineConfig(K)).filter(pl.col("customer_id").is_in(validation_ids.implode()))
+        baseline_map = {name: map_at_k(group, validation_purchases)
+                        for (name,), group in baseline_lists.group_by("recommender", maintain_order=True)}
+    ranker_map = result.validation["map_at_12"]
+    best_baseline = max(baseline_map, key=lambda name: (baseline_map[name], name))
+    bar = config.required_ratio_to_best_baseline * baseline_map[best_baseline]
+    gate = {"beats_best_baseline": bool(ranker_map >= bar and ranker_map > 0)}
+    comparison = pl.DataFrame({"recommender": [f"ranker ({result.config.objective})", *baseline_map],
+                               "map_at_12": [ranker_map, *baseline_map.values()]}).sort("map_at_12", descending=True)
+    context.log.info(f"ranker for week {week}: MAP@12 {ranker_map:.4f} vs best baseline {best_baseline} "
+                     f"{baseline_map[best_baseline]:.4f} (bar {bar:.4f}) on {validation_ids.len():,} buyers")
+    metadata = {
+        "objective": result.config.objective, "map_at_12": ranker_map, "recall_at_12": result.validation["recall_at_12"],
+        "best_baseline": best_baseline, "best_baseline_map_at_12": baseline_map[best_baseline],
+        "ratio_to_best_baseline": ranker_map / baseline_map[best_baseline] if baseline_map[best_baseline] else None,
+        "map_at_12_by_objective": dg.MetadataValue.json(by_objective),
+        "comparison": dg.MetadataValue.md(markdown_table(comparison)),
+        "training_weeks": dg.MetadataValue.json([str(t) for t in sorted(earlier)]),
+        "training_rows": result.validation["training_rows"], "validation_buyers": validation_ids.len(),
+        "validation_rows": validation.height, "best_iteration": result.validation["best_iteration"],
+        "importances": dg.MetadataValue.md(markdown_table(result.importances, limit=20)),
+        "importance_plot": _importance_plot(result.importances),
+        "tiers": dg.MetadataValue.md(markdown_table(pl.DataFrame(list(result.tiers.summary)))) if result.tiers else "",
+        **figures,
+    }
+    if not gate["beats_best_baseline"]:
+        context.log.error(f"ranker for week {week} failed its gate: MAP@12 {ranker_map:.4f} < {bar:.4f}; no artefact "
+                          "written, recommendations keep the last published week")
+        yield dg.MaterializeResult(metadata={"artefact": "none: the gate failed", **metadata})
+        yield dg.AssetCheckResult(passed=False, metadata={"gate/beats_best_baseline": False, "map_at_12": ranker_map,
+                                                          "bar": bar, "best_baseline": best_baseline})
+        return
+    state = {**result.state(), "windows": dataclasses.asdict(windows), "week": week.isoformat()}
+    uri, digest = store_artefact(context, artefact_store, "ranker", week, state)
+    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, **metadata})
+    yield artefact_check(artefact_store, "ranker", week, digest, gate)

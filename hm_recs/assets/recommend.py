@@ -1,8 +1,8 @@
 """Baseline recommenders, the published `recommendations` table and its Kaggle-format export.
 
 Built at partition W from data up to W's Tuesday; the rows are *for* week W+1 (their `week` column).
-Until the learned ranker lands, `recommendations` publishes the baseline that validates best: each
-baseline is rebuilt as of W-1 and scored on week W's purchases (both inside W's history, no leakage).
+`recommendations` publishes the LightGBM ranker's top 12 (asset `ranker_model`, gated against the best
+baseline); the baselines stay as the ranker's bar, the evaluation's comparison and the top-up.
 """
 
 
@@ -12,10 +12,10 @@ import io
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, history, measured, preview
-from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
+from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, catalogue_tables, history, measured, preview
+from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all, top_up
 from hm_recs.core.metrics import K, evaluate
-from hm_recs.core.schema import RECOMMENDATION_COLUMNS
+from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
@@ -85,31 +85,52 @@ def baseline_recommendations(context: dg.AssetExecutionContext, config: Baseline
                               metadata=check_figures)
 
 
-def best_recommender(validation: pl.DataFrame) -> str:
-    """The baseline with the best validation MAP@12 (NaN when week W had no buyers: popularity)."""
-    scored = validation.filter(pl.col("map_at_12").is_not_nan())
-    if scored.height == 0:
-        return "popularity"
-    return scored.sort(["map_at_12", "recommender"], descending=[True, False])["recommender"][0]
+class RecommendationsConfig(dg.Config):
+    chunk_customers: int = 100_000  # customers scored at once: memory is about chunk x candidates x features
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars"},
-          metadata=TARGET_WEEK_PARTITIONED,
+@dg.asset(partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars", "lightgbm"},
+          metadata=TARGET_WEEK_PARTITIONED, deps=["ranker_model", "candidates", "transactions", "customers", "articles"],
           check_specs=[dg.AssetCheckSpec("twelve_distinct_catalogue_articles", asset="recommendations", blocking=True,
                                          description="every customer exactly 12 distinct catalogue articles, ranks 1..12")])
-def recommendations(context: dg.AssetExecutionContext, baseline_recommendations: pl.DataFrame,
-                    baseline_validation: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame):
-    """The published table for week W+1 (contract: customer_id, rank, article_id, score, source, week)."""
+def recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, warehouse: Warehouse,
+                    artefact_store: ArtefactStore):
+    """The published table for week W+1 (contract in the README): week W's ranker orders each customer's serving
+    candidates (features as of W, built as the ranker's training built them), the best 12 are kept, and a
+    customer with fewer than 12 scored candidates is topped up with their age group's trending articles."""
+    from hm_recs.assets.ranking import load_ranker, serving_set
+    from hm_recs.core.ranking_features import ranking_features, week_inputs
+    from hm_recs.models.ranker import rank_in_chunks
+
+    week = partition_week(context)
+    target = shift_weeks(week, 1)
     with measured(context, "recommendations") as stage:
-        chosen = best_recommender(baseline_validation)
-        recs = baseline_recommendations.filter(pl.col("recommender") == chosen).select(RECOMMENDATION_COLUMNS)
+        ranker, windows, digest = load_ranker(artefact_store, week)
+        customers, articles, transactions = catalogue_tables(warehouse, week, max(windows.feature_weeks, windows.segment_weeks))
+        inputs = week_inputs(customers, articles, transactions, week, windows)
+        ranked = rank_in_chunks(ranker, serving_set(warehouse, week), lambda chunk: ranking_features(inputs, chunk),
+                                K, config.chunk_customers, keep=["sources"])
+        own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
+        recs = (
+            top_up(own, customers, transactions, articles, week, BaselineConfig(K))
+            .join(ranked.select("customer_id", "article_id", "relevance_tier"), on=["customer_id", "article_id"],
+                  how="left", maintain_order="left")
+            .with_columns(pl.col("relevance_tier").fill_null(TIERS[-1]), pl.lit(target).alias("week"))
+            .select(RECOMMENDATION_COLUMNS)
+        )
         passed, figures = recommendations_check(recs, customers, articles, by=[])
     if not passed:
-        raise dg.Failure(f"recommendations of {chosen} break the contract: {figures}; the last good week stays published")
-    context.log.info(f"publishing {chosen} for week {recs['week'][0]}: {recs.height} rows")
-    yield dg.Output(recs, metadata={"recommender": chosen, "rows": recs.height, "customers": customers.height,
-                                    "sources": dg.MetadataValue.json(dict(recs.group_by("source").len().iter_rows())),
-                                    "preview": preview(recs, 12), **stage})
+        raise dg.Failure(f"recommendations for week {target} break the contract: {figures}; the last good week stays published")
+    topped_up = recs.height - ranked.height
+    context.log.info(f"publishing the ranker's recommendations for week {target}: {recs.height:,} rows, "
+                     f"{topped_up:,} topped up from trending")
+    yield dg.Output(recs, metadata={
+        "ranker_artefact_hash": digest, "ranker_objective": ranker.config.objective,
+        "ranker_validation_map_at_12": ranker.validation["map_at_12"], "rows": recs.height,
+        "customers": customers.height, "topped_up_rows": topped_up,
+        "relevance_tiers": dg.MetadataValue.json(dict(recs.group_by("relevance_tier").len().sort("relevance_tier").iter_rows())),
+        "sources": dg.MetadataValue.json(dict(recs.group_by("source").len().sort("len", descending=True).head(15).iter_rows())),
+        "preview": preview(recs, 12), **stage})
     yield dg.AssetCheckResult(passed=passed, metadata=figures)
 
 
