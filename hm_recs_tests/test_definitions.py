@@ -84,3 +84,31 @@ def test_cli_run_reports_a_clear_failure(tmp_path):
                      "--warehouse", str(tmp_path / "warehouse.duckdb"), cwd=tmp_path)
     assert result.returncode == 1
     assert "file not found in the source" in result.stderr
+
+
+def test_warehouse_tables_gain_new_columns_in_place(tmp_path):
+    """A release that adds a column to an asset (as `relevance_tier` was added to `recommendations`) writes into
+    the existing table: the column is added, earlier partitions read null, nothing is rewritten."""
+    import duckdb
+    import polars as pl
+
+    from hm_recs.resources import WAREHOUSE_SCHEMA, WarehouseIOManager
+
+    weeks = dg.StaticPartitionsDefinition(["2020-09-02", "2020-09-09"])
+    io_manager = WarehouseIOManager(database=str(tmp_path / "w.duckdb"), schema=WAREHOUSE_SCHEMA)
+
+    def release(columns: dict):
+        @dg.asset(name="lists", partitions_def=weeks, metadata={"partition_expr": "week"})
+        def lists(context: dg.AssetExecutionContext) -> pl.DataFrame:
+            return pl.DataFrame({"week": [context.partition_key] * 2, **columns}).with_columns(pl.col("week").str.to_date())
+        return lists
+
+    old = release({"customer_id": ["a", "b"]})
+    new = release({"customer_id": ["a", "b"], "relevance_tier": ["high", "low"]})
+    assert dg.materialize([old], partition_key="2020-09-02", resources={"io_manager": io_manager}).success
+    assert dg.materialize([new], partition_key="2020-09-09", resources={"io_manager": io_manager}).success
+    assert dg.materialize([new], partition_key="2020-09-09", resources={"io_manager": io_manager}).success  # re-run
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as c:
+        table = c.execute(f"select * from {WAREHOUSE_SCHEMA}.lists order by week, customer_id").pl()
+    assert table.columns == ["week", "customer_id", "relevance_tier"]
+    assert table["relevance_tier"].to_list() == [None, None, "high", "low"]
