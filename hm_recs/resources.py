@@ -15,7 +15,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import polars as pl
-from dagster._core.storage.db_io_manager import DbTypeHandler, TableSlice
+from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager, DuckDBPolarsTypeHandler
 
 from hm_recs.core.storage import Location
@@ -124,17 +125,48 @@ class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
         })
 
 
+class TransactionalDuckDbClient(DuckDbClient):
+    """dagster-duckdb's client, with each partition write in one transaction: the stock client deletes the
+    partition and inserts the new rows as separate autocommitted statements, so a reader could find the week
+    missing or half-written, and a run killed or failing between them would lose the last good rows. Here the
+    delete, any schema change and the insert commit together or not at all (DuckDB rolls back what was not
+    committed, also after a crash)."""
+
+    @staticmethod
+    def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection) -> None:
+        # The stock method swallows the error of a missing table, but inside a transaction a failed statement
+        # aborts the transaction: ask first.
+        if connection.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                              [table_slice.schema, table_slice.table]).fetchone()[0]:
+            DuckDbClient.delete_table_slice(context, table_slice, connection)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def connect(context, table_slice):
+        with DuckDbClient.connect(context, table_slice) as connection:
+            connection.begin()
+            try:
+                yield connection
+            except BaseException:
+                connection.rollback()
+                connection.close()  # the stock client closes only on success: a failed write would hold the file
+                raise
+            connection.commit()
+
+
 class WarehouseIOManager(DuckDBPolarsIOManager):
-    """dagster-duckdb's polars IO manager with the by-name handler."""
+    """dagster-duckdb's polars IO manager with the by-name handler and one transaction per partition write."""
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
         return [ByNameDuckDBPolarsTypeHandler()]
 
-    def create_io_manager(self, context):
+    def create_io_manager(self, context) -> DbIOManager:
         # DuckDB cannot create the folder, and the stock manager retries a failed open silently.
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        return super().create_io_manager(context)
+        return DbIOManager(db_client=TransactionalDuckDbClient(), database=self.database, schema=self.schema_,
+                           type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
+                           io_manager_name="WarehouseIOManager")
 
 
 def default_resources(

@@ -112,3 +112,78 @@ def test_warehouse_tables_gain_new_columns_in_place(tmp_path):
         table = c.execute(f"select * from {WAREHOUSE_SCHEMA}.lists order by week, customer_id").pl()
     assert table.columns == ["week", "customer_id", "relevance_tier"]
     assert table["relevance_tier"].to_list() == [None, None, "high", "low"]
+
+
+def test_a_failed_partition_write_keeps_the_last_good_rows(tmp_path):
+    """Replacing a week is one transaction: when the insert fails after the old rows were deleted, the old
+    rows are still there (the stock IO manager autocommits the delete and would lose them)."""
+    import duckdb
+    import polars as pl
+
+    from hm_recs.resources import WAREHOUSE_SCHEMA, WarehouseIOManager
+
+    io_manager = WarehouseIOManager(database=str(tmp_path / "w.duckdb"), schema=WAREHOUSE_SCHEMA)
+    weeks = dg.StaticPartitionsDefinition(["2020-09-02"])
+
+    def release(rank_values: list):
+        @dg.asset(name="lists", partitions_def=weeks, metadata={"partition_expr": "week"})
+        def lists() -> pl.DataFrame:
+            return pl.DataFrame({"week": [dt.date(2020, 9, 2)] * 2, "rank": rank_values})
+        return lists
+
+    assert dg.materialize([release([1, 2])], partition_key="2020-09-02", resources={"io_manager": io_manager}).success
+    broken = dg.materialize([release(["first", "second"])], partition_key="2020-09-02",  # text into an integer column
+                            resources={"io_manager": io_manager}, raise_on_error=False)
+    assert not broken.success
+    with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as c:
+        assert c.execute(f"select rank from {WAREHOUSE_SCHEMA}.lists order by rank").fetchall() == [(1,), (2,)]
+
+
+KILLED_WRITER = """
+import sys, datetime as dt
+import dagster as dg, polars as pl
+from hm_recs.resources import WAREHOUSE_SCHEMA, WarehouseIOManager
+
+rows = int(sys.argv[2])
+@dg.asset(name="lists", partitions_def=dg.StaticPartitionsDefinition(["2020-09-02"]), metadata={"partition_expr": "week"})
+def lists() -> pl.DataFrame:
+    frame = pl.DataFrame({"week": [dt.date(2020, 9, 2)] * rows, "rank": pl.int_range(rows, eager=True)})
+    print("WRITING", flush=True)
+    return frame
+
+io_manager = WarehouseIOManager(database=sys.argv[1], schema=WAREHOUSE_SCHEMA)
+assert dg.materialize([lists], partition_key="2020-09-02", resources={"io_manager": io_manager}).success
+print("DONE", flush=True)
+"""
+
+
+def test_a_run_killed_while_writing_leaves_the_previous_week_then_reruns_cleanly(tmp_path):
+    """SIGKILL while the IO manager replaces a week: the file reopens with the previous week's rows only (DuckDB
+    discards the uncommitted transaction), and a re-run then writes the new week once, without duplicates."""
+    import os
+    import signal
+    import time
+
+    import duckdb
+
+    database = str(tmp_path / "w.duckdb")
+
+    def write(rows: int, kill_after: float | None = None) -> str:
+        child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, database, str(rows)], stdout=subprocess.PIPE, text=True)
+        if kill_after is None:
+            return child.communicate(timeout=300)[0]
+        assert child.stdout.readline().strip() == "WRITING"
+        time.sleep(kill_after)  # the frame is handed to the IO manager: the delete and insert are under way
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+        return "killed"
+
+    def rows() -> tuple[int, int]:
+        with duckdb.connect(database, read_only=True) as c:
+            return c.execute("select count(*), count(distinct rank) from hm.lists").fetchone()
+
+    assert "DONE" in write(1_000)
+    assert write(30_000_000, kill_after=1.0) == "killed"
+    assert rows() == (1_000, 1_000)  # the previous complete week, nothing partial
+    assert "DONE" in write(2_000)
+    assert rows() == (2_000, 2_000)
