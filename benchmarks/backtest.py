@@ -46,7 +46,8 @@ def synthetic_source(customers: int, weeks: int) -> Path:
 
 def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks: int = 3) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"hm_recs_bench_{name}_"))
-    pipeline = Pipeline(str(source), warehouse=str(work / "warehouse.duckdb"), artefacts=str(work / "artefacts"))
+    pipeline = Pipeline(str(source), warehouse=str(work / "warehouse.duckdb"), artefacts=str(work / "artefacts"),
+                        exports=str(work / "exports"))
     available = pipeline.source_weeks()
     scored = available[-n_weeks:]
     built = [shift_weeks(w, -1) for w in scored]

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from hm_recs.core.weeks import parse_week, shift_weeks
-from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_WAREHOUSE, HOME
+from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_WAREHOUSE, HOME
 
 DEMO_SOURCE = f"{HOME}/demo_data"
 
@@ -37,7 +37,8 @@ def _pipeline(args: argparse.Namespace):
     from hm_recs.runner import Pipeline
 
     return Pipeline(args.source, warehouse=args.warehouse, artefacts=args.artefacts, source_format=args.format,
-                    log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING")
+                    log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING",
+                    exports=getattr(args, "exports", None) or DEFAULT_EXPORTS)
 
 
 def _print_rows(pipeline, week) -> None:
@@ -122,7 +123,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_synth(argparse.Namespace(out=str(source), format="csv", **wanted))
         marker.write_text(json.dumps(wanted))
     pipeline = _pipeline(argparse.Namespace(source=str(source), warehouse=args.warehouse, artefacts=args.artefacts, format=None,
-                                            verbose=args.verbose))
+                                            verbose=args.verbose, exports=args.exports))
     weeks = pipeline.source_weeks()
     latest, backtest_week = weeks[-1], weeks[-2]
     started = time.perf_counter()
@@ -141,12 +142,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_rows(pipeline, latest)
     print(f"\nMAP@12 on backtest week {latest} (recommendations built from data up to {backtest_week}):")
     _print_scores(scores)
-    export = Path(args.artefacts or DEFAULT_ARTEFACTS) / "exports" / f"recommendations_week={shift_weeks(latest, 1)}.csv"
+    exports = pipeline.resources["exports"].location()
+    latest_export = exports.read_bytes("LATEST").decode().strip()
     print(f"\nrecommendations for week {shift_weeks(latest, 1)}: table hm.recommendations in "
           f"{Path(pipeline.warehouse.path).resolve()}")
     print(f"  e.g. .venv/bin/python -c \"import duckdb; print(duckdb.connect('{pipeline.warehouse.path}', read_only=True)"
           f".sql(\\\"select * from hm.recommendations where week = '{shift_weeks(latest, 1)}' limit 12\\\"))\"")
-    print(f"Kaggle-format export: {export.resolve()}")
+    print(f"files for CRM jobs: {exports.describe(latest_export)}/ (recommendations.parquet, recommendations.csv in the "
+          f"Kaggle layout, manifest.json, _SUCCESS; {exports.describe('LATEST')} names the newest complete week)")
     print("open the Dagster UI on it: make ui   (then http://127.0.0.1:3000)")
     return 0
 
@@ -161,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--format", choices=["csv", "parquet"], default=None, help="source format (default: detect)")
         p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="DuckDB file")
         p.add_argument("--artefacts", default=DEFAULT_ARTEFACTS, help="artefact store: folder or s3://bucket/prefix")
+        p.add_argument("--exports", default=DEFAULT_EXPORTS, help="where CRM jobs read the weekly files: folder or s3://bucket/prefix")
         p.add_argument("--history-weeks", type=int, default=26, help="weeks of history each build reads")
         p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
 

@@ -25,6 +25,7 @@ HOME = os.environ.get("HM_RECS_HOME", ".hm_recs")
 DEFAULT_SOURCE = os.environ.get("HM_RECS_SOURCE", f"{HOME}/demo_data")
 DEFAULT_WAREHOUSE = os.environ.get("HM_RECS_WAREHOUSE", f"{HOME}/warehouse.duckdb")
 DEFAULT_ARTEFACTS = os.environ.get("HM_RECS_ARTEFACTS", f"{HOME}/artefacts")
+DEFAULT_EXPORTS = os.environ.get("HM_RECS_EXPORTS", f"{HOME}/exports")
 WAREHOUSE_SCHEMA = "hm"
 LOCK_RETRY_SECONDS = 120.0
 DUCKDB_CONFIG = {"custom_user_agent": "dagster"}
@@ -48,6 +49,18 @@ class ArtefactStore(dg.ConfigurableResource):
 
     uri: str = DEFAULT_ARTEFACTS
     endpoint_url: str | None = None
+
+    def location(self) -> Location:
+        return Location(self.uri, self.endpoint_url)
+
+
+class ExportStore(dg.ConfigurableResource):
+    """Where CRM jobs read the weekly recommendation files: a folder or `s3://bucket/prefix` (`HM_RECS_EXPORTS`);
+    layout and visibility rules in `core/publishing.py`."""
+
+    uri: str = DEFAULT_EXPORTS
+    endpoint_url: str | None = None
+    keep_weeks: int = 12  # local folders: newest weeks kept (S3: the bucket's lifecycle rule expires objects)
 
     def location(self) -> Location:
         return Location(self.uri, self.endpoint_url)
@@ -171,7 +184,7 @@ class WarehouseIOManager(DuckDBPolarsIOManager):
 
 def default_resources(
     source: str | None = None, warehouse: str | None = None, artefacts: str | None = None,
-    source_format: str | None = None,
+    source_format: str | None = None, exports: str | None = None,
 ) -> dict:
     """The resources of the code location; arguments override the environment defaults."""
     warehouse_path = warehouse or DEFAULT_WAREHOUSE
@@ -180,4 +193,5 @@ def default_resources(
         "warehouse": Warehouse(path=warehouse_path),
         "io_manager": WarehouseIOManager(database=warehouse_path, schema=WAREHOUSE_SCHEMA),
         "artefact_store": ArtefactStore(uri=artefacts or DEFAULT_ARTEFACTS),
+        "exports": ExportStore(uri=exports or DEFAULT_EXPORTS),
     }

@@ -65,10 +65,10 @@ class Pipeline:
     """The weekly job bound to one source and warehouse."""
 
     def __init__(self, source: str, warehouse: str | None = None, artefacts: str | None = None,
-                 source_format: str | None = None, log_level: str = "WARNING"):
+                 source_format: str | None = None, log_level: str = "WARNING", exports: str | None = None):
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         self.resources = default_resources(source=source, warehouse=warehouse, artefacts=artefacts,
-                                           source_format=source_format)
+                                           source_format=source_format, exports=exports)
         self.definitions = build_definitions(self.resources)
         self.job = self.definitions.resolve_job_def("weekly_job")
         self.asset_graph = self.definitions.resolve_asset_graph()

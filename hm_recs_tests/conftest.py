@@ -55,7 +55,7 @@ def materialize_week(week: dt.date, resources: dict, selection=None, instance=No
 
 def resources_for(source: Path | str, tmp: Path, **kw) -> dict:
     return default_resources(source=str(source), warehouse=str(tmp / "warehouse.duckdb"),
-                             artefacts=str(tmp / "artefacts"), **kw)
+                             artefacts=str(tmp / "artefacts"), exports=str(tmp / "exports"), **kw)
 
 
 def read_table(resources: dict, sql: str) -> pl.DataFrame:

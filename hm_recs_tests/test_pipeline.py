@@ -119,7 +119,10 @@ def test_models_segments_and_candidates(two_weeks, small_data):
         expected = f"two_tower_{segment}" if serving.get(segment) == "segment" else "two_tower_global"
         assert models == [expected], (segment, models)
     (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "two_tower_gate"]
-    assert gate.passed and gate.metadata["gate/auc_beats_popularity"].value is True
+    (model,) = [e.materialization for e in results[1].get_asset_materialization_events()
+                if e.materialization.asset_key.to_user_string() == "two_tower_global"]
+    assert gate.passed and gate.metadata["gate/loss_fell"].value is True
+    assert model.metadata["admitted"].value is True and model.metadata["auc_beats_popularity"].value is True
 
 
 def test_sequence_model_and_its_candidates(two_weeks, small_data):
@@ -128,9 +131,10 @@ def test_sequence_model_and_its_candidates(two_weeks, small_data):
     resources, results = two_weeks
     week = WEEKS_BUILT[1]
     (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "sequence_model_gate"]
-    assert gate.passed and gate.metadata["gate/recall_at_100_beats_popularity"].value is True
     (materialization,) = [e.materialization for e in results[1].get_asset_materialization_events()
                           if e.materialization.asset_key.to_user_string() == "sequence_model"]
+    assert gate.passed and materialization.metadata["admitted"].value is True
+    assert materialization.metadata["recall_at_100_beats_popularity"].value is True
     assert materialization.metadata["recall_at_100"].value > materialization.metadata["popularity_recall_at_100"].value
     stored = read_table(resources, f"select * from hm.sequence_candidates where week = '{week}'")
     candidates = stored.filter(pl.col("target_week") == week + dt.timedelta(weeks=1))
@@ -161,10 +165,26 @@ def test_tables_round_trip_with_their_counts(two_weeks, small_data):
     assert raw == in_week and clean + quarantined == raw and quarantined == 0
     features = read_table(resources, f"select * from hm.customer_features where week = '{week}'")
     assert features.height == small_data.customers.height
-    export = (resources["artefact_store"].location().uri + f"/exports/recommendations_week={week + dt.timedelta(weeks=1)}.csv")
-    kaggle = pl.read_csv(export)
+    # the CRM files: LATEST names the newest complete week; the manifest's checksums hold; two runs, two folders
+    import io
+    import json
+
+    from hm_recs.core.publishing import latest_published, published_run, read_published
+
+    exports = resources["exports"].location()
+    target = week + dt.timedelta(weeks=1)
+    latest_week, pointer = latest_published(exports)
+    assert latest_week == target and pointer == published_run(exports, target)
+    manifest, files = read_published(exports, pointer)
+    kaggle = pl.read_csv(io.BytesIO(files["recommendations.csv"]))
     assert kaggle.columns == ["customer_id", "prediction"] and kaggle.height == small_data.customers.height
     assert all(len(p.split()) == 12 for p in kaggle["prediction"])
+    table = pl.read_parquet(io.BytesIO(files["recommendations.parquet"]))
+    assert table.equals(read_table(resources, f"select * from hm.recommendations where week = '{target}'").sort("customer_id", "rank"))
+    assert manifest["rows"] == table.height and manifest["week"] == str(target)
+    assert set(manifest["models"]) >= {"ranker", "two_tower_global", "sequence"}
+    assert json.loads(exports.read_bytes(f"{pointer}/manifest.json"))["files"]["recommendations.csv"]["bytes"] > 0
+    assert published_run(exports, week) is not None  # the earlier week stays readable
 
 
 def test_evaluation_metadata_has_table_and_plot(two_weeks):
@@ -322,3 +342,33 @@ def test_candidate_union_serving_and_labelled_sets(two_weeks, small_data):
     assert flagged.height and flagged.join(sequence, on=["customer_id", "article_id"], how="anti").height == 0
     (check,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "candidates_per_customer_and_recall"]
     assert check.passed and 0.05 <= check.metadata["union_recall"].value <= 1  # synthetic data: well above the floor
+
+
+def test_retrieval_models_that_do_not_beat_popularity_sit_the_week_out(two_weeks, small_source, tmp_path):
+    """A sound model that does not beat popularity is stored but not admitted: its candidate set is empty, the
+    union goes on with the other sources, and the week is still ranked and published (the ranker's own gate
+    decides)."""
+    import shutil
+
+    from hm_recs.definitions import all_assets
+
+    built, _ = two_weeks
+    shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
+    shutil.copytree(built["artefact_store"].location().uri, tmp_path / "artefacts")
+    resources = resources_for(small_source, tmp_path)
+    models = {"config": {"admission_margin": 1.0}}
+    result = dg.materialize(
+        all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
+        selection=dg.AssetSelection.assets("two_tower_global", "sequence_model").downstream(), instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {name: models for name in ("two_tower_global", "sequence_model", "two_tower_candidates", "sequence_candidates",
+                                                      *[f"two_tower_{s}" for s in ("bestseller_follower", "index_loyal", "discount_hunter", "seasonal", "default")])}})
+    assert_run_ok(result)
+    meta = {e.materialization.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    assert meta["two_tower_global"]["admitted"].value is False and meta["sequence_model"]["admitted"].value is False
+    assert "sits the week out" in meta["sequence_candidates"]["source_disabled"].value
+    for table in ("two_tower_candidates", "sequence_candidates"):
+        assert table_rows(resources, table, NEXT_WEEK).height == 0
+    union = table_rows(resources, "candidates", NEXT_WEEK)
+    assert union["from_two_tower"].sum() == 0 and union["from_sequence"].sum() == 0 and union.height > 0
+    recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
+    assert recs.height == 12 * recs["customer_id"].n_unique() and not recs["source"].str.contains("two_tower|sequence").any()

@@ -8,7 +8,7 @@ import boto3
 import polars as pl
 import pytest
 
-from hm_recs.resources import ArtefactStore, RawSource
+from hm_recs.resources import ArtefactStore, ExportStore, RawSource
 from hm_recs.synthetic import write
 from hm_recs_tests.conftest import HISTORY_WEEKS, INGESTION, REAL_SAMPLE, WEEK, WEEKS, materialize_week, read_table, resources_for
 from hm_recs_tests.test_pipeline import assert_run_ok
@@ -46,6 +46,8 @@ def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_histor
     resources = with_history("s3://hm-raw/drops", tmp_path)  # earlier weeks from the same data, ingested locally
     resources["raw_source"] = RawSource(uri="s3://hm-raw/drops", cache_dir=str(tmp_path / "cache"))
     resources["artefact_store"] = ArtefactStore(uri="s3://hm-artefacts/weekly")
+    s3.create_bucket(Bucket="hm-exports")
+    resources["exports"] = ExportStore(uri="s3://hm-exports/recommendations")
     assert_run_ok(materialize_week(WEEKS[HISTORY_WEEKS - 1], resources, INGESTION))  # the last one again, from S3
     result = materialize_week(WEEK, resources)
     assert_run_ok(result)
@@ -54,8 +56,10 @@ def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_histor
               if e.materialization.asset_key.to_user_string() == "raw_transactions"]
     assert raw.metadata["source_file"].value == "s3://hm-raw/drops/transactions_train.parquet"
     assert raw.metadata["checksum"].value.startswith("s3-etag:")
-    key = f"weekly/exports/recommendations_week={WEEK + dt.timedelta(weeks=1)}.csv"
-    body = s3.get_object(Bucket="hm-artefacts", Key=key)["Body"].read().decode()
+    pointer = s3.get_object(Bucket="hm-exports", Key="recommendations/LATEST")["Body"].read().decode()
+    assert pointer.startswith(f"week={WEEK + dt.timedelta(weeks=1)}/run=")
+    assert s3.head_object(Bucket="hm-exports", Key=f"recommendations/{pointer}/_SUCCESS")["ContentLength"] == 64
+    body = s3.get_object(Bucket="hm-exports", Key=f"recommendations/{pointer}/recommendations.csv")["Body"].read().decode()
     assert body.startswith("customer_id,prediction\n") and body.count("\n") == small_data.customers.height + 1
     model = s3.head_object(Bucket="hm-artefacts", Key=f"weekly/models/two_tower_global/week={WEEK}/model.pt")
     assert model["ContentLength"] > 0

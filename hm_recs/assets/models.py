@@ -31,6 +31,9 @@ class ModelConfig(dg.Config):
     sequence_epochs: int = 8
     sequence_batch_size: int = 128  # customers per batch (measured in docs/models.md: small batches learn more per epoch)
     sequence_encoder: str = "lstm"  # "lstm" (Heinz et al. 2017) | "transformer"
+    # a retrieval model's candidates join the union only when its held-out AUC and recall@100 beat popularity's
+    # by more than this (absolute); otherwise the source sits the week out
+    admission_margin: float = 0.0
     seed: int = 0
 
 
@@ -100,19 +103,47 @@ def load_artefact(store: ArtefactStore, model: str, week: dt.date) -> tuple[dict
     return _decode(model, data), "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def retrieval_gate(result, popularity) -> tuple[dict, dict]:
-    """The gate of a retrieval model (two-tower, sequence): training loss fell on fixed negatives, finite
-    weights, and the last epoch's held-out AUC and recall@100 above popularity's; plus the figures behind it."""
+def retrieval_gate(result, popularity, margin: float = 0.0) -> tuple[dict, dict, dict]:
+    """A retrieval model (two-tower, sequence) is judged twice.
+    gate (blocking: no artefact without it): training loss fell on fixed negatives, finite weights.
+    admission (whether its candidates join the union this week): the last epoch's held-out AUC and recall@100
+    above popularity's by more than `margin`. A sound model that does not beat popularity is stored but its source sits the week out,
+    so a weak retrieval model costs one candidate source, not the week's recommendations.
+    Plus the figures behind both."""
     from hm_recs.models.common import finite
 
     last = result.history[-1] if result.history else {}
-    gate = {"loss_fell": result.loss_fell, "finite": bool(finite(result.model)),
-            "auc_beats_popularity": last.get("auc", 0) > popularity.auc,
-            "recall_at_100_beats_popularity": last.get("recall_at_100", 0) > popularity.recall_at_k}
+    gate = {"loss_fell": result.loss_fell, "finite": bool(finite(result.model))}
+    admission = {"auc_beats_popularity": last.get("auc", 0) > popularity.auc + margin,
+                 "recall_at_100_beats_popularity": last.get("recall_at_100", 0) > popularity.recall_at_k + margin}
     scores = {"auc": last.get("auc"), "recall_at_100": last.get("recall_at_100"), "popularity_auc": popularity.auc,
               "popularity_recall_at_100": popularity.recall_at_k, "starting_loss": result.starting_loss,
               "final_loss": result.final_loss, "held_out_customers": popularity.customers}
-    return gate, scores
+    return gate, admission, scores
+
+
+def admission_key(model: str, week: dt.date) -> str:
+    return f"models/{model}/week={week.isoformat()}/admission.json"
+
+
+def record_admission(context, store: ArtefactStore, model: str, week: dt.date, admission: dict, scores: dict) -> bool:
+    """Store whether the model's candidates join this week's union (read by its candidates asset)."""
+    import json
+
+    admitted = bool(all(admission.values()))
+    store.location().write_bytes(admission_key(model, week), json.dumps(
+        {"admitted": admitted, **admission, **{k: v for k, v in scores.items() if v is not None}}, sort_keys=True).encode())
+    if not admitted:
+        context.log.warning(f"{model} for week {week} does not beat popularity ({admission}; {scores}): stored, "
+                            "but its candidates sit this week out")
+    return admitted
+
+
+def admitted(store: ArtefactStore, model: str, week: dt.date) -> tuple[bool, dict]:
+    import json
+
+    record = json.loads(store.location().read_bytes(admission_key(model, week)))
+    return bool(record["admitted"]), record
 
 
 def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str, gate: dict) -> dg.AssetCheckResult:
@@ -192,13 +223,14 @@ def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, war
                                  held_out=data.held_out, log=context.log.info, name="two-tower global")
         popularity = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= config.label_weeks - 2), data.held_out,
                                           len(data.articles))
-    gate, scores = retrieval_gate(result, popularity)
+    gate, admission, scores = retrieval_gate(result, popularity, config.admission_margin)
     scores["training_pairs"] = data.labels.height
     if not all(gate.values()):
         raise dg.Failure(f"two-tower global for week {week} failed its gate {gate} ({scores}); no artefact written",
                          metadata={**gate, **scores})
     uri, digest = store_artefact(context, artefact_store, "two_tower_global", week, result.state())
-    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, **scores,
+    is_admitted = record_admission(context, artefact_store, "two_tower_global", week, admission, scores)
+    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, "admitted": is_admitted, **admission, **scores,
                                          "config": dg.MetadataValue.json(result.state()["config"]),
                                          "history": dg.MetadataValue.json(result.history),
                                          "loss_curve": loss_plot(result.history, "two-tower (global)"), **figures})
@@ -295,6 +327,9 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
     from hm_recs.models.two_tower import load, top_k
 
     week = partition_week(context)
+    if disabled := source_sits_out(context, artefact_store, "two_tower_global", week, "two_tower_candidates"):
+        yield from disabled
+        return
     with measured(context, "two_tower_candidates") as figures:
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
         data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
@@ -329,6 +364,25 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
     yield dg.Output(table, metadata={"rows": table.height, "serving": dg.MetadataValue.json(serving), "preview": preview(table),
                                      **candidate_set_figures(week, sets), **figures})
     yield candidate_set_check(table, sets, config.candidates_per_customer)
+
+
+RETRIEVAL_COLUMNS = {"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "rank": pl.Int16,
+                     "target_week": pl.Date, "week": pl.Date}
+
+
+def source_sits_out(context, store: ArtefactStore, model: str, week: dt.date, asset: str) -> list:
+    """When `model` was not admitted this week: the events of an empty candidate set (the union goes on without
+    this source) with the reason; else an empty list."""
+    is_admitted, record = admitted(store, model, week)
+    if is_admitted:
+        return []
+    columns = {**RETRIEVAL_COLUMNS, **({"model": pl.String} if asset == "two_tower_candidates" else {})}
+    empty = pl.DataFrame(schema=columns).select("customer_id", "article_id", "score", "rank", *(["model"] if "model" in columns else []),
+                                                "target_week", "week")
+    reason = f"{model} for week {week} did not beat popularity: this source sits the week out"
+    context.log.warning(reason)
+    return [dg.Output(empty, metadata={"rows": 0, "source_disabled": reason, "admission": dg.MetadataValue.json(record)}),
+            dg.AssetCheckResult(passed=True, metadata={"source_disabled": reason})]
 
 
 def labelled_customers(transactions: pl.DataFrame, week: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -398,13 +452,14 @@ def sequence_model(context: dg.AssetExecutionContext, config: ModelConfig, wareh
         # the same bar as the two-tower gate: last two weeks' sales counts, on the same held-out customers
         popularity = popularity_retrieval(training.filter(pl.col("t_dat") > pl.lit(cutoff - dt.timedelta(days=14))),
                                           held_out, len(article_index))
-    gate, scores = retrieval_gate(result, popularity)
+    gate, admission, scores = retrieval_gate(result, popularity, config.admission_margin)
     scores.update({"customers_with_history": with_history.height, "training_purchases": training.height})
     if not all(gate.values()):
         raise dg.Failure(f"sequence model for week {week} failed its gate {gate} ({scores}); no artefact written",
                          metadata={**gate, **{k: v for k, v in scores.items() if v is not None}})
     uri, digest = store_artefact(context, artefact_store, "sequence", week, state(result))
-    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, **scores,
+    is_admitted = record_admission(context, artefact_store, "sequence", week, admission, scores)
+    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, "admitted": is_admitted, **admission, **scores,
                                          "config": dg.MetadataValue.json(state(result)["config"]),
                                          "history": dg.MetadataValue.json(result.history),
                                          "loss_curve": loss_plot(result.history, f"sequence model ({config.sequence_encoder})"),
@@ -428,6 +483,9 @@ def sequence_candidates(context: dg.AssetExecutionContext, config: ModelConfig, 
     from hm_recs.models.sequence import build_sequences, load, top_k
 
     week = partition_week(context)
+    if disabled := source_sits_out(context, artefact_store, "sequence", week, "sequence_candidates"):
+        yield from disabled
+        return
     with measured(context, "sequence_candidates") as figures:
         customer_index, article_index, transactions, purchases, content = purchase_sequences(warehouse, week, config.history_weeks)
         model = load(load_artefact(artefact_store, "sequence", week)[0], content)

@@ -18,7 +18,8 @@ from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, Warehouse
+from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
+from hm_recs.resources import ArtefactStore, ExportStore, Warehouse
 
 
 class BaselinesConfig(dg.Config):
@@ -134,24 +135,50 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     yield dg.AssetCheckResult(passed=passed, metadata=figures)
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="recommend", kinds={"csv"},
-          check_specs=[dg.AssetCheckSpec("one_line_per_customer", asset="recommendations_export", blocking=True)])
-def recommendations_export(context: dg.AssetExecutionContext, artefact_store: ArtefactStore, recommendations: pl.DataFrame) -> dg.MaterializeResult:
-    """Kaggle-format `customer_id,prediction` CSV of the week's recommendations, in the artefact store."""
+def model_versions(artefact_store: ArtefactStore, week: dt.date) -> dict[str, str]:
+    """sha256 of every model artefact stored for week W (what produced the week's lists), by model name."""
+    import hashlib
+
+    location = artefact_store.location()
+    try:
+        names = sorted(n for n in location.names() if n.startswith("models/") and f"/week={week.isoformat()}/model." in n)
+    except FileNotFoundError:
+        return {}
+    return {name.split("/")[1]: "sha256:" + hashlib.sha256(location.read_bytes(name)).hexdigest() for name in names}
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="recommend", kinds={"parquet", "csv", "s3"},
+          check_specs=[dg.AssetCheckSpec("published_complete", asset="recommendations_export", blocking=True,
+                                         description="the published files read back through LATEST/CURRENT match the "
+                                                     "manifest's checksums; one Kaggle line per customer")])
+def recommendations_export(context: dg.AssetExecutionContext, exports: ExportStore, artefact_store: ArtefactStore,
+                           recommendations: pl.DataFrame) -> dg.MaterializeResult:
+    """The week's files for CRM jobs (layout and visibility rules in `core/publishing.py`): the contract table as
+    Parquet, the Kaggle `customer_id,prediction` CSV and a manifest (rows, checksums, model versions), written to a
+    run folder of their own; `_SUCCESS`, then the week's CURRENT and the LATEST pointer make them visible."""
+    week = partition_week(context)
     target: dt.date = recommendations["week"][0]
+    location = exports.location()
     with measured(context, "recommendations_export") as stage:
         kaggle = (recommendations.sort("customer_id", "rank").group_by("customer_id", maintain_order=True)
                   .agg(pl.col("article_id").str.join(" ").alias("prediction")))
-        name = f"exports/recommendations_week={target.isoformat()}.csv"
-        uri = artefact_store.location().write_bytes(name, kaggle.write_csv().encode())
-        parquet_name = f"exports/recommendations_week={target.isoformat()}.parquet"
-        buffer = io.BytesIO()
-        recommendations.write_parquet(buffer)
-        parquet_uri = artefact_store.location().write_bytes(parquet_name, buffer.getvalue())
-    lines = kaggle.height
+        parquet = io.BytesIO()
+        recommendations.sort("customer_id", "rank").write_parquet(parquet)
+        manifest = publish_week(
+            location, target, context.run_id,
+            {"recommendations.parquet": parquet.getvalue(), "recommendations.csv": kaggle.write_csv().encode()},
+            {"rows": recommendations.height, "customers": kaggle.height, "built_from_week": week.isoformat(),
+             "columns": list(recommendations.columns), "models": model_versions(artefact_store, week)},
+            keep_weeks=exports.keep_weeks)
+        pointer = published_run(location, target)
+        read_manifest, files = read_published(location, pointer)  # what a reader gets, checksums verified
+        lines = pl.read_csv(io.BytesIO(files["recommendations.csv"])).height
+    latest = latest_published(location)
     return dg.MaterializeResult(
-        metadata={"path": uri, "parquet": parquet_uri, "customers": lines, "preview": preview(kaggle, 3), **stage},
-        check_results=[dg.AssetCheckResult(check_name="one_line_per_customer",
-                                           passed=bool(lines == recommendations["customer_id"].n_unique()),
-                                           metadata={"lines": lines})],
+        metadata={"published": location.describe(pointer), "latest": location.describe(latest[1]) if latest else "",
+                  "customers": lines, "manifest": dg.MetadataValue.json(manifest), "preview": preview(kaggle, 3), **stage},
+        check_results=[dg.AssetCheckResult(
+            check_name="published_complete",
+            passed=bool(read_manifest == manifest and lines == recommendations["customer_id"].n_unique()),
+            metadata={"lines": lines, "run_folder": pointer})],
     )

@@ -37,7 +37,19 @@ class Location:
 
     def _key(self, name: str) -> str:
         _, prefix = split_s3(self.uri)
+        name = self._contained(name)
         return f"{prefix}/{name}" if prefix else name
+
+    def _contained(self, name: str) -> str:
+        """`name` if it stays inside the location (no absolute path, no `..` step), else a ValueError: a name
+        from a listing, a manifest or configuration never reaches outside the configured root."""
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith("/") or ".." in parts or not name:
+            raise ValueError(f"{name!r} is outside {self.uri}: names must stay under the configured root")
+        return name
+
+    def _path(self, name: str) -> Path:
+        return Path(self.uri) / self._contained(name)
 
     def describe(self, name: str) -> str:
         return f"{self.uri.rstrip('/')}/{name}"
@@ -61,7 +73,7 @@ class Location:
     def local_path(self, name: str) -> tuple[Path, str]:
         """A local file with the content of `name` and its checksum; S3 objects are cached by ETag."""
         if not is_s3(self.uri):
-            path = Path(self.uri) / name
+            path = self._path(name)
             from hm_recs.core.source import file_checksum
 
             return path, file_checksum(path) if path.exists() else ""
@@ -80,7 +92,7 @@ class Location:
 
     def read_bytes(self, name: str) -> bytes:
         if not is_s3(self.uri):
-            return (Path(self.uri) / name).read_bytes()
+            return self._path(name).read_bytes()
         bucket, _ = split_s3(self.uri)
         return self._client().get_object(Bucket=bucket, Key=self._key(name))["Body"].read()
 
@@ -88,7 +100,7 @@ class Location:
     def write_bytes(self, name: str, data: bytes) -> str:
         """Write atomically (local: temp file + rename; S3: a single PUT) and return the full URI."""
         if not is_s3(self.uri):
-            path = Path(self.uri) / name
+            path = self._path(name)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
@@ -100,7 +112,7 @@ class Location:
 
     def write_file(self, name: str, source: Path) -> str:
         if not is_s3(self.uri):
-            path = Path(self.uri) / name
+            path = self._path(name)
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
             shutil.copyfile(source, tmp)

@@ -1,6 +1,6 @@
 # The role of every Dagster pod (service account var.namespace/var.service_account), least privilege per bucket:
 #   raw        read only (the retailer's drops are never changed by the pipeline)
-#   artefacts  read and write (models, decisions, exports until HM_RECS_EXPORTS is read, Dagster step logs)
+#   artefacts  read and write (models, decisions, Dagster step logs)
 #   exports    read and write (the weekly recommendation files)
 # No delete anywhere: versioning and lifecycle rules retire old objects.
 
