@@ -6,6 +6,7 @@ from hm_recs.deploy import PLACEMENT, RUN_TAGS
 from hm_recs.assets import evaluation, features, ingestion, models, ranking, recommend, segments, validation
 from hm_recs.partitions import weekly_partitions
 from hm_recs.resources import default_resources
+from hm_recs.sensors import raw_week_sensor, run_failure_report
 
 all_assets = dg.load_assets_from_modules([ingestion, validation, features, segments, models, ranking, recommend, evaluation])
 
@@ -37,6 +38,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=all_assets,
         jobs=[weekly_job],
         schedules=[weekly_schedule],
+        sensors=[raw_week_sensor(weekly_job), run_failure_report],
         resources=resources or default_resources(),
     )
 

@@ -118,3 +118,69 @@ def test_real_hm_sample(tmp_path):
     if not failed:
         recs = read_table(resources, "select * from hm.recommendations where week = '2020-08-26'")
         assert recs.height == 12 * 1364 and recs["article_id"].str.starts_with("0").all()
+
+
+class Throttle:
+    """An HTTP proxy in front of moto that answers the first `failures` requests with S3's 503 SlowDown, or
+    500, before forwarding: what S3 does under load."""
+
+    def __init__(self, upstream: str, failures: int):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlparse
+
+        target = urlparse(upstream)
+        owner = self
+        self.failures, self.seen, self.failed = failures, 0, 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.seen += 1
+                if owner.failed < owner.failures:
+                    owner.failed += 1
+                    status, code = (503, "SlowDown") if owner.failed % 2 else (500, "InternalError")
+                    payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                upstream_conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                answer = upstream_conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_s3_throttling_and_5xx_are_retried(s3_endpoint, monkeypatch):
+    """Three 503/500 answers before each burst of calls: every call still succeeds (botocore's standard retry
+    mode with backoff, up to S3_MAX_ATTEMPTS), and the published week reads back whole."""
+    from hm_recs.core.publishing import latest_published, publish_week, read_published
+    from hm_recs.core.storage import Location
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="hm-exports")
+    proxy = Throttle(s3_endpoint, failures=3)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    location = Location("s3://hm-exports/recommendations")
+    manifest = publish_week(location, WEEK, "run-1", {"recommendations.csv": b"customer_id,prediction\n"}, {"rows": 0})
+    assert proxy.failed == 3 and proxy.seen > proxy.failed  # the failures were met, then retried through
+    proxy.failed = 0  # a burst again, on reads
+    assert read_published(location, latest_published(location)[1])[0] == manifest
+    assert proxy.failed == 3

@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+S3_MAX_ATTEMPTS = 8
+"""Attempts per S3 request (the first + retries) before an error reaches the asset."""
+
+
 def is_s3(uri: str) -> bool:
     return uri.startswith("s3://")
 
@@ -32,8 +36,13 @@ class Location:
     # ------------------------------------------------------------------ helpers
     def _client(self):
         import boto3
+        from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url) if self.endpoint_url else boto3.client("s3")
+        # Throttling (503 SlowDown) and 5xx are retried with backoff (botocore's standard mode); credentials come
+        # from the environment or the instance/pod role, never from configuration here.
+        config = Config(retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS}, connect_timeout=10, read_timeout=60)
+        return boto3.client("s3", endpoint_url=self.endpoint_url, config=config) if self.endpoint_url \
+            else boto3.client("s3", config=config)
 
     def _key(self, name: str) -> str:
         _, prefix = split_s3(self.uri)
@@ -69,6 +78,15 @@ class Location:
             for obj in page.get("Contents", []):
                 found.add(obj["Key"][len(prefix) + 1:] if prefix else obj["Key"])
         return found
+
+    def signature(self, name: str) -> str:
+        """What changes when the file is replaced, without reading it: size and modification time locally, the
+        ETag on S3 (a re-dropped file with new content gets a new signature)."""
+        if not is_s3(self.uri):
+            stat = self._path(name).stat()
+            return f"{stat.st_size}:{stat.st_mtime_ns}"
+        bucket, _ = split_s3(self.uri)
+        return self._client().head_object(Bucket=bucket, Key=self._key(name))["ETag"].strip('"')
 
     def local_path(self, name: str) -> tuple[Path, str]:
         """A local file with the content of `name` and its checksum; S3 objects are cached by ETag."""
