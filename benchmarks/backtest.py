@@ -30,7 +30,7 @@ os.environ.setdefault("DAGSTER_HOME", tempfile.mkdtemp(prefix="hm_recs_bench_hom
 
 from hm_recs.cli import backtest  # noqa: E402
 from hm_recs.core.weeks import shift_weeks  # noqa: E402
-from hm_recs.runner import Pipeline  # noqa: E402
+from hm_recs.runner import Pipeline, PipelineError  # noqa: E402
 
 
 def synthetic_source(customers: int, weeks: int) -> Path:
@@ -58,8 +58,11 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks:
     # labelled candidate sets of `training_weeks` earlier weeks to learn from (not scored here).
     for week in (shift_weeks(built[0], -i) for i in range(warmup_weeks, 0, -1)):
         print(f"warm-up week {week}", flush=True)
-        result = pipeline.build_week(week, history_weeks, log=lambda m: print(m, flush=True))
-        print(f"  warm-up {'succeeded' if result.success else 'FAILED'}", flush=True)
+        try:
+            pipeline.build_week(week, history_weeks, log=lambda m: print(m, flush=True))
+            print("  warm-up succeeded", flush=True)
+        except PipelineError as exc:  # e.g. the ranker refused: later weeks still have its labelled candidates
+            print(f"  warm-up week did not publish: {str(exc).splitlines()[-1].strip()}", flush=True)
     report = backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True))
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     report["candidate_recall"] = candidate_recall_by_source(pipeline, built)
@@ -118,6 +121,8 @@ def summarise(name: str, report: dict) -> None:
                  "validate_articles": "articles"}.get(step, step)
         print(f"{step:<26} {stages['rows'].get(asset, ''):>12} {seconds:>14.1f} {stages['peak_rss_mb'].get(asset, ''):>12}")
     print(f"wall {report['wall_seconds']} s; process peak RSS {report['peak_rss_mb_process']} MB")
+    if report.get("weeks_not_published"):
+        print(f"weeks not published (no `model` score that week): {report['weeks_not_published']}")
 
 
 def main() -> int:

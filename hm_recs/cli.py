@@ -64,11 +64,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def backtest(pipeline, weeks, history_weeks: int, log=print) -> dict:
     """Build each week from data up to it, score it on the next week; the report `hm-recs backtest` writes."""
+    from hm_recs.runner import PipelineError
+
     started = time.perf_counter()
     per_week: dict[str, dict] = {}
+    refused: dict[str, str] = {}
     for week in weeks:
         log(f"backtest week {week}:")
-        pipeline.build_week(week, history_weeks, log)
+        try:
+            pipeline.build_week(week, history_weeks, log)
+        except PipelineError as exc:  # e.g. the ranker refused by its gate: nothing published for that week
+            refused[week.isoformat()] = str(exc).splitlines()[-1].strip()
+            log(f"  week {week} did not publish: {refused[week.isoformat()]}")
         per_week[week.isoformat()] = pipeline.evaluate_week(week, log)
     recommenders = sorted({r for scores in per_week.values() for r in scores}, key=lambda r: (r != "model", r))
     mean, spread = {}, {}
@@ -81,6 +88,7 @@ def backtest(pipeline, weeks, history_weeks: int, log=print) -> dict:
         "source": pipeline.resources["raw_source"].uri,
         "weeks_note": "each key W: recommendations built from data up to W, scored on week W+1",
         "weeks": per_week, "mean": mean, "spread": spread,
+        "weeks_not_published": refused,  # `model` is missing from those weeks' scores
         "stages": pipeline.figures.as_dict(),
         "seconds_total": round(time.perf_counter() - started, 1),
         "peak_rss_mb_process": _peak_rss_mb(),

@@ -28,6 +28,8 @@ DEFAULT_ARTEFACTS = os.environ.get("HM_RECS_ARTEFACTS", f"{HOME}/artefacts")
 DEFAULT_EXPORTS = os.environ.get("HM_RECS_EXPORTS", f"{HOME}/exports")
 WAREHOUSE_SCHEMA = "hm"
 LOCK_RETRY_SECONDS = 120.0
+LOCK_WAIT_REPORT_SECONDS = 0.2  # a longer wait for the file lock is logged (it means two processes collided)
+LOGGER = dg.get_dagster_logger("hm_recs.warehouse")
 DUCKDB_CONFIG = {"custom_user_agent": "dagster"}
 
 
@@ -82,7 +84,8 @@ class Warehouse(dg.ConfigurableResource):
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + LOCK_RETRY_SECONDS
+        started = time.monotonic()
+        deadline = started + LOCK_RETRY_SECONDS
         while True:
             try:
                 # Same config as dagster-duckdb's IO manager: DuckDB refuses a second connection in one
@@ -93,6 +96,8 @@ class Warehouse(dg.ConfigurableResource):
                 if not _is_lock_error(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.5)
+        if (waited := time.monotonic() - started) > LOCK_WAIT_REPORT_SECONDS:
+            LOGGER.warning(f"waited {waited:.1f} s for the warehouse lock on {self.path} (another process was writing)")
         try:
             yield connection
         finally:
@@ -156,7 +161,10 @@ class TransactionalDuckDbClient(DuckDbClient):
     @staticmethod
     @contextlib.contextmanager
     def connect(context, table_slice):
-        with DuckDbClient.connect(context, table_slice) as connection:
+        started = time.monotonic()
+        with DuckDbClient.connect(context, table_slice) as connection:  # retries while another process writes
+            if (waited := time.monotonic() - started) > LOCK_WAIT_REPORT_SECONDS:
+                LOGGER.warning(f"waited {waited:.1f} s for the warehouse lock ({table_slice.table}; another process was writing)")
             connection.begin()
             try:
                 yield connection

@@ -82,11 +82,14 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
                                    "recommender, customer_id, article_id, rank", target_week=True)
         stats = partition_rows(warehouse, "article_features", built, "article_id, n_sales, sales_last_week, mean_price")
         rows, coverage_rows, segment_table = [], [], pl.DataFrame()
-        if published.height and purchases.height:
+        if purchases.height and (published.height or baselines.height):
             buyers = purchases["customer_id"].unique().implode()
             model_lists = retrieval_lists(warehouse, built, buyers)
             serving = serving_set(warehouse, built) if warehouse.exists("candidates") else pl.DataFrame()
-            recommenders = [(MODEL, published)] + [
+            if not published.height:
+                context.log.warning(f"no published recommendations were built at {built} (ranker refused or not run): "
+                                    "scoring the baselines and sources only")
+            recommenders = ([(MODEL, published)] if published.height else []) + [
                 (name, group.drop("recommender")) for (name,), group in baselines.group_by("recommender", maintain_order=True)]
             if serving.height:
                 recommenders += list(source_lists(serving.filter(pl.col("customer_id").is_in(buyers))).items())
@@ -105,7 +108,8 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
                     coverage_rows.append({"recommender": name, "list_depth": int(lists.group_by("customer_id").len()["len"].max() or 0),
                                           **rank_coverage(purchase_ranks(lists, purchases, order), articles.height)})
             segments = partition_rows(warehouse, "customer_segments", built, "customer_id, segment")
-            segment_table = beyond_accuracy(published, segments, stats, articles.height) if segments.height else pl.DataFrame()
+            segment_table = (beyond_accuracy(published, segments, stats, articles.height) if segments.height and published.height
+                             else pl.DataFrame())
     if not rows:
         context.log.warning(f"nothing to evaluate for week {week}: no recommendations were built at {built} "
                             f"(materialise that week first) or week {week} has no purchases")
