@@ -372,3 +372,28 @@ def test_retrieval_models_that_do_not_beat_popularity_sit_the_week_out(two_weeks
     assert union["from_two_tower"].sum() == 0 and union["from_sequence"].sum() == 0 and union.height > 0
     recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
     assert recs.height == 12 * recs["customer_id"].n_unique() and not recs["source"].str.contains("two_tower|sequence").any()
+
+
+def test_truncated_weekly_file_fails_ingestion_by_name_and_keeps_published_weeks(two_weeks, source_copy, tmp_path):
+    """A weekly Parquet drop cut short in transfer: raw ingestion fails naming the file and the rule, nothing of
+    that week is stored, and the weeks already published stay as they were."""
+    import shutil
+
+    built, _ = two_weeks
+    shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
+    resources = resources_for(source_copy, tmp_path)
+    later = NEXT_WEEK + dt.timedelta(weeks=1)
+    history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
+    rows = history.filter(pl.col("t_dat").str.to_date().is_between(later, later + dt.timedelta(days=6)))
+    (source_copy / "transactions").mkdir()
+    whole = source_copy / "transactions" / f"week={later}.parquet"
+    rows.write_parquet(whole)
+    whole.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # truncated
+    published = table_rows(resources, "recommendations", NEXT_WEEK, True)
+    result = materialize_week(later, resources)
+    failures = {e.step_key: e.event_specific_data.error.message for e in result.get_step_failure_events()}
+    assert f"transactions/week={later}.parquet" in failures["raw_transactions"]
+    assert "file_readable" in failures["raw_transactions"]
+    assert table_rows(resources, "raw_transactions", later).height == 0
+    assert table_rows(resources, "recommendations", later, True).height == 0
+    assert table_rows(resources, "recommendations", NEXT_WEEK, True).equals(published)
