@@ -175,10 +175,11 @@ def test_s3_throttling_and_5xx_are_retried(s3_endpoint, monkeypatch):
     from hm_recs.core.publishing import latest_published, publish_week, read_published
     from hm_recs.core.storage import Location
 
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="hm-exports")
+    # a bucket of its own: moto's server keeps its state for the whole test process
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="hm-exports-throttled")
     proxy = Throttle(s3_endpoint, failures=3)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    location = Location("s3://hm-exports/recommendations")
+    location = Location("s3://hm-exports-throttled/recommendations")
     manifest = publish_week(location, WEEK, "run-1", {"recommendations.csv": b"customer_id,prediction\n"}, {"rows": 0})
     assert proxy.failed == 3 and proxy.seen > proxy.failed  # the failures were met, then retried through
     proxy.failed = 0  # a burst again, on reads
