@@ -10,8 +10,8 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, catalogue_tables, markdown_table, measured, partition_rows, png_markdown
-from hm_recs.assets.ranking import load_ranker, serving_set
+from hm_recs.assets.common import PARTITIONED, markdown_table, measured, partition_rows, png_markdown
+from hm_recs.assets.ranking import ServingRanker, serving_set
 from hm_recs.core.candidates import HEURISTIC_SOURCES
 from hm_recs.core.metrics import (
     COVERAGE_LEVELS, K, METRIC_NAMES, beyond_accuracy, evaluate, popularity_order, purchase_ranks, rank_coverage,
@@ -153,16 +153,10 @@ def retrieval_lists(warehouse: Warehouse, built: dt.date, buyers: pl.Series) -> 
 def ranker_ranking(warehouse: Warehouse, artefact_store: ArtefactStore, built: dt.date, serving: pl.DataFrame, context) -> pl.DataFrame | None:
     """The ranker of `built` ordering all of the given customers' serving candidates (features as of `built`,
     as `recommendations` built them); None when that week's ranker is not stored."""
-    from hm_recs.core.ranking_features import ranking_features, week_inputs
-    from hm_recs.models.ranker import rank_in_chunks
-
     try:
-        ranker, windows, _ = load_ranker(artefact_store, built)
+        ranker = ServingRanker.load(warehouse, artefact_store, built)
     except dg.Failure as exc:
         context.log.warning(f"no ranker rank coverage: {exc}")
         return None
-    customers, articles, transactions = catalogue_tables(warehouse, built, max(windows.feature_weeks, windows.segment_weeks))
-    inputs = week_inputs(customers, articles, transactions, built, windows)
     depth = int(serving.group_by("customer_id").len()["len"].max() or 0)
-    return rank_in_chunks(ranker, serving, lambda chunk: ranking_features(inputs, chunk), max(depth, 1)).select(
-        "customer_id", "article_id", "rank")
+    return ranker.rank(serving, max(depth, 1)).select("customer_id", "article_id", "rank")

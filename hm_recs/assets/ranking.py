@@ -139,6 +139,33 @@ def load_ranker(artefact_store: ArtefactStore, week: dt.date):
     return RankerResult.load(state), InputWindows(**state["windows"]), digest
 
 
+@dataclasses.dataclass
+class ServingRanker:
+    """Week W's stored ranker with what scoring with it needs: W's catalogue tables and the ranking inputs as of
+    W over the windows recorded in its artefact (so every scorer builds the matrix training built)."""
+
+    ranker: object  # models.ranker.RankerResult
+    digest: str
+    customers: pl.DataFrame
+    articles: pl.DataFrame
+    transactions: pl.DataFrame
+    inputs: object  # core.ranking_features.RankingInputs
+
+    @classmethod
+    def load(cls, warehouse: Warehouse, artefact_store: ArtefactStore, week: dt.date) -> "ServingRanker":
+        ranker, windows, digest = load_ranker(artefact_store, week)
+        customers, articles, transactions = catalogue_tables(warehouse, week, max(windows.feature_weeks, windows.segment_weeks))
+        return cls(ranker, digest, customers, articles, transactions,
+                   week_inputs(customers, articles, transactions, week, windows))
+
+    def rank(self, candidates: pl.DataFrame, k: int, chunk_customers: int = 100_000, keep: tuple[str, ...] = ()) -> pl.DataFrame:
+        """Each customer's top k candidates (`models.ranker.rank_in_chunks`)."""
+        from hm_recs.models.ranker import rank_in_chunks
+
+        return rank_in_chunks(self.ranker, candidates, lambda chunk: ranking_features(self.inputs, chunk), k,
+                              chunk_customers, keep)
+
+
 class RankerModelConfig(dg.Config):
     training_weeks: int = 3  # labelled weeks before W the ranker learns from (those whose candidates were built)
     objectives: list[str] = ["lambdarank", "binary"]  # each trained; the best on validation MAP@12 is kept

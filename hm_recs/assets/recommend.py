@@ -12,7 +12,7 @@ import io
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, catalogue_tables, history, measured, preview
+from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, history, measured, preview
 from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all, top_up
 from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
@@ -99,18 +99,15 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     """The published table for week W+1 (contract in the README): week W's ranker orders each customer's serving
     candidates (features as of W, built as the ranker's training built them), the best 12 are kept, and a
     customer with fewer than 12 scored candidates is topped up with their age group's trending articles."""
-    from hm_recs.assets.ranking import load_ranker, serving_set
-    from hm_recs.core.ranking_features import ranking_features, week_inputs
-    from hm_recs.models.ranker import rank_in_chunks
+    from hm_recs.assets.ranking import ServingRanker, serving_set
 
     week = partition_week(context)
     target = shift_weeks(week, 1)
     with measured(context, "recommendations") as stage:
-        ranker, windows, digest = load_ranker(artefact_store, week)
-        customers, articles, transactions = catalogue_tables(warehouse, week, max(windows.feature_weeks, windows.segment_weeks))
-        inputs = week_inputs(customers, articles, transactions, week, windows)
-        ranked = rank_in_chunks(ranker, serving_set(warehouse, week), lambda chunk: ranking_features(inputs, chunk),
-                                K, config.chunk_customers, keep=["sources"])
+        serving = ServingRanker.load(warehouse, artefact_store, week)
+        ranker, digest = serving.ranker, serving.digest
+        customers, articles, transactions = serving.customers, serving.articles, serving.transactions
+        ranked = serving.rank(serving_set(warehouse, week), K, config.chunk_customers, keep=("sources",))
         own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
         recs = (
             top_up(own, customers, transactions, articles, week, BaselineConfig(K))
