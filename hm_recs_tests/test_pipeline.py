@@ -88,7 +88,7 @@ def test_failing_ranker_keeps_the_published_week(two_weeks, small_source, tmp_pa
     result = dg.materialize(
         all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
         selection=dg.AssetSelection.assets("ranker_model").downstream(), instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"ranker_model": {"config": {"required_ratio_to_best_baseline": 100.0, "objectives": ["binary"]}}}})
+        run_config={"ops": {"ranker_model": {"config": {"required_ratio_to_best_baseline": 100.0, "objective": "binary", "compared_objectives": []}}}})
     (gate,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "ranker_beats_baselines"]
     assert not gate.passed and gate.metadata["bar"].value > gate.metadata["map_at_12"].value
     ran = {e.step_key for e in result.get_step_success_events()}

@@ -2,6 +2,7 @@
 are noise. The ranker must find it, beat a shuffled-label control, serialise without pickle, score in chunks,
 and its relevance tiers must keep their ordering on a held-out week."""
 
+import dataclasses
 import json
 import math
 
@@ -110,14 +111,26 @@ def test_downsampling_keeps_positives_and_drops_empty_groups(weeks):
     assert everything.height == train.height
 
 
-def test_binary_trains_and_compare_picks_the_better(weeks):
+def test_binary_trains_and_the_configured_objective_serves(weeks):
     train, validation, _, purchases = weeks
-    best, figures = R.compare_objectives(train, validation, FEATURES, CATEGORICAL, FAST, log=lambda _: None,
-                                         validation_purchases=purchases)
-    assert set(figures) == {"lambdarank", "binary"}
-    assert all(value > 0.2 for value in figures.values())
-    assert best.config.objective == max(figures, key=lambda o: (figures[o], o == "lambdarank"))
-    assert best.validation["map_at_12"] == max(figures.values())
+    for served, compared in (("lambdarank", ["binary"]), ("binary", ["lambdarank", "binary"])):
+        config = R.RankerConfig(**{**dataclasses.asdict(FAST), "objective": served})
+        result, figures = R.compare_objectives(train, validation, FEATURES, CATEGORICAL, config, log=lambda _: None,
+                                               validation_purchases=purchases, compared=compared)
+        assert set(figures) == {"lambdarank", "binary"}
+        assert all(value > 0.2 for value in figures.values())
+        # served as configured, whichever scored higher on the validation week (no choice on the gate's week)
+        assert result.config.objective == served and result.validation["map_at_12"] == figures[served]
+
+
+def test_fixed_rounds_by_default(weeks):
+    train, validation, _, purchases = weeks
+    config = R.RankerConfig(n_estimators=30, num_threads=1)
+    assert R.RankerConfig().early_stopping_rounds is None
+    result = R.train_ranker(train, validation, FEATURES, CATEGORICAL, config, log=lambda _: None,
+                            validation_purchases=purchases)
+    assert result.booster.num_trees() == 30 and result.validation["best_iteration"] == 30
+    assert len(result.history) == 30  # the learning curve is still recorded
 
 
 def test_same_seed_same_model(weeks, trained):

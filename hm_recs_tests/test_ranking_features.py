@@ -206,3 +206,36 @@ def test_week_inputs_builds_what_the_feature_assets_build_over_its_windows():
     d1 = candidate_pairs([("ann", D1)])
     assert row(R.ranking_features(built, d1), "ann", D1)["customer_article_purchases"] == 0
     assert row(R.ranking_features(wide, d1), "ann", D1)["customer_article_purchases"] == 1
+
+
+def test_purchase_context_features():
+    """Prices, recency position, shares and the week's age-group sales, by hand from `history()`."""
+    m = R.ranking_features(inputs(), candidate_pairs(PAIRS))
+    a1, a1b, e1 = row(m, "ann", A1), row(m, "ann", A1B), row(m, "ann", E1)
+    # A1's weekly median prices: week before 0.02, this week (0.02, 0.05) 0.035 = its usual (highest) price
+    assert a1["article_week_price_ratio"] == pytest.approx(1.0)
+    assert a1["article_previous_week_price_ratio"] == pytest.approx(0.02 / 0.035, rel=1e-6)
+    assert a1["article_price_change"] == pytest.approx(0.035 / 0.02, rel=1e-6)
+    # A1B sold only the week before: no price this week
+    assert a1b["article_week_price_ratio"] is None and a1b["article_previous_week_price_ratio"] == pytest.approx(1.0)
+    # ann paid below 0.85 x usual twice (A1 at 0.02 < 0.85 x 0.035) of 4 purchases
+    assert a1["customer_discount_share"] == pytest.approx(0.5)
+    assert a1["promotion_for_discount_customer"] == pytest.approx(0.5)
+    # ann's distinct articles by last purchase: A1 (2 days), A1B (7), D1 (21)
+    assert [a1["article_recency_position"], a1b["article_recency_position"]] == [1, 2]
+    assert e1["article_recency_position"] is None
+    assert [a1["article_recency_gap"], a1b["article_recency_gap"]] == [0, 5]
+    assert a1b["product_recency_gap"] == 0  # A1B's product (A1's) was bought on ann's last day
+    assert a1["article_share_of_customer"] == pytest.approx(0.5) and e1["article_share_of_customer"] == 0
+    # product type 253 (A1, A1, A1B) of 4; E1's type 255 never; every purchase in index group 1 and section 16
+    assert a1["customer_product_type_share"] == pytest.approx(0.75) and e1["customer_product_type_share"] == 0
+    assert e1["customer_index_group_share"] == 0 and a1["customer_index_group_share"] == pytest.approx(1.0)
+    assert a1["customer_section_share"] == pytest.approx(1.0)
+    # this week's sales in ann's age group (ann, carl): E1 3, A1 1; nora (unknown age) sees all buyers: E1 3, A1 2
+    assert (e1["age_group_week_rank"], e1["age_group_week_sales"]) == (1, 3)
+    assert (a1["age_group_week_rank"], a1["age_group_week_sales"]) == (2, 1)
+    nora = row(m, "nora", A1)
+    assert (nora["age_group_week_rank"], nora["age_group_week_sales"]) == (2, 2)
+    assert a1b["age_group_week_sales"] is None  # not sold this week
+    # unknown customer: nulls, not errors
+    assert row(m, "ghost", A1)["customer_discount_share"] is None

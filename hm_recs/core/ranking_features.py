@@ -21,6 +21,15 @@ Features (``FEATURE_COLUMNS``):
   ``popularity_weeks`` among buyers of the customer's age group, rank 1 = best, null where unsold; customers of
   unknown age use all buyers), ``is_preferred_age_group``, ``is_favourite_colour``,
   ``is_favourite_garment_group``;
+* purchase context (what the first offline tuning round found worth +4 % MAP@12 at 50k customers, docs/models.md):
+  the article's median price paid in the week and the week before over its usual price (the highest weekly
+  median of the window: < 1 is a promotion) and their change, ``age_group_week_rank`` / ``_sales`` (the
+  article's sales in the week alone among the customer's age group), ``article_recency_position`` (1 = the
+  article is among the customer's most recently bought ones), the gaps between the last purchase of the article
+  (product) and the customer's last purchase, the article's share of the customer's purchases, the customer's
+  ``customer_discount_share`` (purchases paid below ``PROMOTION_PRICE_RATIO`` of the usual price) and its
+  product with the week's price ratio, and the customer's share of purchases in the article's section,
+  product type and index group;
 * candidate: ``n_sources`` and, for every source of ``candidates.SOURCES``, ``from_<source>`` (0/1),
   ``<source>_score`` and ``<source>_rank`` (the model scores and ranks included; null where absent).
 
@@ -73,10 +82,21 @@ INTERACTION_FEATURES: list[str] = [
     "price_ratio", "age_group_popularity_rank", "age_group_trend_score",
     "is_preferred_age_group", "is_favourite_colour", "is_favourite_garment_group",
 ]
+SHARE_KEYS: dict[str, str] = {"section": "section_no", "product_type": "product_type_no", "index_group": "index_group_no"}
+"""Catalogue levels at which the customer's share of purchases in the candidate's own category is a feature."""
+CONTEXT_FEATURES: list[str] = [
+    "article_week_price_ratio", "article_previous_week_price_ratio", "article_price_change",
+    "age_group_week_rank", "age_group_week_sales",
+    "article_recency_position", "article_recency_gap", "product_recency_gap", "article_share_of_customer",
+    "customer_discount_share", "promotion_for_discount_customer",
+    *[f"customer_{level}_share" for level in SHARE_KEYS],
+]
+PROMOTION_PRICE_RATIO = 0.85
+"""A purchase paid below this share of the article's usual price counts as bought on promotion."""
 CANDIDATE_FEATURES: list[str] = [
     "n_sources", *[f"from_{s}" for s in SOURCES], *[f"{s}_score" for s in SOURCES], *[f"{s}_rank" for s in SOURCES],
 ]
-FEATURE_COLUMNS: list[str] = [*CUSTOMER_FEATURES, *ARTICLE_FEATURES, *INTERACTION_FEATURES, *CANDIDATE_FEATURES]
+FEATURE_COLUMNS: list[str] = [*CUSTOMER_FEATURES, *ARTICLE_FEATURES, *INTERACTION_FEATURES, *CONTEXT_FEATURES, *CANDIDATE_FEATURES]
 CATEGORICAL_FEATURES: list[str] = ["customer_age_group", "customer_segment", "article_preferred_age_group", *ARTICLE_CODES]
 LABEL = "label"
 KEYS = ["customer_id", "article_id"]
@@ -101,12 +121,14 @@ class RankingInputs:
     integer indexes `c` / `a` so that a chunk joins its strings once and everything else on integers."""
 
     week: dt.date
-    customers: pl.DataFrame          # customer_id, c, _colour, _garment, customer features
-    articles: pl.DataFrame           # article_id, a, product_code, _preferred, _colour, _garment, article features
-    group_popularity: pl.DataFrame   # customer_age_group (code), a, age_group_popularity_rank, age_group_trend_score
-    bought_article: pl.DataFrame     # c, a, customer_article_purchases, days_since_article_purchase
+    customers: pl.DataFrame          # customer_id, c, _colour, _garment, _rows, customer features, customer_discount_share
+    articles: pl.DataFrame           # article_id, a, product_code, _preferred, _colour, _garment, article features, prices
+    group_popularity: pl.DataFrame   # customer_age_group (code), a, age_group_popularity_rank, age_group_trend_score,
+                                     # age_group_week_rank, age_group_week_sales
+    bought_article: pl.DataFrame     # c, a, customer_article_purchases, days_since_article_purchase, article_recency_position
     bought_product: pl.DataFrame     # c, product_code, customer_product_purchases, days_since_product_purchase
     bought_department: pl.DataFrame  # c, department_no, customer_department_purchases, days_since_department_purchase
+    bought_levels: dict[str, pl.DataFrame]  # per SHARE_KEYS level: c, <code column>, _<level>_rows
 
 
 def _code(column: str, codes: dict[str, int]) -> pl.Expr:
@@ -126,10 +148,37 @@ def _group_popularity(history: pl.DataFrame, groups: pl.DataFrame, week: dt.date
                  .group_by("customer_age_group", "a").agg(fixed_sum(pl.col("w"))))
     overall = (recent.group_by("a").agg(fixed_sum(pl.col("w")))
                .with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group")))
-    return pl.concat([per_group, overall.select(per_group.columns)]).select(
+    decayed = pl.concat([per_group, overall.select(per_group.columns)]).select(
         "customer_age_group", "a",
         pl.col("w").rank("min", descending=True).over("customer_age_group").cast(NUMERIC_TYPE).alias("age_group_popularity_rank"),
         pl.col("w").cast(NUMERIC_TYPE).alias("age_group_trend_score"),
+    )
+    this_week = recent.filter(pl.col("t_dat") >= pl.lit(week))
+    per_group_week = this_week.filter(pl.col("customer_age_group") != unknown).group_by("customer_age_group", "a").len()
+    overall_week = this_week.group_by("a").len().with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group"))
+    week_sales = pl.concat([per_group_week, overall_week.select(per_group_week.columns)]).select(
+        "customer_age_group", "a",
+        pl.col("len").rank("min", descending=True).over("customer_age_group").cast(NUMERIC_TYPE).alias("age_group_week_rank"),
+        pl.col("len").cast(NUMERIC_TYPE).alias("age_group_week_sales"),
+    )
+    return decayed.join(week_sales, on=["customer_age_group", "a"], how="left")
+
+
+def _article_prices(history: pl.DataFrame, week: dt.date) -> pl.DataFrame:
+    """a, the week's and the week before's median price over the usual price (the highest weekly median of the
+    history), and their change; null where the article did not sell in that week."""
+    weekly = (history.with_columns(((pl.col("t_dat") - pl.lit(week)).dt.total_days() // 7).alias("_week"))
+              .group_by("a", "_week").agg(pl.col("price").median().alias("_median")))
+    return (
+        weekly.group_by("a").agg(
+            pl.col("_median").max().alias("_usual"),
+            pl.col("_median").filter(pl.col("_week") == 0).first().alias("_this"),
+            pl.col("_median").filter(pl.col("_week") == -1).first().alias("_before"))
+        .select("a",
+                (pl.col("_this") / pl.col("_usual")).cast(NUMERIC_TYPE).alias("article_week_price_ratio"),
+                (pl.col("_before") / pl.col("_usual")).cast(NUMERIC_TYPE).alias("article_previous_week_price_ratio"),
+                (pl.col("_this") / pl.col("_before")).cast(NUMERIC_TYPE).alias("article_price_change"),
+                pl.col("_usual"))
     )
 
 
@@ -154,7 +203,7 @@ def ranking_inputs(
     customer_features, article_features: as `features.customer_features` / `features.article_features` build
     them at W, for every customer / article (buyers' age groups make the age-group popularity).
     articles: the catalogue (article_id, product_code, colour_group_name, garment_group_name, `ARTICLE_CODES`).
-    transactions: t_dat, customer_id, article_id (the lookback the caller loads; rows after W's Tuesday ignored).
+    transactions: t_dat, customer_id, article_id, price (the lookback the caller loads; rows after W's Tuesday ignored).
     segments: customer_id, segment (one primary segment per customer, `segments.assign_segments`).
     """
     cutoff = week_end(week)
@@ -190,20 +239,30 @@ def ranking_inputs(
             *[pl.col(c).fill_null(MISSING_CODE).cast(CATEGORICAL_TYPE) for c in ARTICLE_CODES],
         )
     )
+    levels = list(SHARE_KEYS.values())
     history = (
-        history_until(transactions.select("t_dat", "customer_id", "article_id"), week)
+        history_until(transactions.select("t_dat", "customer_id", "article_id", "price"), week)
         .join(customers.select("customer_id", "c"), on="customer_id")
-        .join(article_table.select("article_id", "a", "product_code", "department_no"), on="article_id")
-        .with_columns(pl.when(pl.col("department_no") != MISSING_CODE).then(pl.col("department_no")).alias("department_no"))
+        .join(article_table.select("article_id", "a", "product_code", "department_no", *levels), on="article_id")
+        .with_columns(pl.when(pl.col(c) != MISSING_CODE).then(pl.col(c)).alias(c) for c in ["department_no", *levels])
     )
+    prices = _article_prices(history, week)
+    paid = history.join(prices.select("a", "_usual"), on="a", how="left")
+    per_customer = paid.group_by("c").agg(
+        pl.len().cast(NUMERIC_TYPE).alias("_rows"),
+        (pl.col("price") < PROMOTION_PRICE_RATIO * pl.col("_usual")).mean().cast(NUMERIC_TYPE).alias("customer_discount_share"))
+    bought_article = _bought(history, "a", "article", cutoff).with_columns(
+        pl.col("days_since_article_purchase").rank("max").over("c").cast(NUMERIC_TYPE).alias("article_recency_position"))
     return RankingInputs(
         week=week,
-        customers=customers,
-        articles=article_table,
+        customers=customers.join(per_customer, on="c", how="left", maintain_order="left"),
+        articles=article_table.join(prices.drop("_usual"), on="a", how="left", maintain_order="left"),
         group_popularity=_group_popularity(history, customers.select("c", "customer_age_group"), week, config),
-        bought_article=_bought(history, "a", "article", cutoff),
+        bought_article=bought_article,
         bought_product=_bought(history, "product_code", "product", cutoff),
         bought_department=_bought(history, "department_no", "department", cutoff),
+        bought_levels={level: history.drop_nulls(column).group_by("c", column).agg(pl.len().cast(NUMERIC_TYPE).alias(f"_{level}_rows"))
+                       for level, column in SHARE_KEYS.items()},
     )
 
 
@@ -272,16 +331,26 @@ def ranking_features(inputs: RankingInputs, candidates: pl.DataFrame, purchases:
         .join(inputs.bought_article, on=["c", "a"], how="left")
         .join(inputs.bought_product, on=["c", "product_code"], how="left")
         .join(inputs.bought_department, on=["c", "department_no"], how="left")
-        .sort("_row")
+    )
+    for level, column in SHARE_KEYS.items():
+        matrix = matrix.join(inputs.bought_levels[level], on=["c", column], how="left")
+    matrix = (
+        matrix.sort("_row")
         .with_columns(
             pl.col("customer_article_purchases", "customer_product_purchases", "customer_department_purchases").fill_null(0),
             (pl.col("article_mean_price") / pl.col("customer_mean_price")).cast(NUMERIC_TYPE).alias("price_ratio"),
+            (pl.col("days_since_article_purchase") - pl.col("customer_days_since_last_purchase")).alias("article_recency_gap"),
+            (pl.col("days_since_product_purchase") - pl.col("customer_days_since_last_purchase")).alias("product_recency_gap"),
+            (pl.col("customer_article_purchases").fill_null(0) / pl.col("_rows")).alias("article_share_of_customer"),
+            (pl.col("article_week_price_ratio") * pl.col("customer_discount_share")).alias("promotion_for_discount_customer"),
+            *[(pl.col(f"_{level}_rows").fill_null(0) / pl.col("_rows")).alias(f"customer_{level}_share") for level in SHARE_KEYS],
             _flag(pl.col("article_preferred_age_group") == pl.col("customer_age_group")).alias("is_preferred_age_group"),
             _flag(pl.col("_colour") == pl.col("_colour_article")).alias("is_favourite_colour"),
             _flag(pl.col("_garment") == pl.col("_garment_article")).alias("is_favourite_garment_group"),
             *[pl.col(c).cast(CATEGORICAL_TYPE).fill_null(MISSING_CODE) for c in CATEGORICAL_FEATURES],
             *[pl.col(c).cast(NUMERIC_TYPE) for c in CANDIDATE_FEATURES],
         )
+        .with_columns(pl.col(CONTEXT_FEATURES).cast(NUMERIC_TYPE))
         .select(*KEYS, *FEATURE_COLUMNS)
     )
     return label_candidates(matrix, purchases).select(*KEYS, LABEL, *FEATURE_COLUMNS) if purchases is not None else matrix
