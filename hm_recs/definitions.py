@@ -4,6 +4,7 @@ import dagster as dg
 
 from hm_recs.deploy import PLACEMENT, RUN_TAGS
 from hm_recs.assets import evaluation, features, ingestion, models, ranking, recommend, segments, validation
+from hm_recs.observability import run_logger_config, run_loggers
 from hm_recs.partitions import weekly_partitions
 from hm_recs.resources import default_resources
 from hm_recs.sensors import raw_week_sensor, run_failure_report
@@ -13,33 +14,45 @@ all_assets = dg.load_assets_from_modules([ingestion, validation, features, segme
 INGESTION_ASSETS = dg.AssetSelection.groups("ingestion", "validation")
 """What a week of history needs before later weeks can learn from it."""
 
-weekly_job = dg.define_asset_job(
-    "weekly_job",
-    selection=dg.AssetSelection.all(),
-    partitions_def=weekly_partitions,
-    description="Ingest, validate, featurise, recommend and evaluate one week (Wednesday to Tuesday).",
-    tags=RUN_TAGS,
-    executor_def=PLACEMENT.executor_def(),  # Dagster's default locally; one pod per step with HM_RECS_EXECUTOR=k8s
-)
 
-weekly_schedule = dg.build_schedule_from_partitioned_job(
-    weekly_job,
-    name="weekly_schedule",
-    hour_of_day=6,
-    minute_of_hour=0,
-    description="Wednesday 06:00 UTC: builds the week that closed on Tuesday. Off until turned on in the UI.",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
+def make_weekly_job(log_format: str | None = None):
+    return dg.define_asset_job(
+        "weekly_job",
+        selection=dg.AssetSelection.all(),
+        partitions_def=weekly_partitions,
+        description="Ingest, validate, featurise, recommend and evaluate one week (Wednesday to Tuesday).",
+        tags=RUN_TAGS,
+        executor_def=PLACEMENT.executor_def(),  # Dagster's default locally; one pod per step with HM_RECS_EXECUTOR=k8s
+        config=run_logger_config(log_format),  # JSON console lines with HM_RECS_LOG_FORMAT=json
+    )
 
 
-def build_definitions(resources: dict | None = None) -> dg.Definitions:
-    """The code location with `resources` (default: from the environment, everything under .hm_recs/)."""
+def make_weekly_schedule(job) -> dg.ScheduleDefinition:
+    return dg.build_schedule_from_partitioned_job(
+        job,
+        name="weekly_schedule",
+        hour_of_day=6,
+        minute_of_hour=0,
+        description="Wednesday 06:00 UTC: builds the week that closed on Tuesday. Off until turned on in the UI.",
+        default_status=dg.DefaultScheduleStatus.STOPPED,
+    )
+
+
+weekly_job = make_weekly_job()
+weekly_schedule = make_weekly_schedule(weekly_job)
+
+
+def build_definitions(resources: dict | None = None, log_format: str | None = None) -> dg.Definitions:
+    """The code location with `resources` (default: from the environment, everything under .hm_recs/) and its
+    jobs' console logs as text or JSON lines (default: HM_RECS_LOG_FORMAT; `observability.py`)."""
+    job = weekly_job if log_format is None else make_weekly_job(log_format)
     return dg.Definitions(
         assets=all_assets,
-        jobs=[weekly_job],
-        schedules=[weekly_schedule],
-        sensors=[raw_week_sensor(weekly_job), run_failure_report],
+        jobs=[job],
+        schedules=[weekly_schedule if job is weekly_job else make_weekly_schedule(job)],
+        sensors=[raw_week_sensor(job), run_failure_report],
         resources=resources or default_resources(),
+        loggers=run_loggers(log_format),
     )
 
 
