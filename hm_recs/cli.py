@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from hm_recs.core.weeks import parse_week, shift_weeks
-from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_WAREHOUSE, HOME
+from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_WAREHOUSE, HOME, DuckDBWarehouse
 
 DEMO_SOURCE = f"{HOME}/demo_data"
 
@@ -58,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     _print_rows(pipeline, week)
-    print(f"recommendations for week {shift_weeks(week, 1)}: table hm.recommendations in {pipeline.warehouse.path}")
+    print(f"recommendations for week {shift_weeks(week, 1)}: table hm.recommendations in {pipeline.warehouse.describe()}")
     return 0
 
 
@@ -152,10 +152,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_scores(scores)
     exports = pipeline.resources["exports"].location()
     latest_export = exports.read_bytes("LATEST").decode().strip()
+    warehouse = pipeline.warehouse
+    local = isinstance(warehouse, DuckDBWarehouse)  # a file to open (Parquet on S3 is queried through the resource)
     print(f"\nrecommendations for week {shift_weeks(latest, 1)}: table hm.recommendations in "
-          f"{Path(pipeline.warehouse.path).resolve()}")
-    print(f"  e.g. .venv/bin/python -c \"import duckdb; print(duckdb.connect('{pipeline.warehouse.path}', read_only=True)"
-          f".sql(\\\"select * from hm.recommendations where week = '{shift_weeks(latest, 1)}' limit 12\\\"))\"")
+          f"{Path(warehouse.path).resolve() if local else warehouse.describe()}")
+    if local:
+        print(f"  e.g. .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse.path}', read_only=True)"
+              f".sql(\\\"select * from hm.recommendations where week = '{shift_weeks(latest, 1)}' limit 12\\\"))\"")
     print(f"files for CRM jobs: {exports.describe(latest_export)}/ (recommendations.parquet, recommendations.csv in the "
           f"Kaggle layout, manifest.json, _SUCCESS; {exports.describe('LATEST')} names the newest complete week)")
     print("open the Dagster UI on it: make ui   (then http://127.0.0.1:3000)")
@@ -170,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--source", required=source_required, default=DEMO_SOURCE,
                        help="raw source: a folder or s3://bucket/prefix (H&M layout, CSV or Parquet)")
         p.add_argument("--format", choices=["csv", "parquet"], default=None, help="source format (default: detect)")
-        p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="DuckDB file")
+        p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="DuckDB file, or s3://bucket/prefix for Parquet objects on S3")
         p.add_argument("--artefacts", default=DEFAULT_ARTEFACTS, help="artefact store: folder or s3://bucket/prefix")
         p.add_argument("--exports", default=DEFAULT_EXPORTS, help="where CRM jobs read the weekly files: folder or s3://bucket/prefix")
         p.add_argument("--history-weeks", type=int, default=26, help="weeks of history each build reads")

@@ -1,4 +1,4 @@
-"""Resources: the raw source (local folder or S3), the DuckDB warehouse and the artefact store.
+"""Resources: the raw source (local folder or S3), the warehouse (a DuckDB file, or Parquet on S3) and the artefact store.
 
 Defaults run locally with no setup: everything lives under `.hm_recs/` in the working directory.
 Every path is configuration (environment variables or Dagster run config), not code.
@@ -19,7 +19,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager, DuckDBPolarsTypeHandler
 
-from hm_recs.core.storage import Location
+from hm_recs.core.storage import Location, is_s3
 
 HOME = os.environ.get("HM_RECS_HOME", ".hm_recs")
 DEFAULT_SOURCE = os.environ.get("HM_RECS_SOURCE", f"{HOME}/demo_data")
@@ -73,13 +73,43 @@ def _is_lock_error(exc: Exception) -> bool:
 
 
 class Warehouse(dg.ConfigurableResource):
+    """The warehouse as assets read it: `table(name)` is the SQL name of an asset's table, `query(sql, params)`
+    runs DuckDB SQL over the tables and returns a polars frame, `exists(name)`, `connect()` a DuckDB connection.
+
+    Assets annotate `warehouse: Warehouse`; Dagster binds the `warehouse` resource by name, so either
+    implementation serves: `DuckDBWarehouse` (one DuckDB file, the local default) or
+    `hm_recs.parquet_warehouse.ParquetWarehouse` (Parquet objects on S3 or in a folder, read by an in-memory
+    DuckDB: the multi-pod configuration)."""
+
+    schema_name: str = WAREHOUSE_SCHEMA
+
+    def table(self, name: str) -> str:
+        return f"{self.schema_name}.{name}"
+
+    def describe(self) -> str:
+        """Where the tables are (a file, a folder or an S3 prefix), for messages."""
+        raise NotImplementedError
+
+    def connect(self) -> contextlib.AbstractContextManager[duckdb.DuckDBPyConnection]:
+        raise NotImplementedError
+
+    def exists(self, name: str) -> bool:
+        raise NotImplementedError
+
+    def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+        raise NotImplementedError
+
+
+class DuckDBWarehouse(Warehouse):
     """Short-lived DuckDB connections for reads the IO manager cannot express (history up to a week).
 
     DuckDB admits one process at a time, so connections are opened per query and retried while another
     step holds the file (DESIGN.md section 7)."""
 
     path: str = DEFAULT_WAREHOUSE
-    schema_name: str = WAREHOUSE_SCHEMA
+
+    def describe(self) -> str:
+        return self.path
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -103,9 +133,6 @@ class Warehouse(dg.ConfigurableResource):
         finally:
             connection.close()
 
-    def table(self, name: str) -> str:
-        return f"{self.schema_name}.{name}"
-
     def exists(self, name: str) -> bool:
         with self.connect() as c:
             return bool(c.execute(
@@ -124,17 +151,20 @@ class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
     new to a table are added to it (schema evolution by addition, as a release adds a column)."""
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
-        obj_arrow = obj.to_arrow()  # noqa: F841  (referenced by name in the SQL below)
-        target = f"{table_slice.schema}.{table_slice.table}"
-        connection.execute(f"create schema if not exists {table_slice.schema};")
-        connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0;")
-        # A column added to an asset (a new release) is added to its table: earlier weeks read it as null.
-        existing = {row[0] for row in connection.execute(f"describe {target}").fetchall()}
-        for name, column_type, *_ in connection.execute("describe select * from obj_arrow").fetchall():
-            if name not in existing:
-                context.log.info(f"{target}: adding column {name} {column_type} (earlier partitions read null)")
-                connection.execute(f'alter table {target} add column "{name}" {column_type}')
-        connection.execute(f"insert into {target} by name select * from obj_arrow")
+        connection.register("obj_arrow", obj.to_arrow())  # the frame, by that name, in the SQL below
+        try:
+            target = f"{table_slice.schema}.{table_slice.table}"
+            connection.execute(f"create schema if not exists {table_slice.schema};")
+            connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0;")
+            # A column added to an asset (a new release) is added to its table: earlier weeks read it as null.
+            existing = {row[0] for row in connection.execute(f"describe {target}").fetchall()}
+            for name, column_type, *_ in connection.execute("describe select * from obj_arrow").fetchall():
+                if name not in existing:
+                    context.log.info(f"{target}: adding column {name} {column_type} (earlier partitions read null)")
+                    connection.execute(f'alter table {target} add column "{name}" {column_type}')
+            connection.execute(f"insert into {target} by name select * from obj_arrow")
+        finally:
+            connection.unregister("obj_arrow")
         context.add_output_metadata({
             "dagster/row_count": obj.height,
             "dagster/column_schema": dg.TableSchema(
@@ -194,12 +224,37 @@ def default_resources(
     source: str | None = None, warehouse: str | None = None, artefacts: str | None = None,
     source_format: str | None = None, exports: str | None = None,
 ) -> dict:
-    """The resources of the code location; arguments override the environment defaults."""
+    """The resources of the code location; arguments override the environment defaults.
+
+    A warehouse URI `s3://bucket/prefix` (e.g. `HM_RECS_WAREHOUSE`) selects `production_resources`: tables
+    as Parquet objects on S3, nothing shared between pods but the buckets. Anything else is a DuckDB file."""
     warehouse_path = warehouse or DEFAULT_WAREHOUSE
+    if is_s3(warehouse_path):
+        return production_resources(warehouse_path, source or DEFAULT_SOURCE, artefacts or DEFAULT_ARTEFACTS,
+                                    exports or DEFAULT_EXPORTS, source_format=source_format)
     return {
         "raw_source": RawSource(uri=source or DEFAULT_SOURCE, format=source_format),
-        "warehouse": Warehouse(path=warehouse_path),
+        "warehouse": DuckDBWarehouse(path=warehouse_path),
         "io_manager": WarehouseIOManager(database=warehouse_path, schema=WAREHOUSE_SCHEMA),
         "artefact_store": ArtefactStore(uri=artefacts or DEFAULT_ARTEFACTS),
         "exports": ExportStore(uri=exports or DEFAULT_EXPORTS),
+    }
+
+
+def production_resources(
+    root_uri: str, source: str, artefacts: str, exports: str, endpoint_url: str | None = None,
+    source_format: str | None = None,
+) -> dict:
+    """The multi-pod configuration: every warehouse table as Parquet objects under `root_uri`
+    (`s3://bucket/prefix`, or a folder), one object per partition, written by `ParquetWarehouseIOManager` and
+    queried by `ParquetWarehouse` in an in-memory DuckDB; pods share no file, only the buckets. `endpoint_url`
+    (MinIO, moto) applies to every S3 location; unset, boto3's and pyarrow's defaults and `AWS_ENDPOINT_URL`."""
+    from hm_recs.parquet_warehouse import ParquetWarehouse, ParquetWarehouseIOManager
+
+    return {
+        "raw_source": RawSource(uri=source, format=source_format, endpoint_url=endpoint_url),
+        "warehouse": ParquetWarehouse(uri=root_uri, endpoint_url=endpoint_url),
+        "io_manager": ParquetWarehouseIOManager(uri=root_uri, endpoint_url=endpoint_url),
+        "artefact_store": ArtefactStore(uri=artefacts, endpoint_url=endpoint_url),
+        "exports": ExportStore(uri=exports, endpoint_url=endpoint_url),
     }

@@ -3,6 +3,7 @@
 import datetime as dt
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -64,6 +65,29 @@ def read_table(resources: dict, sql: str) -> pl.DataFrame:
 
 
 INGESTION = dg.AssetSelection.groups("ingestion", "validation")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def s3_endpoint(monkeypatch):
+    """moto's S3 server on loopback (real HTTP), with the environment boto3 and pyarrow read. Its state lives as
+    long as the test process (every server shares moto's in-process backend): give each test buckets of its own."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    yield endpoint
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 and the real H&M sample (skipped when ../shared is absent)."""
 
 import datetime as dt
-import socket
 
 import boto3
 import polars as pl
@@ -12,27 +11,6 @@ from hm_recs.resources import ArtefactStore, ExportStore, RawSource
 from hm_recs.synthetic import write
 from hm_recs_tests.conftest import HISTORY_WEEKS, INGESTION, REAL_SAMPLE, WEEK, WEEKS, materialize_week, read_table, resources_for
 from hm_recs_tests.test_pipeline import assert_run_ok
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch):
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    yield endpoint
-    server.stop()
 
 
 def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_history, tmp_path):
@@ -133,11 +111,13 @@ class Throttle:
         target = urlparse(upstream)
         owner = self
         self.failures, self.seen, self.failed = failures, 0, 0
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def _any(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 owner.seen += 1
+                owner.requests.append((self.command, self.path))
                 if owner.failed < owner.failures:
                     owner.failed += 1
                     status, code = (503, "SlowDown") if owner.failed % 2 else (500, "InternalError")

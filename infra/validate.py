@@ -136,7 +136,11 @@ def check_helm_values() -> None:
     assert env["HM_RECS_ARTEFACTS"].startswith(f"s3://{logs['bucket']}/")
     assert f"{logs['prefix']}/" in terraform_text(), "compute logs expire through a lifecycle rule on their prefix"
     mounts = values["runLauncher"]["config"]["k8sRunLauncher"]["volumeMounts"]
-    assert env["HM_RECS_WAREHOUSE"].startswith(mounts[0]["mountPath"] + "/"), "the warehouse is on the shared volume"
+    warehouse = env["HM_RECS_WAREHOUSE"]
+    if warehouse.startswith("s3://"):  # Parquet objects (hm_recs/parquet_warehouse.py): where the role may write
+        assert warehouse.startswith(f"s3://{buckets['artefacts']}"), ("HM_RECS_WAREHOUSE", warehouse)
+    else:
+        assert warehouse.startswith(mounts[0]["mountPath"] + "/"), "a DuckDB warehouse is on the shared volume"
     claims = {o["metadata"]["name"] for f in (INFRA / "k8s").glob("*.yaml") for o in yaml.safe_load_all(f.read_text())
               if o and o["kind"] == "PersistentVolumeClaim"}
     assert {v["persistentVolumeClaim"]["claimName"] for v in values["runLauncher"]["config"]["k8sRunLauncher"]["volumes"]} <= claims

@@ -6,10 +6,13 @@ S3 endpoints other than AWS (MinIO, moto in tests) come from `endpoint_url` or b
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 
 S3_MAX_ATTEMPTS = 8
@@ -25,6 +28,36 @@ def split_s3(uri: str) -> tuple[str, str]:
     if not bucket:
         raise ValueError(f"{uri!r} has no bucket; expected s3://bucket/prefix")
     return bucket, prefix.strip("/")
+
+
+def endpoint_for(endpoint_url: str | None) -> str | None:
+    """The S3 endpoint: the configured one, else boto3's own environment variables (`AWS_ENDPOINT_URL_S3`,
+    `AWS_ENDPOINT_URL`), else None (AWS)."""
+    return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@functools.lru_cache(maxsize=8)
+def _arrow_s3(endpoint: str | None, region: str | None):
+    import pyarrow.fs as pafs
+
+    options: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+                     "connect_timeout": 10, "request_timeout": 60}
+    if endpoint:
+        parsed = urlparse(endpoint)
+        options.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
+    if region:
+        options["region"] = region
+    # No keys here: the AWS SDK's default chain (environment, web identity / IRSA, instance role), as boto3's.
+    return pafs.S3FileSystem(**options)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """An object under a location: its relative name, size in bytes and signature (see `Location.signature`)."""
+
+    name: str
+    size: int
+    signature: str
 
 
 @dataclass(frozen=True)
@@ -78,6 +111,48 @@ class Location:
             for obj in page.get("Contents", []):
                 found.add(obj["Key"][len(prefix) + 1:] if prefix else obj["Key"])
         return found
+
+    def listing(self, under: str = "") -> list[Entry]:
+        """Every object under the location, or under its sub-folder `under`, with size and signature, in one
+        listing (S3: LIST requests, no HEAD per object). A folder or prefix that does not exist lists nothing."""
+        under = self._contained(under).strip("/") if under else ""
+        if not is_s3(self.uri):
+            root = Path(self.uri)
+            folder = root / under if under else root
+            if not folder.is_dir():
+                return []
+            entries = []
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    stat = path.stat()
+                    entries.append(Entry(path.relative_to(root).as_posix(), stat.st_size, f"{stat.st_size}:{stat.st_mtime_ns}"))
+            return entries
+        bucket, prefix = split_s3(self.uri)
+        start = "/".join(p for p in (prefix, under) if p)
+        entries = []
+        for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{start}/" if start else ""):
+            for obj in page.get("Contents", []):
+                name = obj["Key"][len(prefix) + 1:] if prefix else obj["Key"]
+                entries.append(Entry(name, int(obj["Size"]), obj["ETag"].strip('"')))
+        return entries
+
+    def arrow_filesystem(self) -> tuple[object, str]:
+        """A pyarrow filesystem over this location and the root path in it (`bucket/prefix` on S3): for readers
+        that fetch byte ranges themselves (Parquet footers and row groups), with the same endpoint, retries and
+        credential chain as the boto3 client. Cached per endpoint and region."""
+        import pyarrow.fs as pafs
+
+        if not is_s3(self.uri):
+            return pafs.LocalFileSystem(), str(Path(self.uri).resolve())
+        bucket, prefix = split_s3(self.uri)
+        endpoint = endpoint_for(self.endpoint_url)
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if not region and not endpoint:
+            try:  # the bucket's own region (pyarrow would otherwise assume us-east-1)
+                region = pafs.resolve_s3_region(bucket)
+            except OSError:
+                region = None
+        return _arrow_s3(endpoint, region), "/".join(p for p in (bucket, prefix) if p)
 
     def signature(self, name: str) -> str:
         """What changes when the file is replaced, without reading it: size and modification time locally, the
