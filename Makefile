@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.hm_recs/dagster_home
 
-.PHONY: demo test ui install clean bench bench-peers
+.PHONY: demo test ui install clean bench bench-peers bench-full
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,13 +28,16 @@ ui: $(STAMP)  ## Dagster UI + daemon on the same warehouse and run history as `m
 	@mkdir -p $(DAGSTER_HOME)
 	$(BIN)/dagster dev -w workspace.yaml
 
-bench: $(STAMP)  ## measurements for docs/benchmarks.md (long: ~15 min)
+bench: $(STAMP)  ## measurements for docs/benchmarks.md (long: about an hour)
 	$(BIN)/python benchmarks/backtest.py --data both
 	$(BIN)/python benchmarks/ingest_throughput.py
 
 bench-peers: $(STAMP)  ## two-tower and sequence model vs implicit's ALS and trending (~5 min on 2 idle cores)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/peer_comparison.py --data both
+
+bench-full: $(STAMP)  ## the weekly refresh at 10% and 100% of H&M's size, per stage vs physical references (hours)
+	$(BIN)/python benchmarks/full_scale.py --scale 0.1 1.0
 
 clean:
 	rm -rf .hm_recs

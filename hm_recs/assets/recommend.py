@@ -107,7 +107,8 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         serving = ServingRanker.load(warehouse, artefact_store, week)
         ranker, digest = serving.ranker, serving.digest
         customers, articles, transactions = serving.customers, serving.articles, serving.transactions
-        ranked = serving.rank(serving_set(warehouse, week), K, config.chunk_customers, keep=("sources",))
+        candidates = serving_set(warehouse, week)
+        ranked = serving.rank(candidates, K, config.chunk_customers, keep=("sources",))
         own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
         recs = (
             top_up(own, customers, transactions, articles, week, BaselineConfig(K))
@@ -125,7 +126,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     yield dg.Output(recs, metadata={
         "ranker_artefact_hash": digest, "ranker_objective": ranker.config.objective,
         "ranker_validation_map_at_12": ranker.validation["map_at_12"], "rows": recs.height,
-        "customers": customers.height, "topped_up_rows": topped_up,
+        "scored_rows": candidates.height, "customers": customers.height, "topped_up_rows": topped_up,
         "relevance_tiers": dg.MetadataValue.json(dict(recs.group_by("relevance_tier").len().sort("relevance_tier").iter_rows())),
         "sources": dg.MetadataValue.json(dict(recs.group_by("source").len().sort("len", descending=True).head(15).iter_rows())),
         "preview": preview(recs, 12), **stage})
