@@ -357,7 +357,6 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
                           "score": np.random.default_rng(2).random(candidate_rows)})
     refs["candidate_sort_head"] = {"seconds": best_of(1, lambda: frame.sort("customer_id", "score").group_by(
         "customer_id").head(100)), "rows": candidate_rows, "what": "polars sort + per-customer head(100) of as many rows"}
-    del frame
 
     import lightgbm as lgb
 
