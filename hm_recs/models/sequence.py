@@ -482,7 +482,7 @@ def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, c
     customer_idx = np.asarray(customer_idx, dtype=np.int64).reshape(-1)
     rows = data.rows(customer_idx)
     customer_idx, rows = customer_idx[rows >= 0], rows[rows >= 0]
-    candidates = torch.as_tensor(np.asarray(candidate_articles), dtype=torch.long)
+    candidates = torch.from_numpy(np.array(candidate_articles, dtype=np.int64))  # a writable copy (polars hands out read-only arrays)
     k = min(k, len(candidates))
     as_of_day = day_number(as_of)
     parts = []
