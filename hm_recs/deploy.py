@@ -131,3 +131,31 @@ TRAINING_STEP_TAGS = PLACEMENT.training_step_tags()
 """`op_tags=` of every model-training asset (article_content, two_tower_global, two_tower_<segment>)."""
 RUN_TAGS = PLACEMENT.run_tags()
 """`tags=` of weekly_job."""
+
+
+TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"
+
+
+def torch_threads(env: Mapping[str, str] = os.environ, cpus: int | None = None) -> int:
+    """Intra-op threads for a step's torch work. `HM_RECS_TORCH_THREADS` when set (the CLI's in-process runs,
+    one step at a time, set it to the machine's cores). Otherwise: in a Kubernetes step pod
+    (`HM_RECS_EXECUTOR=k8s`), the training pods' CPU request; else (Dagster's multiprocess executor runs as many
+    steps at once as there are cores) one. Torch's default, every core in every step process, oversubscribes the
+    machine when steps overlap: two sequence-model trainings side by side on 2 cores took 77 s each with 2
+    threads and 26 s each with 1 (docs/benchmarks.md)."""
+    if value := env.get(TORCH_THREADS_ENV):
+        return max(1, int(value))
+    if env.get(EXECUTOR_ENV) == "k8s":
+        cpu = Placement.from_env(env).training.cpu
+        return max(1, int(float(cpu[:-1]) / 1000) if cpu.endswith("m") else int(float(cpu)))
+    return 1
+
+
+def use_step_threads() -> int:
+    """Set torch's intra-op threads for this step (`torch_threads`) and return the number."""
+    import torch
+
+    threads = torch_threads()
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return threads

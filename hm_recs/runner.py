@@ -18,6 +18,7 @@ from hm_recs.assets.common import TARGET_WEEK_PARTITIONED
 from hm_recs.core.source import history_file, weeks_in_listing, weeks_with_transactions
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.definitions import INGESTION_ASSETS, build_definitions
+from hm_recs.deploy import TORCH_THREADS_ENV
 from hm_recs.resources import HOME, default_resources
 
 EVALUATION_ASSETS = INGESTION_ASSETS | dg.AssetSelection.assets("evaluation_report")
@@ -67,6 +68,8 @@ class Pipeline:
     def __init__(self, source: str, warehouse: str | None = None, artefacts: str | None = None,
                  source_format: str | None = None, log_level: str = "WARNING", exports: str | None = None):
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+        # in-process runs take one step at a time: torch may use every core (deploy.torch_threads)
+        os.environ.setdefault(TORCH_THREADS_ENV, str(os.cpu_count() or 1))
         self.resources = default_resources(source=source, warehouse=warehouse, artefacts=artefacts,
                                            source_format=source_format, exports=exports)
         self.definitions = build_definitions(self.resources)

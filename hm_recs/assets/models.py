@@ -15,7 +15,7 @@ import polars as pl
 from hm_recs.assets.common import PARTITIONED, catalogue_tables, measured, partition_rows, png_markdown, preview
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.deploy import TRAINING_STEP_TAGS
+from hm_recs.deploy import TRAINING_STEP_TAGS, use_step_threads
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
 
@@ -168,6 +168,7 @@ def article_content(context: dg.AssetExecutionContext, config: ModelConfig, ware
     from hm_recs.models.common import IdIndex, encode_purchases, finite
     from hm_recs.models.content import ContentConfig, train_content_encoder
 
+    use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
     week = partition_week(context)
     with measured(context, "article_content") as figures:
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
@@ -214,6 +215,7 @@ def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, war
     from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import TwoTowerConfig, train_two_tower
 
+    use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
     week = partition_week(context)
     with measured(context, "two_tower_global") as figures:
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
@@ -263,6 +265,7 @@ def segment_model_asset(segment: str):
         from hm_recs.models.training_data import TwoTowerData
         from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, train_two_tower
 
+        use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
         week = partition_week(context)
         with measured(context, name) as figures:
             customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
@@ -326,6 +329,7 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
     from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import load, top_k
 
+    use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
     week = partition_week(context)
     if disabled := source_sits_out(context, artefact_store, "two_tower_global", week, "two_tower_candidates"):
         yield from disabled
@@ -438,6 +442,7 @@ def sequence_model(context: dg.AssetExecutionContext, config: ModelConfig, wareh
     from hm_recs.models.common import popularity_retrieval
     from hm_recs.models.sequence import SequenceConfig, state, train_sequence_model
 
+    use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
     week = partition_week(context)
     cutoff = week - dt.timedelta(days=1)  # W-1's Tuesday
     with measured(context, "sequence_model") as figures:
@@ -482,6 +487,7 @@ def sequence_candidates(context: dg.AssetExecutionContext, config: ModelConfig, 
     from hm_recs.models.common import set_seed
     from hm_recs.models.sequence import build_sequences, load, top_k
 
+    use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
     week = partition_week(context)
     if disabled := source_sits_out(context, artefact_store, "sequence", week, "sequence_candidates"):
         yield from disabled

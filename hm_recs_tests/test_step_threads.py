@@ -1,0 +1,37 @@
+"""Torch threads per step (`deploy.torch_threads`): one per step process under the multiprocess executor, the
+pod's CPU request on Kubernetes, every core for in-process runs; applied by the torch assets themselves."""
+
+import dagster as dg
+import pytest
+import torch
+
+from hm_recs.definitions import all_assets
+from hm_recs.deploy import TORCH_THREADS_ENV, torch_threads
+from hm_recs_tests.conftest import HISTORY_WEEKS, WEEKS
+
+
+def test_threads_from_the_environment():
+    assert torch_threads({}) == 1  # Dagster's multiprocess executor: as many steps at once as cores
+    assert torch_threads({TORCH_THREADS_ENV: "2"}) == 2
+    assert torch_threads({TORCH_THREADS_ENV: "0"}) == 1
+    assert torch_threads({"HM_RECS_EXECUTOR": "k8s"}) == 4  # the training pods' default request
+    assert torch_threads({"HM_RECS_EXECUTOR": "k8s", "HM_RECS_TRAINING_CPU": "1500m"}) == 1
+    assert torch_threads({"HM_RECS_EXECUTOR": "k8s", "HM_RECS_TRAINING_CPU": "8", TORCH_THREADS_ENV: "3"}) == 3
+
+
+@pytest.mark.parametrize("configured, expected", [(None, 1), ("2", 2)])
+def test_a_torch_step_sets_its_threads(configured, expected, small_source, with_history, tmp_path, monkeypatch):
+    if configured is None:
+        monkeypatch.delenv(TORCH_THREADS_ENV, raising=False)
+    else:
+        monkeypatch.setenv(TORCH_THREADS_ENV, configured)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        result = dg.materialize(all_assets, partition_key=WEEKS[HISTORY_WEEKS - 1].isoformat(),
+                                resources=with_history(small_source, tmp_path), selection=["article_content"],
+                                instance=dg.DagsterInstance.ephemeral())
+        assert result.success
+        assert torch.get_num_threads() == expected  # the in-process step set it
+    finally:
+        torch.set_num_threads(before)
