@@ -315,7 +315,7 @@ def top_k(model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np
     """customer_idx, article_idx, score, rank for each customer against the candidate articles; memory is
     bounded by chunk x len(candidates)."""
     model.eval()
-    candidates = torch.as_tensor(np.asarray(candidate_articles), dtype=torch.long)
+    candidates = torch.from_numpy(np.array(candidate_articles, dtype=np.int64))  # a writable copy (polars hands out read-only arrays)
     k = min(k, len(candidates))
     parts = []
     with torch.no_grad():
