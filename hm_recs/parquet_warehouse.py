@@ -37,7 +37,7 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from hm_recs.core.storage import Entry, Location
+from hm_recs.core.storage import Entry, Location, is_missing
 from hm_recs.resources import WAREHOUSE_SCHEMA, Warehouse
 
 TABLES = "tables"
@@ -75,13 +75,6 @@ def _parquet_bytes(frame: pl.DataFrame) -> bytes:
     buffer = io.BytesIO()
     frame.write_parquet(buffer, statistics=True)  # min/max per row group: what lets readers skip other weeks
     return buffer.getvalue()
-
-
-def _is_missing(exc: Exception) -> bool:
-    """A missing file, or S3's answer for a missing key (botocore's ClientError)."""
-    response = getattr(exc, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    return isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "404", "NotFound")
 
 
 # ---------------------------------------------------------------------------------------------------- writing
@@ -171,7 +164,7 @@ class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
             try:
                 data = location.read_bytes(name)
             except Exception as exc:
-                if not _is_missing(exc):
+                if not is_missing(exc):
                     raise
                 partition = f"partition {key} of " if key is not None else ""
                 raise FileNotFoundError(

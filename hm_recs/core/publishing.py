@@ -27,7 +27,7 @@ import re
 import shutil
 from pathlib import Path
 
-from hm_recs.core.storage import Location, is_s3
+from hm_recs.core.storage import Location, is_missing, is_s3
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
@@ -50,8 +50,7 @@ def _pointer(location: Location, name: str) -> str | None:
     try:
         return location.read_bytes(name).decode().strip() or None
     except Exception as exc:  # a missing pointer (local or S3): nothing published there yet
-        if isinstance(exc, FileNotFoundError) or "NoSuchKey" in type(exc).__name__ or "NoSuchKey" in str(exc) \
-                or "404" in str(exc):
+        if is_missing(exc):
             return None
         raise
 

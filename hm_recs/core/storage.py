@@ -36,6 +36,18 @@ def endpoint_for(endpoint_url: str | None) -> str | None:
     return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def is_missing(exc: Exception) -> bool:
+    """Whether `exc` says the file or object is not there: a missing local file, or S3's answer for a missing key
+    (botocore's ClientError with code NoSuchKey, or 404 / NotFound from a HEAD)."""
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return isinstance(exc, FileNotFoundError) or code in ("NoSuchKey", "404", "NotFound")
+
+
+def _local_signature(stat) -> str:
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 @functools.lru_cache(maxsize=8)
 def _arrow_s3(endpoint: str | None, region: str | None):
     import pyarrow.fs as pafs
@@ -98,19 +110,10 @@ class Location:
 
     # ------------------------------------------------------------------ reading
     def names(self) -> set[str]:
-        """Relative names of every file under the location (recursively)."""
-        if not is_s3(self.uri):
-            root = Path(self.uri)
-            if not root.is_dir():
-                raise FileNotFoundError(f"source folder {self.uri} does not exist")
-            return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
-        bucket, prefix = split_s3(self.uri)
-        found: set[str] = set()
-        paginator = self._client().get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=bucket, Prefix=f"{prefix}/" if prefix else ""):
-            for obj in page.get("Contents", []):
-                found.add(obj["Key"][len(prefix) + 1:] if prefix else obj["Key"])
-        return found
+        """Relative names of every file under the location (recursively); a local folder must exist."""
+        if not is_s3(self.uri) and not Path(self.uri).is_dir():
+            raise FileNotFoundError(f"source folder {self.uri} does not exist")
+        return {entry.name for entry in self.listing()}
 
     def listing(self, under: str = "") -> list[Entry]:
         """Every object under the location, or under its sub-folder `under`, with size and signature, in one
@@ -125,7 +128,7 @@ class Location:
             for path in folder.rglob("*"):
                 if path.is_file():
                     stat = path.stat()
-                    entries.append(Entry(path.relative_to(root).as_posix(), stat.st_size, f"{stat.st_size}:{stat.st_mtime_ns}"))
+                    entries.append(Entry(path.relative_to(root).as_posix(), stat.st_size, _local_signature(stat)))
             return entries
         bucket, prefix = split_s3(self.uri)
         start = "/".join(p for p in (prefix, under) if p)
@@ -158,8 +161,7 @@ class Location:
         """What changes when the file is replaced, without reading it: size and modification time locally, the
         ETag on S3 (a re-dropped file with new content gets a new signature)."""
         if not is_s3(self.uri):
-            stat = self._path(name).stat()
-            return f"{stat.st_size}:{stat.st_mtime_ns}"
+            return _local_signature(self._path(name).stat())
         bucket, _ = split_s3(self.uri)
         return self._client().head_object(Bucket=bucket, Key=self._key(name))["ETag"].strip('"')
 
