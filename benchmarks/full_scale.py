@@ -160,10 +160,6 @@ def source_weeks(source: Path) -> list[dt.date]:
     return weeks
 
 
-_USER_TORCH_THREADS = os.environ.get("HM_RECS_TORCH_THREADS")
-"""As the user started the benchmark: `runner.Pipeline` (the warm-up's in-process runs) sets it to every core."""
-
-
 def _set_environment(source: Path, folder: Path) -> None:
     os.environ.update({"HM_RECS_SOURCE": str(source), "HM_RECS_WAREHOUSE": str(folder / "warehouse.duckdb"),
                        "HM_RECS_ARTEFACTS": str(folder / "artefacts"), "HM_RECS_EXPORTS": str(folder / "exports"),
@@ -227,11 +223,6 @@ def run_refresh(source: Path, warm: Path, week: dt.date, work: Path, executor: s
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(warm, work)
     _set_environment(source, work)
-    if executor == "multiprocess":  # steps side by side: one torch thread each unless the user said otherwise
-        if _USER_TORCH_THREADS is None:
-            os.environ.pop("HM_RECS_TORCH_THREADS", None)
-        else:
-            os.environ["HM_RECS_TORCH_THREADS"] = _USER_TORCH_THREADS
     from hm_recs.runner import instance as dagster_instance
 
     instance = dagster_instance()

@@ -136,9 +136,9 @@ RUN_TAGS = PLACEMENT.run_tags()
 TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"
 
 
-def torch_threads(env: Mapping[str, str] = os.environ, cpus: int | None = None) -> int:
+def torch_threads(env: Mapping[str, str] = os.environ) -> int:
     """Intra-op threads for a step's torch work. `HM_RECS_TORCH_THREADS` when set (the CLI's in-process runs,
-    one step at a time, set it to the machine's cores). Otherwise: in a Kubernetes step pod
+    one step at a time, set it to the machine's cores while they run: `runner.Pipeline.execute`). Otherwise: in a Kubernetes step pod
     (`HM_RECS_EXECUTOR=k8s`), the training pods' CPU request; else (Dagster's multiprocess executor runs as many
     steps at once as there are cores) one. Torch's default, every core in every step process, oversubscribes the
     machine when steps overlap: two sequence-model trainings side by side on 2 cores took 77 s each with 2

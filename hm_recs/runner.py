@@ -6,6 +6,7 @@ on the same home (`make ui`) shows them with their checks, metadata and logs.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from collections import defaultdict
@@ -35,6 +36,21 @@ def instance() -> dg.DagsterInstance:
     if not settings.exists():  # the machines this runs on have no internet: no telemetry, no banner
         settings.write_text("telemetry:\n  enabled: false\n")
     return dg.DagsterInstance.get()
+
+
+@contextlib.contextmanager
+def every_core_for_torch():
+    """While an in-process run executes (one step at a time), torch steps may use every core
+    (`deploy.torch_threads`), unless HM_RECS_TORCH_THREADS says otherwise; the process's environment is left as
+    it was, so runs launched from it later (multiprocess, steps side by side) keep one thread per step."""
+    if TORCH_THREADS_ENV in os.environ:
+        yield
+        return
+    os.environ[TORCH_THREADS_ENV] = str(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        os.environ.pop(TORCH_THREADS_ENV, None)
 
 
 @dataclass
@@ -68,8 +84,6 @@ class Pipeline:
     def __init__(self, source: str, warehouse: str | None = None, artefacts: str | None = None,
                  source_format: str | None = None, log_level: str = "WARNING", exports: str | None = None):
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-        # in-process runs take one step at a time: torch may use every core (deploy.torch_threads)
-        os.environ.setdefault(TORCH_THREADS_ENV, str(os.cpu_count() or 1))
         self.resources = default_resources(source=source, warehouse=warehouse, artefacts=artefacts,
                                            source_format=source_format, exports=exports)
         self.definitions = build_definitions(self.resources)
@@ -101,8 +115,9 @@ class Pipeline:
 
     def execute(self, week: dt.date, selection: dg.AssetSelection | None = None) -> dg.ExecuteInProcessResult:
         keys = None if selection is None else list(selection.resolve(self.asset_graph))
-        result = self.job.execute_in_process(run_config=self.run_config, partition_key=week.isoformat(), instance=self.instance,
-                                             asset_selection=keys, raise_on_error=False)
+        with every_core_for_torch():
+            result = self.job.execute_in_process(run_config=self.run_config, partition_key=week.isoformat(),
+                                                 instance=self.instance, asset_selection=keys, raise_on_error=False)
         self.figures.add(result)
         if not result.success:
             failures = [f"{e.step_key}: {e.event_specific_data.error.message.strip()[:2000]}" for e in result.get_step_failure_events()]

@@ -35,3 +35,18 @@ def test_a_torch_step_sets_its_threads(configured, expected, small_source, with_
         assert torch.get_num_threads() == expected  # the in-process step set it
     finally:
         torch.set_num_threads(before)
+
+
+def test_in_process_runs_use_every_core_and_leave_the_environment(monkeypatch):
+    import os
+
+    from hm_recs.runner import every_core_for_torch
+
+    monkeypatch.delenv(TORCH_THREADS_ENV, raising=False)
+    with every_core_for_torch():
+        assert torch_threads() == (os.cpu_count() or 1)
+    assert TORCH_THREADS_ENV not in os.environ  # a multiprocess run launched later keeps one thread per step
+    monkeypatch.setenv(TORCH_THREADS_ENV, "1")
+    with every_core_for_torch():
+        assert torch_threads() == 1  # the user's setting wins
+    assert os.environ[TORCH_THREADS_ENV] == "1"
