@@ -43,6 +43,8 @@ import threading
 import time
 from pathlib import Path
 
+from hm_recs.core.profiling import best_of, timed
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".hm_recs" / "bench"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -113,16 +115,6 @@ class TreeMemory:
     @property
     def peak_mb(self) -> float:
         return round(self.peak / 2**20, 1)
-
-
-def timed(fn):
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started
-
-
-def best_of(n: int, fn) -> float:
-    return min(timed(fn)[1] for _ in range(n))
 
 
 # ----------------------------------------------------------------------------------------------- data

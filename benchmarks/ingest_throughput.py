@@ -24,6 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
+from hm_recs.core.profiling import best_of, timed
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".hm_recs" / "bench"
 WEEK = dt.date(2020, 9, 16)
@@ -41,21 +43,6 @@ def full_week(customers: int) -> Path:
         week_file.parent.mkdir(parents=True, exist_ok=True)
         (out / "transactions_train.csv").rename(week_file)
     return out
-
-
-def best_of(n: int, fn) -> float:
-    times = []
-    for _ in range(n):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
-
-
-def timed(fn):
-    started = time.perf_counter()
-    value = fn()
-    return value, time.perf_counter() - started
 
 
 def main() -> int:

@@ -49,3 +49,15 @@ class StageMeter:
     @property
     def peak_rss_mb(self) -> float:
         return round(self.peak_rss_bytes / 2**20, 1)
+
+
+def timed(fn):
+    """`fn()`'s value and its wall seconds."""
+    started = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - started
+
+
+def best_of(n: int, fn) -> float:
+    """The fastest of `n` timed calls of `fn` (seconds): a reference figure less disturbed by other work."""
+    return min(timed(fn)[1] for _ in range(n))
