@@ -135,32 +135,32 @@ def _code(column: str, codes: dict[str, int]) -> pl.Expr:
     return pl.col(column).replace_strict(codes, default=MISSING_CODE, return_dtype=CATEGORICAL_TYPE)
 
 
-def _group_popularity(history: pl.DataFrame, groups: pl.DataFrame, week: dt.date, config: RankingFeatureConfig) -> pl.DataFrame:
-    """Per age group (and unknown = all buyers) every article sold in the window: decayed sales and their rank."""
+def _by_age_group(rows: pl.DataFrame, value: pl.Expr, rank_name: str, value_name: str) -> pl.DataFrame:
+    """customer_age_group, a, `rank_name` (1 = highest), `value_name`: `value` aggregated per article within each
+    age group, and over all buyers for the unknown group (customers of unknown age see everyone's sales)."""
     unknown = AGE_GROUP_CODES[UNKNOWN_AGE_GROUP]
+    per_group = rows.filter(pl.col("customer_age_group") != unknown).group_by("customer_age_group", "a").agg(value.alias("_value"))
+    overall = (rows.group_by("a").agg(value.alias("_value"))
+               .with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group")))
+    return pl.concat([per_group, overall.select(per_group.columns)]).select(
+        "customer_age_group", "a",
+        pl.col("_value").rank("min", descending=True).over("customer_age_group").cast(NUMERIC_TYPE).alias(rank_name),
+        pl.col("_value").cast(NUMERIC_TYPE).alias(value_name),
+    )
+
+
+def _group_popularity(history: pl.DataFrame, groups: pl.DataFrame, week: dt.date, config: RankingFeatureConfig) -> pl.DataFrame:
+    """Per age group (and unknown = all buyers) every article sold in the window: decayed sales and their rank,
+    and the week's own sales and their rank (null where the article did not sell that week)."""
     recent = (
         history.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(config.popularity_weeks - 1))))
         .join(groups, on="c", how="left")
-        .with_columns(pl.col("customer_age_group").fill_null(unknown),
+        .with_columns(pl.col("customer_age_group").fill_null(AGE_GROUP_CODES[UNKNOWN_AGE_GROUP]),
                       _decay(week_end(week), config.popularity_half_life_days).alias("w"))
     )
-    per_group = (recent.filter(pl.col("customer_age_group") != unknown)
-                 .group_by("customer_age_group", "a").agg(fixed_sum(pl.col("w"))))
-    overall = (recent.group_by("a").agg(fixed_sum(pl.col("w")))
-               .with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group")))
-    decayed = pl.concat([per_group, overall.select(per_group.columns)]).select(
-        "customer_age_group", "a",
-        pl.col("w").rank("min", descending=True).over("customer_age_group").cast(NUMERIC_TYPE).alias("age_group_popularity_rank"),
-        pl.col("w").cast(NUMERIC_TYPE).alias("age_group_trend_score"),
-    )
-    this_week = recent.filter(pl.col("t_dat") >= pl.lit(week))
-    per_group_week = this_week.filter(pl.col("customer_age_group") != unknown).group_by("customer_age_group", "a").len()
-    overall_week = this_week.group_by("a").len().with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group"))
-    week_sales = pl.concat([per_group_week, overall_week.select(per_group_week.columns)]).select(
-        "customer_age_group", "a",
-        pl.col("len").rank("min", descending=True).over("customer_age_group").cast(NUMERIC_TYPE).alias("age_group_week_rank"),
-        pl.col("len").cast(NUMERIC_TYPE).alias("age_group_week_sales"),
-    )
+    decayed = _by_age_group(recent, fixed_sum(pl.col("w")), "age_group_popularity_rank", "age_group_trend_score")
+    week_sales = _by_age_group(recent.filter(pl.col("t_dat") >= pl.lit(week)), pl.len(),
+                               "age_group_week_rank", "age_group_week_sales")
     return decayed.join(week_sales, on=["customer_age_group", "a"], how="left")
 
 
