@@ -3,7 +3,6 @@
 import datetime as dt
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 
@@ -18,6 +17,7 @@ os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="hm_recs_dagster_home_")
 from hm_recs.definitions import all_assets  # noqa: E402
 from hm_recs.resources import default_resources  # noqa: E402
 from hm_recs.synthetic import SyntheticConfig, generate, write  # noqa: E402
+from benchmarks.ui_launch import free_port  # noqa: E402  (the S3 fixtures bind loopback ports)
 
 SMALL = SyntheticConfig(customers=2000, weeks=12, seed=11, purchase_rate=1.2)
 WEEKS = [dt.date(2020, 7, 1) + dt.timedelta(weeks=i) for i in range(12)]  # last_day 2020-09-22
@@ -65,12 +65,6 @@ def read_table(resources: dict, sql: str) -> pl.DataFrame:
 
 
 INGESTION = dg.AssetSelection.groups("ingestion", "validation")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

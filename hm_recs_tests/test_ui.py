@@ -2,23 +2,15 @@
 a backfill started through the webserver's GraphQL API, the warehouse read back afterwards."""
 
 import datetime as dt
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
-from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
+from benchmarks.ui_launch import launch_to_success, running_dagster_dev
 from hm_recs_tests.conftest import WEEK
 
-REPO = Path(__file__).resolve().parents[1]
-LOCATION = "hm_recs"
 
 BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
@@ -48,66 +40,19 @@ query($runId: ID!) {
 }"""
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def dagster_dev(small_source, history_template, tmp_path_factory):
-    """`dagster dev` on the repository's workspace, over a copy of the ingested history; its own process group,
-    ended as a whole (the daemon and code server outlive a plain kill of the parent)."""
+    """`dagster dev` over a copy of the ingested history (`benchmarks/ui_launch.running_dagster_dev`)."""
     tmp = tmp_path_factory.mktemp("ui")
     shutil.copy(history_template, tmp / "warehouse.duckdb")
-    (tmp / "home").mkdir()
-    port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(tmp / "home"), "HM_RECS_SOURCE": str(small_source),
-           "HM_RECS_WAREHOUSE": str(tmp / "warehouse.duckdb"), "HM_RECS_ARTEFACTS": str(tmp / "artefacts"),
-           "HM_RECS_EXPORTS": str(tmp / "exports"), "HM_RECS_HOME": str(tmp / "hm_recs")}
-    log = open(tmp / "dagster_dev.log", "w")
-    started = time.perf_counter()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-                                "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=30)
-    try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                client._execute("{ version }")
-                break
-            except (DagsterGraphQLClientError, Exception):
-                if time.time() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"dagster dev did not come up: {(tmp / 'dagster_dev.log').read_text()[-3000:]}")
-                time.sleep(1)
-        yield client, tmp, time.perf_counter() - started
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-
-
-def wait_for_run(client: DagsterGraphQLClient, run_id: str, timeout: float = 600) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.get_run_status(run_id).value
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return status
-        time.sleep(2)
-    raise TimeoutError(f"run {run_id} still running after {timeout} s")
+    with running_dagster_dev(tmp, small_source) as (client, startup):
+        yield client, tmp, startup
 
 
 def test_weekly_job_launched_through_graphql_succeeds_with_every_check(dagster_dev):
     client, tmp, startup = dagster_dev
-    launched = time.perf_counter()
-    run_id = client.submit_job_execution("weekly_job", repository_location_name=LOCATION,
-                                         tags={"dagster/partition": WEEK.isoformat()})
-    assert wait_for_run(client, run_id) == "SUCCESS", (tmp / "dagster_dev.log").read_text()[-3000:]
-    seconds = time.perf_counter() - launched
+    run_id, status, seconds = launch_to_success(client, WEEK)
+    assert status == "SUCCESS", (tmp / "dagster_dev.log").read_text()[-3000:]
     events = client._execute(CHECKS, {"runId": run_id})["logsForRun"]["events"]
     checks = [e["evaluation"] for e in events if e["__typename"] == "AssetCheckEvaluationEvent"]
     assert len(checks) >= 20 and all(c["success"] for c in checks), [c for c in checks if not c["success"]]
