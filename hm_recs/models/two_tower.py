@@ -315,13 +315,15 @@ def top_k(model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np
     """customer_idx, article_idx, score, rank for each customer against the candidate articles; memory is
     bounded by chunk x len(candidates)."""
     model.eval()
-    candidates = torch.from_numpy(np.array(candidate_articles, dtype=np.int64))  # a writable copy (polars hands out read-only arrays)
+    # writable copies: polars hands out read-only arrays, which torch warns about
+    customer_idx = np.array(customer_idx, dtype=np.int64)
+    candidates = torch.from_numpy(np.array(candidate_articles, dtype=np.int64))
     k = min(k, len(candidates))
     parts = []
     with torch.no_grad():
         vectors, bias = model.article_vectors(candidates), model.article_bias(candidates)
         for start in range(0, len(customer_idx), chunk):
-            batch = torch.as_tensor(np.asarray(customer_idx[start:start + chunk]), dtype=torch.long)
+            batch = torch.from_numpy(customer_idx[start:start + chunk])
             scores, positions = torch.topk(model.customer_vectors(batch) @ vectors.T + bias, k, dim=1)
             parts.append(pl.DataFrame({
                 "customer_idx": batch.repeat_interleave(k).numpy(),
