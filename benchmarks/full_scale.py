@@ -158,24 +158,42 @@ def _set_environment(source: Path, folder: Path) -> None:
                        "HM_RECS_HOME": str(folder / "home")})
 
 
+def warm_folder(source: Path, week: dt.date, warm_weeks: int, history_weeks: int, cache: Path = CACHE) -> Path:
+    return cache / f"warm_{source.name}_{week}_h{history_weeks}_w{warm_weeks}"
+
+
+def ingested_history(source: Path, week: dt.date, warm_weeks: int, history_weeks: int, cache: Path = CACHE, log=print):
+    """The warm folder's Pipeline with the history weeks before the first built week ingested and validated.
+    Resumable: weeks already stored are kept (each week is written in one transaction), so an interrupted
+    warm-up (hours at full scale) goes on where it stopped."""
+    from hm_recs.core.weeks import shift_weeks
+    from hm_recs.runner import Pipeline
+
+    folder = warm_folder(source, week, warm_weeks, history_weeks, cache)
+    folder.mkdir(parents=True, exist_ok=True)
+    pipeline = Pipeline(str(source), warehouse=str(folder / "warehouse.duckdb"), artefacts=str(folder / "artefacts"),
+                        exports=str(folder / "exports"))
+    started = time.perf_counter()
+    missing = pipeline.ensure_history(shift_weeks(week, -warm_weeks), history_weeks, log=log)
+    if missing:
+        log(f"  ingested {len(missing)} history weeks in {time.perf_counter() - started:.0f} s")
+    return pipeline
+
+
 def warm_state(source: Path, week: dt.date, warm_weeks: int, history_weeks: int, cache: Path = CACHE,
                log=print) -> Path:
     """A folder with the warehouse and artefacts as the weekly routine leaves them before week `week`
     (cached): the `history_weeks` weeks before it ingested, the last `warm_weeks` of them built whole."""
     from hm_recs.core.weeks import shift_weeks
-    from hm_recs.runner import Pipeline, PipelineError
+    from hm_recs.runner import PipelineError
 
-    folder = cache / f"warm_{source.name}_{week}_h{history_weeks}_w{warm_weeks}"
+    folder = warm_folder(source, week, warm_weeks, history_weeks, cache)
     marker = folder / "warm.json"
     if marker.exists():
         return folder
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    pipeline = Pipeline(str(source), warehouse=str(folder / "warehouse.duckdb"), artefacts=str(folder / "artefacts"),
-                        exports=str(folder / "exports"))
     started = time.perf_counter()
+    pipeline = ingested_history(source, week, warm_weeks, history_weeks, cache, log)
     built = [shift_weeks(week, -i) for i in range(warm_weeks, 0, -1)]
-    pipeline.ensure_history(built[0] if built else week, history_weeks, log=log)
     outcomes = {}
     for w in built:
         log(f"warm-up: building week {w}")
@@ -392,13 +410,18 @@ def stage_reference(step: str) -> str | None:
 # ----------------------------------------------------------------------------------------------- driver
 
 def run_benchmark(scale: float, weeks: int = HM_WEEKS, warm_weeks: int = 1, history_weeks: int = SEGMENT_WEEKS,
-                  executor: str = "multiprocess", cache: Path = CACHE, with_references: bool = True, log=print) -> dict:
-    """Generate (cached), warm (cached), refresh week T = the second-to-last week, score it on the last week."""
+                  executor: str = "multiprocess", cache: Path = CACHE, with_references: bool = True, log=print,
+                  until: str = "result") -> dict:
+    """Generate (cached), warm (cached), refresh week T = the second-to-last week, score it on the last week.
+    `until="history"` stops once the warm-up's history is ingested (the long, code-independent part)."""
     from hm_recs.core.weeks import shift_weeks
 
     source = generated_source(scale, weeks, cache, log)
     available = source_weeks(source)
     week = available[-2]
+    if until == "history":
+        ingested_history(source, week, warm_weeks, history_weeks, cache, log)
+        return {}
     warm = warm_state(source, week, warm_weeks, history_weeks, cache, log)
     work = Path(tempfile.mkdtemp(prefix=f"hm_recs_full_scale_{scale:g}_"))
     refresh = run_refresh(source, warm, week, work, executor, log)
@@ -452,10 +475,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-weeks", type=int, default=1, help="whole weeks built before the refreshed one")
     parser.add_argument("--history-weeks", type=int, default=SEGMENT_WEEKS)
     parser.add_argument("--executor", choices=["multiprocess", "in_process"], default="multiprocess")
+    parser.add_argument("--until", choices=["history", "result"], default="result",
+                        help="history: only generate the data and ingest the warm-up's history weeks (resumable)")
     args = parser.parse_args(argv)
     for scale in args.scale:
         report = run_benchmark(scale, args.weeks, args.warm_weeks, args.history_weeks, args.executor,
-                               log=lambda m: print(m, flush=True))
+                               log=lambda m: print(m, flush=True), until=args.until)
+        if args.until != "result":
+            continue
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"full_scale_{scale:g}.json").write_text(json.dumps(report, indent=2, default=str))
         summarise(report)
