@@ -37,8 +37,9 @@ import dagster as dg
 import duckdb
 import polars as pl
 
+from hm_recs.core.staged import StagedTable
 from hm_recs.core.storage import Entry, Location, is_missing
-from hm_recs.resources import WAREHOUSE_SCHEMA, Warehouse
+from hm_recs.resources import WAREHOUSE_SCHEMA, Warehouse, table_metadata
 
 TABLES = "tables"
 OBJECT = "data.parquet"
@@ -131,7 +132,10 @@ class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
     def _table(context: dg.OutputContext | dg.InputContext) -> str:
         return context.asset_key.path[-1] if context.has_asset_key else context.name
 
-    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | StagedTable) -> None:
+        if isinstance(obj, StagedTable):
+            self._write_staged(context, obj)
+            return
         if isinstance(obj, pl.LazyFrame):
             obj = obj.collect()
         if not isinstance(obj, pl.DataFrame):
@@ -143,11 +147,29 @@ class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
         written = [location.write_bytes(object_name(table, folder), _parquet_bytes(part))  # one PUT each
                    for folder, part in _split_by_partition(context, obj)]
         context.add_output_metadata({
-            "dagster/row_count": obj.height,
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name=n, type=str(t)) for n, t in obj.schema.items()]),
+            **table_metadata(obj.height, obj.schema),
             "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{table}",
             "object": written[0] if len(written) == 1 else dg.MetadataValue.json(written),
+        })
+
+    def _write_staged(self, context: dg.OutputContext, staged: StagedTable) -> None:
+        """A `StagedTable`'s parts streamed into the partition's one object (a local file, then one upload), the
+        parts deleted: the rows never sit in memory as one frame."""
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            raise dg.DagsterInvariantViolationError(
+                f"{context.asset_key.to_user_string()}: a staged table is written one partition per run")
+        folder = (partition_folder(context.asset_partitions_def, context.asset_partition_keys[0])
+                  if context.has_asset_partitions else "")
+        try:
+            local = staged.folder / OBJECT
+            staged.scan().sink_parquet(local, statistics=True)
+            written = self.location().write_file(object_name(self._table(context), folder), local)
+        finally:
+            staged.discard()
+        context.add_output_metadata({
+            **table_metadata(staged.rows, staged.schema),
+            "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{self._table(context)}",
+            "object": written,
         })
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:

@@ -19,6 +19,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager, DuckDBPolarsTypeHandler
 
+from hm_recs.core.staged import StagedTable
 from hm_recs.core.storage import Location, is_s3
 
 HOME = os.environ.get("HM_RECS_HOME", ".hm_recs")
@@ -145,32 +146,59 @@ class DuckDBWarehouse(Warehouse):
             return c.execute(sql, params or []).pl()
 
 
+def _insert_by_name(context: dg.OutputContext, table_slice: TableSlice, relation: str, connection) -> None:
+    """Insert the rows of `relation` (SQL: a registered frame, `read_parquet(...)`) BY NAME into the slice's table,
+    creating the table (also from no rows, so that readers of an empty partition such as a clean quarantine find
+    it with its schema) and adding columns new to it (schema evolution by addition, as a release adds a column:
+    earlier weeks read it as null)."""
+    target = f"{table_slice.schema}.{table_slice.table}"
+    connection.execute(f"create schema if not exists {table_slice.schema};")
+    connection.execute(f"create table if not exists {target} as select * from {relation} limit 0;")
+    existing = {row[0] for row in connection.execute(f"describe {target}").fetchall()}
+    for name, column_type, *_ in connection.execute(f"describe select * from {relation}").fetchall():
+        if name not in existing:
+            context.log.info(f"{target}: adding column {name} {column_type} (earlier partitions read null)")
+            connection.execute(f'alter table {target} add column "{name}" {column_type}')
+    connection.execute(f"insert into {target} by name select * from {relation}")
+
+
+def table_metadata(rows: int, schema: pl.Schema) -> dict:
+    return {"dagster/row_count": rows,
+            "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(name=n, type=str(t)) for n, t in schema.items()])}
+
+
 class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
     """Inserts BY NAME (the stock handler inserts by position) and creates the table even for an empty
-    frame, so that readers of an empty partition (a clean quarantine) find a table with its schema. Columns
-    new to a table are added to it (schema evolution by addition, as a release adds a column)."""
+    frame (`_insert_by_name`)."""
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
-        connection.register("obj_arrow", obj.to_arrow())  # the frame, by that name, in the SQL below
+        connection.register("obj_arrow", obj.to_arrow())  # the frame, by that name, in the SQL
         try:
-            target = f"{table_slice.schema}.{table_slice.table}"
-            connection.execute(f"create schema if not exists {table_slice.schema};")
-            connection.execute(f"create table if not exists {target} as select * from obj_arrow limit 0;")
-            # A column added to an asset (a new release) is added to its table: earlier weeks read it as null.
-            existing = {row[0] for row in connection.execute(f"describe {target}").fetchall()}
-            for name, column_type, *_ in connection.execute("describe select * from obj_arrow").fetchall():
-                if name not in existing:
-                    context.log.info(f"{target}: adding column {name} {column_type} (earlier partitions read null)")
-                    connection.execute(f'alter table {target} add column "{name}" {column_type}')
-            connection.execute(f"insert into {target} by name select * from obj_arrow")
+            _insert_by_name(context, table_slice, "obj_arrow", connection)
         finally:
             connection.unregister("obj_arrow")
-        context.add_output_metadata({
-            "dagster/row_count": obj.height,
-            "dagster/column_schema": dg.TableSchema(
-                columns=[dg.TableColumn(name=n, type=str(t)) for n, t in obj.schema.items()]
-            ),
-        })
+        context.add_output_metadata(table_metadata(obj.height, obj.schema))
+
+
+class StagedTableTypeHandler(DbTypeHandler[StagedTable]):
+    """A `StagedTable` output (core/staged.py): DuckDB reads its Parquet parts straight into the partition, inside
+    the partition's transaction (the rows never sit in this process's memory as one frame); then the parts are
+    deleted. Downstream assets read the table as polars frames (the polars handler) or by SQL."""
+
+    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: StagedTable, connection):
+        try:
+            _insert_by_name(context, table_slice, f"read_parquet({obj.parquet_list_sql()})", connection)
+        finally:
+            obj.discard()
+        context.add_output_metadata(table_metadata(obj.rows, obj.schema))
+
+    def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection) -> StagedTable:
+        raise dg.DagsterInvariantViolationError(
+            f"{table_slice.table} is written from staged parts; read it as a polars DataFrame or by SQL")
+
+    @property
+    def supported_types(self):
+        return [StagedTable]
 
 
 class TransactionalDuckDbClient(DuckDbClient):
@@ -206,11 +234,12 @@ class TransactionalDuckDbClient(DuckDbClient):
 
 
 class WarehouseIOManager(DuckDBPolarsIOManager):
-    """dagster-duckdb's polars IO manager with the by-name handler and one transaction per partition write."""
+    """dagster-duckdb's polars IO manager with the by-name handler, staged tables, and one transaction per
+    partition write."""
 
     @staticmethod
     def type_handlers() -> Sequence[DbTypeHandler]:
-        return [ByNameDuckDBPolarsTypeHandler()]
+        return [ByNameDuckDBPolarsTypeHandler(), StagedTableTypeHandler()]
 
     def create_io_manager(self, context) -> DbIOManager:
         # DuckDB cannot create the folder, and the stock manager retries a failed open silently.
