@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from hm_recs.core.weeks import week_of
-from hm_recs.models.common import IdIndex, RetrievalFigures, encode_purchases, finite, from_bytes, popularity_retrieval, serving_choice, to_bytes
+from hm_recs.models.common import (
+    IdIndex, RetrievalFigures, encode_purchases, finite, fixed_sample, from_bytes, popularity_retrieval, serving_choice, to_bytes,
+)
 from hm_recs.models.content import CategoricalVocabulary, ContentConfig, ContentModel, train_content_encoder
 from hm_recs.models.training_data import TwoTowerData
 from hm_recs.models.two_tower import TowerInputs, TwoTowerConfig, article_trend, evaluate, load, top_k, train_two_tower
@@ -52,6 +54,23 @@ def test_content_encoder_vectors_for_unsold_articles_and_round_trip(tables, cont
     assert vectors.shape == (3, content.config.dim) and torch.isfinite(vectors).all()
     restored = ContentModel.load(from_bytes(to_bytes(content.state())[0]))
     assert torch.equal(restored.vectors(articles), content.vectors(articles))
+
+
+def test_content_encoder_trains_on_at_most_its_budget_per_epoch(tables, content):
+    articles, customers, transactions, week = tables
+    purchases = encode_purchases(transactions.filter(pl.col("t_dat") < week), IdIndex.of(customers["customer_id"]),
+                                 IdIndex.of(articles["article_id"]))
+    assert [h["examples"] for h in content.history] == [purchases.height] * 3  # the default budget: every purchase
+    small = train_content_encoder(articles, purchases, ContentConfig(epochs=2, max_pairs_per_epoch=1000), log=lambda m: None)
+    assert [h["examples"] for h in small.history] == [1000, 1000]
+    # and from the purchases of a fixed sample of at most max_customers customers (its embedding table's rows)
+    buyers = purchases["customer_idx"].unique().sort()
+    kept = buyers.gather(pl.Series(fixed_sample(buyers.len(), 300, seed=ContentConfig().seed + 2).numpy()))  # its sample
+    theirs = purchases.filter(pl.col("customer_idx").is_in(kept.implode())).height
+    lines = []
+    few = train_content_encoder(articles, purchases, ContentConfig(epochs=2, max_customers=300), log=lines.append)
+    assert [h["examples"] for h in few.history] == [theirs] * 2 and theirs < purchases.height // 5
+    assert f"300 of {buyers.len():,} customers" in lines[0]
 
 
 def test_training_data_reads_nothing_after_w(tables, content):
@@ -183,6 +202,24 @@ def test_trend_term_follows_demand_that_shifts_between_weeks():
     assert with_trend.loss_fell and without.loss_fell
     assert learned.recall_at_k > static.recall_at_k + 0.15 and learned.auc > static.auc + 0.08
     assert learned.recall_at_k > bar.recall_at_k - 0.02 and learned.auc > bar.auc - 0.02
+
+
+def test_each_epoch_trains_on_at_most_its_budget_and_figures_come_at_the_end(data):
+    """Above `max_pairs_per_epoch` an epoch trains on a fresh sample of that many pairs, and the gate's fixed loss
+    reads a fixed sample of as many; held-out figures only after the last epoch unless `evaluate_every` asks."""
+    pairs = data.labels.height
+    everyone = train_two_tower(data.train_inputs, data.labels, FAST, held_out=data.held_out, log=lambda m: None)
+    assert [h["examples"] for h in everyone.history] == [pairs] * 3  # the default budget: every pair, as before
+    assert ["auc" in h for h in everyone.history] == [False, False, True]
+    lines = []
+    budget = pairs // 5
+    config = TwoTowerConfig(epochs=3, dim=16, hidden=32, max_pairs_per_epoch=budget, evaluate_every=2)
+    sampled = train_two_tower(data.train_inputs, data.labels, config, held_out=data.held_out, log=lines.append)
+    assert [h["examples"] for h in sampled.history] == [budget] * 4  # the fixed loss's sample, then each epoch's
+    assert ["auc" in h for h in sampled.history] == [False, False, True, True]
+    assert f"{budget:,} of {pairs:,} pairs" in lines[0] and sampled.loss_fell
+    with pytest.raises(ValueError):
+        TwoTowerConfig(max_pairs_per_epoch=0)
 
 
 def test_segment_serving_choice():

@@ -60,6 +60,20 @@ def sample_negatives(n_items: int, shape: tuple[int, ...], generator: torch.Gene
     return torch.where(mask, popular, uniform)
 
 
+def fixed_sample(n: int, budget: int, seed: int) -> torch.Tensor:
+    """Sorted indices of a seeded sample of `budget` of n items, or all n when n <= budget: the same sample every
+    call, for a figure compared before and after training (the gates' loss on fixed negatives) at a bounded cost."""
+    if n <= budget:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:budget].sort().values
+
+
+def evaluation_due(epoch: int, epochs: int, every: int) -> bool:
+    """Whether held-out figures are computed after `epoch` (1-based) of `epochs`: after the last, and every `every`
+    epochs when every > 0. Each is a pass over every held-out customer x article, so not per epoch by default."""
+    return epoch == epochs or (every > 0 and epoch % every == 0)
+
+
 def negative_distribution(n_items: int, popularity: torch.Tensor | None, share: float) -> torch.Tensor:
     """The exact distribution `sample_negatives` draws from (uniform / popularity-weighted mixture)."""
     uniform = torch.full((n_items,), 1.0 / n_items, dtype=torch.float64)

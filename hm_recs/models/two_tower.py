@@ -26,7 +26,9 @@ import polars as pl
 import torch
 from torch import nn
 
-from hm_recs.models.common import IdIndex, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed
+from hm_recs.models.common import (
+    IdIndex, evaluation_due, fixed_sample, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed,
+)
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
 CUSTOMER_CATEGORICAL = ("age_group", "favourite_colour", "favourite_garment_group")
@@ -134,6 +136,19 @@ class TwoTowerConfig:
     # in the sequence model: popularity-weighted negatives then do not teach the model to discount the popular
     # articles the trend term ranks up (50k customers: held-out recall@100 +0.007 to +0.019).
     logq_correction: bool = True
+    # Bounded cost per week whatever the number of customers: an epoch trains on at most this many purchase pairs, a
+    # fresh seeded sample each epoch when there are more (the gate's fixed loss reads a fixed sample of as many).
+    # 200,000 samples nothing up to about 150k customers (10 % of H&M, 137k customers: 131k pairs in 4 label
+    # weeks); at full size (1.37M customers, ~1.2M pairs) an epoch costs about 1.5x one at 10 %, not 10x.
+    max_pairs_per_epoch: int = 200_000
+    # held-out figures (a pass over every held-out customer x article) after the last epoch only (0), or also
+    # every n epochs; the training loss is logged every epoch
+    evaluate_every: int = 0
+
+    def __post_init__(self):
+        if self.max_pairs_per_epoch < 1 or self.evaluate_every < 0:
+            raise ValueError(f"max_pairs_per_epoch must be >= 1 and evaluate_every >= 0, "
+                             f"got {self.max_pairs_per_epoch} and {self.evaluate_every}")
 
 
 class TwoTowerModel(nn.Module):
@@ -199,9 +214,12 @@ class TwoTowerModel(nn.Module):
 @dataclass
 class TwoTowerResult:
     model: TwoTowerModel
-    history: list[dict]   # epoch 0 = before training; later epochs: mean loss while training (+ held-out figures)
+    # epoch 0 = before training (the fixed loss); later epochs: mean loss while training, examples (pairs trained
+    # on), + held-out figures after the last epoch (and every `evaluate_every` epochs)
+    history: list[dict]
     config: TwoTowerConfig
-    starting_loss: float  # training loss before any update, on a fixed set of negatives
+    # training loss before any update, on a fixed sample of pairs (all up to max_pairs_per_epoch) and negatives
+    starting_loss: float
     final_loss: float     # the same after training
 
     @property
@@ -239,8 +257,9 @@ def train_two_tower(
     name: str = "two-tower",
 ) -> TwoTowerResult:
     """purchases: customer_idx, article_idx and `snapshot` (index into the article feature snapshots; default the
-    latest); held_out: customer_idx, article_idx, scored with the latest snapshot. Logs loss, seconds and
-    held-out AUC/recall@100 per epoch."""
+    latest); held_out: customer_idx, article_idx, scored with the latest snapshot. Each epoch trains on at most
+    `max_pairs_per_epoch` purchases (a fresh sample when there are more). Logs loss and seconds per epoch, and
+    held-out AUC/recall@100 after the last (or every `evaluate_every`)."""
     generator = set_seed(config.seed)
     model = TwoTowerModel(inputs, config)
     if init_from is not None:
@@ -267,36 +286,40 @@ def train_two_tower(
             logits = logits - log_q[items]
         return _loss(logits, config.loss)
 
-    # The gate's "loss fell" compares the training loss before and after training on the same negatives
+    # The gate's "loss fell" compares the training loss before and after training on the same pairs and negatives
     # (epoch losses use fresh negatives each time and are noisy on small data such as a segment).
-    fixed_negatives = sample_negatives(n_articles, (len(pairs), config.negatives), torch.Generator().manual_seed(config.seed + 1),
+    fixed_pairs = pairs[fixed_sample(len(pairs), config.max_pairs_per_epoch, config.seed + 2)]
+    fixed_negatives = sample_negatives(n_articles, (len(fixed_pairs), config.negatives), torch.Generator().manual_seed(config.seed + 1),
                                        popularity, config.popularity_negative_share)
 
     def fixed_loss() -> float:
         model.eval()
         with torch.no_grad():
-            losses = [batch_loss(pairs[i:i + config.batch_size], fixed_negatives[i:i + config.batch_size]).item() * len(pairs[i:i + config.batch_size])
-                      for i in range(0, len(pairs), config.batch_size)]
-        return sum(losses) / max(len(pairs), 1)
+            losses = [batch_loss(fixed_pairs[i:i + config.batch_size], fixed_negatives[i:i + config.batch_size]).item()
+                      * len(fixed_pairs[i:i + config.batch_size]) for i in range(0, len(fixed_pairs), config.batch_size)]
+        return sum(losses) / max(len(fixed_pairs), 1)
 
     starting_loss = fixed_loss()  # random init, or the model warm-started from
-    history = [{"epoch": 0, "loss": starting_loss, "seconds": 0.0}]
+    history = [{"epoch": 0, "loss": starting_loss, "seconds": 0.0, "examples": len(fixed_pairs)}]
     for epoch in range(config.epochs):
         started, total, batches = time.perf_counter(), 0.0, 0
         model.train()
-        order = torch.randperm(len(pairs), generator=generator)
-        for start in range(0, len(pairs), config.batch_size):
+        # a random order of all pairs, or a fresh random sample of max_pairs_per_epoch of them
+        order = torch.randperm(len(pairs), generator=generator)[:config.max_pairs_per_epoch]
+        for start in range(0, len(order), config.batch_size):
             loss = batch_loss(pairs[order[start:start + config.batch_size]])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total, batches = total + loss.item(), batches + 1
-        figures = {"epoch": epoch + 1, "loss": total / max(batches, 1), "seconds": round(time.perf_counter() - started, 3)}
-        if held_out is not None and held_out.height:
+        figures = {"epoch": epoch + 1, "loss": total / max(batches, 1), "seconds": round(time.perf_counter() - started, 3),
+                   "examples": len(order)}
+        if held_out is not None and held_out.height and evaluation_due(epoch + 1, config.epochs, config.evaluate_every):
             figures.update(evaluate(model, held_out).as_dict())
         history.append(figures)
         extra = f", AUC {figures['auc']:.3f}, recall@100 {figures['recall_at_100']:.3f}" if "auc" in figures else ""
-        log(f"{name} epoch {figures['epoch']}: loss {figures['loss']:.4f} ({figures['seconds']:.1f} s){extra}")
+        log(f"{name} epoch {figures['epoch']}: loss {figures['loss']:.4f} ({len(order):,} of {len(pairs):,} pairs, "
+            f"{figures['seconds']:.1f} s){extra}")
     final_loss = fixed_loss()
     log(f"{name}: training loss on fixed negatives {starting_loss:.4f} -> {final_loss:.4f}")
     return TwoTowerResult(model, history, config, starting_loss, final_loss)
