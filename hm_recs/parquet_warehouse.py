@@ -39,7 +39,7 @@ import polars as pl
 
 from hm_recs.core.staged import StagedTable
 from hm_recs.core.storage import Entry, Location, is_missing
-from hm_recs.resources import WAREHOUSE_SCHEMA, Warehouse, table_metadata
+from hm_recs.resources import WAREHOUSE_SCHEMA, Warehouse, registered, table_metadata
 
 TABLES = "tables"
 OBJECT = "data.parquet"
@@ -313,6 +313,6 @@ class ParquetWarehouse(Warehouse):
         with self._connection(self.tables()) as connection:
             yield connection
 
-    def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+    def query(self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
         with self._connection(self.referenced_tables(sql)) as connection:
-            return connection.execute(sql, params or []).pl()
+            return registered(connection, frames).execute(sql, params or []).pl()

@@ -97,7 +97,9 @@ class Warehouse(dg.ConfigurableResource):
     def exists(self, name: str) -> bool:
         raise NotImplementedError
 
-    def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+    def query(self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+        """`sql` (DuckDB) with `params`; `frames` are polars frames the SQL names as tables (a chunk's customer
+        ids to join with: the join runs in DuckDB, so only the matching rows come back)."""
         raise NotImplementedError
 
 
@@ -141,9 +143,16 @@ class DuckDBWarehouse(Warehouse):
                 [self.schema_name, name],
             ).fetchone()[0])
 
-    def query(self, sql: str, params: Sequence | None = None) -> pl.DataFrame:
+    def query(self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
         with self.connect() as c:
-            return c.execute(sql, params or []).pl()
+            return registered(c, frames).execute(sql, params or []).pl()
+
+
+def registered(connection: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataFrame] | None) -> duckdb.DuckDBPyConnection:
+    """`connection` with each of `frames` registered under its name (for `Warehouse.query`)."""
+    for name, frame in (frames or {}).items():
+        connection.register(name, frame.to_arrow())
+    return connection
 
 
 def _insert_by_name(context: dg.OutputContext, table_slice: TableSlice, relation: str, connection) -> None:

@@ -26,6 +26,29 @@ def partition_rows(warehouse: Warehouse, table: str, week: dt.date, columns: str
     return warehouse.query(f"select {columns} from {warehouse.table(table)} where week = ?", [key])
 
 
+def customer_chunks(customer_ids: pl.Series, size: int) -> Iterator[pl.Series]:
+    """The distinct customer ids, sorted, `size` at a time: the unit of work of the stages whose rows grow with
+    customers x candidates (memory is one chunk's rows, whatever the number of customers)."""
+    ids = customer_ids.unique().sort()
+    for start in range(0, ids.len(), size):
+        yield ids.slice(start, size)
+
+
+def customer_rows(warehouse: Warehouse, table: str, week: dt.date, customers: pl.Series, columns: str = "*",
+                  where: str = "", params: list | None = None) -> pl.DataFrame:
+    """The rows of partition `week` of `table` for the given customers only, sorted by customer: the semi-join
+    runs in DuckDB, so the rest of the partition never reaches this process. `where` adds SQL conditions
+    (`and target_week = ?`) with their `params`. A range filter on the chunk's first and last id lets DuckDB
+    skip the row groups of other customers (the tables are written in customer order)."""
+    if not customers.len() or not warehouse.exists(table):
+        return pl.DataFrame()
+    wanted = pl.DataFrame({"customer_id": customers.cast(pl.String)})
+    return warehouse.query(
+        f"select {columns} from {warehouse.table(table)} where week = ? and customer_id between ? and ? {where} "
+        "and customer_id in (select customer_id from wanted_customers) order by customer_id",
+        [week, customers.min(), customers.max(), *(params or [])], frames={"wanted_customers": wanted})
+
+
 HISTORY_COLUMNS = "t_dat, customer_id, article_id, price, sales_channel_id"
 
 

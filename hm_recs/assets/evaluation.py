@@ -10,7 +10,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, markdown_table, measured, partition_rows, png_markdown
+from hm_recs.assets.common import PARTITIONED, customer_rows, markdown_table, measured, partition_rows, png_markdown
 from hm_recs.assets.ranking import ServingRanker, serving_set
 from hm_recs.core.candidates import HEURISTIC_SOURCES
 from hm_recs.core.metrics import (
@@ -78,21 +78,23 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
     with measured(context, "evaluation_report") as figures:
         purchases = partition_rows(warehouse, "transactions", week, "customer_id, article_id")
         published = partition_rows(warehouse, "recommendations", built, "customer_id, article_id, rank", target_week=True)
-        baselines = partition_rows(warehouse, "baseline_recommendations", built,
-                                   "recommender, customer_id, article_id, rank", target_week=True)
+        buyers = purchases["customer_id"].unique() if purchases.height else pl.Series("customer_id", [], dtype=pl.String)
+        # every recommender is scored on the lists of week W's buyers (only their rows are read): what MAP@12 and
+        # recall score, and the coverage/novelty/price of the lists they were served; the per-segment figures
+        # below are of every customer's published list
+        baselines = customer_rows(warehouse, "baseline_recommendations", week, buyers, "recommender, customer_id, article_id, rank")
         stats = partition_rows(warehouse, "article_features", built, "article_id, n_sales, sales_last_week, mean_price")
         rows, coverage_rows, segment_table = [], [], pl.DataFrame()
         if purchases.height and (published.height or baselines.height):
-            buyers = purchases["customer_id"].unique().implode()
             model_lists = retrieval_lists(warehouse, built, buyers)
-            serving = serving_set(warehouse, built) if warehouse.exists("candidates") else pl.DataFrame()
+            serving = serving_set(warehouse, built, buyers)
             if not published.height:
                 context.log.warning(f"no published recommendations were built at {built} (ranker refused or not run): "
                                     "scoring the baselines and sources only")
-            recommenders = ([(MODEL, published)] if published.height else []) + [
+            recommenders = ([(MODEL, published.filter(pl.col("customer_id").is_in(buyers.implode())))] if published.height else []) + [
                 (name, group.drop("recommender")) for (name,), group in baselines.group_by("recommender", maintain_order=True)]
             if serving.height:
-                recommenders += list(source_lists(serving.filter(pl.col("customer_id").is_in(buyers))).items())
+                recommenders += list(source_lists(serving).items())
             recommenders += [(f"{SOURCE_PREFIX}{name}", lists) for name, lists in model_lists.items()]
             for name, recs in recommenders:
                 rows.append({"recommender": name, **evaluate(recs, purchases, stats, articles.height)})
@@ -101,8 +103,7 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
             ranked = {"popularity": pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String, "rank": pl.Int64}),
                       **{f"{SOURCE_PREFIX}{name}": lists for name, lists in model_lists.items()}}
             if serving.height:
-                ranked = {MODEL: ranker_ranking(warehouse, artefact_store, built, serving.filter(
-                    pl.col("customer_id").is_in(buyers)), context), **ranked}
+                ranked = {MODEL: ranker_ranking(warehouse, artefact_store, built, serving, context), **ranked}
             for name, lists in ranked.items():
                 if lists is not None:
                     coverage_rows.append({"recommender": name, "list_depth": int(lists.group_by("customer_id").len()["len"].max() or 0),
@@ -140,13 +141,12 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
 
 def retrieval_lists(warehouse: Warehouse, built: dt.date, buyers: pl.Series) -> dict[str, pl.DataFrame]:
     """The two-tower and sequence models' ranked retrieval lists (all their depth) built at `built` for the week
-    after, of the given buyers."""
+    after, of the given buyers (only their rows are read)."""
     lists = {}
     for name, table in (("two_tower", "two_tower_candidates"), ("sequence", "sequence_candidates")):
         if warehouse.exists(table):
-            rows = warehouse.query(f"select customer_id, article_id, rank from {warehouse.table(table)} "
-                                   "where week = ? and target_week = ?", [built, shift_weeks(built, 1)])
-            lists[name] = rows.filter(pl.col("customer_id").is_in(buyers))
+            lists[name] = customer_rows(warehouse, table, built, buyers, "customer_id, article_id, rank",
+                                        "and target_week = ?", [shift_weeks(built, 1)])
     return lists
 
 

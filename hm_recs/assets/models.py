@@ -8,12 +8,15 @@ re-imports the code location.
 """
 
 import datetime as dt
+from collections.abc import Callable
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from hm_recs.assets.common import PARTITIONED, catalogue_tables, measured, partition_rows, png_markdown, preview
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
+from hm_recs.core.staged import StagedTable
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import TRAINING_STEP_TAGS, use_step_threads
 from hm_recs.partitions import partition_week, weekly_partitions
@@ -27,6 +30,7 @@ class ModelConfig(dg.Config):
     content_epochs: int = 4
     segment_epochs: int = 3       # fine-tuning epochs of a segment model, warm-started from the global one
     candidates_per_customer: int = 100
+    retrieval_chunk_customers: int = 100_000  # customers ranked and staged at once: memory is chunk x K rows
     on_sale_weeks: int = 4        # retrieval candidates: articles sold in the last N weeks
     sequence_epochs: int = 8
     sequence_batch_size: int = 128  # customers per batch (measured in docs/models.md: small batches learn more per epoch)
@@ -34,6 +38,14 @@ class ModelConfig(dg.Config):
     # a retrieval model's candidates join the union only when its held-out AUC and recall@100 beat popularity's
     # by more than this (absolute); otherwise the source sits the week out
     admission_margin: float = 0.0
+    # Training examples per epoch (issue 7): above these each epoch trains on a fresh seeded sample, so a week's
+    # training cost is bounded whatever the number of customers. The defaults (the model configs') sample nothing
+    # up to about 150k customers (10 % of H&M); at full size an epoch costs 1.1-1.6x one at 10 % (docs/models.md).
+    sequence_max_sequences_per_epoch: int = 150_000  # customers' purchase sequences
+    two_tower_max_pairs_per_epoch: int = 200_000     # purchases (customer, article); also the segment fine-tunes
+    content_max_pairs_per_epoch: int = 1_000_000     # purchases
+    content_max_customers: int = 150_000             # customers whose purchases the content encoder learns from
+    evaluate_every: int = 0       # held-out figures of the retrieval models every n epochs; 0: after the last only
     seed: int = 0
 
 
@@ -173,8 +185,10 @@ def article_content(context: dg.AssetExecutionContext, config: ModelConfig, ware
     with measured(context, "article_content") as figures:
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
         purchases = encode_purchases(transactions, IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"]))
-        model = train_content_encoder(articles, purchases, ContentConfig(epochs=config.content_epochs, seed=config.seed),
-                                      log=context.log.info)
+        content_config = ContentConfig(epochs=config.content_epochs, seed=config.seed,
+                                       max_pairs_per_epoch=config.content_max_pairs_per_epoch,
+                                       max_customers=config.content_max_customers)
+        model = train_content_encoder(articles, purchases, content_config, log=context.log.info)
         vectors = model.vectors(articles)
     gate = {"loss_fell": model.history[-1]["loss"] < model.history[0]["loss"], "finite": bool(finite(model.encoder)),
             "every_article": vectors.shape[0] == articles.height and bool(torch.isfinite(vectors).all())}
@@ -221,7 +235,9 @@ def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, war
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
         data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
                                   label_weeks=config.label_weeks)
-        result = train_two_tower(data.train_inputs, data.labels, TwoTowerConfig(epochs=config.epochs, seed=config.seed),
+        two_tower_config = TwoTowerConfig(epochs=config.epochs, seed=config.seed, evaluate_every=config.evaluate_every,
+                                          max_pairs_per_epoch=config.two_tower_max_pairs_per_epoch)
+        result = train_two_tower(data.train_inputs, data.labels, two_tower_config,
                                  held_out=data.held_out, log=context.log.info, name="two-tower global")
         popularity = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= config.label_weeks - 2), data.held_out,
                                           len(data.articles))
@@ -281,9 +297,12 @@ def segment_model_asset(segment: str):
             result = None
             if labels.height and held_out.height:
                 global_figures = evaluate(global_model, held_out)
-                fine_tuning = TwoTowerConfig(epochs=config.segment_epochs, seed=config.seed, lr=1e-3, batch_size=256)
+                fine_tuning = TwoTowerConfig(epochs=config.segment_epochs, seed=config.seed, lr=1e-3, batch_size=256,
+                                             evaluate_every=config.evaluate_every,
+                                             max_pairs_per_epoch=config.two_tower_max_pairs_per_epoch)
+                # held-out figures once, after training (not inside it too): they decide which model serves
                 result = train_two_tower(data.train_inputs, labels, fine_tuning,
-                                         held_out=held_out, init_from=global_model, log=context.log.info, name=name)
+                                         init_from=global_model, log=context.log.info, name=name)
                 own = evaluate(result.model, held_out)
                 decision.update({"global_auc": global_figures.auc, "global_recall_at_100": global_figures.recall_at_k,
                                  "segment_auc": own.auc, "segment_recall_at_100": own.recall_at_k,
@@ -349,25 +368,23 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
                                    articles_on_sale(transactions, week, config.on_sale_weeks, data.articles)),
             week: (buyers, data.train_inputs, articles_on_sale(before, shift_weeks(week, -1), config.on_sale_weeks, data.articles)),
         }
-        parts, models = [], {}
+        table, counts, models = StagedTable("two_tower_candidates"), {}, {}
         for target, (wanted, inputs, on_sale) in sets.items():
             wanted = (data.customers.encode(wanted, "customer_id", "customer_idx")
                       .join(segments, on="customer_id", how="left")
                       .with_columns(pl.col("segment").fill_null(DEFAULT).replace_strict(serving, default="two_tower_global").alias("model")))
-            for (model_name,), group in wanted.group_by("model"):
+            for (model_name,), group in sorted(wanted.group_by("model"), key=lambda g: g[0]):
                 if model_name not in models:
                     models[model_name] = load_artefact(artefact_store, model_name, week)[0]
                 model = load(models[model_name], inputs)
-                ranked = top_k(model, group["customer_idx"].sort().to_numpy(), on_sale.to_numpy(), k=config.candidates_per_customer)
-                parts.append(ranked.with_columns(pl.lit(model_name).alias("model"), pl.lit(target).alias("target_week")))
-        ranked = pl.concat(parts)
-        table = ranked.with_columns(
-            data.customers.decode(ranked["customer_idx"]).alias("customer_id"),
-            data.articles.decode(ranked["article_idx"]).alias("article_id"), pl.lit(week).alias("week"),
-        ).select("customer_id", "article_id", "score", "rank", "model", "target_week", "week").sort("target_week", "customer_id", "rank")
-    yield dg.Output(table, metadata={"rows": table.height, "serving": dg.MetadataValue.json(serving), "preview": preview(table),
+                counts.setdefault(target, []).extend(stage_retrieval(
+                    table, lambda idx: top_k(model, idx, on_sale.to_numpy(), k=config.candidates_per_customer),
+                    group["customer_idx"].sort().to_numpy(), data.customers, data.articles,
+                    {"model": model_name, "target_week": target, "week": week}, config.retrieval_chunk_customers))
+    yield dg.Output(table, metadata={"rows": table.rows, "serving": dg.MetadataValue.json(serving),
+                                     "preview": preview(table.scan().head(5).collect()),
                                      **candidate_set_figures(week, sets), **figures})
-    yield candidate_set_check(table, sets, config.candidates_per_customer)
+    yield candidate_set_check(counts, sets, config.candidates_per_customer)
 
 
 RETRIEVAL_COLUMNS = {"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "rank": pl.Int16,
@@ -407,12 +424,33 @@ def candidate_set_figures(week: dt.date, sets: dict) -> dict:
     return figures
 
 
-def candidate_set_check(table: pl.DataFrame, sets: dict, k: int) -> dg.AssetCheckResult:
-    """Every wanted customer of each target week has min(K, articles on sale) ranked candidates."""
+def stage_retrieval(table: StagedTable, rank: Callable[[np.ndarray], pl.DataFrame], customer_idx: np.ndarray,
+                    customer_index, article_index, columns: dict, chunk: int) -> list[pl.Series]:
+    """Ranks the (sorted) `customer_idx` `chunk` customers at a time with `rank` (customer_idx, article_idx, score,
+    rank), decodes the ids, adds the constant `columns` and appends each chunk to `table` (memory: one chunk of
+    ranked rows, whatever the number of customers). Returns each chunk's candidates per customer."""
+    counts = []
+    for start in range(0, len(customer_idx), chunk):
+        ranked = rank(customer_idx[start:start + chunk])
+        rows = ranked.select(
+            customer_index.decode(ranked["customer_idx"]).alias("customer_id"),
+            article_index.decode(ranked["article_idx"]).alias("article_id"), "score", "rank",
+            *[pl.lit(value).alias(name) for name, value in columns.items()])
+        table.append(rows.sort("customer_id", "rank"))
+        counts.append(rows.group_by("customer_id").len()["len"])
+    if not counts:  # no customers: an empty part keeps the table's schema
+        table.append(pl.DataFrame(schema={n: RETRIEVAL_COLUMNS[n] for n in ("customer_id", "article_id", "score", "rank")})
+                     .with_columns(*[pl.lit(value).alias(name) for name, value in columns.items()]))
+    return counts
+
+
+def candidate_set_check(counts: dict[dt.date, list[pl.Series]], sets: dict, k: int) -> dg.AssetCheckResult:
+    """Every wanted customer of each target week has min(K, articles on sale) ranked candidates (`counts`: the
+    candidates per customer of each target week, chunk by chunk)."""
     passed, metadata = True, {}
     for target, (wanted, _, on_sale) in sets.items():
         expected = min(k, on_sale.len())
-        per_customer = table.filter(pl.col("target_week") == target).group_by("customer_id").len()["len"]
+        per_customer = pl.concat(counts.get(target) or [pl.Series("len", [], dtype=pl.UInt32)])
         ok = per_customer.len() == wanted.height and bool((per_customer == expected).all())
         passed &= ok
         metadata[f"target {target}"] = f"{int((per_customer == expected).sum())} of {wanted.height} customers with {expected}"
@@ -452,7 +490,9 @@ def sequence_model(context: dg.AssetExecutionContext, config: ModelConfig, wareh
         held_out = (purchases.filter(pl.col("t_dat") > pl.lit(cutoff)).select("customer_idx", "article_idx").unique()
                     .join(with_history, on="customer_idx", how="semi"))
         sequence_config = SequenceConfig(encoder=config.sequence_encoder, epochs=config.sequence_epochs,
-                                         batch_size=config.sequence_batch_size, seed=config.seed)
+                                         batch_size=config.sequence_batch_size, seed=config.seed,
+                                         evaluate_every=config.evaluate_every,
+                                         max_sequences_per_epoch=config.sequence_max_sequences_per_epoch)
         result = train_sequence_model(training, content, cutoff, sequence_config, held_out=held_out, log=context.log.info)
         # the same bar as the two-tower gate: last two weeks' sales counts, on the same held-out customers
         popularity = popularity_retrieval(training.filter(pl.col("t_dat") > pl.lit(cutoff - dt.timedelta(days=14))),
@@ -502,18 +542,15 @@ def sequence_candidates(context: dg.AssetExecutionContext, config: ModelConfig, 
             week: (buyers, week - dt.timedelta(days=1),
                    articles_on_sale(before, shift_weeks(week, -1), config.on_sale_weeks, article_index)),
         }
-        parts = []
+        table, counts = StagedTable("sequence_candidates"), {}
         for target, (wanted, last_day, on_sale) in sets.items():
             data = build_sequences(purchases, len(article_index), last_day, model.config.max_len, set_seed(config.seed))
             wanted_idx = customer_index.encode(wanted, "customer_id", "customer_idx")["customer_idx"].sort().to_numpy()
-            ranked = top_k(model, data, wanted_idx, on_sale.to_numpy(), last_day + dt.timedelta(days=1),
-                           k=config.candidates_per_customer)
-            parts.append(ranked.with_columns(pl.lit(target).alias("target_week")))
-        ranked = pl.concat(parts)
-        table = ranked.with_columns(
-            customer_index.decode(ranked["customer_idx"]).alias("customer_id"),
-            article_index.decode(ranked["article_idx"]).alias("article_id"), pl.lit(week).alias("week"),
-        ).select("customer_id", "article_id", "score", "rank", "target_week", "week").sort("target_week", "customer_id", "rank")
-    yield dg.Output(table, metadata={"rows": table.height, "preview": preview(table),
+            counts[target] = stage_retrieval(
+                table, lambda idx: top_k(model, data, idx, on_sale.to_numpy(), last_day + dt.timedelta(days=1),
+                                         k=config.candidates_per_customer),
+                wanted_idx, customer_index, article_index, {"target_week": target, "week": week},
+                config.retrieval_chunk_customers)
+    yield dg.Output(table, metadata={"rows": table.rows, "preview": preview(table.scan().head(5).collect()),
                                      **candidate_set_figures(week, sets), **figures})
-    yield candidate_set_check(table, sets, config.candidates_per_customer)
+    yield candidate_set_check(counts, sets, config.candidates_per_customer)

@@ -15,11 +15,14 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import (
-    PARTITIONED, catalogue_tables, markdown_table, measured, partition_rows, png_markdown, preview,
+    PARTITIONED, catalogue_tables, customer_chunks, customer_rows, markdown_table, measured, png_markdown, preview,
 )
 from hm_recs.assets.models import artefact_check, store_artefact
 from hm_recs.core.baselines import BaselineConfig, recommend_all
-from hm_recs.core.candidates import UNION, CandidateConfig, candidate_pools, candidate_recall, customer_candidates
+from hm_recs.core.candidates import (
+    UNION, CandidateConfig, candidate_pools, candidate_recall, combined_recall, customer_candidates,
+)
+from hm_recs.core.staged import StagedTable
 from hm_recs.core.metrics import K, map_at_k
 from hm_recs.core.ranking_features import (
     CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows, label_candidates, ranking_features, week_inputs,
@@ -43,18 +46,16 @@ class CandidatesConfig(dg.Config):
         return CandidateConfig(max_per_customer=self.max_per_customer, min_per_customer=self.min_per_customer)
 
 
-def build_set(customers, transactions, articles, week: dt.date, config: CandidatesConfig, wanted: pl.Series,
-              two_tower: pl.DataFrame, sequence: pl.DataFrame) -> pl.DataFrame:
-    """The union for `wanted` customers as of `week`, chunk by chunk over customers."""
-    pools = candidate_pools(customers, transactions, articles, week, config.candidate_config())
-    wanted = wanted.sort()
-    parts = []
-    for start in range(0, wanted.len(), config.chunk_customers):
-        chunk = wanted.slice(start, config.chunk_customers)
-        ids = chunk.implode()
-        parts.append(customer_candidates(pools, chunk, two_tower.filter(pl.col("customer_id").is_in(ids)),
-                                         sequence.filter(pl.col("customer_id").is_in(ids))))
-    return pl.concat(parts) if parts else customer_candidates(pools, wanted, None, None)
+def chunk_candidates(warehouse: Warehouse, pools, chunk: pl.Series, week: dt.date, target: dt.date,
+                     config: CandidateConfig) -> pl.DataFrame:
+    """The union for one chunk of customers (sorted ids) from `pools`, with the two models' retrieval rows of
+    those customers for `target` read from the warehouse (only the ranks the union takes)."""
+    models = {}
+    for source, table in (("two_tower", "two_tower_candidates"), ("sequence", "sequence_candidates")):
+        rows = customer_rows(warehouse, table, week, chunk, "customer_id, article_id, score, rank",
+                             "and target_week = ? and rank <= ?", [target, config.limit(source)])
+        models[source] = rows if rows.width else None
+    return customer_candidates(pools, chunk, models["two_tower"], models["sequence"])
 
 
 @dg.asset(partitions_def=weekly_partitions, group_name="ranking", kinds={"polars", "duckdb"}, metadata=PARTITIONED,
@@ -67,41 +68,49 @@ def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, ware
     sequence retrieval, fallback top-up) with each source's flag, score and rank."""
     week = partition_week(context)
     target = shift_weeks(week, 1)
+    candidate_config = config.candidate_config()
     with measured(context, "candidates") as figures:
         customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
-        model_columns = "customer_id, article_id, score, rank, target_week"
-        two_tower = partition_rows(warehouse, "two_tower_candidates", week, model_columns)
-        sequence = partition_rows(warehouse, "sequence_candidates", week, model_columns)
         this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
-        before = transactions.filter(pl.col("t_dat") < pl.lit(week))
-
-        def models_for(frame: pl.DataFrame, when: dt.date) -> pl.DataFrame:
-            return frame.filter(pl.col("target_week") == when).drop("target_week")
-
-        serving = build_set(customers, transactions, articles, week, config, customers["customer_id"],
-                            models_for(two_tower, target), models_for(sequence, target))
         buyers = this_week["customer_id"].unique()
-        labelled = label_candidates(
-            build_set(customers, before, articles, shift_weeks(week, -1), config, buyers,
-                      models_for(two_tower, week), models_for(sequence, week)), this_week)
-        recall = candidate_recall(labelled, this_week)
-        table = pl.concat([
-            serving.with_columns(pl.lit(None, dtype=pl.Int8).alias("label"), pl.lit(target).alias("target_week")),
-            labelled.with_columns(pl.col("label").cast(pl.Int8), pl.lit(week).alias("target_week")),
-        ], how="vertical_relaxed").with_columns(pl.lit(week).alias("week"))
+        table = StagedTable("candidates")  # one chunk of customers at a time: memory is one chunk's rows
+        counts, recall_parts, sources, first_rows = {}, [], [], None
+        sets = {  # kind -> (target week, customers, pools as of the history they may see)
+            "serving": (target, customers["customer_id"],
+                        candidate_pools(customers, transactions, articles, week, candidate_config)),
+            "labelled": (week, buyers, candidate_pools(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)),
+                                                       articles, shift_weeks(week, -1), candidate_config)),
+        }
+        for kind, (target_week, wanted, pools) in sets.items():
+            per_customer = []
+            for chunk in customer_chunks(wanted, config.chunk_customers):
+                rows = chunk_candidates(warehouse, pools, chunk, week, target_week, candidate_config)
+                if kind == "serving":
+                    rows = rows.with_columns(pl.lit(None, dtype=pl.Int8).alias("label"))
+                    sources.append(rows.group_by("sources").len())
+                    first_rows = rows.head(5) if first_rows is None else first_rows
+                else:
+                    rows = label_candidates(rows, this_week).with_columns(pl.col("label").cast(pl.Int8))
+                    recall_parts.append(candidate_recall(rows, this_week.filter(pl.col("customer_id").is_in(chunk.implode()))))
+                per_customer.append(rows.group_by("customer_id").len()["len"])
+                table.append(rows.with_columns(pl.lit(target_week).alias("target_week"), pl.lit(week).alias("week")))
+                context.log.info(f"candidates ({kind} set): {table.rows:,} rows staged, {chunk.len():,} customers in the last chunk")
+            counts[kind] = pl.concat(per_customer) if per_customer else pl.Series("len", [], dtype=pl.UInt32)
+        recall = combined_recall(recall_parts)
     union = recall.filter(pl.col("source") == UNION).row(0, named=True)
     for row in recall.iter_rows(named=True):
         context.log.info(f"candidate recall on week {week}: {row['source']} {row['recall_all_buyers']:.3f} "
                          f"({row['candidates_per_customer']:.1f} per customer)")
-    per_customer = {name: frame.group_by("customer_id").len()["len"] for name, frame in (("serving", serving), ("labelled", labelled))}
-    enough = {name: int((counts >= config.min_per_customer).sum()) for name, counts in per_customer.items()}
+    enough = {kind: int((n >= config.min_per_customer).sum()) for kind, n in counts.items()}
+    serving_rows, labelled_rows = int(counts["serving"].sum()), int(counts["labelled"].sum())
+    by_sources = pl.concat(sources).group_by("sources").agg(pl.col("len").sum()).sort("len", descending=True)
     yield dg.Output(table, metadata={
-        "rows": table.height, "serving_rows": serving.height, "labelled_rows": labelled.height,
-        "candidates_per_customer": round(serving.height / max(customers.height, 1), 1),
+        "rows": table.rows, "serving_rows": serving_rows, "labelled_rows": labelled_rows,
+        "candidates_per_customer": round(serving_rows / max(customers.height, 1), 1),
         "recall_by_source": dg.MetadataValue.md(markdown_table(recall, limit=20)),
-        "sources": dg.MetadataValue.json(dict(serving.group_by("sources").len().sort("len", descending=True).head(15).iter_rows())),
-        "preview": preview(serving.select("customer_id", "article_id", "sources", "n_sources")), **figures})
-    passed = (per_customer["serving"].len() == customers.height and enough["serving"] == customers.height
+        "sources": dg.MetadataValue.json(dict(by_sources.head(15).iter_rows())),
+        "preview": preview(first_rows.select("customer_id", "article_id", "sources", "n_sources")), **figures})
+    passed = (counts["serving"].len() == customers.height and enough["serving"] == customers.height
               and enough["labelled"] == buyers.len() and union["recall_all_buyers"] >= config.min_union_recall)
     yield dg.AssetCheckResult(passed=bool(passed), metadata={
         "customers": customers.height, "customers_with_enough": enough["serving"], "buyers": buyers.len(),
@@ -118,11 +127,15 @@ def labelled_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
                            "where week = ? and target_week = ? order by customer_id, article_id", [week, week])
 
 
-def serving_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
-    """The serving candidate set stored at partition `week` (for week+1, every customer)."""
-    return warehouse.query(f"select * exclude (week, target_week, label) from {warehouse.table('candidates')} "
-                           "where week = ? and target_week = ? order by customer_id, article_id",
-                           [week, shift_weeks(week, 1)])
+def serving_set(warehouse: Warehouse, week: dt.date, customers: pl.Series | None = None) -> pl.DataFrame:
+    """The serving candidate set stored at partition `week` (for week+1): every customer's, or only those of
+    `customers` (a chunk, or the buyers an evaluation scores: only their rows are read)."""
+    columns, where, params = "* exclude (week, target_week, label)", "and target_week = ?", [shift_weeks(week, 1)]
+    if customers is not None:
+        rows = customer_rows(warehouse, "candidates", week, customers, columns, where, params)
+        return rows.sort("customer_id", "article_id") if rows.width else rows
+    return warehouse.query(f"select {columns} from {warehouse.table('candidates')} where week = ? {where} "
+                           "order by customer_id, article_id", [week, *params])
 
 
 def load_ranker(artefact_store: ArtefactStore, week: dt.date):
@@ -244,19 +257,23 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
         latest = labelled_set(warehouse, week)
         if latest.height == 0:
             raise dg.Failure(f"no labelled candidates for week {week}: materialise `candidates` for {week} first")
-        earlier = {t: rows for t in (shift_weeks(week, -i) for i in range(1, config.training_weeks + 1))
+        # each earlier week is down-sampled as soon as it is read: memory is one week's labelled set at a time
+        earlier = {t: downsample(rows.with_columns(pl.lit(t).alias("week")), ranker_config)
+                   for t in (shift_weeks(week, -i) for i in range(1, config.training_weeks + 1))
                    if (rows := labelled_set(warehouse, t)).height}
         buyers = latest["customer_id"].unique().sort()
         if earlier:
             validation_ids = buyers
         else:
             train_ids, validation_ids = split_customers(buyers, config.validation_share, config.seed)
-            earlier = {week: latest.filter(pl.col("customer_id").is_in(train_ids.implode()))}
+            earlier = {week: downsample(latest.filter(pl.col("customer_id").is_in(train_ids.implode()))
+                                        .with_columns(pl.lit(week).alias("week")), ranker_config)}
             context.log.warning(f"no labelled week before {week} among the last {config.training_weeks}: training on "
                                 f"{train_ids.len():,} of week {week}'s buyers, validating on the other {validation_ids.len():,}")
         if validation_ids.len() > config.max_validation_customers:
             validation_ids = validation_ids.sample(config.max_validation_customers, seed=config.seed).sort()
         validation_rows = latest.filter(pl.col("customer_id").is_in(validation_ids.implode()))
+        del latest
         validation_purchases = bought_in(week).filter(pl.col("customer_id").is_in(validation_ids.implode()))
 
         inputs_cache: dict[dt.date, object] = {}
@@ -267,11 +284,10 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
             return inputs_cache[day]
 
         train_parts = []
-        for target, rows in sorted(earlier.items()):
-            kept = downsample(rows.with_columns(pl.lit(target).alias("week")), ranker_config)
+        for target, kept in sorted(earlier.items()):
             train_parts.append(ranking_features(inputs_as_of(shift_weeks(target, -1)), kept, bought_in(target))
                                .with_columns(pl.lit(target).alias("week")))
-            context.log.info(f"ranker training week {target}: {kept.height:,} of {rows.height:,} candidate rows kept, "
+            context.log.info(f"ranker training week {target}: {kept.height:,} candidate rows kept, "
                              f"{int(kept['label'].sum()):,} bought")
         train = pl.concat(train_parts)
         validation = ranking_features(inputs_as_of(previous), validation_rows, bought_in(week))
@@ -280,7 +296,7 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
             validation_purchases, compared=config.compared_objectives)
         # the baselines as they would have served week W (built as of W-1), on the same buyers
         baseline_lists = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous,
-                                       BaselineConfig(K)).filter(pl.col("customer_id").is_in(validation_ids.implode()))
+                                       BaselineConfig(K), wanted=validation_ids)
         baseline_map = {name: map_at_k(group, validation_purchases)
                         for (name,), group in baseline_lists.group_by("recommender", maintain_order=True)}
     ranker_map = result.validation["map_at_12"]

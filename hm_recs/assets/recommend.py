@@ -12,10 +12,11 @@ import io
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, history, measured, preview
+from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, customer_chunks, history, measured, preview
 from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all, top_up
 from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
+from hm_recs.core.staged import StagedTable
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
@@ -24,6 +25,7 @@ from hm_recs.resources import ArtefactStore, ExportStore, Warehouse
 
 class BaselinesConfig(dg.Config):
     history_weeks: int = 26
+    chunk_customers: int = 100_000  # customers whose lists are built and staged at once
     trending_weeks: int = BaselineConfig.trending_weeks
     trending_half_life_days: float = BaselineConfig.trending_half_life_days
     repurchase_weeks: int = BaselineConfig.repurchase_weeks
@@ -48,6 +50,11 @@ def recommendations_check(recs: pl.DataFrame, customers: pl.DataFrame, articles:
     return bad_lists == 0 and missing == 0 and unknown_articles == 0, figures
 
 
+def combined_checks(results: list[tuple[bool, dict]]) -> tuple[bool, dict]:
+    """`recommendations_check` of customer chunks (disjoint customers) added up."""
+    return all(passed for passed, _ in results), {key: sum(figures[key] for _, figures in results) for key in results[0][1]}
+
+
 @dg.multi_asset(
     outs={
         "baseline_recommendations": dg.AssetOut(metadata=TARGET_WEEK_PARTITIONED, kinds={"duckdb", "polars"},
@@ -67,21 +74,31 @@ def baseline_recommendations(context: dg.AssetExecutionContext, config: Baseline
         transactions = history(warehouse, week, config.history_weeks)
         previous = shift_weeks(week, -1)
         this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
-        validation_recs = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous, cfg)
+        # validated on week W's buyers' lists (what MAP@12 scores; coverage and novelty of the lists they got)
+        validation_recs = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous,
+                                        cfg, wanted=this_week["customer_id"].unique())
         stats = article_features.select("article_id", "n_sales", "mean_price")
         validation = pl.DataFrame([
             {"recommender": name, **evaluate(validation_recs.filter(pl.col("recommender") == name), this_week, stats, articles.height)}
             for name in BASELINES
         ]).with_columns(pl.lit(week).alias("validated_on"), pl.lit(target).alias("week"))
-        recs = recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week"))
+        recs, checks = StagedTable("baseline_recommendations"), []
+        for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's lists
+            lists = recommend_all(customers, transactions, articles, week, cfg, wanted=chunk).with_columns(pl.lit(target).alias("week"))
+            checks.append(recommendations_check(lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())),
+                                                articles, by=["recommender"]))
+            recs.append(lists)
+        if not checks:  # no customers: the table keeps its schema
+            recs.append(recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week")))
     for row in validation.iter_rows(named=True):
         context.log.info(f"validation on week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}")
     yield dg.Output(recs, output_name="baseline_recommendations",
-                    metadata={"rows": recs.height, "preview": preview(recs), **figures})
+                    metadata={"rows": recs.rows, "preview": preview(recs.scan().head(5).collect()), **figures})
     yield dg.Output(validation, output_name="baseline_validation",
                     metadata={"validation": dg.MetadataValue.md(
                         "\n".join(f"- {r['recommender']}: MAP@12 {r['map_at_12']:.4f}" for r in validation.iter_rows(named=True)))})
-    passed, check_figures = recommendations_check(recs, customers, articles, by=["recommender"])
+    passed, check_figures = combined_checks(checks) if checks else recommendations_check(
+        recs.scan().collect(), customers, articles, by=["recommender"])
     yield dg.AssetCheckResult(check_name="twelve_per_customer", asset_key="baseline_recommendations", passed=passed,
                               metadata=check_figures)
 
@@ -107,8 +124,13 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         serving = ServingRanker.load(warehouse, artefact_store, week)
         ranker, digest = serving.ranker, serving.digest
         customers, articles, transactions = serving.customers, serving.articles, serving.transactions
-        candidates = serving_set(warehouse, week)
-        ranked = serving.rank(candidates, K, config.chunk_customers, keep=("sources",))
+        ranked_parts, scored_rows = [], 0
+        for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's candidates
+            candidates = serving_set(warehouse, week, chunk)
+            scored_rows += candidates.height
+            ranked_parts.append(serving.rank(candidates, K, config.chunk_customers, keep=("sources",)))
+            context.log.info(f"recommendations: scored {scored_rows:,} candidate rows")
+        ranked = pl.concat(ranked_parts) if ranked_parts else serving.rank(serving_set(warehouse, week), K, keep=("sources",))
         own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
         recs = (
             top_up(own, customers, transactions, articles, week, BaselineConfig(K))
@@ -126,7 +148,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     yield dg.Output(recs, metadata={
         "ranker_artefact_hash": digest, "ranker_objective": ranker.config.objective,
         "ranker_validation_map_at_12": ranker.validation["map_at_12"], "rows": recs.height,
-        "scored_rows": candidates.height, "customers": customers.height, "topped_up_rows": topped_up,
+        "scored_rows": scored_rows, "customers": customers.height, "topped_up_rows": topped_up,
         "relevance_tiers": dg.MetadataValue.json(dict(recs.group_by("relevance_tier").len().sort("relevance_tier").iter_rows())),
         "sources": dg.MetadataValue.json(dict(recs.group_by("source").len().sort("len", descending=True).head(15).iter_rows())),
         "preview": preview(recs, 12), **stage})

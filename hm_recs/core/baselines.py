@@ -1,7 +1,8 @@
 """The heuristic recommenders: global popularity, time-decayed trending per age group, repurchase.
 
-Each returns, for every customer given, exactly `k` distinct catalogue articles as rows
-(customer_id, rank, article_id, score, source). Short lists are topped up from a fallback ranking
+Each returns, for every customer given (or only those `wanted`: age groups and trends still come from every
+customer, so a chunk of customers gets the lists it would get among all of them), exactly `k` distinct catalogue
+articles as rows (customer_id, rank, article_id, score, source). Short lists are topped up from a fallback ranking
 (the customer's age group's trending, then global trending, all-time sales, then catalogue order), so
 cold-start customers and thin weeks still get `k` articles. `score` is the producing source's own score.
 """
@@ -99,12 +100,17 @@ def global_trending(history: pl.DataFrame, week: dt.date, cfg: BaselineConfig) -
     )
 
 
-def popularity(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig()) -> pl.DataFrame:
+def _only(customers: pl.DataFrame, wanted: pl.Series | None) -> pl.DataFrame:
+    """The rows of `customers` whose lists are asked for (all when `wanted` is None)."""
+    return customers if wanted is None else customers.filter(pl.col("customer_id").is_in(wanted.implode()))
+
+
+def popularity(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
     """The k best sellers of the last week, the same for everyone."""
     history = history_until(history, week)
     last_week = history.filter(pl.col("t_dat") >= pl.lit(week))
     top = _top(last_week.group_by("article_id").agg(pl.len().cast(pl.Float64).alias("score")), cfg.k)
-    ids = customers.select("customer_id")
+    ids = _only(customers, wanted).select("customer_id")
     own = ids.join(top.with_columns(pl.lit("popularity").alias("source")), how="cross")
     return _complete(own, ids, None, fallback_ranking(history, articles, week, cfg), cfg.k)
 
@@ -126,45 +132,46 @@ def trending_lists(history: pl.DataFrame, customers: pl.DataFrame, week: dt.date
     return _top(per_group, 2 * cfg.k, by=["group"]).with_columns(pl.lit("trending").alias("source"))
 
 
-def trending(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig()) -> pl.DataFrame:
+def trending(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
     """Each customer gets their age group's trending articles (unknown age: global trending)."""
     history = history_until(history, week)
-    groups = _age_groups(customers)
+    groups = _age_groups(_only(customers, wanted))
     empty_own = pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "source": pl.String})
     return _complete(empty_own, groups, trending_lists(history, customers, week, cfg),
                      fallback_ranking(history, articles, week, cfg), cfg.k)
 
 
-def repurchase(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig()) -> pl.DataFrame:
+def repurchase(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
     """The customer's own recent articles (recency-weighted), topped up with their age group's trending."""
     history = history_until(history, week)
     start = shift_weeks(week, -(cfg.repurchase_weeks - 1))
     own = (
         history.filter(pl.col("t_dat") >= pl.lit(start))
-        .join(customers.select("customer_id"), on="customer_id", how="semi")
+        .join(_only(customers, wanted).select("customer_id"), on="customer_id", how="semi")
         .with_columns(_decay(week_end(week), cfg.repurchase_half_life_days).alias("w"))
         .group_by("customer_id", "article_id").agg(pl.col("w").sum().alias("score"))
         .with_columns(pl.lit("repurchase").alias("source"))
     )
-    return top_up(own, customers, history, articles, week, cfg)
+    return top_up(own, customers, history, articles, week, cfg, wanted)
 
 
 def top_up(own: pl.DataFrame, customers: pl.DataFrame, history: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
-           cfg: BaselineConfig = BaselineConfig()) -> pl.DataFrame:
+           cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
     """Every customer of `customers` gets k distinct articles: their `own` rows (customer_id, article_id, score,
     source; best score first), then their age group's trending articles, then the fallback ranking. How the
     repurchase baseline completes its lists and how the ranker's lists are completed."""
     history = history_until(history, week)
-    return _complete(own, _age_groups(customers), trending_lists(history, customers, week, cfg),
+    return _complete(own, _age_groups(_only(customers, wanted)), trending_lists(history, customers, week, cfg),
                      fallback_ranking(history, articles, week, cfg), cfg.k)
 
 
 RECOMMENDERS = {"popularity": popularity, "trending": trending, "repurchase": repurchase}
 
 
-def recommend_all(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig()) -> pl.DataFrame:
+def recommend_all(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(),
+                  wanted: pl.Series | None = None) -> pl.DataFrame:
     """Every baseline's recommendations, stacked with a `recommender` column."""
     return pl.concat([
-        fn(customers, history, articles, week, cfg).with_columns(pl.lit(name).alias("recommender"))
+        fn(customers, history, articles, week, cfg, wanted).with_columns(pl.lit(name).alias("recommender"))
         for name, fn in RECOMMENDERS.items()
     ]).select("recommender", *RECS_SCHEMA)

@@ -393,13 +393,29 @@ def candidate_recall(candidates: pl.DataFrame, purchases: pl.DataFrame) -> pl.Da
     n_customers = max(customers.height, 1)
     rows = [(UNION, candidates.height / n_customers, hit.height)]
     rows += [(s, float(candidates[f"from_{s}"].sum()) / n_customers, int(hit[f"from_{s}"].sum())) for s in SOURCES]
-
-    def share(n: int, d: int) -> float:
-        return n / d if d else float("nan")
-
-    return pl.DataFrame(
-        [(s, per, h, in_set.height, share(h, in_set.height), bought.height, share(h, bought.height)) for s, per, h in rows],
+    return _with_recall(pl.DataFrame(
+        [(s, per, h, in_set.height, bought.height, customers.height) for s, per, h in rows],
         schema={"source": pl.String, "candidates_per_customer": pl.Float64, "hits": pl.Int64, "bought_pairs": pl.Int64,
-                "recall": pl.Float64, "bought_pairs_all": pl.Int64, "recall_all_buyers": pl.Float64},
+                "bought_pairs_all": pl.Int64, "customers": pl.Int64},
         orient="row",
-    )
+    ))
+
+
+def _with_recall(counts: pl.DataFrame) -> pl.DataFrame:
+    def share(hits: str, pairs: str) -> pl.Expr:
+        return pl.when(pl.col(pairs) > 0).then(pl.col(hits) / pl.col(pairs)).otherwise(float("nan"))
+
+    return counts.with_columns(share("hits", "bought_pairs").alias("recall"), share("hits", "bought_pairs_all").alias("recall_all_buyers")).select(
+        "source", "candidates_per_customer", "hits", "bought_pairs", "recall", "bought_pairs_all", "recall_all_buyers", "customers")
+
+
+def combined_recall(parts: list[pl.DataFrame]) -> pl.DataFrame:
+    """`candidate_recall` of customer chunks (disjoint customers, each with its own purchases) combined into the
+    figures of all of them at once."""
+    if not parts:
+        return candidate_recall(pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String,
+                                                     **{f"from_{s}": pl.Boolean for s in SOURCES}}),
+                                pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String}))
+    return _with_recall(pl.concat(parts).group_by("source", maintain_order=True).agg(
+        ((pl.col("candidates_per_customer") * pl.col("customers")).sum() / pl.col("customers").sum().clip(1)).alias("candidates_per_customer"),
+        pl.col("hits", "bought_pairs", "bought_pairs_all", "customers").sum()))
