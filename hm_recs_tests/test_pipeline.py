@@ -397,3 +397,33 @@ def test_truncated_weekly_file_fails_ingestion_by_name_and_keeps_published_weeks
     assert table_rows(resources, "raw_transactions", later).height == 0
     assert table_rows(resources, "recommendations", later, True).height == 0
     assert table_rows(resources, "recommendations", NEXT_WEEK, True).equals(published)
+
+
+CHUNKED = ("two_tower_candidates", "sequence_candidates", "candidates", "baseline_recommendations", "recommendations")
+
+
+def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp_path):
+    """The stages that work a chunk of customers at a time (memory bounded at full scale) write the same tables
+    with 7 chunks as with one: the week re-run on a copy with 300 customers per chunk."""
+    import shutil
+
+    from hm_recs.definitions import all_assets
+
+    built, _ = two_weeks
+    shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
+    shutil.copytree(built["artefact_store"].location().uri, tmp_path / "artefacts")
+    resources = resources_for(small_source, tmp_path)
+    before = {t: table_rows(resources, t, NEXT_WEEK, target=t.endswith("recommendations")) for t in CHUNKED}
+    chunk = {"chunk_customers": 300}
+    result = dg.materialize(
+        all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
+        selection=dg.AssetSelection.assets(*CHUNKED, "baseline_validation"), instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"two_tower_candidates": {"config": {"retrieval_chunk_customers": 300}},
+                            "sequence_candidates": {"config": {"retrieval_chunk_customers": 300}},
+                            "candidates": {"config": chunk}, "baseline_recommendations": {"config": chunk},
+                            "recommendations": {"config": chunk}}})
+    assert_run_ok(result)
+    assert small_data.customers.height > 6 * 300
+    for table, rows in before.items():
+        assert_frame_equal(table_rows(resources, table, NEXT_WEEK, target=table.endswith("recommendations")), rows,
+                           check_exact=False, rtol=1e-5), table

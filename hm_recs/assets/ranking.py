@@ -75,13 +75,12 @@ def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, ware
         buyers = this_week["customer_id"].unique()
         table = StagedTable("candidates")  # one chunk of customers at a time: memory is one chunk's rows
         counts, recall_parts, sources, first_rows = {}, [], [], None
-        sets = {  # kind -> (target week, customers, pools as of the history they may see)
-            "serving": (target, customers["customer_id"],
-                        candidate_pools(customers, transactions, articles, week, candidate_config)),
-            "labelled": (week, buyers, candidate_pools(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)),
-                                                       articles, shift_weeks(week, -1), candidate_config)),
+        sets = {  # kind -> (target week, customers, the history they may see, as of)
+            "serving": (target, customers["customer_id"], transactions, week),
+            "labelled": (week, buyers, transactions.filter(pl.col("t_dat") < pl.lit(week)), shift_weeks(week, -1)),
         }
-        for kind, (target_week, wanted, pools) in sets.items():
+        for kind, (target_week, wanted, seen, as_of) in sets.items():
+            pools = candidate_pools(customers, seen, articles, as_of, candidate_config)
             per_customer = []
             for chunk in customer_chunks(wanted, config.chunk_customers):
                 rows = chunk_candidates(warehouse, pools, chunk, week, target_week, candidate_config)
@@ -278,8 +277,9 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
 
         inputs_cache: dict[dt.date, object] = {}
 
-        def inputs_as_of(day: dt.date):
+        def inputs_as_of(day: dt.date):  # one day's inputs kept at a time (each holds every customer's aggregates)
             if day not in inputs_cache:
+                inputs_cache.clear()
                 inputs_cache[day] = week_inputs(customers, articles, transactions, day, windows)
             return inputs_cache[day]
 

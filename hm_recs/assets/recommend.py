@@ -124,34 +124,48 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         serving = ServingRanker.load(warehouse, artefact_store, week)
         ranker, digest = serving.ranker, serving.digest
         customers, articles, transactions = serving.customers, serving.articles, serving.transactions
-        ranked_parts, scored_rows = [], 0
+        recs, checks, counts, first = StagedTable("recommendations"), [], {"scored": 0, "ranked": 0}, None
+        tiers, sources = [], []
         for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's candidates
             candidates = serving_set(warehouse, week, chunk)
-            scored_rows += candidates.height
-            ranked_parts.append(serving.rank(candidates, K, config.chunk_customers, keep=("sources",)))
-            context.log.info(f"recommendations: scored {scored_rows:,} candidate rows")
-        ranked = pl.concat(ranked_parts) if ranked_parts else serving.rank(serving_set(warehouse, week), K, keep=("sources",))
-        own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
-        recs = (
-            top_up(own, customers, transactions, articles, week, BaselineConfig(K))
-            .join(ranked.select("customer_id", "article_id", "relevance_tier"), on=["customer_id", "article_id"],
-                  how="left", maintain_order="left")
-            .with_columns(pl.col("relevance_tier").fill_null(TIERS[-1]), pl.lit(target).alias("week"))
-            .select(RECOMMENDATION_COLUMNS)
-        )
-        passed, figures = recommendations_check(recs, customers, articles, by=[])
+            ranked = serving.rank(candidates, K, config.chunk_customers, keep=("sources",))
+            own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
+            lists = (
+                top_up(own, customers, transactions, articles, week, BaselineConfig(K), wanted=chunk)
+                .join(ranked.select("customer_id", "article_id", "relevance_tier"), on=["customer_id", "article_id"],
+                      how="left", maintain_order="left")
+                .with_columns(pl.col("relevance_tier").fill_null(TIERS[-1]), pl.lit(target).alias("week"))
+                .select(RECOMMENDATION_COLUMNS)
+            )
+            checks.append(recommendations_check(lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())),
+                                                articles, by=[]))
+            counts["scored"] += candidates.height
+            counts["ranked"] += ranked.height
+            tiers.append(lists.group_by("relevance_tier").len())
+            sources.append(lists.group_by("source").len())
+            first = lists.head(2 * K) if first is None else first
+            recs.append(lists)
+            context.log.info(f"recommendations: {recs.rows:,} rows from {counts['scored']:,} scored candidate rows")
+        if not checks:
+            raise dg.Failure(f"no customers in week {week}'s validated customers table: nothing to recommend")
+        passed, figures = combined_checks(checks)
     if not passed:
+        recs.discard()
         raise dg.Failure(f"recommendations for week {target} break the contract: {figures}; the last good week stays published")
-    topped_up = recs.height - ranked.height
-    context.log.info(f"publishing the ranker's recommendations for week {target}: {recs.height:,} rows, "
+    topped_up = recs.rows - counts["ranked"]
+    context.log.info(f"publishing the ranker's recommendations for week {target}: {recs.rows:,} rows, "
                      f"{topped_up:,} topped up from trending")
+
+    def totals(parts: list[pl.DataFrame], key: str) -> pl.DataFrame:
+        return pl.concat(parts).group_by(key).agg(pl.col("len").sum())
+
     yield dg.Output(recs, metadata={
         "ranker_artefact_hash": digest, "ranker_objective": ranker.config.objective,
-        "ranker_validation_map_at_12": ranker.validation["map_at_12"], "rows": recs.height,
-        "scored_rows": scored_rows, "customers": customers.height, "topped_up_rows": topped_up,
-        "relevance_tiers": dg.MetadataValue.json(dict(recs.group_by("relevance_tier").len().sort("relevance_tier").iter_rows())),
-        "sources": dg.MetadataValue.json(dict(recs.group_by("source").len().sort("len", descending=True).head(15).iter_rows())),
-        "preview": preview(recs, 12), **stage})
+        "ranker_validation_map_at_12": ranker.validation["map_at_12"], "rows": recs.rows,
+        "scored_rows": counts["scored"], "customers": customers.height, "topped_up_rows": topped_up,
+        "relevance_tiers": dg.MetadataValue.json(dict(totals(tiers, "relevance_tier").sort("relevance_tier").iter_rows())),
+        "sources": dg.MetadataValue.json(dict(totals(sources, "source").sort("len", descending=True).head(15).iter_rows())),
+        "preview": preview(first, 12), **stage})
     yield dg.AssetCheckResult(passed=passed, metadata=figures)
 
 
