@@ -348,10 +348,19 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
             optimiser.step()
         return time.perf_counter() - started
 
-    for step, suffix in [("two_tower_global", "training_pairs"), ("sequence_model", "training_purchases")]:
-        pairs = int(_meta(refresh, step, suffix, history.height) or history.height)
+    # as many pairs as one of the stage's epochs trains on: its training examples, within the per-epoch budget
+    from hm_recs.assets.models import ModelConfig
+
+    budget = ModelConfig()
+    two_tower_pairs = int(_meta(refresh, "two_tower_global", "training_pairs", history.height) or history.height)
+    purchases = int(_meta(refresh, "sequence_model", "training_purchases", history.height) or history.height)
+    with_history = int(_meta(refresh, "sequence_model", "customers_with_history", 0) or 0)
+    sequence_share = min(1.0, budget.sequence_max_sequences_per_epoch / with_history) if with_history else 1.0
+    for step, pairs in [("two_tower_global", min(two_tower_pairs, budget.two_tower_max_pairs_per_epoch)),
+                        ("sequence_model", round(purchases * sequence_share))]:
         refs[f"epoch_{step}"] = {"seconds": epoch(max(pairs, 1024)), "pairs": pairs,
-                                 "what": f"one epoch of plain embedding forward/backward over {pairs:,} pairs"}
+                                 "what": f"one epoch of plain embedding forward/backward over {pairs:,} pairs "
+                                         "(the stage's examples per epoch)"}
 
     def retrieval(k: int = 100, chunk: int = 16_384):
         customers = torch.randn(n_customers, 64)
