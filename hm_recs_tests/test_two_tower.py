@@ -240,3 +240,17 @@ def test_segment_model_fine_tunes_on_its_customers(data):
                             held_out=held, init_from=base.model, log=lambda m: None)
     assert tuned.loss_fell and tuned.starting_loss < base.starting_loss  # it started from the trained model
     assert serving_choice(evaluate(base.model, held), evaluate(tuned.model, held)) in {"segment", "global"}
+
+
+def test_held_out_sample_keeps_whole_customers_up_to_the_bound():
+    """The gates' held-out set: at most `max_customers` customers (seeded, the same each call), each with all of
+    their held-out purchases; untouched when there are fewer customers."""
+    from hm_recs.models.common import held_out_sample
+
+    held_out = pl.DataFrame({"customer_idx": [c for c in range(50) for _ in range(c % 3 + 1)],
+                             "article_idx": [a for c in range(50) for a in range(c % 3 + 1)]})
+    assert held_out_sample(held_out, 50).equals(held_out)
+    sample = held_out_sample(held_out, 20, seed=3)
+    assert sample["customer_idx"].n_unique() == 20 and sample.equals(held_out_sample(held_out, 20, seed=3))
+    kept = held_out.filter(pl.col("customer_idx").is_in(sample["customer_idx"].unique().implode()))
+    assert sample.sort(sample.columns).equals(kept.sort(kept.columns))

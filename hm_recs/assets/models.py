@@ -46,6 +46,9 @@ class ModelConfig(dg.Config):
     content_max_pairs_per_epoch: int = 1_000_000     # purchases
     content_max_customers: int = 150_000             # customers whose purchases the content encoder learns from
     evaluate_every: int = 0       # held-out figures of the retrieval models every n epochs; 0: after the last only
+    # the gates score each model (and popularity) on the held-out purchases of at most this many customers (a
+    # seeded sample): each is scored against every article, 20k keeps that to seconds; 10 % scale has ~12k
+    max_held_out_customers: int = 20_000
     seed: int = 0
 
 
@@ -225,7 +228,7 @@ def content_matrix(warehouse: Warehouse, week: dt.date, articles: pl.DataFrame):
                                          description="loss fell; held-out AUC and recall@100 beat popularity; finite; artefact reloads with its hash")])
 def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
     """The global two-tower model, trained on weeks W-L..W-1 and validated on week W's purchases."""
-    from hm_recs.models.common import popularity_retrieval
+    from hm_recs.models.common import held_out_sample, popularity_retrieval
     from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import TwoTowerConfig, train_two_tower
 
@@ -237,9 +240,10 @@ def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, war
                                   label_weeks=config.label_weeks)
         two_tower_config = TwoTowerConfig(epochs=config.epochs, seed=config.seed, evaluate_every=config.evaluate_every,
                                           max_pairs_per_epoch=config.two_tower_max_pairs_per_epoch)
+        held_out = held_out_sample(data.held_out, config.max_held_out_customers, config.seed)
         result = train_two_tower(data.train_inputs, data.labels, two_tower_config,
-                                 held_out=data.held_out, log=context.log.info, name="two-tower global")
-        popularity = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= config.label_weeks - 2), data.held_out,
+                                 held_out=held_out, log=context.log.info, name="two-tower global")
+        popularity = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= config.label_weeks - 2), held_out,
                                           len(data.articles))
     gate, admission, scores = retrieval_gate(result, popularity, config.admission_margin)
     scores["training_pairs"] = data.labels.height
@@ -277,7 +281,7 @@ def segment_model_asset(segment: str):
                        artefact_store: ArtefactStore):
         import json
 
-        from hm_recs.models.common import finite, serving_choice
+        from hm_recs.models.common import finite, held_out_sample, serving_choice
         from hm_recs.models.training_data import TwoTowerData
         from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, train_two_tower
 
@@ -290,7 +294,8 @@ def segment_model_asset(segment: str):
                                       label_weeks=config.label_weeks)
             member_idx = data.customers.encode(members, "customer_id", "customer_idx")["customer_idx"].implode()
             labels = data.labels.filter(pl.col("customer_idx").is_in(member_idx))
-            held_out = data.held_out.filter(pl.col("customer_idx").is_in(member_idx))
+            held_out = held_out_sample(data.held_out.filter(pl.col("customer_idx").is_in(member_idx)),
+                                       config.max_held_out_customers, config.seed)
             global_model = load(load_artefact(artefact_store, "two_tower_global", week)[0], data.train_inputs)
             decision = {"segment": segment, "week": str(week), "customers": members.height, "training_pairs": labels.height,
                         "held_out_customers": held_out["customer_idx"].n_unique(), "serves": "global"}
@@ -477,7 +482,7 @@ def sequence_model(context: dg.AssetExecutionContext, config: ModelConfig, wareh
     """The global sequence model (Heinz et al. 2017): every customer's purchase sequence up to W-1's Tuesday as
     content vectors with time stamps through an LSTM (or a transformer), validated on week W's purchases of the
     customers with history. Serving reads the sequences up to W (nothing to retrain: the sequence is the input)."""
-    from hm_recs.models.common import popularity_retrieval
+    from hm_recs.models.common import held_out_sample, popularity_retrieval
     from hm_recs.models.sequence import SequenceConfig, state, train_sequence_model
 
     use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
@@ -489,6 +494,7 @@ def sequence_model(context: dg.AssetExecutionContext, config: ModelConfig, wareh
         with_history = training.select("customer_idx").unique()
         held_out = (purchases.filter(pl.col("t_dat") > pl.lit(cutoff)).select("customer_idx", "article_idx").unique()
                     .join(with_history, on="customer_idx", how="semi"))
+        held_out = held_out_sample(held_out, config.max_held_out_customers, config.seed)
         sequence_config = SequenceConfig(encoder=config.sequence_encoder, epochs=config.sequence_epochs,
                                          batch_size=config.sequence_batch_size, seed=config.seed,
                                          evaluate_every=config.evaluate_every,

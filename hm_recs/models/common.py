@@ -100,6 +100,17 @@ class RetrievalFigures:
         return {"auc": self.auc, f"recall_at_{self.k}": self.recall_at_k, "customers": self.customers}
 
 
+def held_out_sample(held_out: pl.DataFrame, max_customers: int, seed: int = 0) -> pl.DataFrame:
+    """The held-out purchases (customer_idx, ...) of at most `max_customers` customers, a seeded sample (all of them
+    when there are fewer): what a gate scores every model on, so that the evaluation (each customer against every
+    article) costs the same whatever the number of buyers."""
+    customers = held_out["customer_idx"].unique().sort()
+    if customers.len() <= max_customers:
+        return held_out
+    kept = customers.sample(max_customers, seed=seed)
+    return held_out.filter(pl.col("customer_idx").is_in(kept.implode()))
+
+
 def retrieval_metrics(
     score_chunk: Callable[[torch.Tensor], torch.Tensor],
     held_out: pl.DataFrame,
