@@ -47,7 +47,7 @@ class ModelConfig(dg.Config):
     content_max_customers: int = 150_000             # customers whose purchases the content encoder learns from
     evaluate_every: int = 0       # held-out figures of the retrieval models every n epochs; 0: after the last only
     # the gates score each model (and popularity) on the held-out purchases of at most this many customers (a
-    # seeded sample): each is scored against every article, 20k keeps that to seconds; 10 % scale has ~12k
+    # seeded sample): each is scored against every article, 20k keeps that to seconds; 10 % scale has ~14k
     max_held_out_customers: int = 20_000
     seed: int = 0
 
