@@ -477,6 +477,30 @@ def summarise(report: dict) -> None:
         print("references: " + "; ".join(f"{k} {v['seconds']:.2f} s ({v['what']})" for k, v in report["references"].items()))
 
 
+def comparison_table(small: dict, large: dict) -> str:
+    """Markdown: per step, seconds and peak RSS (the step process's) at both scales, the growth of the seconds,
+    and the large run's ratio to its reference; then the whole refresh."""
+    growth_of_customers = large["customers"] / small["customers"]
+    lines = [f"| step | s at {small['scale']:g} | s at {large['scale']:g} | growth (customers × {growth_of_customers:.0f}) "
+             f"| peak RSS MB at {large['scale']:g} | rows at {large['scale']:g} | reference | × reference |",
+             "|---|---|---|---|---|---|---|---|"]
+    steps = large["refresh"]["steps"]
+    for step, figures in sorted(steps.items(), key=lambda kv: -kv[1].get("seconds", 0)):
+        before = small["refresh"]["steps"].get(step, {}).get("seconds")
+        seconds = figures.get("seconds", 0)
+        ratio = large.get("ratios", {}).get(step)
+        rows = sum((figures.get("rows") or {}).values()) if figures.get("rows") else ""
+        lines.append(f"| {step} | {'' if before is None else f'{before:,.1f}'} | {seconds:,.1f} | "
+                     f"{'' if not before else f'{seconds / before:.1f}'} | {figures.get('peak_rss_mb', ''):,} | "
+                     f"{rows if rows == '' else f'{rows:,}'} | {stage_reference(step) or ''} | "
+                     f"{'' if ratio is None else f'{ratio:.1f}'}{' !' if ratio is not None and ratio > FLAG_RATIO else ''} |")
+    a, b = small["refresh"], large["refresh"]
+    lines.append(f"| **whole refresh (wall)** | {a['wall_seconds']:,.0f} | {b['wall_seconds']:,.0f} | "
+                 f"{b['wall_seconds'] / a['wall_seconds']:.1f} | tree peak {a['peak_tree_rss_mb']:,.0f} → "
+                 f"{b['peak_tree_rss_mb']:,.0f} | | | |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, nargs="+", default=[1.0], help="shares of H&M's size, e.g. 0.1 1.0")
@@ -486,7 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--executor", choices=["multiprocess", "in_process"], default="multiprocess")
     parser.add_argument("--until", choices=["history", "result"], default="result",
                         help="history: only generate the data and ingest the warm-up's history weeks (resumable)")
+    parser.add_argument("--compare", nargs=2, metavar=("SMALL", "LARGE"), type=float,
+                        help="print the markdown table of two stored results (benchmarks/results) and exit")
     args = parser.parse_args(argv)
+    if args.compare:
+        small, large = (json.loads((RESULTS / f"full_scale_{scale:g}.json").read_text()) for scale in args.compare)
+        print(comparison_table(small, large))
+        return 0
     for scale in args.scale:
         report = run_benchmark(scale, args.weeks, args.warm_weeks, args.history_weeks, args.executor,
                                log=lambda m: print(m, flush=True), until=args.until)
