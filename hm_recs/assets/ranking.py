@@ -126,15 +126,12 @@ def labelled_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
                            "where week = ? and target_week = ? order by customer_id, article_id", [week, week])
 
 
-def serving_set(warehouse: Warehouse, week: dt.date, customers: pl.Series | None = None) -> pl.DataFrame:
-    """The serving candidate set stored at partition `week` (for week+1): every customer's, or only those of
-    `customers` (a chunk, or the buyers an evaluation scores: only their rows are read)."""
-    columns, where, params = "* exclude (week, target_week, label)", "and target_week = ?", [shift_weeks(week, 1)]
-    if customers is not None:
-        rows = customer_rows(warehouse, "candidates", week, customers, columns, where, params)
-        return rows.sort("customer_id", "article_id") if rows.width else rows
-    return warehouse.query(f"select {columns} from {warehouse.table('candidates')} where week = ? {where} "
-                           "order by customer_id, article_id", [week, *params])
+def serving_set(warehouse: Warehouse, week: dt.date, customers: pl.Series) -> pl.DataFrame:
+    """The serving candidates stored at partition `week` (for week+1) of the given customers (a chunk, or the
+    buyers an evaluation scores): only their rows are read."""
+    rows = customer_rows(warehouse, "candidates", week, customers, "* exclude (week, target_week, label)",
+                         "and target_week = ?", [shift_weeks(week, 1)])
+    return rows.sort("customer_id", "article_id") if rows.width else rows
 
 
 def load_ranker(artefact_store: ArtefactStore, week: dt.date):
