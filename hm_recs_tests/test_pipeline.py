@@ -404,7 +404,8 @@ CHUNKED = ("two_tower_candidates", "sequence_candidates", "candidates", "baselin
 
 def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp_path):
     """The stages that work a chunk of customers at a time (memory bounded at full scale) write the same tables
-    with 7 chunks as with one: the week re-run on a copy with 300 customers per chunk."""
+    with 7 chunks as with one: the week re-run on a copy with 300 customers per chunk (and `recommendations`
+    scoring 120 of them at a time)."""
     import shutil
 
     from hm_recs.definitions import all_assets
@@ -421,7 +422,7 @@ def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp
         run_config={"ops": {"two_tower_candidates": {"config": {"retrieval_chunk_customers": 300}},
                             "sequence_candidates": {"config": {"retrieval_chunk_customers": 300}},
                             "candidates": {"config": chunk}, "baseline_recommendations": {"config": chunk},
-                            "recommendations": {"config": chunk}}})
+                            "recommendations": {"config": {**chunk, "scoring_chunk_customers": 120}}}})
     assert_run_ok(result)
     assert small_data.customers.height > 6 * 300
     for table, rows in before.items():

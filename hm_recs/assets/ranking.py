@@ -167,12 +167,14 @@ class ServingRanker:
         return cls(ranker, digest, customers, articles, transactions,
                    week_inputs(customers, articles, transactions, week, windows))
 
-    def rank(self, candidates: pl.DataFrame, k: int, chunk_customers: int = 100_000, keep: tuple[str, ...] = ()) -> pl.DataFrame:
-        """Each customer's top k candidates (`models.ranker.rank_in_chunks`)."""
-        from hm_recs.models.ranker import rank_in_chunks
+    def rank(self, candidates: pl.DataFrame, k: int, chunk_customers: int | None = None,
+             keep: tuple[str, ...] = ()) -> pl.DataFrame:
+        """Each customer's top k candidates (`models.ranker.rank_in_chunks`; `chunk_customers` scored at once,
+        its default when None)."""
+        from hm_recs.models.ranker import SCORING_CHUNK_CUSTOMERS, rank_in_chunks
 
         return rank_in_chunks(self.ranker, candidates, lambda chunk: ranking_features(self.inputs, chunk), k,
-                              chunk_customers, keep)
+                              chunk_customers or SCORING_CHUNK_CUSTOMERS, keep)
 
 
 class RankerModelConfig(dg.Config):

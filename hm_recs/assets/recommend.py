@@ -104,7 +104,10 @@ def baseline_recommendations(context: dg.AssetExecutionContext, config: Baseline
 
 
 class RecommendationsConfig(dg.Config):
-    chunk_customers: int = 100_000  # customers scored at once: memory is about chunk x candidates x features
+    chunk_customers: int = 100_000  # customers read, topped up, checked and written at once (their candidate rows)
+    # customers whose feature matrix is built and scored at once (memory: about chunk x candidates x features);
+    # None: models.ranker.SCORING_CHUNK_CUSTOMERS
+    scoring_chunk_customers: int | None = None
 
 
 @dg.asset(partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars", "lightgbm"},
@@ -128,7 +131,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         tiers, sources = [], []
         for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's candidates
             candidates = serving_set(warehouse, week, chunk)
-            ranked = serving.rank(candidates, K, config.chunk_customers, keep=("sources",))
+            ranked = serving.rank(candidates, K, config.scoring_chunk_customers, keep=("sources",))
             own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
             lists = (
                 top_up(own, customers, transactions, articles, week, BaselineConfig(K), wanted=chunk)

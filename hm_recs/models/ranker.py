@@ -229,8 +229,14 @@ def top_k(scored: pl.DataFrame, k: int = K) -> pl.DataFrame:
     )
 
 
+# Customers whose feature matrix is built and scored at once: the matrix (about 48 candidates x 77 features per
+# customer, plus the joins' intermediate columns) is the largest frame of scoring. At 0.1 scale, scoring 100k
+# customers at once peaked 2.1 GiB above 25k at the same speed (docs/benchmarks.md).
+SCORING_CHUNK_CUSTOMERS = 25_000
+
+
 def rank_in_chunks(result: "RankerResult", candidates: pl.DataFrame, features: Callable[[pl.DataFrame], pl.DataFrame],
-                   k: int = K, chunk_customers: int = 100_000, keep: Sequence[str] = ()) -> pl.DataFrame:
+                   k: int = K, chunk_customers: int = SCORING_CHUNK_CUSTOMERS, keep: Sequence[str] = ()) -> pl.DataFrame:
     """Each customer's top `k` candidates by the ranker: customer_id, article_id, score, rank, relevance_tier and
     the candidate columns named in `keep`. `features(chunk)` builds the feature matrix (customer_id, article_id,
     the ranker's features, in the chunk's row order) of one chunk of `chunk_customers` customers' candidate rows,
