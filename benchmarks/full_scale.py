@@ -402,6 +402,7 @@ STAGE_REFERENCES = {
     "raw_customers": "scan_catalogue", "raw_articles": "scan_catalogue",
     "validate_customers": "scan_catalogue", "validate_articles": "scan_catalogue",
     "customer_features": "history_group_by", "article_features": "history_group_by", "customer_segments": "history_group_by",
+    "two_tower_data": "history_group_by",
     "article_content": "epoch_two_tower_global", "two_tower_global": "epoch_two_tower_global",
     "sequence_model": "epoch_sequence_model",
     "two_tower_candidates": "retrieval_top100", "sequence_candidates": "retrieval_top100",

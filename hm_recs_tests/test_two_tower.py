@@ -84,6 +84,27 @@ def test_training_data_reads_nothing_after_w(tables, content):
     assert a.train_inputs.article_numeric.shape[0] == 5  # 4 label weeks + the held-out week's snapshot
 
 
+def test_training_data_stored_and_loaded_is_the_built_data_and_trains_alike(data):
+    """The week's data is built once and loaded by every two-tower step: what loads is what was built, ids,
+    purchases, feature tensors and vocabulary alike, and a model trained on it is the same model."""
+    blob, _ = to_bytes(data.state())
+    back = TwoTowerData.from_state(from_bytes(blob))
+    assert back.customers.ids.equals(data.customers.ids) and back.articles.ids.equals(data.articles.ids)
+    assert back.labels.equals(data.labels) and back.held_out.equals(data.held_out)
+    for side in ("train_inputs", "serving_inputs"):
+        built, loaded = getattr(data, side), getattr(back, side)
+        assert loaded.vocabulary.values == built.vocabulary.values
+        for name in built.TENSORS:
+            assert torch.equal(getattr(loaded, name), getattr(built, name)), (side, name)
+    torch.set_num_threads(1)  # bitwise-repeatable training (as test_deterministic_for_a_seed_and_round_trip)
+    try:
+        a = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
+        b = train_two_tower(back.train_inputs, back.labels, FAST, log=lambda m: None)
+    finally:
+        torch.set_num_threads(2)
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+
+
 def test_shapes_and_a_step_reduces_loss(data):
     model_result = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
     model = model_result.model
@@ -254,3 +275,34 @@ def test_held_out_sample_keeps_whole_customers_up_to_the_bound():
     assert sample["customer_idx"].n_unique() == 20 and sample.equals(held_out_sample(held_out, 20, seed=3))
     kept = held_out.filter(pl.col("customer_idx").is_in(sample["customer_idx"].unique().implode()))
     assert sample.sort(sample.columns).equals(kept.sort(kept.columns))
+
+
+def test_a_step_without_its_weeks_training_data_fails_clearly(tmp_path):
+    """The two-tower steps load the week's `two_tower_data`: missing, or built with other windows than the step
+    is configured with, is a failure that says what to do, never a silent rebuild or a mismatched model."""
+    import dagster as dg
+
+    from hm_recs.assets.models import ModelConfig, load_two_tower_data, training_data_key
+    from hm_recs.resources import ArtefactStore
+
+    store, week = ArtefactStore(uri=str(tmp_path)), dt.date(2020, 9, 9)
+    with pytest.raises(dg.Failure, match="materialize `two_tower_data` for this week"):
+        load_two_tower_data(store, week, ModelConfig())
+    store.location().write_bytes(training_data_key(week), to_bytes({"windows": {"history_weeks": 26, "label_weeks": 3},
+                                                                    "data": {}})[0])
+    with pytest.raises(dg.Failure, match="built with .*'label_weeks': 3.*configured with .*'label_weeks': 4"):
+        load_two_tower_data(store, week, ModelConfig())
+
+
+def test_local_retention_of_training_data_keeps_recent_and_newer_weeks(tmp_path):
+    """Building week W removes local training data more than `keep_weeks` before W, and never a newer week's
+    (a backfill of older weeks must not delete what the latest week's steps load)."""
+    from hm_recs.assets.models import prune_training_data, training_data_key
+    from hm_recs.resources import ArtefactStore
+
+    store, week = ArtefactStore(uri=str(tmp_path)), dt.date(2020, 9, 9)
+    weeks = [week - dt.timedelta(weeks=n) for n in (-2, 0, 1, 8, 9, 20)]
+    for w in weeks:
+        store.location().write_bytes(training_data_key(w), b"x")
+    assert prune_training_data(store, week, keep_weeks=8) == [f"week={week - dt.timedelta(weeks=n)}" for n in (20, 9)]
+    assert {n.split("/")[2] for n in store.location().names()} == {f"week={week - dt.timedelta(weeks=n)}" for n in (-2, 0, 1, 8)}

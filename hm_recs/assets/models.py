@@ -14,7 +14,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, catalogue_tables, measured, partition_rows, png_markdown, preview
+from hm_recs.assets.common import PARTITIONED, catalogue_tables, history, measured, partition_rows, png_markdown, preview
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
 from hm_recs.core.staged import StagedTable
 from hm_recs.core.weeks import shift_weeks
@@ -49,6 +49,9 @@ class ModelConfig(dg.Config):
     # the gates score each model (and popularity) on the held-out purchases of at most this many customers (a
     # seeded sample): each is scored against every article, 20k keeps that to seconds; 10 % scale has ~14k
     max_held_out_customers: int = 20_000
+    # local artefact folders keep the stored two-tower training data of this many weeks before the week built
+    # (hundreds of MB a week at H&M's size; S3: the bucket's lifecycle rule)
+    training_data_keep_weeks: int = 8
     seed: int = 0
 
 
@@ -222,22 +225,112 @@ def content_matrix(warehouse: Warehouse, week: dt.date, articles: pl.DataFrame):
     return torch.as_tensor(np.asarray(aligned["vector"].to_list(), dtype=np.float32))
 
 
+def training_data_key(week: dt.date) -> str:
+    return f"training_data/two_tower/week={week.isoformat()}/data.pt"
+
+
+def prune_training_data(store: ArtefactStore, week: dt.date, keep_weeks: int) -> list[str]:
+    """Local artefact folders: remove the two-tower training data of weeks more than `keep_weeks` before `week`
+    (relative to the week built, so a backfill of older weeks never removes newer ones). On S3 the bucket's
+    lifecycle rule expires `training_data/` (infra/terraform/s3.tf). Returns the week folders removed."""
+    import shutil
+    from pathlib import Path
+
+    from hm_recs.core.storage import is_s3
+
+    if is_s3(store.uri):
+        return []
+    root, oldest = Path(store.uri) / "training_data" / "two_tower", shift_weeks(week, -keep_weeks)
+    removed = []
+    for folder in sorted(root.glob("week=*")) if root.is_dir() else []:
+        try:
+            stale = dt.date.fromisoformat(folder.name.removeprefix("week=")) < oldest
+        except ValueError:
+            continue  # not ours
+        if stale:
+            shutil.rmtree(folder)
+            removed.append(folder.name)
+    return removed
+
+
+def data_windows(config: ModelConfig) -> dict:
+    """The ModelConfig fields that shape the week's `TwoTowerData`: builder and loaders must agree on them."""
+    return {"history_weeks": config.history_weeks, "label_weeks": config.label_weeks}
+
+
+@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"polars", "pytorch"},
+          deps=["transactions", "customers", "articles", "article_content"],
+          check_specs=[dg.AssetCheckSpec("two_tower_data_stored", asset="two_tower_data", blocking=True,
+                                         description="training purchases present; every feature tensor finite; "
+                                                     "the stored file reloads with its hash")])
+def two_tower_data(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
+    """The week's two-tower inputs (`models.training_data.TwoTowerData`): customer and article feature snapshots
+    of the label weeks with their purchases, week W's held-out purchases and the serving features as of W.
+    Built once per week and stored in the artefact store (`training_data/two_tower/`); the global, per-segment
+    and retrieval steps load it instead of each rebuilding it (seven builds, about 55 s each at H&M's size)."""
+    import hashlib
+
+    import torch
+
+    from hm_recs.models.common import to_bytes
+    from hm_recs.models.training_data import TwoTowerData
+
+    week = partition_week(context)
+    with measured(context, "two_tower_data") as figures:
+        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
+        data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
+                                  label_weeks=config.label_weeks)
+        blob, digest = to_bytes({"windows": data_windows(config), "data": data.state()})
+        uri = artefact_store.location().write_bytes(training_data_key(week), blob)
+        if removed := prune_training_data(artefact_store, week, config.training_data_keep_weeks):
+            context.log.info(f"two_tower_data: removed the training data of {', '.join(removed)} (local retention)")
+    tensors = {f"{side}.{name}": getattr(getattr(data, side), name) for side in ("train_inputs", "serving_inputs")
+               for name in data.train_inputs.TENSORS}
+    not_finite = sorted(name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all()))
+    context.log.info(f"two_tower_data: {data.labels.height:,} training purchases, {data.held_out.height:,} held-out pairs, "
+                     f"{len(data.customers):,} customers x {len(data.articles):,} articles, {len(blob) / 2**20:.0f} MiB at {uri}")
+    yield dg.MaterializeResult(metadata={
+        "artefact": uri, "artefact_hash": digest, "size_mib": round(len(blob) / 2**20, 1),
+        "training_purchases": data.labels.height, "held_out_pairs": data.held_out.height,
+        "customers": len(data.customers), "articles": len(data.articles), "snapshots": data.train_inputs.n_snapshots,
+        "windows": dg.MetadataValue.json(data_windows(config)), **figures})
+    stored = hashlib.sha256(artefact_store.location().read_bytes(training_data_key(week))).hexdigest()
+    checks = {"training_purchases": data.labels.height > 0, "finite": not not_finite,
+              "reloads_with_hash": "sha256:" + stored == digest}
+    yield dg.AssetCheckResult(passed=all(checks.values()), metadata={
+        **checks, "artefact_hash": "sha256:" + stored, "not_finite": ", ".join(not_finite) or "none"})
+
+
+def load_two_tower_data(store: ArtefactStore, week: dt.date, config: ModelConfig):
+    """Week W's `TwoTowerData` as `two_tower_data` stored it; a clear failure when it is missing or was built
+    with other windows than `config` names (the steps of one week must train and serve on the same data)."""
+    from hm_recs.models.common import from_bytes
+    from hm_recs.models.training_data import TwoTowerData
+
+    try:
+        state = from_bytes(store.location().read_bytes(training_data_key(week)))
+    except Exception as exc:  # missing (local or S3, or expired) or unreadable: the same answer for the operator
+        raise dg.Failure(f"no two-tower training data for week {week} ({type(exc).__name__}: {exc}): "
+                         "materialize `two_tower_data` for this week first") from exc
+    if state["windows"] != data_windows(config):
+        raise dg.Failure(f"week {week}'s two_tower_data was built with {state['windows']}, this step is configured with "
+                         f"{data_windows(config)}: give `two_tower_data` the same ModelConfig windows and rebuild it")
+    return TwoTowerData.from_state(state["data"])
+
+
 @dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
-          deps=["transactions", "article_content"],
+          deps=["two_tower_data"],
           check_specs=[dg.AssetCheckSpec("two_tower_gate", asset="two_tower_global", blocking=True,
                                          description="loss fell; held-out AUC and recall@100 beat popularity; finite; artefact reloads with its hash")])
 def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
     """The global two-tower model, trained on weeks W-L..W-1 and validated on week W's purchases."""
     from hm_recs.models.common import held_out_sample, popularity_retrieval
-    from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import TwoTowerConfig, train_two_tower
 
     use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
     week = partition_week(context)
     with measured(context, "two_tower_global") as figures:
-        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
-        data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
-                                  label_weeks=config.label_weeks)
+        data = load_two_tower_data(artefact_store, week, config)
         two_tower_config = TwoTowerConfig(epochs=config.epochs, seed=config.seed, evaluate_every=config.evaluate_every,
                                           max_pairs_per_epoch=config.two_tower_max_pairs_per_epoch)
         held_out = held_out_sample(data.held_out, config.max_held_out_customers, config.seed)
@@ -273,7 +366,7 @@ def segment_model_asset(segment: str):
     name = f"two_tower_{segment}"
 
     @dg.asset(name=name, op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="segment_models", kinds={"pytorch"},
-              deps=["two_tower_global", "customer_segments", "article_content", "transactions"],
+              deps=["two_tower_global", "customer_segments", "two_tower_data"],
               check_specs=[dg.AssetCheckSpec("segment_model_gate", asset=name, blocking=True,
                                              description="trained model finite with falling loss (or no members); "
                                                          "decision and artefact stored")])
@@ -282,16 +375,13 @@ def segment_model_asset(segment: str):
         import json
 
         from hm_recs.models.common import finite, held_out_sample, serving_choice
-        from hm_recs.models.training_data import TwoTowerData
         from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, train_two_tower
 
         use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
         week = partition_week(context)
         with measured(context, name) as figures:
-            customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
             members = partition_rows(warehouse, "customer_segments", week, "customer_id, segment").filter(pl.col("segment") == segment)
-            data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
-                                      label_weeks=config.label_weeks)
+            data = load_two_tower_data(artefact_store, week, config)
             member_idx = data.customers.encode(members, "customer_id", "customer_idx")["customer_idx"].implode()
             labels = data.labels.filter(pl.col("customer_idx").is_in(member_idx))
             held_out = held_out_sample(data.held_out.filter(pl.col("customer_idx").is_in(member_idx)),
@@ -337,7 +427,7 @@ segment_models = [segment_model_asset(s) for s in MODELLED_SEGMENTS]
 
 
 @dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
-          deps=["two_tower_global", "article_content", "transactions", "customer_segments",
+          deps=["two_tower_global", "two_tower_data", "transactions", "customer_segments",
                 *[f"two_tower_{s}" for s in MODELLED_SEGMENTS]],
           check_specs=[dg.AssetCheckSpec("candidates_per_customer", asset="two_tower_candidates", blocking=True,
                                          description="every customer with history has K ranked candidates among articles on sale")])
@@ -350,7 +440,6 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
     ranker learns from; the model never saw week W's purchases)."""
     import json
 
-    from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import load, top_k
 
     use_step_threads()  # one torch thread per step unless told otherwise (deploy.torch_threads)
@@ -359,9 +448,8 @@ def two_tower_candidates(context: dg.AssetExecutionContext, config: ModelConfig,
         yield from disabled
         return
     with measured(context, "two_tower_candidates") as figures:
-        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
-        data = TwoTowerData.build(transactions, customers, articles, week, content_matrix(warehouse, week, articles),
-                                  label_weeks=config.label_weeks)
+        transactions = history(warehouse, week, config.history_weeks)
+        data = load_two_tower_data(artefact_store, week, config)
         segments = partition_rows(warehouse, "customer_segments", week, "customer_id, segment")
         serving = {}
         for segment in MODELLED_SEGMENTS:

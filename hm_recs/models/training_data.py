@@ -57,3 +57,23 @@ class TwoTowerData:
             [article_features(articles, transactions, customers, week)], article_index, content_vectors,
             vocabulary=train_inputs.vocabulary)
         return cls(customer_index, article_index, train_inputs, labels, held_out, serving_inputs)
+
+    def state(self) -> dict:
+        """Tensors and plain values (`common.to_bytes`): the week's data is built once and every two-tower step
+        of the week loads it (the build reads 26 weeks of history six times over)."""
+        def columns(frame: pl.DataFrame) -> dict:
+            return {c: torch.as_tensor(frame[c].to_numpy().copy()) for c in frame.columns}
+
+        return {"customer_ids": self.customers.ids.to_list(), "article_ids": self.articles.ids.to_list(),
+                "train_inputs": self.train_inputs.state(), "serving_inputs": self.serving_inputs.state(),
+                "labels": columns(self.labels), "held_out": columns(self.held_out)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> TwoTowerData:
+        def frame(columns: dict) -> pl.DataFrame:
+            return pl.DataFrame({c: values.numpy() for c, values in columns.items()})
+
+        return cls(IdIndex(pl.Series("id", state["customer_ids"], dtype=pl.String)),
+                   IdIndex(pl.Series("id", state["article_ids"], dtype=pl.String)),
+                   TowerInputs.from_state(state["train_inputs"]), frame(state["labels"]), frame(state["held_out"]),
+                   TowerInputs.from_state(state["serving_inputs"]))

@@ -109,6 +109,16 @@ class TowerInputs:
     def n_snapshots(self) -> int:
         return self.article_numeric.shape[0]
 
+    TENSORS = ("customer_numeric", "customer_codes", "article_numeric", "article_content", "article_trend")
+
+    def state(self) -> dict:
+        """Tensors and plain values (`common.to_bytes` stores them weights-only)."""
+        return {**{name: getattr(self, name) for name in self.TENSORS}, "vocabulary": self.vocabulary.values}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TowerInputs":
+        return cls(**{name: state[name] for name in cls.TENSORS}, vocabulary=CategoricalVocabulary(state["vocabulary"]))
+
 
 @dataclass(frozen=True)
 class TwoTowerConfig:

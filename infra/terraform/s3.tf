@@ -122,6 +122,24 @@ resource "aws_s3_bucket_lifecycle_configuration" "artefacts" {
   }
 
   rule {
+    id     = "expire-training-data"
+    status = "Enabled"
+
+    # two_tower_data: the week's two-tower inputs (hundreds of MB at H&M's size), rebuilt by the weekly run
+    filter {
+      prefix = "training_data/"
+    }
+
+    expiration {
+      days = var.training_data_days
+    }
+
+    noncurrent_version_expiration {
+      noncurrent_days = 1
+    }
+  }
+
+  rule {
     id     = "expire-compute-logs"
     status = "Enabled"
 

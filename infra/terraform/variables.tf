@@ -49,6 +49,12 @@ variable "compute_log_days" {
   default     = 30
 }
 
+variable "training_data_days" {
+  description = "Days the week's stored two-tower training data (artefacts bucket, prefix training_data/) is kept; re-running an older week's two-tower steps rebuilds two_tower_data first."
+  type        = number
+  default     = 21
+}
+
 variable "exports_retention_days" {
   description = "Days a weekly recommendations export is kept before it expires."
   type        = number
