@@ -133,6 +133,25 @@ RUN_TAGS = PLACEMENT.run_tags()
 """`tags=` of weekly_job."""
 
 
+def step_priority(level: int) -> dict[str, str]:
+    """`op_tags=` that order the ready steps when there are more of them than slots: Dagster's multiprocess
+    executor (one slot per core) and dagster-k8s's `k8s_job_executor` (`max_concurrent`) both start the highest
+    `dagster/priority` first; steps without the tag are 0."""
+    return {"dagster/priority": str(level)}
+
+
+# The week's critical path is the two-tower chain (data -> global model -> five segment fine-tunes -> retrieval)
+# and what follows it (union -> ranker -> recommendations); the sequence chain is next. Left to the plan's
+# order, the executor started sequence_model and the baselines first at full size, and the two-tower chain
+# waited behind them. The content encoder feeds both chains; customer_segments feeds the segment models. The
+# union, ranker and recommendations wait for both chains, and outrank the baselines when they are ready.
+# Tested: no step upstream of a prioritised one, ingestion and validation aside, has a lower priority.
+CONTENT_PRIORITY = step_priority(30)
+TWO_TOWER_PRIORITY = step_priority(20)
+SEQUENCE_PRIORITY = step_priority(10)
+RANKING_PRIORITY = step_priority(10)
+
+
 TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"
 
 

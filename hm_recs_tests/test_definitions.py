@@ -209,3 +209,32 @@ def test_two_weeks_run_at_the_same_time_on_one_warehouse(small_source):
 
     result = repetition(str(small_source), ("2020-07-01", "2020-07-08"))
     assert result["success"], result["outcomes"]
+
+
+def test_the_critical_path_is_never_starved_by_its_own_ancestors():
+    """Steps carry `dagster/priority` (hm_recs/deploy.py) so that, with fewer slots than ready steps, the long
+    two-tower chain starts first. That only works if nothing it waits for ranks lower: every ancestor of a
+    prioritised step, ingestion and validation aside (everything waits for them), has at least its priority."""
+    from hm_recs.definitions import all_assets
+
+    priority, parents, group = {}, {}, {}
+    for assets_def in all_assets:
+        for key in assets_def.keys:
+            name = key.to_user_string()
+            priority[name] = int(assets_def.op.tags.get("dagster/priority", 0))
+            parents[name] = {k.to_user_string() for k in assets_def.asset_deps[key]}
+            group[name] = assets_def.group_names_by_key[key]
+
+    def ancestors(name: str) -> set[str]:
+        seen, stack = set(), list(parents.get(name, ()))
+        while stack:
+            parent = stack.pop()
+            if parent not in seen:
+                seen.add(parent)
+                stack.extend(parents.get(parent, ()))
+        return seen
+
+    assert priority["two_tower_data"] > priority["sequence_model"] > priority["baseline_recommendations"]
+    starved = {(name, parent) for name, level in priority.items() if level > 0 for parent in ancestors(name)
+               if parent in priority and group[parent] not in ("ingestion", "validation") and priority[parent] < level}
+    assert not starved, f"ancestors ranked below the step that waits for them: {sorted(starved)}"

@@ -18,7 +18,7 @@ from hm_recs.assets.common import PARTITIONED, catalogue_tables, history, measur
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
 from hm_recs.core.staged import StagedTable
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.deploy import TRAINING_STEP_TAGS, use_step_threads
+from hm_recs.deploy import CONTENT_PRIORITY, SEQUENCE_PRIORITY, TRAINING_STEP_TAGS, TWO_TOWER_PRIORITY, use_step_threads
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
 
@@ -175,7 +175,7 @@ def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str,
                                metadata={"artefact_hash": stored_digest, **{f"gate/{k}": v for k, v in gate.items()}})
 
 
-@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
+@dg.asset(op_tags={**TRAINING_STEP_TAGS, **CONTENT_PRIORITY}, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
           deps=["transactions", "articles", "customers"],
           check_specs=[dg.AssetCheckSpec("content_encoder_gate", asset="article_content", blocking=True,
                                          description="loss fell, finite weights, a vector for every catalogue article, artefact reloads with its hash")])
@@ -258,7 +258,7 @@ def data_windows(config: ModelConfig) -> dict:
     return {"history_weeks": config.history_weeks, "label_weeks": config.label_weeks}
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"polars", "pytorch"},
+@dg.asset(op_tags=TWO_TOWER_PRIORITY, partitions_def=weekly_partitions, group_name="models", kinds={"polars", "pytorch"},
           deps=["transactions", "customers", "articles", "article_content"],
           check_specs=[dg.AssetCheckSpec("two_tower_data_stored", asset="two_tower_data", blocking=True,
                                          description="training purchases present; every feature tensor finite; "
@@ -318,7 +318,7 @@ def load_two_tower_data(store: ArtefactStore, week: dt.date, config: ModelConfig
     return TwoTowerData.from_state(state["data"])
 
 
-@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
+@dg.asset(op_tags={**TRAINING_STEP_TAGS, **TWO_TOWER_PRIORITY}, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
           deps=["two_tower_data"],
           check_specs=[dg.AssetCheckSpec("two_tower_gate", asset="two_tower_global", blocking=True,
                                          description="loss fell; held-out AUC and recall@100 beat popularity; finite; artefact reloads with its hash")])
@@ -365,7 +365,7 @@ def segment_model_asset(segment: str):
     purchases, and serving the segment only where it beats the global model on the segment's held-out week."""
     name = f"two_tower_{segment}"
 
-    @dg.asset(name=name, op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="segment_models", kinds={"pytorch"},
+    @dg.asset(name=name, op_tags={**TRAINING_STEP_TAGS, **TWO_TOWER_PRIORITY}, partitions_def=weekly_partitions, group_name="segment_models", kinds={"pytorch"},
               deps=["two_tower_global", "customer_segments", "two_tower_data"],
               check_specs=[dg.AssetCheckSpec("segment_model_gate", asset=name, blocking=True,
                                              description="trained model finite with falling loss (or no members); "
@@ -426,7 +426,7 @@ def segment_model_asset(segment: str):
 segment_models = [segment_model_asset(s) for s in MODELLED_SEGMENTS]
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
+@dg.asset(op_tags=TWO_TOWER_PRIORITY, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
           deps=["two_tower_global", "two_tower_data", "transactions", "customer_segments",
                 *[f"two_tower_{s}" for s in MODELLED_SEGMENTS]],
           check_specs=[dg.AssetCheckSpec("candidates_per_customer", asset="two_tower_candidates", blocking=True,
@@ -561,7 +561,7 @@ def purchase_sequences(warehouse: Warehouse, week: dt.date, history_weeks: int):
     return customer_index, article_index, transactions, purchases, content_matrix(warehouse, week, articles)
 
 
-@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
+@dg.asset(op_tags={**TRAINING_STEP_TAGS, **SEQUENCE_PRIORITY}, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch"},
           deps=["transactions", "article_content"],
           check_specs=[dg.AssetCheckSpec("sequence_model_gate", asset="sequence_model", blocking=True,
                                          description="loss fell; held-out AUC and recall@100 beat popularity on the same "
@@ -606,7 +606,7 @@ def sequence_model(context: dg.AssetExecutionContext, config: ModelConfig, wareh
     yield artefact_check(artefact_store, "sequence", week, digest, gate)
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
+@dg.asset(op_tags=SEQUENCE_PRIORITY, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
           deps=["sequence_model", "article_content", "transactions"],
           check_specs=[dg.AssetCheckSpec("candidates_per_customer", asset="sequence_candidates", blocking=True,
                                          description="every customer with history has K ranked candidates among articles on sale")])

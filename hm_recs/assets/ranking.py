@@ -28,7 +28,7 @@ from hm_recs.core.ranking_features import (
     CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows, label_candidates, ranking_features, week_inputs,
 )
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.deploy import TRAINING_STEP_TAGS
+from hm_recs.deploy import RANKING_PRIORITY, TRAINING_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
 
@@ -58,7 +58,7 @@ def chunk_candidates(warehouse: Warehouse, pools, chunk: pl.Series, week: dt.dat
     return customer_candidates(pools, chunk, models["two_tower"], models["sequence"])
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="ranking", kinds={"polars", "duckdb"}, metadata=PARTITIONED,
+@dg.asset(op_tags=RANKING_PRIORITY, partitions_def=weekly_partitions, group_name="ranking", kinds={"polars", "duckdb"}, metadata=PARTITIONED,
           deps=["transactions", "customers", "articles", "two_tower_candidates", "sequence_candidates"],
           check_specs=[dg.AssetCheckSpec("candidates_per_customer_and_recall", asset="candidates", blocking=True,
                                          description="every customer at least min_per_customer candidates in both sets; "
@@ -227,7 +227,7 @@ def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataVal
     return value
 
 
-@dg.asset(op_tags=TRAINING_STEP_TAGS, partitions_def=weekly_partitions, group_name="ranking", kinds={"lightgbm"},
+@dg.asset(op_tags={**TRAINING_STEP_TAGS, **RANKING_PRIORITY}, partitions_def=weekly_partitions, group_name="ranking", kinds={"lightgbm"},
           deps=["candidates", "transactions", "customers", "articles"],
           check_specs=[dg.AssetCheckSpec("ranker_beats_baselines", asset="ranker_model", blocking=True,
                                          description="validation MAP@12 (Kaggle, week W's buyers) at least the best "

@@ -15,6 +15,7 @@ from hm_recs.core.segments import (
     segment_sizes,
     thresholds,
 )
+from hm_recs.deploy import TWO_TOWER_PRIORITY
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import Warehouse
 
@@ -50,7 +51,7 @@ def overlap_heatmap(matrix: pl.DataFrame) -> dg.MetadataValue:
     return value
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="segments", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
+@dg.asset(op_tags=TWO_TOWER_PRIORITY, partitions_def=weekly_partitions, group_name="segments", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
           deps=["transactions", "customers", "articles"],
           check_specs=[dg.AssetCheckSpec("one_primary_segment", asset="customer_segments", blocking=True,
                                          description="every customer exactly one known primary segment; no behaviour "
