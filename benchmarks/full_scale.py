@@ -236,7 +236,10 @@ def run_refresh(source: Path, warm: Path, week: dt.date, work: Path, executor: s
     from hm_recs.runner import instance as dagster_instance
 
     instance = dagster_instance()
-    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    from hm_recs.deploy import local_execution_config
+
+    # the schedule's run config (one large-memory step at a time), quieter logs
+    run_config = {**local_execution_config(), "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     if executor == "in_process":
         run_config["execution"] = {"config": {"in_process": {}}}
     log(f"refresh: week {week}, {executor} executor, warehouse {work / 'warehouse.duckdb'}")

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from hm_recs.deploy import PLACEMENT, RUN_TAGS
+from hm_recs.deploy import PLACEMENT, RUN_TAGS, local_execution_config
 from hm_recs.assets import evaluation, features, ingestion, models, ranking, recommend, segments, validation
 from hm_recs.observability import run_logger_config, run_loggers
 from hm_recs.partitions import weekly_partitions
@@ -23,7 +23,9 @@ def make_weekly_job(log_format: str | None = None):
         description="Ingest, validate, featurise, recommend and evaluate one week (Wednesday to Tuesday).",
         tags=RUN_TAGS,
         executor_def=PLACEMENT.executor_def(),  # Dagster's default locally; one pod per step with HM_RECS_EXECUTOR=k8s
-        config=run_logger_config(log_format),  # JSON console lines with HM_RECS_LOG_FORMAT=json
+        # JSON console lines with HM_RECS_LOG_FORMAT=json; locally, one large-memory step at a time
+        config={**(run_logger_config(log_format) or {}),
+                **(local_execution_config() if PLACEMENT.executor_def() is None else {})} or None,
     )
 
 

@@ -238,3 +238,21 @@ def test_the_critical_path_is_never_starved_by_its_own_ancestors():
     starved = {(name, parent) for name, level in priority.items() if level > 0 for parent in ancestors(name)
                if parent in priority and group[parent] not in ("ingestion", "validation") and priority[parent] < level}
     assert not starved, f"ancestors ranked below the step that waits for them: {sorted(starved)}"
+
+
+def test_local_runs_hold_one_large_memory_step_at_a_time():
+    """The steps that hold the week's ranking inputs for every customer (6-15 GiB each at H&M's size) never
+    overlap under the local multiprocess executor, whatever else runs beside them; a run may still choose the
+    in-process executor (the CLI, the benchmarks' smoke test)."""
+    from hm_recs.definitions import all_assets
+    from hm_recs.deploy import LARGE_MEMORY_TAG
+
+    job = defs.resolve_job_def("weekly_job")
+    run_config = job.get_run_config_for_partition_key(WEEK.isoformat())  # what the schedule and the UI launch
+    executor = dg.validate_run_config(job, run_config)["execution"]["multi_or_in_process_executor"]
+    (key, value), = LARGE_MEMORY_TAG.items()
+    assert executor["multiprocess"]["tag_concurrency_limits"] == [{"key": key, "value": value, "limit": 1}]
+    large = {k.to_user_string() for a in all_assets if a.op.tags.get(key) == value for k in a.keys}
+    assert large == {"ranker_model", "recommendations", "evaluation_report", "recommendations_export"}
+    in_process = dg.validate_run_config(job, {"execution": {"config": {"in_process": {}}}})
+    assert "in_process" in in_process["execution"]["multi_or_in_process_executor"]

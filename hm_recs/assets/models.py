@@ -322,7 +322,7 @@ def load_two_tower_data(store: ArtefactStore, week: dt.date, config: ModelConfig
           deps=["two_tower_data"],
           check_specs=[dg.AssetCheckSpec("two_tower_gate", asset="two_tower_global", blocking=True,
                                          description="loss fell; held-out AUC and recall@100 beat popularity; finite; artefact reloads with its hash")])
-def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
+def two_tower_global(context: dg.AssetExecutionContext, config: ModelConfig, artefact_store: ArtefactStore):
     """The global two-tower model, trained on weeks W-L..W-1 and validated on week W's purchases."""
     from hm_recs.models.common import held_out_sample, popularity_retrieval
     from hm_recs.models.two_tower import TwoTowerConfig, train_two_tower

@@ -28,7 +28,7 @@ from hm_recs.core.ranking_features import (
     CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows, label_candidates, ranking_features, week_inputs,
 )
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.deploy import RANKING_PRIORITY, TRAINING_STEP_TAGS
+from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY, TRAINING_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
 
@@ -227,7 +227,7 @@ def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataVal
     return value
 
 
-@dg.asset(op_tags={**TRAINING_STEP_TAGS, **RANKING_PRIORITY}, partitions_def=weekly_partitions, group_name="ranking", kinds={"lightgbm"},
+@dg.asset(op_tags={**TRAINING_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="ranking", kinds={"lightgbm"},
           deps=["candidates", "transactions", "customers", "articles"],
           check_specs=[dg.AssetCheckSpec("ranker_beats_baselines", asset="ranker_model", blocking=True,
                                          description="validation MAP@12 (Kaggle, week W's buyers) at least the best "
