@@ -96,13 +96,17 @@ def test_training_data_stored_and_loaded_is_the_built_data_and_trains_alike(data
         assert loaded.vocabulary.values == built.vocabulary.values
         for name in built.TENSORS:
             assert torch.equal(getattr(loaded, name), getattr(built, name)), (side, name)
-    torch.set_num_threads(1)  # bitwise-repeatable training (as test_deterministic_for_a_seed_and_round_trip)
+    a, b = trained_on_one_thread((data.train_inputs, data.labels), (back.train_inputs, back.labels))
+    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
+
+
+def trained_on_one_thread(*datasets):
+    """A FAST model trained on each (inputs, labels), one torch thread each time: bitwise-repeatable."""
+    torch.set_num_threads(1)
     try:
-        a = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
-        b = train_two_tower(back.train_inputs, back.labels, FAST, log=lambda m: None)
+        return [train_two_tower(inputs, labels, FAST, log=lambda m: None) for inputs, labels in datasets]
     finally:
         torch.set_num_threads(2)
-    assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
 
 
 def test_shapes_and_a_step_reduces_loss(data):
@@ -116,12 +120,7 @@ def test_shapes_and_a_step_reduces_loss(data):
 
 
 def test_deterministic_for_a_seed_and_round_trip(data):
-    torch.set_num_threads(1)
-    try:
-        a = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
-        b = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
-    finally:
-        torch.set_num_threads(2)
+    a, b = trained_on_one_thread((data.train_inputs, data.labels), (data.train_inputs, data.labels))
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     restored = load(from_bytes(to_bytes(a.state())[0]), data.serving_inputs)
     served = load(a.state(), data.serving_inputs)
