@@ -53,6 +53,9 @@ DEFAULT_STEP = PodSize(cpu="1", memory="8Gi")
 """Ingestion, validation, features, recommendations: polars on one week plus the history window."""
 TRAINING_STEP = PodSize(cpu="4", memory="16Gi")
 """Model training (content encoder, global and per-segment two-tower): torch on the history window."""
+LARGE_STEP = PodSize(cpu="1", memory="20Gi")
+"""`recommendations` and `evaluation_report`: the week's ranking inputs for every customer, 15.2 and 14.6 GiB at
+H&M's size (docs/benchmarks.md), over the default step pod's 8 Gi."""
 RUN_WORKER_STEPS_IN_PODS = PodSize(cpu="500m", memory="1Gi")
 """The run's own pod when every step has a pod of its own: it only plans, launches and watches."""
 RUN_WORKER_ALL_STEPS = PodSize(cpu="2", memory="24Gi")
@@ -68,6 +71,7 @@ class Placement:
     executor: str = "multiprocess"
     step: PodSize = DEFAULT_STEP
     training: PodSize = TRAINING_STEP
+    large: PodSize = LARGE_STEP
     max_step_pods: int = MAX_STEP_PODS
     gpu_node_selector: Mapping[str, str] | None = None
     training_image: str | None = None
@@ -85,6 +89,7 @@ class Placement:
             training=PodSize(env.get("HM_RECS_TRAINING_CPU", TRAINING_STEP.cpu),
                              env.get("HM_RECS_TRAINING_MEMORY", TRAINING_STEP.memory),
                              int(env.get("HM_RECS_TRAINING_GPUS", TRAINING_STEP.gpus))),
+            large=PodSize(env.get("HM_RECS_LARGE_STEP_CPU", LARGE_STEP.cpu), env.get("HM_RECS_LARGE_STEP_MEMORY", LARGE_STEP.memory)),
             max_step_pods=int(env.get("HM_RECS_MAX_STEP_PODS", MAX_STEP_PODS)),
             gpu_node_selector=json.loads(selector) if selector else DEFAULT_GPU_NODE_SELECTOR,
             training_image=env.get("HM_RECS_TRAINING_IMAGE") or None,
@@ -104,6 +109,10 @@ class Placement:
     def training_step_tags(self) -> dict[str, str]:
         config = self.step_k8s_config(self.training, "training", self.training_image)
         return {K8S_CONFIG_TAG: json.dumps(config, sort_keys=True)}
+
+    def large_step_tags(self) -> dict[str, str]:
+        """Pod size of the steps that hold the week's ranking inputs for every customer (`LARGE_STEP`)."""
+        return {K8S_CONFIG_TAG: json.dumps(self.step_k8s_config(self.large, "large"), sort_keys=True)}
 
     def run_tags(self) -> dict[str, str]:
         """Tags of every weekly run: the warehouse tag and the size of the run's own pod."""
@@ -129,6 +138,8 @@ class Placement:
 PLACEMENT = Placement.from_env()
 TRAINING_STEP_TAGS = PLACEMENT.training_step_tags()
 """`op_tags=` of every model-training asset (article_content, two_tower_global, two_tower_<segment>)."""
+LARGE_STEP_TAGS = PLACEMENT.large_step_tags()
+"""`op_tags=` of recommendations and evaluation_report (their pod size; ranker_model has the training pod's)."""
 RUN_TAGS = PLACEMENT.run_tags()
 """`tags=` of weekly_job."""
 

@@ -11,6 +11,7 @@ does not prove. hm_recs_tests/test_infra.py runs every check (that is how CI run
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import tempfile
@@ -218,11 +219,15 @@ def check_executor_config() -> None:
         placement = Placement.from_env(env)
         result = validate_config(k8s_job_executor.config_schema.config_type, placement.executor_config())
         assert result.success, [e.message for e in result.errors]
-        for tags in (placement.training_step_tags(), placement.run_tags()):
+        for tags in (placement.training_step_tags(), placement.large_step_tags(), placement.run_tags()):
             parsed = get_user_defined_k8s_config(tags)  # dagster-k8s's own tag parser (raises on bad config)
             assert parsed.container_config["resources"] == json.loads(tags[K8S_CONFIG_TAG])["container_config"]["resources"]
         assert placement.executor_def().name == "k8s_job_executor"
     assert Placement.from_env({}).executor_def() is None, "locally: Dagster's default executor"
+    steps = render.weekly_job_steps()  # the steps that hold every customer's ranking inputs get the large pod
+    for step in ("recommendations", "evaluation_report"):
+        resources = json.loads(steps[step][K8S_CONFIG_TAG])["container_config"]["resources"]
+        assert resources["requests"]["memory"] == Placement.from_env(os.environ).large.memory, step
 
 
 # -------------------------------------------------------------------------------------------------- Terraform

@@ -17,7 +17,7 @@ from hm_recs.core.metrics import (
     COVERAGE_LEVELS, K, METRIC_NAMES, beyond_accuracy, evaluate, popularity_order, purchase_ranks, rank_coverage,
 )
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.deploy import LARGE_MEMORY_TAG
+from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
 
@@ -63,7 +63,7 @@ def source_lists(serving: pl.DataFrame, k: int = K) -> dict[str, pl.DataFrame]:
     return lists
 
 
-@dg.asset(op_tags=LARGE_MEMORY_TAG, partitions_def=weekly_partitions, group_name="evaluation", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
+@dg.asset(op_tags={**LARGE_STEP_TAGS, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="evaluation", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
           deps=["transactions", "recommendations", "baseline_recommendations", "article_features", "candidates",
                 "two_tower_candidates", "sequence_candidates", "customer_segments", "ranker_model"],
           check_specs=[dg.AssetCheckSpec("scored", asset="evaluation_report", blocking=True,

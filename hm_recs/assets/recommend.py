@@ -18,7 +18,7 @@ from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.staged import StagedTable
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY
+from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
 from hm_recs.resources import ArtefactStore, ExportStore, Warehouse
@@ -111,7 +111,7 @@ class RecommendationsConfig(dg.Config):
     scoring_chunk_customers: int | None = None
 
 
-@dg.asset(op_tags={**RANKING_PRIORITY, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars", "lightgbm"},
+@dg.asset(op_tags={**LARGE_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars", "lightgbm"},
           metadata=TARGET_WEEK_PARTITIONED, deps=["ranker_model", "candidates", "transactions", "customers", "articles"],
           check_specs=[dg.AssetCheckSpec("twelve_distinct_catalogue_articles", asset="recommendations", blocking=True,
                                          description="every customer exactly 12 distinct catalogue articles, ranks 1..12")])
