@@ -25,7 +25,7 @@ def make_weekly_job(log_format: str | None = None):
         executor_def=PLACEMENT.executor_def(),  # Dagster's default locally; one pod per step with HM_RECS_EXECUTOR=k8s
         # JSON console lines with HM_RECS_LOG_FORMAT=json; locally, one large-memory step at a time
         config={**(run_logger_config(log_format) or {}),
-                **(local_execution_config() if PLACEMENT.executor_def() is None else {})} or None,
+                **(local_execution_config() if PLACEMENT.executor != "k8s" else {})} or None,
     )
 
 

@@ -157,12 +157,18 @@ def step_priority(level: int) -> dict[str, str]:
 # waited behind them. The content encoder feeds both chains; customer_segments feeds the segment models. The
 # union, ranker and recommendations wait for both chains, and outrank the baselines when they are ready.
 # Tested: no step upstream of a prioritised one, ingestion and validation aside, has a lower priority.
+CONTENT_PRIORITY = step_priority(30)
+TWO_TOWER_PRIORITY = step_priority(20)
+SEQUENCE_PRIORITY = step_priority(10)
+RANKING_PRIORITY = step_priority(10)
+
 LARGE_MEMORY_TAG = {"hm-recs/memory": "large"}
 """`op_tags=` of the steps that hold the week's ranking inputs for every customer (ranker_model,
 recommendations, evaluation_report) and of recommendations_export: 6-15 GiB each at H&M's size. Under the
 multiprocess executor at most one of them runs at a time (`local_execution_config`), so two never add up on
 one machine: at full size evaluation_report (14.6 GiB) and recommendations_export (6 GiB) overlapped and the
-run's processes peaked at 16.25 GiB. Kubernetes gives each step its own pod and memory, so no limit there."""
+run's processes peaked at 16.0 GiB (docs/benchmarks.md). Kubernetes gives each step its own pod and memory,
+so no limit there."""
 
 
 def local_execution_config() -> dict:
@@ -170,12 +176,6 @@ def local_execution_config() -> dict:
     run may switch to `in_process`): as many steps as cores, one `LARGE_MEMORY_TAG` step at a time."""
     key, value = next(iter(LARGE_MEMORY_TAG.items()))
     return {"execution": {"config": {"multiprocess": {"tag_concurrency_limits": [{"key": key, "value": value, "limit": 1}]}}}}
-
-
-CONTENT_PRIORITY = step_priority(30)
-TWO_TOWER_PRIORITY = step_priority(20)
-SEQUENCE_PRIORITY = step_priority(10)
-RANKING_PRIORITY = step_priority(10)
 
 
 TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"

@@ -231,7 +231,7 @@ def top_k(scored: pl.DataFrame, k: int = K) -> pl.DataFrame:
 
 # Customers whose feature matrix is built and scored at once: the matrix (about 48 candidates x 77 features per
 # customer, plus the joins' intermediate columns) is the largest frame of scoring. At 0.1 scale, scoring 100k
-# customers at once peaked 2.1 GiB above 25k at the same speed (docs/benchmarks.md).
+# customers at once peaked about 2 GiB above 25k at the same speed (docs/benchmarks.md).
 SCORING_CHUNK_CUSTOMERS = 25_000
 
 
