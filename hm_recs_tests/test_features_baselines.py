@@ -127,3 +127,19 @@ def test_repurchase_puts_own_recent_articles_first():
 def test_tiny_catalogue_is_a_clear_error():
     with pytest.raises(ValueError, match="fewer than k=12"):
         baselines.popularity(CUSTOMERS, history_for_baselines(), articles(5), WEEK)
+
+
+def test_top_up_lists_built_once_complete_every_chunk_as_a_whole_would():
+    # what `recommendations` does: the lists are built once from the history (then released) and complete the
+    # ranker's lists chunk by chunk; each chunk must get what the one-shot top-up gives those customers
+    history = history_for_baselines()
+    own = pl.DataFrame({"customer_id": ["old", "old", "young"], "article_id": [A[3], A[4], A[5]],
+                        "score": [2.0, 1.0, 5.0], "source": ["ranker"] * 3})
+    whole = baselines.top_up(own, CUSTOMERS, history, articles(), WEEK)
+    lists = baselines.TopUpLists.build(CUSTOMERS, history, articles(), WEEK)
+    del history
+    chunks = [lists.complete(own.filter(pl.col("customer_id").is_in(ids)), CUSTOMERS, wanted=pl.Series(ids))
+              for ids in (["old", "young"], ["new", "ageless"])]
+    assert pl.concat(chunks).sort("customer_id", "rank").equals(whole.sort("customer_id", "rank"))
+    assert top(whole, "old", 2) == [A[3], A[4]] and whole.filter(pl.col("customer_id") == "old")["source"][2] == "trending"
+    assert A[20] not in whole["article_id"].to_list()  # built as of the week: the future never completes a list

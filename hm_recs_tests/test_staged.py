@@ -107,3 +107,15 @@ def test_staged_parts_keep_the_first_schema_and_refuse_other_columns(tmp_path):
     assert not staged.folder.exists()
     with pytest.raises(ValueError, match="no parts"):
         StagedTable("empty", directory=tmp_path).scan()
+
+
+def test_chunk_summaries_are_plain_counts_and_previews_detached():
+    from hm_recs.assets.common import detached, tally
+
+    chunk = pl.DataFrame({"customer_id": [f"{'c' * 60}{i:04d}" for i in range(1000)],
+                          "source": ["two_tower|repurchase", "trending"] * 500, "rank": list(range(1000))})
+    counts = tally(chunk, "source") + tally(chunk.head(10), "source")
+    assert counts == {"two_tower|repurchase": 505, "trending": 505}
+    assert all(type(k) is str and type(v) is int for k, v in counts.items())  # nothing keeps the chunk alive
+    first = detached(chunk.head(5))
+    assert first.equals(chunk.head(5)) and first.schema == chunk.schema

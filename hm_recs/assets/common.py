@@ -2,6 +2,7 @@
 
 
 import base64
+import collections
 import contextlib
 import datetime as dt
 import io
@@ -32,6 +33,19 @@ def customer_chunks(customer_ids: pl.Series, size: int) -> Iterator[pl.Series]:
     ids = customer_ids.unique().sort()
     for start in range(0, ids.len(), size):
         yield ids.slice(start, size)
+
+
+def tally(frame: pl.DataFrame, column: str) -> collections.Counter:
+    """Rows per value of `column`, as plain Python counts. What a stage keeps across customer chunks must not
+    be polars frames derived from a chunk: their strings are views into the chunk's buffers, so a small
+    group-by result kept per chunk keeps every chunk's rows alive (`recommendations` grew by about 0.8 GB
+    per 100k-customer chunk at full size, to 15.5 GB)."""
+    return collections.Counter(dict(frame.group_by(column).len().iter_rows()))
+
+
+def detached(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy of a small frame (a preview) that shares no buffer with `frame` (see `tally`)."""
+    return pl.DataFrame(frame.to_dict(as_series=False), schema=frame.schema)
 
 
 def customer_rows(warehouse: Warehouse, table: str, week: dt.date, customers: pl.Series, columns: str = "*",

@@ -8,6 +8,7 @@ Built at partition W into one table with two sets told apart by `target_week`:
 Pure logic in `core/candidates.py`; this module only reads, chunks over customers and checks.
 """
 
+import collections
 import dataclasses
 import datetime as dt
 
@@ -15,10 +16,11 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import (
-    PARTITIONED, catalogue_tables, customer_chunks, customer_rows, markdown_table, measured, png_markdown, preview,
+    PARTITIONED, catalogue_tables, customer_chunks, customer_rows, detached, markdown_table, measured, png_markdown, preview,
+    tally,
 )
 from hm_recs.assets.models import artefact_check, store_artefact
-from hm_recs.core.baselines import BaselineConfig, recommend_all
+from hm_recs.core.baselines import BaselineConfig, TopUpLists, recommend_all
 from hm_recs.core.candidates import (
     UNION, CandidateConfig, candidate_pools, candidate_recall, combined_recall, customer_candidates,
 )
@@ -74,7 +76,7 @@ def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, ware
         this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
         buyers = this_week["customer_id"].unique()
         table = StagedTable("candidates")  # one chunk of customers at a time: memory is one chunk's rows
-        counts, recall_parts, sources, first_rows = {}, [], [], None
+        counts, recall_parts, sources, first_rows = {}, [], collections.Counter(), None
         sets = {  # kind -> (target week, customers, the history they may see, as of)
             "serving": (target, customers["customer_id"], transactions, week),
             "labelled": (week, buyers, transactions.filter(pl.col("t_dat") < pl.lit(week)), shift_weeks(week, -1)),
@@ -86,8 +88,8 @@ def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, ware
                 rows = chunk_candidates(warehouse, pools, chunk, week, target_week, candidate_config)
                 if kind == "serving":
                     rows = rows.with_columns(pl.lit(None, dtype=pl.Int8).alias("label"))
-                    sources.append(rows.group_by("sources").len())
-                    first_rows = rows.head(5) if first_rows is None else first_rows
+                    sources += tally(rows, "sources")
+                    first_rows = detached(rows.head(5)) if first_rows is None else first_rows
                 else:
                     rows = label_candidates(rows, this_week).with_columns(pl.col("label").cast(pl.Int8))
                     recall_parts.append(candidate_recall(rows, this_week.filter(pl.col("customer_id").is_in(chunk.implode()))))
@@ -102,12 +104,11 @@ def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, ware
                          f"({row['candidates_per_customer']:.1f} per customer)")
     enough = {kind: int((n >= config.min_per_customer).sum()) for kind, n in counts.items()}
     serving_rows, labelled_rows = int(counts["serving"].sum()), int(counts["labelled"].sum())
-    by_sources = pl.concat(sources).group_by("sources").agg(pl.col("len").sum()).sort("len", descending=True)
     yield dg.Output(table, metadata={
         "rows": table.rows, "serving_rows": serving_rows, "labelled_rows": labelled_rows,
         "candidates_per_customer": round(serving_rows / max(customers.height, 1), 1),
         "recall_by_source": dg.MetadataValue.md(markdown_table(recall, limit=20)),
-        "sources": dg.MetadataValue.json(dict(by_sources.head(15).iter_rows())),
+        "sources": dg.MetadataValue.json(dict(sources.most_common(15))),
         "preview": preview(first_rows.select("customer_id", "article_id", "sources", "n_sources")), **figures})
     passed = (counts["serving"].len() == customers.height and enough["serving"] == customers.height
               and enough["labelled"] == buyers.len() and union["recall_all_buyers"] >= config.min_union_recall)
@@ -150,22 +151,23 @@ def load_ranker(artefact_store: ArtefactStore, week: dt.date):
 
 @dataclasses.dataclass
 class ServingRanker:
-    """Week W's stored ranker with what scoring with it needs: W's catalogue tables and the ranking inputs as of
-    W over the windows recorded in its artefact (so every scorer builds the matrix training built)."""
+    """Week W's stored ranker with what scoring with it needs: W's catalogue tables, the ranking inputs as of W
+    over the windows recorded in its artefact (so every scorer builds the matrix training built) and the lists
+    that complete short ones. The transactions they are built from are not kept (1.3 GB at full size)."""
 
     ranker: object  # models.ranker.RankerResult
     digest: str
     customers: pl.DataFrame
     articles: pl.DataFrame
-    transactions: pl.DataFrame
     inputs: object  # core.ranking_features.RankingInputs
+    top_up: TopUpLists
 
     @classmethod
     def load(cls, warehouse: Warehouse, artefact_store: ArtefactStore, week: dt.date) -> "ServingRanker":
         ranker, windows, digest = load_ranker(artefact_store, week)
         customers, articles, transactions = catalogue_tables(warehouse, week, max(windows.feature_weeks, windows.segment_weeks))
-        return cls(ranker, digest, customers, articles, transactions,
-                   week_inputs(customers, articles, transactions, week, windows))
+        return cls(ranker, digest, customers, articles, week_inputs(customers, articles, transactions, week, windows),
+                   TopUpLists.build(customers, transactions, articles, week, BaselineConfig(K)))
 
     def rank(self, candidates: pl.DataFrame, k: int, chunk_customers: int | None = None,
              keep: tuple[str, ...] = ()) -> pl.DataFrame:

@@ -6,14 +6,15 @@ baseline); the baselines stay as the ranker's bar, the evaluation's comparison a
 """
 
 
+import collections
 import datetime as dt
 import io
 
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, customer_chunks, history, measured, preview
-from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all, top_up
+from hm_recs.assets.common import TARGET_WEEK_PARTITIONED, customer_chunks, detached, history, measured, preview, tally
+from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
 from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.staged import StagedTable
@@ -127,15 +128,15 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     with measured(context, "recommendations") as stage:
         serving = ServingRanker.load(warehouse, artefact_store, week)
         ranker, digest = serving.ranker, serving.digest
-        customers, articles, transactions = serving.customers, serving.articles, serving.transactions
+        customers, articles = serving.customers, serving.articles
         recs, checks, counts, first = StagedTable("recommendations"), [], {"scored": 0, "ranked": 0}, None
-        tiers, sources = [], []
+        tiers, sources = collections.Counter(), collections.Counter()
         for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's candidates
             candidates = serving_set(warehouse, week, chunk)
             ranked = serving.rank(candidates, K, config.scoring_chunk_customers, keep=("sources",))
             own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
             lists = (
-                top_up(own, customers, transactions, articles, week, BaselineConfig(K), wanted=chunk)
+                serving.top_up.complete(own, customers, wanted=chunk)
                 .join(ranked.select("customer_id", "article_id", "relevance_tier"), on=["customer_id", "article_id"],
                       how="left", maintain_order="left")
                 .with_columns(pl.col("relevance_tier").fill_null(TIERS[-1]), pl.lit(target).alias("week"))
@@ -145,9 +146,9 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
                                                 articles, by=[]))
             counts["scored"] += candidates.height
             counts["ranked"] += ranked.height
-            tiers.append(lists.group_by("relevance_tier").len())
-            sources.append(lists.group_by("source").len())
-            first = lists.head(2 * K) if first is None else first
+            tiers += tally(lists, "relevance_tier")
+            sources += tally(lists, "source")
+            first = detached(lists.head(2 * K)) if first is None else first
             recs.append(lists)
             context.log.info(f"recommendations: {recs.rows:,} rows from {counts['scored']:,} scored candidate rows")
         if not checks:
@@ -160,15 +161,12 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     context.log.info(f"publishing the ranker's recommendations for week {target}: {recs.rows:,} rows, "
                      f"{topped_up:,} topped up from trending")
 
-    def totals(parts: list[pl.DataFrame], key: str) -> pl.DataFrame:
-        return pl.concat(parts).group_by(key).agg(pl.col("len").sum())
-
     yield dg.Output(recs, metadata={
         "ranker_artefact_hash": digest, "ranker_objective": ranker.config.objective,
         "ranker_validation_map_at_12": ranker.validation["map_at_12"], "rows": recs.rows,
         "scored_rows": counts["scored"], "customers": customers.height, "topped_up_rows": topped_up,
-        "relevance_tiers": dg.MetadataValue.json(dict(totals(tiers, "relevance_tier").sort("relevance_tier").iter_rows())),
-        "sources": dg.MetadataValue.json(dict(totals(sources, "source").sort("len", descending=True).head(15).iter_rows())),
+        "relevance_tiers": dg.MetadataValue.json(dict(sorted(tiers.items()))),
+        "sources": dg.MetadataValue.json(dict(sources.most_common(15))),
         "preview": preview(first, 12), **stage})
     yield dg.AssetCheckResult(passed=passed, metadata=figures)
 

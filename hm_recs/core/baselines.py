@@ -155,14 +155,33 @@ def repurchase(customers, history, articles, week, cfg: BaselineConfig = Baselin
     return top_up(own, customers, history, articles, week, cfg, wanted)
 
 
+@dataclass(frozen=True)
+class TopUpLists:
+    """What short lists are completed from, built once for a week: the age groups' trending lists and the
+    fallback ranking. A stage that tops up many customer chunks builds it once and needs no history after."""
+
+    group_lists: pl.DataFrame  # group, article_id, score, source (`trending_lists`)
+    fallback: pl.DataFrame     # article_id, score, tier, source, order (`fallback_ranking`)
+    k: int
+
+    @classmethod
+    def build(cls, customers: pl.DataFrame, history: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
+              cfg: BaselineConfig = BaselineConfig()) -> TopUpLists:
+        history = history_until(history, week)
+        return cls(trending_lists(history, customers, week, cfg), fallback_ranking(history, articles, week, cfg), cfg.k)
+
+    def complete(self, own: pl.DataFrame, customers: pl.DataFrame, wanted: pl.Series | None = None) -> pl.DataFrame:
+        """Every customer of `customers` (or of `wanted`) gets k distinct articles: their `own` rows (customer_id,
+        article_id, score, source; best score first), then their age group's trending articles, then the
+        fallback ranking."""
+        return _complete(own, _age_groups(_only(customers, wanted)), self.group_lists, self.fallback, self.k)
+
+
 def top_up(own: pl.DataFrame, customers: pl.DataFrame, history: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
            cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
-    """Every customer of `customers` gets k distinct articles: their `own` rows (customer_id, article_id, score,
-    source; best score first), then their age group's trending articles, then the fallback ranking. How the
-    repurchase baseline completes its lists and how the ranker's lists are completed."""
-    history = history_until(history, week)
-    return _complete(own, _age_groups(_only(customers, wanted)), trending_lists(history, customers, week, cfg),
-                     fallback_ranking(history, articles, week, cfg), cfg.k)
+    """`TopUpLists.complete` with the lists built from `history` as of `week`: how the repurchase baseline
+    completes its lists."""
+    return TopUpLists.build(customers, history, articles, week, cfg).complete(own, customers, wanted)
 
 
 RECOMMENDERS = {"popularity": popularity, "trending": trending, "repurchase": repurchase}
