@@ -68,7 +68,9 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
     assert (coverage["rank_coverage_recs_for_50pct"] <= coverage["rank_coverage_recs_for_90pct"]).all()
     (event,) = [e.materialization for e in results[1].get_asset_materialization_events()
                 if e.materialization.asset_key.to_user_string() == "evaluation_report"]
-    assert "| segment | customers | mean_popularity |" in event.metadata["beyond_accuracy_by_segment"].value
+    by_segment = event.metadata["beyond_accuracy_by_segment"].value
+    assert "| segment | customers | mean_popularity |" in by_segment
+    assert f"| all | {customers} |" in by_segment  # every customer's published list, not only the buyers' scored ones
 
 
 def test_failing_ranker_keeps_the_published_week(two_weeks, small_source, tmp_path):

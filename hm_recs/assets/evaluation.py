@@ -78,21 +78,22 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
     built = shift_weeks(week, -1)
     with measured(context, "evaluation_report") as figures:
         purchases = partition_rows(warehouse, "transactions", week, "customer_id, article_id")
-        published = partition_rows(warehouse, "recommendations", built, "customer_id, article_id, rank", target_week=True)
         buyers = purchases["customer_id"].unique() if purchases.height else pl.Series("customer_id", [], dtype=pl.String)
         # every recommender is scored on the lists of week W's buyers (only their rows are read): what MAP@12 and
         # recall score, and the coverage/novelty/price of the lists they were served; the per-segment figures
-        # below are of every customer's published list
+        # are of every customer's published list, computed first and released before the ranker is loaded
+        published = customer_rows(warehouse, "recommendations", shift_weeks(built, 1), buyers, "customer_id, article_id, rank")
         baselines = customer_rows(warehouse, "baseline_recommendations", week, buyers, "recommender, customer_id, article_id, rank")
         stats = partition_rows(warehouse, "article_features", built, "article_id, n_sales, sales_last_week, mean_price")
         rows, coverage_rows, segment_table = [], [], pl.DataFrame()
         if purchases.height and (published.height or baselines.height):
+            segment_table = published_by_segment(warehouse, built, stats, articles.height)
             model_lists = retrieval_lists(warehouse, built, buyers)
             serving = serving_set(warehouse, built, buyers)
             if not published.height:
                 context.log.warning(f"no published recommendations were built at {built} (ranker refused or not run): "
                                     "scoring the baselines and sources only")
-            recommenders = ([(MODEL, published.filter(pl.col("customer_id").is_in(buyers.implode())))] if published.height else []) + [
+            recommenders = ([(MODEL, published)] if published.height else []) + [
                 (name, group.drop("recommender")) for (name,), group in baselines.group_by("recommender", maintain_order=True)]
             if serving.height:
                 recommenders += list(source_lists(serving).items())
@@ -109,9 +110,6 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
                 if lists is not None:
                     coverage_rows.append({"recommender": name, "list_depth": int(lists.group_by("customer_id").len()["len"].max() or 0),
                                           **rank_coverage(purchase_ranks(lists, purchases, order), articles.height)})
-            segments = partition_rows(warehouse, "customer_segments", built, "customer_id, segment")
-            segment_table = (beyond_accuracy(published, segments, stats, articles.height) if segments.height and published.height
-                             else pl.DataFrame())
     if not rows:
         context.log.warning(f"nothing to evaluate for week {week}: no recommendations were built at {built} "
                             f"(materialise that week first) or week {week} has no purchases")
@@ -138,6 +136,16 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
     yield dg.Output(report, metadata=metadata)
     yield dg.AssetCheckResult(passed=True, metadata={"scored_recommenders": report.height,
                                                      "note": "" if report.height else "nothing to evaluate"})
+
+
+def published_by_segment(warehouse: Warehouse, built: dt.date, stats: pl.DataFrame, catalogue_size: int) -> pl.DataFrame:
+    """Beyond-accuracy figures of every customer's list published at `built`, per customer segment (empty when
+    either table has nothing for that week). Every customer's rows (16.5M at full size) live only in here."""
+    published = partition_rows(warehouse, "recommendations", built, "customer_id, article_id, rank", target_week=True)
+    segments = partition_rows(warehouse, "customer_segments", built, "customer_id, segment")
+    if not (published.height and segments.height):
+        return pl.DataFrame()
+    return beyond_accuracy(published, segments, stats, catalogue_size)
 
 
 def retrieval_lists(warehouse: Warehouse, built: dt.date, buyers: pl.Series) -> dict[str, pl.DataFrame]:
