@@ -54,8 +54,8 @@ DEFAULT_STEP = PodSize(cpu="1", memory="8Gi")
 TRAINING_STEP = PodSize(cpu="4", memory="16Gi")
 """Model training (content encoder, global and per-segment two-tower): torch on the history window."""
 LARGE_STEP = PodSize(cpu="1", memory="20Gi")
-"""`recommendations` and `evaluation_report`: the week's ranking inputs for every customer, 15.2 and 14.6 GiB at
-H&M's size (docs/benchmarks.md), over the default step pod's 8 Gi."""
+"""`recommendations` and `evaluation_report`: the week's ranking inputs for every customer, 5.5 and 12.1 GiB at
+H&M's size (docs/benchmarks.md, third full-scale run), near or over the default step pod's 8 Gi."""
 RUN_WORKER_STEPS_IN_PODS = PodSize(cpu="500m", memory="1Gi")
 """The run's own pod when every step has a pod of its own: it only plans, launches and watches."""
 RUN_WORKER_ALL_STEPS = PodSize(cpu="2", memory="24Gi")
@@ -164,10 +164,11 @@ RANKING_PRIORITY = step_priority(10)
 
 LARGE_MEMORY_TAG = {"hm-recs/memory": "large"}
 """`op_tags=` of the steps that hold the week's ranking inputs for every customer (ranker_model,
-recommendations, evaluation_report) and of recommendations_export: 6-15 GiB each at H&M's size. Under the
+recommendations, evaluation_report) and of recommendations_export: 5.5-12.1 GiB each at H&M's size. Under the
 multiprocess executor at most one of them runs at a time (`local_execution_config`), so two never add up on
-one machine: at full size evaluation_report (14.6 GiB) and recommendations_export (6 GiB) overlapped and the
-run's processes peaked at 16.0 GiB (docs/benchmarks.md). Kubernetes gives each step its own pod and memory,
+one machine: at full size evaluation_report (then 14.6 GiB) and recommendations_export (6 GiB) overlapped and
+the run's processes peaked at 16.0 GiB; with the limit the tree peaks at the largest step plus 0.2 GiB
+(docs/benchmarks.md). Kubernetes gives each step its own pod and memory,
 so no limit there."""
 
 

@@ -39,7 +39,7 @@ def tally(frame: pl.DataFrame, column: str) -> collections.Counter:
     """Rows per value of `column`, as plain Python counts. What a stage keeps across customer chunks must not
     be polars frames derived from a chunk: their strings are views into the chunk's buffers, so a small
     group-by result kept per chunk keeps every chunk's rows alive (`recommendations` grew by about 0.8 GB
-    per 100k-customer chunk at full size, to 15.5 GB)."""
+    per 100k-customer chunk at full size, to 15.2 GiB)."""
     return collections.Counter(dict(frame.group_by(column).len().iter_rows()))
 
 
