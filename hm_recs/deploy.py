@@ -168,8 +168,7 @@ recommendations, evaluation_report) and of recommendations_export: 5.5-12.1 GiB 
 multiprocess executor at most one of them runs at a time (`local_execution_config`), so two never add up on
 one machine: at full size evaluation_report (then 14.6 GiB) and recommendations_export (6 GiB) overlapped and
 the run's processes peaked at 16.0 GiB; with the limit the tree peaks at the largest step plus 0.2 GiB
-(docs/benchmarks.md). Kubernetes gives each step its own pod and memory,
-so no limit there."""
+(docs/benchmarks.md). Kubernetes gives each step its own pod and memory, so no limit there."""
 
 
 def local_execution_config() -> dict:

@@ -241,7 +241,7 @@ def test_the_critical_path_is_never_starved_by_its_own_ancestors():
 
 
 def test_local_runs_hold_one_large_memory_step_at_a_time():
-    """The steps that hold the week's ranking inputs for every customer (6-15 GiB each at H&M's size) never
+    """The steps that hold the week's ranking inputs for every customer (5.5-12.1 GiB each at H&M's size) never
     overlap under the local multiprocess executor, whatever else runs beside them; a run may still choose the
     in-process executor (the CLI, the benchmarks' smoke test)."""
     from hm_recs.definitions import all_assets
