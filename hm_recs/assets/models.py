@@ -17,6 +17,7 @@ import polars as pl
 from hm_recs.assets.common import PARTITIONED, catalogue_tables, history, measured, partition_rows, png_markdown, preview
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
 from hm_recs.core.staged import StagedTable
+from hm_recs.core.storage import content_digest
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import CONTENT_PRIORITY, SEQUENCE_PRIORITY, TRAINING_STEP_TAGS, TWO_TOWER_PRIORITY, use_step_threads
 from hm_recs.partitions import partition_week, weekly_partitions
@@ -64,12 +65,11 @@ def artefact_key(model: str, week: dt.date) -> str:
 
 
 def _encode(model: str, state: dict) -> tuple[bytes, str]:
-    import hashlib
     import json
 
     if model in JSON_MODELS:
         data = json.dumps(state, sort_keys=True, allow_nan=True).encode()
-        return data, "sha256:" + hashlib.sha256(data).hexdigest()
+        return data, content_digest(data)
     from hm_recs.models.common import to_bytes
 
     return to_bytes(state)
@@ -115,10 +115,8 @@ def store_artefact(context, store: ArtefactStore, model: str, week: dt.date, sta
 
 
 def load_artefact(store: ArtefactStore, model: str, week: dt.date) -> tuple[dict, str]:
-    import hashlib
-
     data = store.location().read_bytes(artefact_key(model, week))
-    return _decode(model, data), "sha256:" + hashlib.sha256(data).hexdigest()
+    return _decode(model, data), content_digest(data)
 
 
 def retrieval_gate(result, popularity, margin: float = 0.0) -> tuple[dict, dict, dict]:
@@ -268,8 +266,6 @@ def two_tower_data(context: dg.AssetExecutionContext, config: ModelConfig, wareh
     of the label weeks with their purchases, week W's held-out purchases and the serving features as of W.
     Built once per week and stored in the artefact store (`training_data/two_tower/`); the global, per-segment
     and retrieval steps load it instead of each rebuilding it (seven builds, about 55 s each at H&M's size)."""
-    import hashlib
-
     import torch
 
     from hm_recs.models.common import to_bytes
@@ -294,11 +290,10 @@ def two_tower_data(context: dg.AssetExecutionContext, config: ModelConfig, wareh
         "training_purchases": data.labels.height, "held_out_pairs": data.held_out.height,
         "customers": len(data.customers), "articles": len(data.articles), "snapshots": data.train_inputs.n_snapshots,
         "windows": dg.MetadataValue.json(data_windows(config)), **figures})
-    stored = hashlib.sha256(artefact_store.location().read_bytes(training_data_key(week))).hexdigest()
-    checks = {"training_purchases": data.labels.height > 0, "finite": not not_finite,
-              "reloads_with_hash": "sha256:" + stored == digest}
+    stored = content_digest(artefact_store.location().read_bytes(training_data_key(week)))
+    checks = {"training_purchases": data.labels.height > 0, "finite": not not_finite, "reloads_with_hash": stored == digest}
     yield dg.AssetCheckResult(passed=all(checks.values()), metadata={
-        **checks, "artefact_hash": "sha256:" + stored, "not_finite": ", ".join(not_finite) or "none"})
+        **checks, "artefact_hash": stored, "not_finite": ", ".join(not_finite) or "none"})
 
 
 def load_two_tower_data(store: ArtefactStore, week: dt.date, config: ModelConfig):

@@ -18,6 +18,7 @@ from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
 from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.staged import StagedTable
+from hm_recs.core.storage import content_digest
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
 from hm_recs.partitions import partition_week, weekly_partitions
@@ -173,14 +174,12 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
 
 def model_versions(artefact_store: ArtefactStore, week: dt.date) -> dict[str, str]:
     """sha256 of every model artefact stored for week W (what produced the week's lists), by model name."""
-    import hashlib
-
     location = artefact_store.location()
     try:
         names = sorted(n for n in location.names() if n.startswith("models/") and f"/week={week.isoformat()}/model." in n)
     except FileNotFoundError:
         return {}
-    return {name.split("/")[1]: "sha256:" + hashlib.sha256(location.read_bytes(name)).hexdigest() for name in names}
+    return {name.split("/")[1]: content_digest(location.read_bytes(name)) for name in names}
 
 
 @dg.asset(op_tags=LARGE_MEMORY_TAG, partitions_def=weekly_partitions, group_name="recommend", kinds={"parquet", "csv", "s3"},

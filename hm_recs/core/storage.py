@@ -36,6 +36,11 @@ def endpoint_for(endpoint_url: str | None) -> str | None:
     return endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+def content_digest(data: bytes) -> str:
+    """The version of a stored artefact: ``sha256:<hex>`` of its bytes (metadata, manifests and checks compare it)."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
 def is_missing(exc: Exception) -> bool:
     """Whether `exc` says the file or object is not there: a missing local file, or S3's answer for a missing key
     (botocore's ClientError with code NoSuchKey, or 404 / NotFound from a HEAD)."""

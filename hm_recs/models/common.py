@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 import torch
+
+from hm_recs.core.storage import content_digest
 
 
 def set_seed(seed: int) -> torch.Generator:
@@ -155,7 +156,7 @@ def to_bytes(state: dict) -> tuple[bytes, str]:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     data = buffer.getvalue()
-    return data, "sha256:" + hashlib.sha256(data).hexdigest()
+    return data, content_digest(data)
 
 
 def from_bytes(data: bytes) -> dict:
