@@ -142,7 +142,7 @@ def source_weeks(source: Path) -> list[dt.date]:
 
     from hm_recs.core.weeks import week_of
 
-    days = _scan(source, "transactions_train").select(
+    days = scan_raw(source, "transactions_train").select(
         pl.col("t_dat").min().alias("first"), pl.col("t_dat").max().alias("last")).collect().row(0)
     first, last = (d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)[:10]) for d in days)
     weeks, week = [], week_of(first)
@@ -285,7 +285,7 @@ def score_result(source: Path, work: Path, week: dt.date, log=print) -> dict:
 
 # ----------------------------------------------------------------------------------------------- references
 
-def _scan(source: Path, name: str):
+def scan_raw(source: Path, name: str):
     """polars' bare lazy read of a raw file (Parquet, else CSV as text)."""
     import polars as pl
 
@@ -313,11 +313,11 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
 
     def scan_week():
         day = pl.col("t_dat").cast(pl.String).str.to_date()  # the H&M layout stores days as text
-        return _scan(source, "transactions_train").filter(day.is_between(pl.lit(week), pl.lit(week_end(week)))).collect()
+        return scan_raw(source, "transactions_train").filter(day.is_between(pl.lit(week), pl.lit(week_end(week)))).collect()
 
     refs["scan_week"] = {"seconds": best_of(3, scan_week), "what": "polars scan of the raw file, date parse, week filter"}
-    refs["scan_catalogue"] = {"seconds": best_of(3, lambda: (_scan(source, "customers").collect(),
-                                                               _scan(source, "articles").collect())),
+    refs["scan_catalogue"] = {"seconds": best_of(3, lambda: (scan_raw(source, "customers").collect(),
+                                                               scan_raw(source, "articles").collect())),
                               "what": "polars read of customers + articles"}
     with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
         first = shift_weeks(week, -25)
@@ -334,7 +334,7 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
 
     # training: one epoch of a plain two-embedding dot product, in-batch softmax, as many pairs as trained on
     n_customers = history["customer_id"].n_unique()
-    n_articles = _scan(source, "articles").select(pl.len()).collect().item()
+    n_articles = scan_raw(source, "articles").select(pl.len()).collect().item()
     torch.manual_seed(0)
 
     def epoch(pairs: int, dim: int = 64, batch: int = 1024) -> float:
