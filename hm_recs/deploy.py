@@ -53,9 +53,10 @@ DEFAULT_STEP = PodSize(cpu="1", memory="8Gi")
 """Ingestion, validation, features, recommendations: polars on one week plus the history window."""
 TRAINING_STEP = PodSize(cpu="4", memory="16Gi")
 """Model training (content encoder, global and per-segment two-tower): torch on the history window."""
-LARGE_STEP = PodSize(cpu="1", memory="20Gi")
+LARGE_STEP = PodSize(cpu="1", memory="16Gi")
 """`recommendations` and `evaluation_report`: the week's ranking inputs for every customer, 5.5 and 12.1 GiB at
-H&M's size (docs/benchmarks.md, third full-scale run), near or over the default step pod's 8 Gi."""
+H&M's size (docs/benchmarks.md, third full-scale run), near or over the default step pod's 8 Gi; 16 Gi leaves
+the largest a third of headroom, as the training pods have over the ranker's 11.6 GiB."""
 RUN_WORKER_STEPS_IN_PODS = PodSize(cpu="500m", memory="1Gi")
 """The run's own pod when every step has a pod of its own: it only plans, launches and watches."""
 RUN_WORKER_ALL_STEPS = PodSize(cpu="2", memory="24Gi")
