@@ -119,3 +119,17 @@ def test_chunk_summaries_are_plain_counts_and_previews_detached():
     assert all(type(k) is str and type(v) is int for k, v in counts.items())  # nothing keeps the chunk alive
     first = detached(chunk.head(5))
     assert first.equals(chunk.head(5)) and first.schema == chunk.schema
+    assert _shares_memory(chunk.head(5), chunk) and not _shares_memory(first, chunk)
+    # a large subset (what ranker_model keeps of each earlier week) too, every column type unchanged
+    subset = chunk.with_columns(pl.col("source").cast(pl.Categorical), pl.lit(None, pl.Float32).alias("score")
+                                ).sort("rank", descending=True).filter(pl.col("rank") % 3 == 0)
+    kept = detached(subset)
+    assert kept.equals(subset) and kept.schema == subset.schema and not _shares_memory(kept, chunk)
+
+
+def _shares_memory(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+    """Whether any Arrow buffer of `a` overlaps one of `b` (as exported, zero-copy)."""
+    def spans(frame):
+        return [(buf.address, buf.size) for column in frame.to_arrow().columns for chunk in column.chunks
+                for buf in chunk.buffers() if buf is not None and buf.size]
+    return any(x < y + ys and y < x + xs for x, xs in spans(a) for y, ys in spans(b))

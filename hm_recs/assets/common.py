@@ -44,8 +44,12 @@ def tally(frame: pl.DataFrame, column: str) -> collections.Counter:
 
 
 def detached(frame: pl.DataFrame) -> pl.DataFrame:
-    """A copy of a small frame (a preview) that shares no buffer with `frame` (see `tally`)."""
-    return pl.DataFrame(frame.to_dict(as_series=False), schema=frame.schema)
+    """A copy of `frame` that shares no buffer with the frames it was derived from (see `tally`): for a preview
+    kept across chunks, or a filtered or sorted subset kept while its source is let go (`ranker_model` keeps
+    each earlier week's down-sampled tenth of a labelled set). Numbers are copied by a gather; strings by the
+    round trip through Arrow's classic string layout, which writes the kept strings into a new buffer."""
+    copied = frame.select(pl.all().gather(pl.int_range(pl.len())))
+    return pl.from_arrow(copied.to_arrow(compat_level=pl.CompatLevel.oldest())).cast(frame.schema)
 
 
 def customer_rows(warehouse: Warehouse, table: str, week: dt.date, customers: pl.Series, columns: str = "*",

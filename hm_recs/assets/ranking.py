@@ -257,8 +257,9 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
         latest = labelled_set(warehouse, week)
         if latest.height == 0:
             raise dg.Failure(f"no labelled candidates for week {week}: materialise `candidates` for {week} first")
-        # each earlier week is down-sampled as soon as it is read: memory is one week's labelled set at a time
-        earlier = {t: downsample(rows.with_columns(pl.lit(t).alias("week")), ranker_config)
+        # each earlier week is down-sampled as soon as it is read, and the kept rows detached from the week's
+        # buffers (a filtered frame's strings are views into them): memory is one week's labelled set at a time
+        earlier = {t: detached(downsample(rows.with_columns(pl.lit(t).alias("week")), ranker_config))
                    for t in (shift_weeks(week, -i) for i in range(1, config.training_weeks + 1))
                    if (rows := labelled_set(warehouse, t)).height}
         buyers = latest["customer_id"].unique().sort()
