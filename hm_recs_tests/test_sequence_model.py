@@ -160,6 +160,22 @@ def test_one_step_reduces_the_loss_on_a_planted_problem():
     assert n == 40 * 7 and after.item() < before.item()
 
 
+def test_repeatable_with_several_torch_threads(small):
+    """As in-process runs train (every core): the weights must not depend on how torch's threads interleave
+    (test_two_tower's test of the same name). The default sizes: TINY's collide too rarely to show it."""
+    purchases, content, cutoff, held_out = small
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        a, b = [train_sequence_model(purchases, content, cutoff, SequenceConfig(epochs=2), held_out=held_out, log=quiet)
+                for _ in range(2)]
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    untimed = [[{k: v for k, v in h.items() if k != "seconds"} for h in r.history] for r in (a, b)]
+    assert untimed[0] == untimed[1]  # losses and held-out figures too (only the epoch timings differ)
+
+
 def test_deterministic_for_a_seed(small):
     purchases, content, cutoff, held_out = small
     threads = torch.get_num_threads()

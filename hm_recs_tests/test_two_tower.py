@@ -133,6 +133,27 @@ def test_deterministic_for_a_seed_and_round_trip(data):
         assert not torch.equal(expected, load(a.state(), data.train_inputs).article_bias())
 
 
+def test_repeatable_with_several_torch_threads(tables, data):
+    """In-process runs train with every core (`runner.every_core_for_torch`): the weights must not depend on how
+    torch's threads interleave. Indexing a tensor that requires grad by repeated indices (`x[inverse]`) did:
+    its backward accumulates with atomic adds, and the demo's MAP@12 differed between identical runs."""
+    articles, customers, transactions, week = tables
+    past = transactions.filter(pl.col("t_dat") < week)
+    purchases = encode_purchases(past, IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"]))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        contents = [train_content_encoder(articles, purchases, ContentConfig(epochs=2), log=lambda m: None).encoder
+                    for _ in range(2)]
+        towers = [train_two_tower(data.train_inputs, data.labels, FAST, held_out=data.held_out, log=lambda m: None)
+                  for _ in range(2)]
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in [contents, [t.model for t in towers]]:
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert towers[0].history[-1]["auc"] == towers[1].history[-1]["auc"]
+
+
 def test_an_artefact_from_before_the_trend_term_still_loads(data):
     """States written before the trend term have no trend/article_bias in their config (and an id embedding)."""
     old = train_two_tower(data.train_inputs, data.labels, TwoTowerConfig(epochs=1, dim=16, hidden=32, id_dim=16, trend=False,

@@ -20,6 +20,15 @@ def set_seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def take_rows(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """`x[idx]` (rows of `x`, shape idx.shape + x.shape[1:]) by `index_select`. Training must not index a tensor
+    that requires grad by a tensor with repeated indices: the backward of `x[idx]` on CPU (index_put_ with
+    accumulate) adds the repeated rows' gradients with atomic adds across torch's threads, in an order that varies
+    from run to run, so with more than one thread the weights (and the week's MAP@12) differed between identical
+    runs. `index_select`'s backward adds them in index order, the same every run, and is faster."""
+    return x.index_select(0, idx.reshape(-1)).view(*idx.shape, *x.shape[1:])
+
+
 @dataclass(frozen=True)
 class IdIndex:
     """A stable mapping between string ids (customer_id / article_id) and contiguous integers."""
@@ -125,7 +134,9 @@ def retrieval_metrics(
     AUC: mean over held-out pairs of the share of items scored below the purchased one (ties count half).
     recall@k: mean over customers of |top-k ∩ bought| / |bought|. Scored in chunks: memory O(chunk × n_items).
     """
-    pairs = held_out.select("customer_idx", "article_idx").unique(maintain_order=True)
+    # sorted: the AUC terms are float32 sums over rows, so their order must not follow `held_out`'s (an unordered
+    # polars `unique()` or join upstream): the same figures every run
+    pairs = held_out.select("customer_idx", "article_idx").unique().sort("customer_idx", "article_idx")
     customers = pairs["customer_idx"].unique().sort()
     auc_sum, n_pairs, recall_sum = 0.0, 0, 0.0
     for start in range(0, customers.len(), chunk):

@@ -16,7 +16,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from hm_recs.models.common import fixed_sample, sample_negatives, set_seed
+from hm_recs.models.common import fixed_sample, sample_negatives, set_seed, take_rows
 
 CONTENT_COLUMNS: tuple[str, ...] = (
     "product_type_no", "graphical_appearance_no", "colour_group_code", "department_no",
@@ -161,7 +161,7 @@ def train_content_encoder(
                                          config.popularity_negative_share)
             items = torch.cat([batch[:, 1:2], negatives], dim=1)
             unique, inverse = torch.unique(items, return_inverse=True)
-            item_vectors = encoder(codes[unique])[inverse]  # [B, 1 + n, dim]
+            item_vectors = take_rows(encoder(codes[unique]), inverse)  # [B, 1 + n, dim]
             logits = (customers(batch[:, 0]).unsqueeze(1) * item_vectors).sum(-1)
             labels = torch.zeros_like(logits)
             labels[:, 0] = 1.0

@@ -50,7 +50,7 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    evaluation_due, fixed_sample, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed,
+    evaluation_due, fixed_sample, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed, take_rows,
 )
 
 EPOCH = dt.date(1970, 1, 1)
@@ -308,7 +308,7 @@ class SequenceModel(nn.Module):
         """Learned bias + trend term of all (or the given) articles; `trend` [..., TREND_WEEKS] log shares of
         those articles (default: `current_trend`)."""
         n = self.n_articles if article_idx is None else len(article_idx)
-        bias = torch.zeros(n) if self.bias is None else (self.bias if article_idx is None else self.bias[article_idx])
+        bias = torch.zeros(n) if self.bias is None else (self.bias if article_idx is None else take_rows(self.bias, article_idx))
         if self.trend is not None:
             if trend is None:
                 trend = self.current_trend if article_idx is None else self.current_trend[article_idx]
@@ -377,7 +377,7 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
                                  config.popularity_negative_share)
     items = torch.cat([positive.unsqueeze(1), negatives], dim=1)       # [T, 1 + n]
     unique, inverse = torch.unique(items, return_inverse=True)
-    vectors = model.article_vectors(unique)[inverse]                    # [T, 1 + n, dim]
+    vectors = take_rows(model.article_vectors(unique), inverse)         # [T, 1 + n, dim]
     if model.trend is not None:
         if trend is None:
             trend = trend_table(data, data.cutoff + dt.timedelta(days=1))
@@ -385,7 +385,7 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
         item_trend = torch.stack([trend[target_bin + 1 + w, items] for w in range(TREND_WEEKS)], dim=-1)
         bias = model.article_bias(items.reshape(-1), item_trend.reshape(-1, TREND_WEEKS)).view(items.shape)
     else:
-        bias = model.article_bias(unique)[inverse]
+        bias = take_rows(model.article_bias(unique), inverse)
     logits = torch.einsum("td,tkd->tk", style, vectors) + bias  # a batched matmul: no [T, 1 + n, dim] product
     if config.logq_correction:
         q = negative_distribution(model.n_articles, popularity, config.popularity_negative_share)

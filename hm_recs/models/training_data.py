@@ -51,7 +51,8 @@ class TwoTowerData:
         labels = encode(in_window).with_columns(
             ((week_expr(pl.col("t_dat")) - pl.lit(first_label_week)).dt.total_days() // 7).cast(pl.Int64).alias("snapshot")
         ).select("customer_idx", "article_idx", "snapshot")
-        held_out = encode(transactions.filter(pl.col("t_dat") >= pl.lit(week))).select("customer_idx", "article_idx").unique()
+        held_out = (encode(transactions.filter(pl.col("t_dat") >= pl.lit(week))).select("customer_idx", "article_idx").unique()
+                    .sort("customer_idx", "article_idx"))  # a stored artefact: the same bytes every run
         serving_inputs = TowerInputs.build(
             [customer_features(customers, transactions, articles, week)], customer_index,
             [article_features(articles, transactions, customers, week)], article_index, content_vectors,

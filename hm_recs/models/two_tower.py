@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    IdIndex, evaluation_due, fixed_sample, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed,
+    IdIndex, evaluation_due, fixed_sample, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed, take_rows,
 )
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
@@ -210,7 +210,7 @@ class TwoTowerModel(nn.Module):
         latest; a tensor gives one snapshot per article row): the part of the score every customer shares."""
         if idx is None:
             idx = torch.arange(self.inputs.n_articles)
-        bias = torch.zeros(len(idx)) if self.bias is None else self.bias[idx]
+        bias = torch.zeros(len(idx)) if self.bias is None else take_rows(self.bias, idx)
         if self.trend is not None:
             bias = bias + self.trend(self.inputs.article_trend[self._snapshot(idx, snapshot), idx]).squeeze(-1)
         return bias
@@ -289,9 +289,9 @@ def train_two_tower(
         items = torch.cat([batch[:, 1:2], negatives], dim=1)
         keys = batch[:, 2:3] * n_articles + items  # (snapshot, article) pairs, each tower pass done once
         unique, inverse = torch.unique(keys, return_inverse=True)
-        item_vectors = model.article_vectors(unique % n_articles, unique // n_articles)[inverse]
+        item_vectors = take_rows(model.article_vectors(unique % n_articles, unique // n_articles), inverse)
         logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
-        logits = logits + model.article_bias(unique % n_articles, unique // n_articles)[inverse]
+        logits = logits + take_rows(model.article_bias(unique % n_articles, unique // n_articles), inverse)
         if config.logq_correction:
             logits = logits - log_q[items]
         return _loss(logits, config.loss)
