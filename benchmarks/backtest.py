@@ -30,16 +30,16 @@ os.environ.setdefault("DAGSTER_HOME", tempfile.mkdtemp(prefix="hm_recs_bench_hom
 
 from hm_recs.cli import backtest  # noqa: E402
 from hm_recs.core.weeks import shift_weeks  # noqa: E402
-from hm_recs.runner import Pipeline, PipelineError  # noqa: E402
+from hm_recs.runner import Pipeline  # noqa: E402
 
 
-def synthetic_source(customers: int, weeks: int) -> Path:
+def synthetic_source(customers: int, weeks: int, purchase_rate: float = 0.22) -> Path:
     from hm_recs.synthetic import SyntheticConfig, generate, write
 
-    out = CACHE / f"synthetic_{customers}x{weeks}"
+    out = CACHE / f"synthetic_{customers}x{weeks}" if purchase_rate == 0.22 else CACHE / f"synthetic_{customers}x{weeks}_r{purchase_rate:g}"
     if not (out / "transactions_train.parquet").exists():
         started = time.perf_counter()
-        write(generate(SyntheticConfig(customers=customers, weeks=weeks)), out, "parquet")
+        write(generate(SyntheticConfig(customers=customers, weeks=weeks, purchase_rate=purchase_rate)), out, "parquet")
         print(f"generated {out} in {time.perf_counter() - started:.0f} s")
     return out
 
@@ -54,16 +54,9 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks:
     print(f"\n[{name}] source {source}: {len(available)} weeks; building {built[0]}..{built[-1]}, "
           f"scoring {scored[0]}..{scored[-1]}", flush=True)
     started = time.perf_counter()
-    # The weekly job's warm state: the weeks before the first built one already ran, so the ranker has the
-    # labelled candidate sets of `training_weeks` earlier weeks to learn from (not scored here).
-    for week in (shift_weeks(built[0], -i) for i in range(warmup_weeks, 0, -1)):
-        print(f"warm-up week {week}", flush=True)
-        try:
-            pipeline.build_week(week, history_weeks, log=lambda m: print(m, flush=True))
-            print("  warm-up succeeded", flush=True)
-        except PipelineError as exc:  # e.g. the ranker refused: later weeks still have its labelled candidates
-            print(f"  warm-up week did not publish: {str(exc).splitlines()[-1].strip()}", flush=True)
-    report = backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True))
+    # The weekly job's warm state: the weeks before the first built one already ran (not scored here), so the
+    # ranker finds the labelled candidate sets and the baselines' validation of earlier weeks stored.
+    report = backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True), warmup_weeks=warmup_weeks)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     report["candidate_recall"] = candidate_recall_by_source(pipeline, built)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -121,8 +114,20 @@ def summarise(name: str, report: dict) -> None:
                  "validate_articles": "articles"}.get(step, step)
         print(f"{step:<26} {stages['rows'].get(asset, ''):>12} {seconds:>14.1f} {stages['peak_rss_mb'].get(asset, ''):>12}")
     print(f"wall {report['wall_seconds']} s; process peak RSS {report['peak_rss_mb_process']} MB")
+    print("\nwho served each week (the ranker's gate on the pooled validation buyers; `model` = what was published):")
+    for week, served in report.get("serving", {}).items():
+        gate = served.get("ranker_gate") or {}
+        scores = report["weeks"].get(week, {})
+        line = f"  built {week}: {served['served_by'] or 'nothing'}"
+        if gate.get("ranker_map_at_12") is not None:
+            line += (f"; gate: ranker {gate['ranker_map_at_12']:.4f} vs {gate['best_baseline']} "
+                     f"{gate['baseline_map_at_12'][gate['best_baseline']]:.4f}, difference {gate['difference']:+.4f} "
+                     f"[{gate['interval'][0]:+.4f}, {gate['interval'][1]:+.4f}] on {gate['validation_buyers']} buyers "
+                     f"of {len(gate['validation_weeks'])} week(s)")
+        line += "; next week: " + ", ".join(f"{r} {scores[r]['map_at_12']:.4f}" for r in ("model", "ranker") if r in scores)
+        print(line)
     if report.get("weeks_not_published"):
-        print(f"weeks not published (no `model` score that week): {report['weeks_not_published']}")
+        print(f"weeks not published (stale: no `model` score that week): {report['weeks_not_published']}")
 
 
 def main() -> int:
@@ -131,6 +136,7 @@ def main() -> int:
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--history-weeks", type=int, default=26)
     parser.add_argument("--customers", type=int, default=50_000)
+    parser.add_argument("--purchase-rate", type=float, default=0.22, help="synthetic: rows per customer-week (H&M: 0.22)")
     parser.add_argument("--warmup-weeks", type=int, default=3, help="weeks built (not scored) before the first")
     args = parser.parse_args()
     reports = {}
@@ -140,7 +146,7 @@ def main() -> int:
         else:
             print(f"skipping the real sample: {REAL} not found")
     if args.data in ("synthetic", "both"):
-        source = synthetic_source(args.customers, 104)
+        source = synthetic_source(args.customers, 104, args.purchase_rate)
         reports[f"synthetic_{args.customers}x104"] = run(f"synthetic_{args.customers}x104", source, args.weeks, args.history_weeks,
                                                       args.warmup_weeks)
     for name, report in reports.items():

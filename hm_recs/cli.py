@@ -53,31 +53,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     week = parse_week(args.week)
     try:
-        pipeline.build_week(week, args.history_weeks)
+        build = pipeline.build_week(week, args.history_weeks)
     except PipelineError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     _print_rows(pipeline, week)
-    print(f"recommendations for week {shift_weeks(week, 1)}: table hm.recommendations in {pipeline.warehouse.describe()}")
+    serving = pipeline.serving(week)
+    if build.fallback_run_id:
+        print(f"WARNING: the model chain failed in run {build.run_id} ({build.failures}); week {shift_weeks(week, 1)} "
+              f"was published by the fallback run {build.fallback_run_id}", file=sys.stderr)
+    print(f"recommendations for week {shift_weeks(week, 1)} served by {serving['served_by']} ({serving['reason']}): "
+          f"table hm.recommendations in {pipeline.warehouse.describe()}")
     return 0
 
 
-def backtest(pipeline, weeks, history_weeks: int, log=print) -> dict:
-    """Build each week from data up to it, score it on the next week; the report `hm-recs backtest` writes."""
+def backtest(pipeline, weeks, history_weeks: int, log=print, warmup_weeks: int = 0) -> dict:
+    """Build each week from data up to it, score it on the next week; the report `hm-recs backtest` writes.
+    First the `warmup_weeks` weeks before the first one are built, unscored, so each scored week sees the
+    schedule's steady state (earlier weeks' labelled candidates and validations stored)."""
     from hm_recs.runner import PipelineError
 
     started = time.perf_counter()
     per_week: dict[str, dict] = {}
+    serving: dict[str, dict] = {}
     refused: dict[str, str] = {}
+    for week in (shift_weeks(weeks[0], -i) for i in range(warmup_weeks, 0, -1)) if weeks else ():
+        log(f"warm-up week {week} (not scored):")
+        try:
+            pipeline.build_week(week, history_weeks, log)
+        except PipelineError as exc:  # later weeks still read its stored tables
+            log(f"  warm-up week {week} did not publish: {str(exc).splitlines()[-1].strip()}")
     for week in weeks:
         log(f"backtest week {week}:")
         try:
             pipeline.build_week(week, history_weeks, log)
-        except PipelineError as exc:  # e.g. the ranker refused by its gate: nothing published for that week
+        except PipelineError as exc:  # nothing could be published for the week (e.g. a failed data gate)
             refused[week.isoformat()] = str(exc).splitlines()[-1].strip()
             log(f"  week {week} did not publish: {refused[week.isoformat()]}")
+        serving[week.isoformat()] = pipeline.serving(week)
+        log(f"  week {shift_weeks(week, 1)} served by {serving[week.isoformat()]['served_by']}: "
+            f"{serving[week.isoformat()]['reason']}")
         per_week[week.isoformat()] = pipeline.evaluate_week(week, log)
-    recommenders = sorted({r for scores in per_week.values() for r in scores}, key=lambda r: (r != "model", r))
+    recommenders = sorted({r for scores in per_week.values() for r in scores}, key=lambda r: (r != "model", r != "ranker", r))
     mean, spread = {}, {}
     for r in recommenders:
         names = dict.fromkeys(m for s in per_week.values() if r in s for m in s[r])  # the metrics, and rank coverage where measured
@@ -87,7 +104,9 @@ def backtest(pipeline, weeks, history_weeks: int, log=print) -> dict:
     return {
         "source": pipeline.resources["raw_source"].uri,
         "weeks_note": "each key W: recommendations built from data up to W, scored on week W+1",
+        "warmup_weeks": warmup_weeks,
         "weeks": per_week, "mean": mean, "spread": spread,
+        "serving": serving,  # per week: who served (ranker or a baseline), why, and the ranker's gate figures
         "weeks_not_published": refused,  # `model` is missing from those weeks' scores
         "stages": pipeline.figures.as_dict(),
         "seconds_total": round(time.perf_counter() - started, 1),
@@ -109,13 +128,19 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     weeks = [parse_week(w) for w in args.weeks.split(",") if w.strip()]
     try:
-        report = backtest(pipeline, weeks, args.history_weeks)
+        report = backtest(pipeline, weeks, args.history_weeks, warmup_weeks=args.warmup_weeks)
     except PipelineError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
     Path(args.report).parent.mkdir(parents=True, exist_ok=True)
     Path(args.report).write_text(json.dumps(report, indent=2, default=str))
     _print_scores(report)
+    for week, served in report["serving"].items():
+        gate = served.get("ranker_gate") or {}
+        figures = (f" (gate: ranker {gate['ranker_map_at_12']:.4f} vs {gate['best_baseline']} "
+                   f"{gate['baseline_map_at_12'][gate['best_baseline']]:.4f} on {gate['validation_buyers']} buyers)"
+                   if gate.get("ranker_map_at_12") is not None else "")
+        print(f"week {week}: served by {served['served_by']}{figures}")
     print(f"report: {args.report}")
     return 0
 
@@ -137,7 +162,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         print(f"backtest: recommendations built at {backtest_week}, scored on {latest}")
-        scores = backtest(pipeline, [backtest_week], args.history_weeks)
+        scores = backtest(pipeline, [backtest_week], args.history_weeks, warmup_weeks=args.warmup_weeks)
         print(f"publishing: recommendations built at {latest} for week {shift_weeks(latest, 1)}")
         pipeline.build_week(latest, args.history_weeks)
     except PipelineError as exc:
@@ -148,7 +173,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"weeks ingested: {len(built)} ({built[0]} .. {built[-1]}); full graph built for {backtest_week} and {latest} "
           f"in {time.perf_counter() - started:.0f} s")
     _print_rows(pipeline, latest)
-    print(f"\nMAP@12 on backtest week {latest} (recommendations built from data up to {backtest_week}):")
+    print(f"\nMAP@12 on backtest week {latest} (recommendations built from data up to {backtest_week}, served by "
+          f"{scores['serving'][backtest_week.isoformat()]['served_by']}):")
     _print_scores(scores)
     exports = pipeline.resources["exports"].location()
     latest_export = exports.read_bytes("LATEST").decode().strip()
@@ -197,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     add_target(p)
     p.add_argument("--weeks", required=True, help="comma-separated Wednesdays")
     p.add_argument("--report", required=True, help="JSON report path")
+    p.add_argument("--warmup-weeks", type=int, default=3,
+                   help="weeks built (not scored) before the first, as a running schedule would have them")
     p.set_defaults(fn=cmd_backtest)
 
     p = sub.add_parser("demo", help="generate demo data and build + backtest the latest weeks")
@@ -207,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weeks", type=int, default=12)
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--purchase-rate", type=float, default=1.0)
+    p.add_argument("--warmup-weeks", type=int, default=1, help="weeks built (not scored) before the backtest week")
     p.set_defaults(fn=cmd_demo)
 
     args = parser.parse_args(argv)

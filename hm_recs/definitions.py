@@ -7,12 +7,22 @@ from hm_recs.assets import evaluation, features, ingestion, models, ranking, rec
 from hm_recs.observability import run_logger_config, run_loggers
 from hm_recs.partitions import weekly_partitions
 from hm_recs.resources import default_resources
-from hm_recs.sensors import raw_week_sensor, run_failure_report
+from hm_recs.fallback import data_assets
+from hm_recs.sensors import raw_week_sensor, run_failure_report, serving_fallback
 
 all_assets = dg.load_assets_from_modules([ingestion, validation, features, segments, models, ranking, recommend, evaluation])
+EVERY_ASSET = frozenset(key.to_user_string() for definition in all_assets for key in definition.keys)
+DATA_ASSETS = data_assets(all_assets)
+"""Assets whose failed gate keeps last week's table (`fallback.DATA_GROUPS`)."""
 
 INGESTION_ASSETS = dg.AssetSelection.groups("ingestion", "validation")
 """What a week of history needs before later weeks can learn from it."""
+
+
+def weekly_run_config(log_format: str | None = None) -> dict | None:
+    """Default run config of `weekly_job` (also merged into its fallback runs)."""
+    return {**(run_logger_config(log_format) or {}),
+            **(local_execution_config() if PLACEMENT.executor != "k8s" else {})} or None
 
 
 def make_weekly_job(log_format: str | None = None):
@@ -24,8 +34,7 @@ def make_weekly_job(log_format: str | None = None):
         tags=RUN_TAGS,
         executor_def=PLACEMENT.executor_def(),  # Dagster's default locally; one pod per step with HM_RECS_EXECUTOR=k8s
         # JSON console lines with HM_RECS_LOG_FORMAT=json; locally, one large-memory step at a time
-        config={**(run_logger_config(log_format) or {}),
-                **(local_execution_config() if PLACEMENT.executor != "k8s" else {})} or None,
+        config=weekly_run_config(log_format),
     )
 
 
@@ -52,7 +61,8 @@ def build_definitions(resources: dict | None = None, log_format: str | None = No
         assets=all_assets,
         jobs=[job],
         schedules=[weekly_schedule if job is weekly_job else make_weekly_schedule(job)],
-        sensors=[raw_week_sensor(job), run_failure_report],
+        sensors=[raw_week_sensor(job), run_failure_report(EVERY_ASSET, DATA_ASSETS),
+                 serving_fallback(job, EVERY_ASSET, DATA_ASSETS, weekly_run_config(log_format))],
         resources=resources or default_resources(),
         loggers=run_loggers(log_format),
     )

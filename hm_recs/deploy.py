@@ -156,12 +156,14 @@ def step_priority(level: int) -> dict[str, str]:
 # and what follows it (union -> ranker -> recommendations); the sequence chain is next. Left to the plan's
 # order, the executor started sequence_model and the baselines first at full size, and the two-tower chain
 # waited behind them. The content encoder feeds both chains; customer_segments feeds the segment models. The
-# union, ranker and recommendations wait for both chains, and outrank the baselines when they are ready.
+# union, ranker and recommendations wait for both chains. The baselines (and the article features they read)
+# are the champion that serves when the ranker cannot, so recommendations waits for them too: they rank with it.
 # Tested: no step upstream of a prioritised one, ingestion and validation aside, has a lower priority.
 CONTENT_PRIORITY = step_priority(30)
 TWO_TOWER_PRIORITY = step_priority(20)
 SEQUENCE_PRIORITY = step_priority(10)
 RANKING_PRIORITY = step_priority(10)
+CHAMPION_PRIORITY = RANKING_PRIORITY
 
 LARGE_MEMORY_TAG = {"hm-recs/memory": "large"}
 """`op_tags=` of the steps that hold the week's ranking inputs for every customer (ranker_model,

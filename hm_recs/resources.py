@@ -19,6 +19,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager, DuckDBPolarsTypeHandler
 
+from hm_recs.core.serving import GateRule
 from hm_recs.core.staged import StagedTable
 from hm_recs.core.storage import Location, is_s3
 
@@ -55,6 +56,23 @@ class ArtefactStore(dg.ConfigurableResource):
 
     def location(self) -> Location:
         return Location(self.uri, self.endpoint_url)
+
+
+class ServingPolicy(dg.ConfigurableResource):
+    """How each week's served recommender is chosen (`core/serving.py`): the ranker against the best baseline on
+    the latest labelled weeks' buyers, pooled until there are `min_validation_buyers` of them; the loser never
+    serves, the winner always does. One resource, so the ranker's gate and a fallback run pool the same weeks."""
+
+    min_validation_buyers: int = GateRule.min_validation_buyers
+    max_validation_weeks: int = GateRule.max_validation_weeks
+    required_ratio_to_best_baseline: float = GateRule.required_ratio
+    rule: str = GateRule.rule  # "mean" (point estimates) | "interval" (the ranker must win beyond noise)
+    interval_level: float = GateRule.interval_level
+    bootstrap_samples: int = GateRule.bootstrap_samples
+
+    def gate_rule(self) -> GateRule:
+        return GateRule(self.min_validation_buyers, self.max_validation_weeks, self.required_ratio_to_best_baseline,
+                        self.rule, self.interval_level, self.bootstrap_samples)
 
 
 class ExportStore(dg.ConfigurableResource):
@@ -276,6 +294,7 @@ def default_resources(
         "io_manager": WarehouseIOManager(database=warehouse_path, schema=WAREHOUSE_SCHEMA),
         "artefact_store": ArtefactStore(uri=artefacts or DEFAULT_ARTEFACTS),
         "exports": ExportStore(uri=exports or DEFAULT_EXPORTS),
+        "serving_policy": ServingPolicy(),
     }
 
 
@@ -295,4 +314,5 @@ def production_resources(
         "io_manager": ParquetWarehouseIOManager(uri=root_uri, endpoint_url=endpoint_url),
         "artefact_store": ArtefactStore(uri=artefacts, endpoint_url=endpoint_url),
         "exports": ExportStore(uri=exports, endpoint_url=endpoint_url),
+        "serving_policy": ServingPolicy(),
     }

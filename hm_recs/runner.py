@@ -18,7 +18,9 @@ import dagster as dg
 from hm_recs.assets.common import TARGET_WEEK_PARTITIONED
 from hm_recs.core.source import history_file, weeks_in_listing, weeks_with_transactions
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.definitions import INGESTION_ASSETS, build_definitions
+from hm_recs.core.publishing import mark_unavailable
+from hm_recs.definitions import DATA_ASSETS, EVERY_ASSET, INGESTION_ASSETS, build_definitions
+from hm_recs.fallback import FALLBACK_TAG, RunOutcome, plan
 from hm_recs.deploy import TORCH_THREADS_ENV
 from hm_recs.resources import HOME, default_resources
 
@@ -27,6 +29,17 @@ EVALUATION_ASSETS = INGESTION_ASSETS | dg.AssetSelection.assets("evaluation_repo
 
 class PipelineError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class WeekBuild:
+    """A week that published its lists: in its own run, or (`fallback_run_id`) in the champion's fallback run
+    after the model chain failed (`failures`)."""
+
+    week: dt.date
+    run_id: str
+    fallback_run_id: str | None = None
+    failures: str | None = None
 
 
 def instance() -> dg.DagsterInstance:
@@ -113,17 +126,20 @@ class Pipeline:
             return set()
         return set(self.warehouse.query(f"select distinct week from {self.warehouse.table(table)}")["week"].to_list())
 
-    def execute(self, week: dt.date, selection: dg.AssetSelection | None = None) -> dg.ExecuteInProcessResult:
+    def execute(self, week: dt.date, selection: dg.AssetSelection | None = None, run_config: dict | None = None,
+                tags: dict | None = None, raise_on_failure: bool = True) -> dg.ExecuteInProcessResult:
         keys = None if selection is None else list(selection.resolve(self.asset_graph))
         with every_core_for_torch():
-            result = self.job.execute_in_process(run_config=self.run_config, partition_key=week.isoformat(),
-                                                 instance=self.instance, asset_selection=keys, raise_on_error=False)
+            result = self.job.execute_in_process(run_config=run_config or self.run_config, partition_key=week.isoformat(),
+                                                 instance=self.instance, asset_selection=keys, raise_on_error=False,
+                                                 tags=tags)
         self.figures.add(result)
-        if not result.success:
-            failures = [f"{e.step_key}: {e.event_specific_data.error.message.strip()[:2000]}" for e in result.get_step_failure_events()]
-            failed_checks = [f"{c.asset_key.to_user_string()}.{c.check_name}" for c in result.get_asset_check_evaluations() if not c.passed]
-            raise PipelineError(f"week {week} failed (run {result.run_id}):\n  " + "\n  ".join(failures + failed_checks))
+        if not result.success and raise_on_failure:
+            raise PipelineError(f"week {week} failed (run {result.run_id}):\n  " + self.outcome(result).failures().replace("; ", "\n  "))
         return result
+
+    def outcome(self, result: dg.ExecuteInProcessResult) -> RunOutcome:
+        return RunOutcome.of(self.instance.get_run_by_id(result.run_id), self.instance, EVERY_ASSET)
 
     def ensure_history(self, week: dt.date, history_weeks: int, log=print) -> list[dt.date]:
         """Ingest and validate the source's weeks before `week` (within `history_weeks`) not yet stored."""
@@ -135,10 +151,43 @@ class Pipeline:
             self.execute(w, INGESTION_ASSETS)
         return missing
 
-    def build_week(self, week: dt.date, history_weeks: int = 26, log=print) -> dg.ExecuteInProcessResult:
+    def build_week(self, week: dt.date, history_weeks: int = 26, log=print) -> WeekBuild:
+        """The whole graph for `week`, as the schedule and the `serving_fallback` sensor would run it: when the
+        run fails before publishing and the champion's inputs passed their gates, a fallback run publishes week
+        W+1 from the best validated baseline; when nothing can be published, the export marks the week and
+        `PipelineError` says why (the last published week stays)."""
         self.ensure_history(week, history_weeks, log)
         log(f"  building week {week} (recommendations for {shift_weeks(week, 1)})")
-        return self.execute(week)
+        result = self.execute(week, raise_on_failure=False)
+        if result.success:
+            return WeekBuild(week, result.run_id)
+        outcome = self.outcome(result)
+        fallback = plan(outcome, DATA_ASSETS)
+        if fallback is not None and fallback.publish:
+            log(f"  week {week}: {fallback.reason}; publishing week {shift_weeks(week, 1)} from the best validated baseline")
+            second = self.execute(week, dg.AssetSelection.assets(*fallback.rerun), fallback.run_config(self.run_config),
+                                  {FALLBACK_TAG: result.run_id}, raise_on_failure=False)
+            if second.success:
+                return WeekBuild(week, result.run_id, fallback_run_id=second.run_id, failures=outcome.failures())
+            outcome = self.outcome(second)
+            fallback = plan(outcome, DATA_ASSETS)
+        reason = fallback.reason if fallback is not None else outcome.failures()
+        if fallback is not None:
+            mark_unavailable(self.resources["exports"].location(), shift_weeks(week, 1), outcome.run_id, reason)
+        raise PipelineError(f"week {week} failed (run {outcome.run_id}), nothing published for week "
+                            f"{shift_weeks(week, 1)}:\n  " + reason.replace("; ", "\n  "))
+
+    def serving(self, week: dt.date) -> dict:
+        """Who served the lists built at `week` and why, with the ranker's gate figures (empty when none)."""
+        from hm_recs.assets.models import ranker_decision_key, read_record, serving_key
+
+        store = self.resources["artefact_store"]
+        served = read_record(store, serving_key(week)) or {}
+        gate = read_record(store, ranker_decision_key(week)) or {}
+        keys = ("ranker_map_at_12", "best_baseline", "baseline_map_at_12", "difference", "interval",
+                "validation_weeks", "validation_buyers")
+        return {"served_by": served.get("served_by"), "reason": served.get("reason"),
+                "ranker_gate": {k: gate.get(k) for k in keys} if gate else None}
 
     def evaluate_week(self, week: dt.date, log=print) -> dict[str, dict[str, float]]:
         """Score the recommendations built at `week` on week+1's purchases (ingesting week+1 if needed)."""
@@ -146,7 +195,7 @@ class Pipeline:
         log(f"  scoring on week {target}")
         self.execute(target, EVALUATION_ASSETS)
         report = self.warehouse.query(f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [target])
-        figures = [c for c in report.columns if c not in ("recommender", "week", "buying_customers")]
+        figures = [c for c in report.columns if c not in ("recommender", "week", "buying_customers", "served_by")]
         return {row["recommender"]: {k: row[k] for k in figures if row[k] is not None}
                 for row in report.iter_rows(named=True)}
 

@@ -1,19 +1,24 @@
-"""Sensors of the code location: a new week's raw files request that week's run; a failed run is reported.
+"""Sensors of the code location: a new week's raw files request that week's run; a failed run is reported; a
+weekly run that failed before publishing gets its fallback run (or its week marked as having no lists).
 
-Both are off until turned on in the UI (Automation), like the schedule. Neither holds logic of its own beyond
+The first two are off until turned on in the UI (Automation), like the schedule; `serving_fallback` is on. Neither holds logic of its own beyond
 deciding what to request or report: the listing rules live in `core/source.py`, the run itself in the job.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import urllib.request
 
 import dagster as dg
 
+from hm_recs.core.publishing import mark_unavailable
 from hm_recs.core.source import WEEK_FILE_PATTERN, weeks_in_listing
-from hm_recs.resources import RawSource
+from hm_recs.core.weeks import shift_weeks
+from hm_recs.fallback import RunOutcome, describe, plan
+from hm_recs.resources import ExportStore, RawSource
 
 
 def raw_week_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -55,34 +60,59 @@ ALERT_WEBHOOK_ENV = "HM_RECS_ALERT_WEBHOOK"
 """A Slack-compatible incoming webhook URL; when set, failures are posted there as well as logged."""
 
 
-def failure_summary(run: dg.DagsterRun, instance: dg.DagsterInstance) -> dict:
+def failure_summary(run: dg.DagsterRun, instance: dg.DagsterInstance, every_asset: frozenset[str] = frozenset()) -> dict:
     """Which steps of a failed run failed and why (the first line of each error), from the run's event log."""
-    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
-    steps = {}
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        error = event.event_specific_data.error if event and event.event_specific_data else None
-        steps[event.step_key] = (error.message.strip().splitlines() or [""])[0] if error else "failed"
-    checks = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION).records
-    failed_checks = sorted(
-        f"{r.event_log_entry.dagster_event.event_specific_data.asset_key.to_user_string()}:"
-        f"{r.event_log_entry.dagster_event.event_specific_data.check_name}"
-        for r in checks if not r.event_log_entry.dagster_event.event_specific_data.passed)
-    return {"run_id": run.run_id, "job": run.job_name, "partition": run.tags.get("dagster/partition"),
-            "failed_steps": steps, "failed_checks": failed_checks}
+    outcome = RunOutcome.of(run, instance, every_asset)
+    return {"run_id": run.run_id, "job": run.job_name, "partition": outcome.week,
+            "failed_steps": outcome.failed_steps, "failed_checks": sorted(outcome.failed_checks)}
 
 
-@dg.run_failure_sensor(name="run_failure_report", default_status=dg.DefaultSensorStatus.STOPPED,
-                       description="Logs which stage of a failed run failed and why; posts it to "
-                                   f"${ALERT_WEBHOOK_ENV} (Slack-compatible) when that is set.")
-def run_failure_report(context: dg.RunFailureSensorContext):
-    summary = failure_summary(context.dagster_run, context.instance)
-    stages = "; ".join(f"{step}: {why}" for step, why in summary["failed_steps"].items()) or "no step failed"
-    text = (f"hm_recs: run {summary['run_id']} of {summary['job']} for week {summary['partition']} failed. "
-            f"{stages}. Failed checks: {', '.join(summary['failed_checks']) or 'none'}.")
-    context.log.error(text)
-    webhook = os.environ.get(ALERT_WEBHOOK_ENV)
-    if webhook:
-        request = urllib.request.Request(webhook, data=json.dumps({"text": text}).encode(),
-                                         headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (operator-configured URL)
+def week_after(week: str | None) -> str | None:
+    return shift_weeks(dt.date.fromisoformat(week), 1).isoformat() if week else None
+
+
+def run_failure_report(every_asset: frozenset[str], data: frozenset[str]) -> dg.SensorDefinition:
+    """Reports every failed run: its failed steps and checks, and what becomes of the week's lists (a fallback
+    run of the champion, or no lists: `fallback.plan`)."""
+
+    @dg.run_failure_sensor(name="run_failure_report", default_status=dg.DefaultSensorStatus.STOPPED,
+                           description="Logs which stage of a failed run failed and why, and who serves the week; "
+                                       f"posts it to ${ALERT_WEBHOOK_ENV} (Slack-compatible) when that is set.")
+    def _report(context: dg.RunFailureSensorContext):
+        outcome = RunOutcome.of(context.dagster_run, context.instance, every_asset)
+        text = (f"hm_recs: run {outcome.run_id} of {context.dagster_run.job_name} for week {outcome.week} failed. "
+                f"{outcome.failures()}." + describe(outcome, plan(outcome, data), week_after(outcome.week)))
+        context.log.error(text)
+        webhook = os.environ.get(ALERT_WEBHOOK_ENV)
+        if webhook:
+            request = urllib.request.Request(webhook, data=json.dumps({"text": text}).encode(),
+                                             headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 (operator-configured URL)
+
+    return _report
+
+
+def serving_fallback(job: dg.UnresolvedAssetJobDefinition, every_asset: frozenset[str], data: frozenset[str],
+                     base_config: dict | None = None) -> dg.SensorDefinition:
+    """After a failed weekly run that did not build `recommendations`: requests the fallback run that publishes
+    the week from the best validated baseline, or marks the week as having no lists in the export (a data gate
+    failed). On by default: without it a week whose model chain failed would publish nothing."""
+
+    @dg.run_failure_sensor(name="serving_fallback", monitored_jobs=[job], request_job=job,
+                           default_status=dg.DefaultSensorStatus.RUNNING,
+                           description="A weekly run that failed before publishing: the champion baseline's lists "
+                                       "in a fallback run, or the week marked as having none in the export.")
+    def _fallback(context: dg.RunFailureSensorContext, exports: ExportStore):
+        outcome = RunOutcome.of(context.dagster_run, context.instance, every_asset)
+        fallback = plan(outcome, data)
+        if fallback is None:
+            return dg.SkipReason(f"run {outcome.run_id} built the week's recommendations or did not try to")
+        if fallback.publish:
+            context.log.warning(f"week {week_after(outcome.week)}: {fallback.reason}; requesting the champion's fallback run")
+            return fallback.run_request(outcome, base_config)
+        marker = mark_unavailable(exports.location(), dt.date.fromisoformat(week_after(outcome.week)), outcome.run_id,
+                                  fallback.reason)
+        return dg.SkipReason(f"week {week_after(outcome.week)} has no recommendations ({fallback.reason}); "
+                             + (f"marked in {exports.location().describe(marker)}" if marker else "its published lists stay"))
+
+    return _fallback

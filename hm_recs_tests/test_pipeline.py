@@ -1,6 +1,7 @@
 """The whole asset graph in real Dagster runs on small synthetic data, read back from the DuckDB file."""
 
 import datetime as dt
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -9,6 +10,7 @@ from polars.testing import assert_frame_equal
 
 from hm_recs.core.candidates import SOURCES
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
+from hm_recs.definitions import all_assets
 from hm_recs_tests.conftest import WEEK, WITHOUT_MODELS, materialize_week, read_table, resources_for
 
 NEXT_WEEK = WEEK + dt.timedelta(weeks=1)
@@ -50,15 +52,17 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
     assert set(recs["relevance_tier"]) <= set(TIERS) and recs.filter(pl.col("relevance_tier") == "high").height > 0
     sources = set(recs["source"].str.split("+").explode())
     assert sources <= set(SOURCES) | {"trending", "popularity", "catalogue"} and {"two_tower", "sequence"} & sources
-    (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "ranker_beats_baselines"]
-    assert gate.passed
+    (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "ranker_beats_best_baseline"]
+    assert gate.passed and set(recs["served_by"]) == {"ranker"}
     report = read_table(resources, f"select * from hm.evaluation_report where week = '{NEXT_WEEK}'")
     single_sources = {f"source/{s}" for s in ("repurchase", "trending", "copurchase", "same_product", "two_tower", "sequence")}
-    assert set(report["recommender"]) == {"model", "popularity", "trending", "repurchase"} | single_sources
+    assert set(report["recommender"]) == {"model", "ranker", "popularity", "trending", "repurchase"} | single_sources
+    assert set(report["served_by"]) == {"ranker"}
     assert report.filter(pl.col("map_at_12").is_between(0, 1)).height == report.height
     # backtest of the week after W: the ranker built at W beats every baseline and every source alone
     model = report.filter(pl.col("recommender") == "model")["map_at_12"][0]
-    others = report.filter(pl.col("recommender") != "model")
+    assert report.filter(pl.col("recommender") == "ranker")["map_at_12"][0] == model  # the ranker served: its own lists
+    others = report.filter(~pl.col("recommender").is_in(["model", "ranker"]))
     assert model > others["map_at_12"].max(), report.select("recommender", "map_at_12")
     # Heinz et al.'s rank coverage: ranker, both retrieval models and popularity over the same purchases
     coverage = report.filter(pl.col("rank_coverage_auc").is_not_null()).sort("recommender")
@@ -73,30 +77,155 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
     assert f"| all | {customers} |" in by_segment  # every customer's published list, not only the buyers' scored ones
 
 
-def test_failing_ranker_keeps_the_published_week(two_weeks, small_source, tmp_path):
-    """A ranker refused by its gate writes no artefact and blocks `recommendations`: re-running the week with an
-    unreachable bar leaves the week's published table and ranker as they were."""
+def copy_of(built: dict, small_source, tmp_path, **kw) -> dict:
+    """Resources over a copy of a built warehouse and artefact store (the original stays as the fixture left it)."""
     import shutil
 
-    from hm_recs.definitions import all_assets
-
-    built, _ = two_weeks
     shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
     shutil.copytree(built["artefact_store"].location().uri, tmp_path / "artefacts")
-    resources = resources_for(small_source, tmp_path)
-    published = table_rows(resources, "recommendations", NEXT_WEEK, True)
-    artefact = tmp_path / "artefacts" / "models" / "ranker" / f"week={NEXT_WEEK}" / "model.json"
-    stored = artefact.read_bytes()
+    if Path(built["exports"].location().uri).exists():
+        shutil.copytree(built["exports"].location().uri, tmp_path / "exports")
+    return resources_for(small_source, tmp_path, **kw)
+
+
+def assert_lists_of(recs: pl.DataFrame, served_by: str, target: dt.date, customers: int, catalogue: pl.DataFrame):
+    """The contract's lists for `target`, all from `served_by`: 12 distinct catalogue articles ranked 1..12 each."""
+    assert recs.height == 12 * customers and recs["customer_id"].n_unique() == customers
+    assert set(recs["week"]) == {target} and set(recs["served_by"]) == {served_by}
+    per = recs.group_by("customer_id").agg(pl.col("article_id").n_unique().alias("n"), pl.col("rank").sort().alias("r"))
+    assert (per["n"] == 12).all() and all(r == list(range(1, 13)) for r in per["r"].to_list())
+    assert recs.join(catalogue.select("article_id"), on="article_id", how="anti").height == 0
+    assert set(recs["relevance_tier"]) <= set(TIERS)
+
+
+def materialization(result, asset: str):
+    (event,) = [e.materialization for e in result.get_asset_materialization_events()
+                if e.materialization.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in event.metadata.items()}
+
+
+def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_source, small_data, tmp_path):
+    """A ranker that loses to the best baseline on the validation buyers (here: an unreachable bar) is stored but
+    does not serve: `recommendations` for W+1 is still built, from that baseline's lists, tiers calibrated on its
+    validation week, and the export and its manifest say who served and why."""
+    import json
+
+    from hm_recs.core.publishing import latest_published, read_published
+    from hm_recs.resources import ServingPolicy
+
+    resources = copy_of(two_weeks[0], small_source, tmp_path)
+    resources["serving_policy"] = ServingPolicy(required_ratio_to_best_baseline=100.0)
+    target = NEXT_WEEK + dt.timedelta(weeks=1)
     result = dg.materialize(
         all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
         selection=dg.AssetSelection.assets("ranker_model").downstream(), instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"ranker_model": {"config": {"required_ratio_to_best_baseline": 100.0, "objective": "binary", "compared_objectives": []}}}})
-    (gate,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "ranker_beats_baselines"]
-    assert not gate.passed and gate.metadata["bar"].value > gate.metadata["map_at_12"].value
-    ran = {e.step_key for e in result.get_step_success_events()}
-    assert "recommendations" not in ran and "recommendations_export" not in ran
-    assert table_rows(resources, "recommendations", NEXT_WEEK, True).equals(published)
-    assert artefact.read_bytes() == stored
+        run_config={"ops": {"ranker_model": {"config": {"objective": "binary", "compared_objectives": []}}}})
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    assert checks["ranker_sound"].passed and not checks["ranker_beats_best_baseline"].passed
+    assert checks["ranker_beats_best_baseline"].severity == dg.AssetCheckSeverity.WARN
+    ranker = materialization(result, "ranker_model")
+    champion = ranker["best_baseline"]
+    assert ranker["served_by"] == champion in {"popularity", "trending", "repurchase"}
+    assert ranker["validation_queries"] >= 500 or len(ranker["validation_weeks"]) > 1  # the policy's pooled buyers
+    recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
+    assert_lists_of(recs, champion, target, small_data.customers.height, small_data.articles)
+    baseline = read_table(resources, f"select customer_id, rank, article_id, source from hm.baseline_recommendations "
+                                     f"where week = '{target}' and recommender = '{champion}'")
+    assert recs.select(baseline.columns).sort("customer_id", "rank").equals(baseline.sort("customer_id", "rank"))
+    assert set(recs["source"]) <= {champion, "trending", "popularity", "catalogue"}
+    published = materialization(result, "recommendations")
+    assert published["served_by"] == champion and "below 100 x" in published["serving_reason"]
+    assert published["relevance_tiers"].get("high", 0) > 0 and "hit_rate" in published["tiers"]
+    location = resources["exports"].location()
+    _, pointer = latest_published(location)
+    manifest, _ = read_published(location, pointer)
+    assert manifest["week"] == str(target) and manifest["served_by"] == champion
+    assert manifest["serving"]["served_by"] == champion and manifest["serving"]["ranker_map_at_12"] is not None
+    # the refused ranker is stored, so the next week's evaluation scores its own lists too
+    assert json.loads(resources["artefact_store"].location().read_bytes(
+        f"models/ranker/week={NEXT_WEEK}/decision.json"))["served_by"] == champion
+    assert (tmp_path / "artefacts" / "models" / "ranker" / f"week={NEXT_WEEK}" / "model.json").exists()
+
+
+def test_a_ranker_changed_since_its_gate_or_an_unvalidated_week_never_serves(two_weeks, small_source, small_data, tmp_path):
+    """A ranker artefact that no longer has the hash its gate judged hands the week to the champion; when no
+    recommender can be validated either, the step fails naming the week and the published table stays."""
+    resources = copy_of(two_weeks[0], small_source, tmp_path)
+    artefact = tmp_path / "artefacts" / "models" / "ranker" / f"week={NEXT_WEEK}" / "model.json"
+    artefact.write_bytes(artefact.read_bytes().replace(b'"objective"', b'"objective" ', 1))
+    target = NEXT_WEEK + dt.timedelta(weeks=1)
+    only = dg.AssetSelection.assets("recommendations")
+    result = materialize_week(NEXT_WEEK, resources, only)
+    assert_run_ok(result)
+    published = materialization(result, "recommendations")
+    assert published["served_by"] != "ranker" and "changed since its gate" in published["serving_reason"]
+    recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
+    assert_lists_of(recs, published["served_by"], target, small_data.customers.height, small_data.articles)
+
+    import duckdb
+
+    with duckdb.connect(resources["warehouse"].path) as connection:
+        connection.execute("delete from hm.baseline_validation")
+    result = materialize_week(NEXT_WEEK, resources, only)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    message = failure.event_specific_data.error.message
+    assert f"week {target} has no recommender that can serve it" in message and "changed since its gate" in message
+    assert table_rows(resources, "recommendations", NEXT_WEEK, True).equals(recs)
+
+
+def test_a_failed_model_step_hands_the_week_to_the_champion_in_a_fallback_run(two_weeks, small_source, small_data, tmp_path):
+    """The content encoder fails its gate, so nothing of the model chain runs (nor `recommendations`), while the
+    data and the baselines passed theirs: the `serving_fallback` sensor requests the fallback run, the failure
+    report says so, and that run publishes W+1 from the best validated baseline, with the reason."""
+    from hm_recs.definitions import DATA_ASSETS, EVERY_ASSET, defs
+    from hm_recs.fallback import FALLBACK_TAG, RunOutcome, describe, plan
+
+    resources = copy_of(two_weeks[0], small_source, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, instance=instance,
+                            raise_on_error=False, run_config={"ops": {"article_content": {"config": {"content_epochs": 1}}}})
+    assert not result.success and {e.step_key for e in result.get_step_failure_events()} == {"article_content"}
+    run = instance.get_run_by_id(result.run_id)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="serving_fallback", dagster_event=result.get_run_failure_event(), dagster_instance=instance,
+        dagster_run=run, resources={"exports": resources["exports"]}).for_run_failure()
+    request = defs.resolve_sensor_def("serving_fallback")(context)
+    assert isinstance(request, dg.RunRequest) and request.partition_key == NEXT_WEEK.isoformat()
+    assert [k.to_user_string() for k in request.asset_selection] == ["recommendations", "recommendations_export", "evaluation_report"]
+    assert request.tags[FALLBACK_TAG] == result.run_id
+    settings = request.run_config["ops"]["recommendations"]["config"]
+    assert settings["serve"] == "champion" and "article_content" in settings["reason"]
+    outcome = RunOutcome.of(run, instance, EVERY_ASSET)
+    assert "served by the best validated baseline" in describe(outcome, plan(outcome, DATA_ASSETS), str(NEXT_WEEK))
+
+    second = dg.materialize(all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, instance=instance,
+                            selection=request.asset_selection, run_config={"ops": request.run_config["ops"]},
+                            tags=request.tags, raise_on_error=False)
+    assert_run_ok(second)
+    published = materialization(second, "recommendations")
+    assert published["served_by"] in {"popularity", "trending", "repurchase"} and "article_content" in published["serving_reason"]
+    recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
+    assert_lists_of(recs, published["served_by"], NEXT_WEEK + dt.timedelta(weeks=1), small_data.customers.height, small_data.articles)
+    assert materialization(second, "evaluation_report")["evaluated_week"] == str(NEXT_WEEK)
+
+
+def test_a_crashed_ranker_is_replaced_by_the_champion_through_the_cli_runner(two_weeks, small_source, small_data, tmp_path):
+    """`hm-recs run`'s path: the ranker step crashes; the runner runs the fallback run as the sensor would, the
+    week's lists come from the best validated baseline, and the serving record names the crash."""
+    from hm_recs.runner import Pipeline
+
+    copy_of(two_weeks[0], small_source, tmp_path)
+    pipeline = Pipeline(str(small_source), warehouse=str(tmp_path / "warehouse.duckdb"), artefacts=str(tmp_path / "artefacts"),
+                        exports=str(tmp_path / "exports"))
+    pipeline.run_config["ops"] = {"ranker_model": {"config": {"objective": "no_such_objective"}}}
+    build = pipeline.build_week(NEXT_WEEK, history_weeks=26, log=lambda message: None)
+    assert build.fallback_run_id and "ranker_model" in build.failures
+    serving = pipeline.serving(NEXT_WEEK)
+    assert serving["served_by"] in {"popularity", "trending", "repurchase"} and "ranker_model" in serving["reason"]
+    recs = read_table(pipeline.resources, f"select * from hm.recommendations where week = '{NEXT_WEEK + dt.timedelta(weeks=1)}'")
+    assert_lists_of(recs, serving["served_by"], NEXT_WEEK + dt.timedelta(weeks=1), small_data.customers.height, small_data.articles)
 
 
 def test_models_segments_and_candidates(two_weeks, small_data):
@@ -263,7 +392,8 @@ def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, with
     (source_copy / "transactions").mkdir()
     broken.write_csv(source_copy / "transactions" / f"week={bad_week}.csv")
 
-    result = materialize_week(bad_week, resources)
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_week(bad_week, resources, instance=instance)
     assert not result.success
     (failure,) = result.get_step_failure_events()
     message = failure.event_specific_data.error.message
@@ -282,6 +412,23 @@ def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, with
     assert table_rows(resources, "transactions", bad_week).height == 0
     assert table_rows(resources, "recommendations", WEEK, True).equals(good)
     assert table_rows(resources, "recommendations", bad_week, True).height == 0
+    # no fallback run (the data failed its gate): the export says the week has no lists, LATEST never hands
+    # last week's lists out as this week's
+    from hm_recs.core.publishing import UNAVAILABLE, latest_published, read_published
+    from hm_recs.definitions import defs
+
+    run = instance.get_run_by_id(result.run_id)
+    context = dg.build_run_status_sensor_context(
+        sensor_name="serving_fallback", dagster_event=result.get_run_failure_event(), dagster_instance=instance,
+        dagster_run=run, resources={"exports": resources["exports"]}).for_run_failure()
+    skipped = defs.resolve_sensor_def("serving_fallback")(context)
+    target = bad_week + dt.timedelta(weeks=1)
+    assert isinstance(skipped, dg.SkipReason) and f"week {target} has no recommendations" in skipped.skip_message
+    location = resources["exports"].location()
+    week, pointer = latest_published(location)
+    assert week == target and pointer == f"week={target}/{UNAVAILABLE}"
+    with pytest.raises(ValueError, match=f"week {target} has no recommendations.*validate_transactions"):
+        read_published(location, pointer)
 
 
 def test_few_bad_rows_are_quarantined_and_the_week_builds(source_copy, tmp_path, small_data):

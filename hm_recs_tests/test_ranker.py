@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from hm_recs.core.metrics import map_at_k
+from hm_recs.core import tiers as T
 from hm_recs.models import ranker as R
 
 FEATURES = ["signal", "noise_a", "noise_b", "colour"]
@@ -193,14 +194,14 @@ def test_tiers_monotone_and_ordered_on_held_out_week(weeks, trained):
     _, _, test, _ = weeks
     result, _ = trained
     bands = result.tiers
-    assert [row["tier"] for row in bands.summary] == list(R.TIERS)
+    assert [row["tier"] for row in bands.summary] == list(T.TIERS)
     assert bands.summary[0]["share"] == pytest.approx(FAST.tier_high_share, abs=0.03)
     held_out = R.top_k(result.score(test))
     order = np.argsort(held_out["score"].to_numpy())
     level = {"low": 0, "medium": 1, "high": 2}
-    tiers = [level[t] for t in R.assign_tiers(held_out["score"], bands).gather(order).to_list()]
+    tiers = [level[t] for t in T.assign_tiers(held_out["score"], bands).gather(order).to_list()]
     assert tiers == sorted(tiers)  # never a lower tier for a higher score
-    summary = R.tier_summary(held_out["score"], held_out["label"], bands)
+    summary = T.tier_summary(held_out["score"], held_out["label"], bands)
     high, medium, low = summary["hit_rate"].to_list()
     assert high > medium > low
     assert (summary["rows"] > 0).all()
@@ -211,7 +212,7 @@ def test_calibration_recovers_planted_probabilities():
     scores = rng.uniform(-3, 3, size=40_000)
     truth = 1 / (1 + np.exp(-scores))
     labels = rng.uniform(size=scores.size) < truth
-    bands = R.fit_tiers(scores, labels, high_share=0.2, medium_share=0.3, bins=50)
+    bands = T.fit_tiers(scores, labels, high_share=0.2, medium_share=0.3, bins=50)
     grid = np.linspace(-2.5, 2.5, 11)
     assert np.abs(bands.calibrate(grid) - 1 / (1 + np.exp(-grid))).max() < 0.06
     assert np.all(np.diff(bands.calibrate(np.sort(scores))) >= 0)
@@ -228,7 +229,7 @@ def test_rejects_bad_inputs(weeks):
     with pytest.raises(ValueError, match="validation"):
         R.train_ranker(train, validation.with_columns(pl.lit(0).alias("label")), FEATURES, CATEGORICAL, FAST,
                        log=lambda _: None)
-    assert math.isfinite(R.fit_tiers([1.0], [0]).high_score)
+    assert math.isfinite(T.fit_tiers([1.0], [0]).high_score)
 
 
 def test_rank_in_chunks_equals_whole_and_keeps_columns(weeks, trained):
@@ -249,7 +250,7 @@ def test_rank_in_chunks_equals_whole_and_keeps_columns(weeks, trained):
     assert whole.select(expected.columns).equals(expected)
     joined = whole.join(candidates.select("customer_id", "article_id", "sources"), on=["customer_id", "article_id"])
     assert (joined["sources"] == joined["sources_right"]).all()
-    assert whole["relevance_tier"].to_list() == R.assign_tiers(whole["score"], result.tiers).to_list()
+    assert whole["relevance_tier"].to_list() == T.assign_tiers(whole["score"], result.tiers).to_list()
 
 
 def test_split_customers_is_stable_and_disjoint():

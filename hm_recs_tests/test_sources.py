@@ -82,20 +82,18 @@ def test_real_hm_sample(tmp_path):
     for week in weeks[:3]:
         assert_run_ok(materialize_week(week, resources, INGESTION))
     result = materialize_week(weeks[3], resources)
-    # Every gate passes on real files, except that the ranker may rightly lose to repurchase: with no earlier
-    # labelled week it trains on ~50 of the week's ~70 buyers. Then `recommendations` must not be built.
+    # Every gate passes on real files. The ranker may rightly lose to the best baseline on ~70 buyers a week
+    # (its check is a warning): then that baseline serves the week, and the lists are published either way.
     failed = {c.check_name for c in result.get_asset_check_evaluations() if not c.passed}
-    assert failed <= {"ranker_beats_baselines"}, failed
+    assert failed <= {"ranker_beats_best_baseline"}, failed
     customers = read_table(resources, f"select * from hm.customers where week = '{weeks[3]}'")
     assert customers.height == 1364 and customers["FN"].drop_nulls().unique().to_list() == [1]
     assert read_table(resources, "select count(*) n from hm.quarantine_customers")["n"][0] == 0
     labelled = read_table(resources, f"select * from hm.candidates where week = '{weeks[3]}' and target_week = week")
     assert labelled["article_id"].str.starts_with("0").all() and labelled["label"].sum() > 0
-    published = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert ("recommendations" in published) == (not failed)
-    if not failed:
-        recs = read_table(resources, "select * from hm.recommendations where week = '2020-08-26'")
-        assert recs.height == 12 * 1364 and recs["article_id"].str.starts_with("0").all()
+    recs = read_table(resources, "select * from hm.recommendations where week = '2020-08-26'")
+    assert recs.height == 12 * 1364 and recs["article_id"].str.starts_with("0").all()
+    assert set(recs["served_by"]) == ({"ranker"} if not failed else set(recs["served_by"]) - {"ranker"})
 
 
 class Throttle:

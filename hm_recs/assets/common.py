@@ -27,6 +27,17 @@ def partition_rows(warehouse: Warehouse, table: str, week: dt.date, columns: str
     return warehouse.query(f"select {columns} from {warehouse.table(table)} where week = ?", [key])
 
 
+def partition_rows_between(warehouse: Warehouse, table: str, week: dt.date, weeks: int, columns: str = "*",
+                           *, target_week: bool = True) -> pl.DataFrame:
+    """The stored rows of the `weeks` partitions up to `week` (a recommendation table's rows carry the week they
+    are for: `target_week`); empty if the table does not exist yet."""
+    if not warehouse.exists(table):
+        return pl.DataFrame()
+    last = week + dt.timedelta(weeks=1) if target_week else week
+    return warehouse.query(f"select {columns} from {warehouse.table(table)} where week between ? and ?",
+                           [last - dt.timedelta(weeks=weeks - 1), last])
+
+
 def customer_chunks(customer_ids: pl.Series, size: int) -> Iterator[pl.Series]:
     """The distinct customer ids, sorted, `size` at a time: the unit of work of the stages whose rows grow with
     customers x candidates (memory is one chunk's rows, whatever the number of customers)."""

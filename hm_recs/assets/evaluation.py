@@ -22,13 +22,16 @@ from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, Warehouse
 
 MODEL = "model"
-"""The name under which the published `recommendations` are reported."""
+"""The name under which the published `recommendations` are reported (whichever recommender served)."""
+RANKER = "ranker"
+"""The ranker's own top 12 of the same buyers' serving candidates, reported every week, served or not."""
 COVERAGE_SCHEMA = {"recommender": pl.String, "list_depth": pl.Int64, **{f"recs_for_{round(level * 100)}pct": pl.Float64
                                                                          for level in COVERAGE_LEVELS}, "auc": pl.Float64}
 REPORT_SCHEMA = {"recommender": pl.String, **{m: pl.Float64 for m in METRIC_NAMES},
                  **{f"rank_coverage_{c}": t for c, t in COVERAGE_SCHEMA.items() if c != "recommender"},
-                 "week": pl.Date, "buying_customers": pl.Int32}
-"""The stored report: one row per recommender, rank coverage where it was measured (null elsewhere)."""
+                 "week": pl.Date, "buying_customers": pl.Int32, "served_by": pl.String}
+"""The stored report: one row per recommender, rank coverage where it was measured (null elsewhere), and which
+recommender served the published lists (`served_by`: `ranker` or the champion baseline)."""
 SOURCE_PREFIX = "source/"
 """Report rows of a single candidate source used alone (`source/trending`, `source/two_tower`, ...)."""
 
@@ -83,6 +86,7 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
         # recall score, and the coverage/novelty/price of the lists they were served; the per-segment figures
         # are of every customer's published list, computed first and released before the ranker is loaded
         published = customer_rows(warehouse, "recommendations", shift_weeks(built, 1), buyers, "customer_id, article_id, rank")
+        served_by = served_by_of(warehouse, built)
         baselines = customer_rows(warehouse, "baseline_recommendations", week, buyers, "recommender, customer_id, article_id, rank")
         stats = partition_rows(warehouse, "article_features", built, "article_id, n_sales, sales_last_week, mean_price")
         rows, coverage_rows, segment_table = [], [], pl.DataFrame()
@@ -105,7 +109,11 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
             ranked = {"popularity": pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String, "rank": pl.Int64}),
                       **{f"{SOURCE_PREFIX}{name}": lists for name, lists in model_lists.items()}}
             if serving.height:
-                ranked = {MODEL: ranker_ranking(warehouse, artefact_store, built, serving, context), **ranked}
+                ranking = ranker_ranking(warehouse, artefact_store, built, serving, context)
+                ranked = {MODEL: ranking, **ranked}
+                if ranking is not None:  # the ranker's own lists, served or not: a fallback week cannot hide it
+                    rows.append({"recommender": RANKER, **evaluate(ranking.filter(pl.col("rank") <= K), purchases, stats,
+                                                                   articles.height)})
             for name, lists in ranked.items():
                 if lists is not None:
                     coverage_rows.append({"recommender": name, "list_depth": int(lists.group_by("customer_id").len()["len"].max() or 0),
@@ -121,10 +129,11 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
         report.join(coverage.rename(lambda c: c if c == "recommender" else f"rank_coverage_{c}"),
                     on="recommender", how="full", coalesce=True, maintain_order="left")
         .with_columns(pl.lit(week).alias("week"),
-                      pl.lit(purchases["customer_id"].n_unique() if purchases.height else 0, dtype=pl.Int32).alias("buying_customers"))
+                      pl.lit(purchases["customer_id"].n_unique() if purchases.height else 0, dtype=pl.Int32).alias("buying_customers"),
+                      pl.lit(served_by, dtype=pl.String).alias("served_by"))
         .cast(REPORT_SCHEMA).select(list(REPORT_SCHEMA))  # one schema every week: the table accumulates weeks
     )
-    metadata = {"evaluated_week": str(week), "recommendations_built_at": str(built), "buying_customers": report["buying_customers"][0] if report.height else 0,
+    metadata = {"evaluated_week": str(week), "recommendations_built_at": str(built), "served_by": served_by or "", "buying_customers": report["buying_customers"][0] if report.height else 0,
                 "report": dg.MetadataValue.md(markdown_table(report.select("recommender", *METRIC_NAMES), limit=30)),
                 "rank_coverage": dg.MetadataValue.md(markdown_table(coverage)),
                 "beyond_accuracy_by_segment": dg.MetadataValue.md(markdown_table(segment_table, limit=20)), **figures}
@@ -136,6 +145,12 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
     yield dg.Output(report, metadata=metadata)
     yield dg.AssetCheckResult(passed=True, metadata={"scored_recommenders": report.height,
                                                      "note": "" if report.height else "nothing to evaluate"})
+
+
+def served_by_of(warehouse: Warehouse, built: dt.date) -> str | None:
+    """Which recommender served the lists published at `built` (the `served_by` of its rows), if any."""
+    rows = partition_rows(warehouse, "recommendations", built, "distinct served_by", target_week=True)
+    return rows["served_by"][0] if rows.height and "served_by" in rows.columns else None
 
 
 def published_by_segment(warehouse: Warehouse, built: dt.date, stats: pl.DataFrame, catalogue_size: int) -> pl.DataFrame:

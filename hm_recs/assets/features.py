@@ -13,6 +13,7 @@ from hm_recs.core.features import (
     customer_features as build_customer_features,
 )
 from hm_recs.core.schema import INDEX_GROUP_SHARES
+from hm_recs.deploy import CHAMPION_PRIORITY
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import Warehouse
 
@@ -52,7 +53,7 @@ def customer_features(context: dg.AssetExecutionContext, config: FeaturesConfig,
     yield features_check(frame, "customer_id", CUSTOMER_FEATURES_NOT_NULL, ["online_share", *INDEX_GROUP_SHARES], customers.height)
 
 
-@dg.asset(partitions_def=weekly_partitions, group_name="features", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
+@dg.asset(op_tags=CHAMPION_PRIORITY, partitions_def=weekly_partitions, group_name="features", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
           deps=["transactions"],
           check_specs=[dg.AssetCheckSpec("one_row_per_article", asset="article_features", blocking=True)])
 def article_features(context: dg.AssetExecutionContext, config: FeaturesConfig, warehouse: Warehouse,

@@ -155,6 +155,36 @@ def record_admission(context, store: ArtefactStore, model: str, week: dt.date, a
     return admitted
 
 
+def ranker_decision_key(week: dt.date) -> str:
+    """Who serves week W+1 as the ranker's gate decided it (`core.serving.ServingDecision`), by `ranker_model`."""
+    return f"models/ranker/week={week.isoformat()}/decision.json"
+
+
+def serving_key(week: dt.date) -> str:
+    """What `recommendations` built at W actually published and why (read by the export's manifest)."""
+    return f"serving/week={week.isoformat()}/decision.json"
+
+
+def write_record(store: ArtefactStore, key: str, record: dict) -> None:
+    import json
+
+    store.location().write_bytes(key, json.dumps(record, sort_keys=True, allow_nan=True, default=str).encode())
+
+
+def read_record(store: ArtefactStore, key: str) -> dict | None:
+    """The JSON record at `key`, or None when there is none (local or S3)."""
+    import json
+
+    from hm_recs.core.storage import is_missing
+
+    try:
+        return json.loads(store.location().read_bytes(key))
+    except Exception as exc:
+        if is_missing(exc):
+            return None
+        raise
+
+
 def admitted(store: ArtefactStore, model: str, week: dt.date) -> tuple[bool, dict]:
     import json
 
@@ -162,14 +192,15 @@ def admitted(store: ArtefactStore, model: str, week: dt.date) -> tuple[bool, dic
     return bool(record["admitted"]), record
 
 
-def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str, gate: dict) -> dg.AssetCheckResult:
+def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str, gate: dict,
+                   check_name: str | None = None) -> dg.AssetCheckResult:
     """Re-verify what was stored: it loads (torch: weights_only=True) and its hash is the one recorded."""
     try:
         _, stored_digest = load_artefact(store, model, week)
         loads = True
     except Exception as exc:  # a missing or unreadable artefact fails the check with its reason
         stored_digest, loads = f"unreadable: {exc}", False
-    return dg.AssetCheckResult(passed=bool(loads and stored_digest == digest and all(gate.values())),
+    return dg.AssetCheckResult(passed=bool(loads and stored_digest == digest and all(gate.values())), check_name=check_name,
                                metadata={"artefact_hash": stored_digest, **{f"gate/{k}": v for k, v in gate.items()}})
 
 

@@ -11,6 +11,7 @@ Pure logic in `core/candidates.py`; this module only reads, chunks over customer
 import collections
 import dataclasses
 import datetime as dt
+import math
 
 import dagster as dg
 import polars as pl
@@ -19,20 +20,22 @@ from hm_recs.assets.common import (
     PARTITIONED, catalogue_tables, customer_chunks, customer_rows, detached, markdown_table, measured, png_markdown, preview,
     tally,
 )
-from hm_recs.assets.models import artefact_check, store_artefact
+from hm_recs.assets.models import artefact_check, ranker_decision_key, store_artefact, write_record
 from hm_recs.core.baselines import BaselineConfig, TopUpLists, recommend_all
 from hm_recs.core.candidates import (
     UNION, CandidateConfig, candidate_pools, candidate_recall, combined_recall, customer_candidates,
 )
+from hm_recs.core.metrics import K
+from hm_recs.core.serving import GateRule, decide
 from hm_recs.core.staged import StagedTable
-from hm_recs.core.metrics import K, map_at_k
 from hm_recs.core.ranking_features import (
     CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows, label_candidates, ranking_features, week_inputs,
 )
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY, TRAINING_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, Warehouse
+from hm_recs.models.ranker_data import TrainingWeeks, WeekSources
+from hm_recs.resources import ArtefactStore, ServingPolicy, Warehouse
 
 
 class CandidatesConfig(dg.Config):
@@ -180,7 +183,11 @@ class ServingRanker:
 
 
 class RankerModelConfig(dg.Config):
-    training_weeks: int = 3  # labelled weeks before W the ranker learns from (those whose candidates were built)
+    # labelled weeks learnt from: at least min_training_weeks, then earlier ones until the training set holds
+    # min_positive_groups query groups (customer x week) with a bought candidate, at most max_training_weeks
+    min_training_weeks: int = TrainingWeeks.min_training_weeks
+    min_positive_groups: int = TrainingWeeks.min_positive_groups
+    max_training_weeks: int = TrainingWeeks.max_training_weeks
     objective: str = "lambdarank"  # served (chosen on backtests, never on the week the gate judges)
     compared_objectives: list[str] = ["binary"]  # also trained on the same rows; validation MAP@12 in metadata
     negatives_per_positive: float = 10.0
@@ -192,12 +199,10 @@ class RankerModelConfig(dg.Config):
     num_threads: int = 1
     # With no earlier labelled week (the first weeks of a backfill) week W's buyers are split: this share
     # validates, the rest trains.
-    validation_share: float = 0.25
-    max_validation_customers: int = 50_000  # week W's buyers validated on at most (seeded sample): bounds memory
+    validation_share: float = TrainingWeeks.validation_share
+    max_validation_customers: int = TrainingWeeks.max_validation_customers  # validation queries judged on at most
     feature_history_weeks: int = InputWindows.feature_weeks
     segment_history_weeks: int = InputWindows.segment_weeks
-    # blocking: validation MAP@12 must reach this multiple of the best baseline's on the same customers
-    required_ratio_to_best_baseline: float = 1.0
     seed: int = 0
 
     def ranker_config(self):
@@ -208,8 +213,29 @@ class RankerModelConfig(dg.Config):
                             learning_rate=self.learning_rate, num_leaves=self.num_leaves,
                             min_data_in_leaf=self.min_data_in_leaf, num_threads=self.num_threads, seed=self.seed)
 
+    def training_weeks(self) -> TrainingWeeks:
+        return TrainingWeeks(self.min_training_weeks, self.min_positive_groups, self.max_training_weeks,
+                             self.max_validation_customers, self.validation_share)
+
     def windows(self) -> InputWindows:
         return InputWindows(feature_weeks=self.feature_history_weeks, segment_weeks=self.segment_history_weeks)
+
+
+def ranker_sources(warehouse: Warehouse, week: dt.date, weeks: TrainingWeeks, rule: GateRule) -> WeekSources:
+    """What `ranker_data.assemble` reads for week W: buyers per stored week, the stored labelled sets (and their
+    groups with a bought candidate, counted in SQL) and the catalogue tables."""
+    first = shift_weeks(week, -(rule.max_validation_weeks + weeks.max_training_weeks + 1))
+    buyers = warehouse.query(f"select week, count(distinct customer_id) as n from {warehouse.table('transactions')} "
+                             "where week between ? and ? group by week", [first, week])
+    stored = {} if not warehouse.exists("candidates") else dict(warehouse.query(
+        f"select week, count(distinct case when label = 1 then customer_id end) as positives from "
+        f"{warehouse.table('candidates')} where target_week = week and week between ? and ? group by week",
+        [first, week]).iter_rows())
+    return WeekSources(
+        buyers_per_week=dict(buyers.iter_rows()),
+        stored_positive_groups=lambda t: stored.get(t),
+        stored_labelled=lambda t: labelled_set(warehouse, t) if t in stored else None,
+        tables=lambda n: catalogue_tables(warehouse, week, n))
 
 
 def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataValue:
@@ -231,106 +257,69 @@ def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataVal
 
 @dg.asset(op_tags={**TRAINING_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="ranking", kinds={"lightgbm"},
           deps=["candidates", "transactions", "customers", "articles"],
-          check_specs=[dg.AssetCheckSpec("ranker_beats_baselines", asset="ranker_model", blocking=True,
-                                         description="validation MAP@12 (Kaggle, week W's buyers) at least the best "
-                                                     "baseline's on the same customers; artefact reloads with its hash")])
+          check_specs=[
+              dg.AssetCheckSpec("ranker_sound", asset="ranker_model", blocking=True,
+                                description="trained, finite validation figures, artefact reloads with its hash, "
+                                            "serving decision recorded"),
+              dg.AssetCheckSpec("ranker_beats_best_baseline", asset="ranker_model", blocking=False,
+                                description="pooled validation MAP@12 at least the best baseline's on the same buyers "
+                                            "(serving policy's rule); when not, that baseline serves the week")])
 def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, warehouse: Warehouse,
-                 artefact_store: ArtefactStore):
-    """LightGBM ranker over the candidates: learns from the labelled sets of the `training_weeks` weeks before W
-    (each week's buyers' candidates as of the week before, features as of then), validates on week W's and is
-    compared with the baselines on the same buyers. The configured objective (lambdarank) serves; binary is trained
-    alongside on the same rows for comparison. Nothing is tuned on week W, so the gate's figure is honest."""
-    from hm_recs.models.ranker import compare_objectives, downsample, split_customers
+                 artefact_store: ArtefactStore, serving_policy: ServingPolicy):
+    """LightGBM ranker over the candidates: learns from the labelled sets of the weeks before its validation weeks
+    (each week's buyers' candidates as of the week before, features as of then; `models/ranker_data.py` says
+    which weeks), and is compared with the baselines on the same validation buyers. The configured objective
+    (lambdarank) is stored; binary is trained alongside on the same rows for comparison. Nothing is tuned on the
+    validation weeks, so the gate's figure is honest. The comparison decides who serves week W+1: the ranker, or
+    the best baseline (the champion); both outcomes store the sound ranker, so its own lists are scored every week."""
+    from hm_recs.models.ranker import compare_objectives
+    from hm_recs.models.ranker_data import assemble
 
     week = partition_week(context)
-    previous = shift_weeks(week, -1)
-    windows = config.windows()
-    ranker_config = config.ranker_config()
+    rule, windows, ranker_config = serving_policy.gate_rule(), config.windows(), config.ranker_config()
     with measured(context, "ranker_model") as figures:
-        lookback = config.training_weeks + 1 + max(windows.feature_weeks, windows.segment_weeks)
-        customers, articles, transactions = catalogue_tables(warehouse, week, lookback)
-
-        def bought_in(target: dt.date) -> pl.DataFrame:
-            return transactions.filter(pl.col("t_dat").is_between(pl.lit(target), pl.lit(shift_weeks(target, 1)), closed="left")
-                                       ).select("customer_id", "article_id")
-
-        latest = labelled_set(warehouse, week)
-        if latest.height == 0:
+        sources = ranker_sources(warehouse, week, config.training_weeks(), rule)
+        if sources.stored_positive_groups(week) is None:
             raise dg.Failure(f"no labelled candidates for week {week}: materialise `candidates` for {week} first")
-        # each earlier week is down-sampled as soon as it is read, and the kept rows detached from the week's
-        # buffers (a filtered frame's strings are views into them): memory is one week's labelled set at a time
-        earlier = {t: detached(downsample(rows.with_columns(pl.lit(t).alias("week")), ranker_config))
-                   for t in (shift_weeks(week, -i) for i in range(1, config.training_weeks + 1))
-                   if (rows := labelled_set(warehouse, t)).height}
-        buyers = latest["customer_id"].unique().sort()
-        if earlier:
-            validation_ids = buyers
-        else:
-            train_ids, validation_ids = split_customers(buyers, config.validation_share, config.seed)
-            earlier = {week: downsample(latest.filter(pl.col("customer_id").is_in(train_ids.implode()))
-                                        .with_columns(pl.lit(week).alias("week")), ranker_config)}
-            context.log.warning(f"no labelled week before {week} among the last {config.training_weeks}: training on "
-                                f"{train_ids.len():,} of week {week}'s buyers, validating on the other {validation_ids.len():,}")
-        if validation_ids.len() > config.max_validation_customers:
-            validation_ids = validation_ids.sample(config.max_validation_customers, seed=config.seed).sort()
-        validation_rows = latest.filter(pl.col("customer_id").is_in(validation_ids.implode()))
-        del latest
-        validation_purchases = bought_in(week).filter(pl.col("customer_id").is_in(validation_ids.implode()))
-
-        inputs_cache: dict[dt.date, object] = {}
-
-        def inputs_as_of(day: dt.date):  # one day's inputs kept at a time (each holds every customer's aggregates)
-            if day not in inputs_cache:
-                inputs_cache.clear()
-                inputs_cache[day] = week_inputs(customers, articles, transactions, day, windows)
-            return inputs_cache[day]
-
-        train_parts = []
-        for target, kept in sorted(earlier.items()):
-            train_parts.append(ranking_features(inputs_as_of(shift_weeks(target, -1)), kept, bought_in(target))
-                               .with_columns(pl.lit(target).alias("week")))
-            context.log.info(f"ranker training week {target}: {kept.height:,} candidate rows kept, "
-                             f"{int(kept['label'].sum()):,} bought")
-        train = pl.concat(train_parts)
-        validation = ranking_features(inputs_as_of(previous), validation_rows, bought_in(week))
+        weeks = assemble(week, sources, config.training_weeks(), rule, ranker_config, windows, log=context.log.info,
+                         detach=detached)
         result, by_objective = compare_objectives(
-            train, validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info,
-            validation_purchases, compared=config.compared_objectives)
-        # the baselines as they would have served week W (built as of W-1), on the same buyers
-        baseline_lists = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous,
-                                       BaselineConfig(K), wanted=validation_ids)
-        baseline_map = {name: map_at_k(group, validation_purchases)
-                        for (name,), group in baseline_lists.group_by("recommender", maintain_order=True)}
+            weeks.train, weeks.validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info,
+            weeks.validation_purchases, compared=config.compared_objectives)
     ranker_map = result.validation["map_at_12"]
-    best_baseline = max(baseline_map, key=lambda name: (baseline_map[name], name))
-    bar = config.required_ratio_to_best_baseline * baseline_map[best_baseline]
-    gate = {"beats_best_baseline": bool(ranker_map >= bar and ranker_map > 0)}
-    comparison = pl.DataFrame({"recommender": [f"ranker ({result.config.objective})", *baseline_map],
-                               "map_at_12": [ranker_map, *baseline_map.values()]}).sort("map_at_12", descending=True)
-    context.log.info(f"ranker for week {week}: MAP@12 {ranker_map:.4f} vs best baseline {best_baseline} "
-                     f"{baseline_map[best_baseline]:.4f} (bar {bar:.4f}) on {validation_ids.len():,} buyers")
-    metadata = {
-        "objective": result.config.objective, "map_at_12": ranker_map, "recall_at_12": result.validation["recall_at_12"],
-        "best_baseline": best_baseline, "best_baseline_map_at_12": baseline_map[best_baseline],
-        "ratio_to_best_baseline": ranker_map / baseline_map[best_baseline] if baseline_map[best_baseline] else None,
-        "map_at_12_by_objective": dg.MetadataValue.json(by_objective),
-        "comparison": dg.MetadataValue.md(markdown_table(comparison)),
-        "training_weeks": dg.MetadataValue.json([str(t) for t in sorted(earlier)]),
-        "training_rows": result.validation["training_rows"], "validation_buyers": validation_ids.len(),
-        "validation_rows": validation.height, "best_iteration": result.validation["best_iteration"],
-        "importances": dg.MetadataValue.md(markdown_table(result.importances, limit=20)),
-        "importance_plot": _importance_plot(result.importances),
-        "tiers": dg.MetadataValue.md(markdown_table(pl.DataFrame(list(result.tiers.summary)))) if result.tiers else "",
-        **figures,
-    }
-    if not gate["beats_best_baseline"]:
-        context.log.error(f"ranker for week {week} failed its gate: MAP@12 {ranker_map:.4f} < {bar:.4f}; no artefact "
-                          "written, recommendations keep the last published week")
-        yield dg.MaterializeResult(metadata={"artefact": "none: the gate failed", **metadata})
-        yield dg.AssetCheckResult(passed=False, metadata={"gate/beats_best_baseline": False, "map_at_12": ranker_map,
-                                                          "bar": bar, "best_baseline": best_baseline})
-        return
+    if not math.isfinite(ranker_map) or result.tiers is None:
+        raise dg.Failure(f"ranker for week {week} is not sound (validation MAP@12 {ranker_map}); no artefact written: "
+                         "the best validated baseline serves the week (fallback run)")
     state = {**result.state(), "windows": dataclasses.asdict(windows), "week": week.isoformat()}
     uri, digest = store_artefact(context, artefact_store, "ranker", week, state)
-    yield dg.MaterializeResult(metadata={"artefact": uri, "artefact_hash": digest, **metadata})
-    yield artefact_check(artefact_store, "ranker", week, digest, gate)
+    decision = decide(result.validation_ap.rename({"customer_id": "query"}), weeks.baseline_ap, rule,
+                      validation_weeks=weeks.validation_weeks, ranker_artefact_hash=digest)
+    write_record(artefact_store, ranker_decision_key(week), decision.state())
+    (context.log.info if decision.ranker_serves else context.log.warning)(f"week {shift_weeks(week, 1)}: {decision.summary()}")
+    comparison = pl.DataFrame({"recommender": [f"ranker ({result.config.objective})", *decision.baseline_map_at_12],
+                               "map_at_12": [ranker_map, *decision.baseline_map_at_12.values()]}).sort("map_at_12", descending=True)
+    best = decision.best_baseline
+    metadata = {
+        "served_by": decision.served_by, "serving_reason": decision.reason,
+        "objective": result.config.objective, "map_at_12": ranker_map, "recall_at_12": result.validation["recall_at_12"],
+        "best_baseline": best, "best_baseline_map_at_12": decision.baseline_map_at_12[best],
+        "ratio_to_best_baseline": ranker_map / decision.baseline_map_at_12[best] if decision.baseline_map_at_12[best] else None,
+        "paired_difference": decision.difference,
+        "paired_difference_interval": dg.MetadataValue.json(list(decision.interval)),
+        "map_at_12_by_objective": dg.MetadataValue.json(by_objective),
+        "comparison": dg.MetadataValue.md(markdown_table(comparison)),
+        **{name: (dg.MetadataValue.json(value) if isinstance(value, list) else value) for name, value in weeks.figures().items()},
+        "best_iteration": result.validation["best_iteration"],
+        "importances": dg.MetadataValue.md(markdown_table(result.importances, limit=20)),
+        "importance_plot": _importance_plot(result.importances),
+        "tiers": dg.MetadataValue.md(markdown_table(pl.DataFrame(list(result.tiers.summary)))),
+        "artefact": uri, "artefact_hash": digest, **figures,
+    }
+    yield dg.MaterializeResult(metadata=metadata)
+    yield artefact_check(artefact_store, "ranker", week, digest, {"finite": True}, check_name="ranker_sound")
+    yield dg.AssetCheckResult(
+        check_name="ranker_beats_best_baseline", passed=decision.ranker_serves, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"served_by": decision.served_by, "map_at_12": ranker_map, "best_baseline": best,
+                  "best_baseline_map_at_12": decision.baseline_map_at_12[best], "paired_difference": decision.difference,
+                  "interval": dg.MetadataValue.json(list(decision.interval)), "validation_buyers": decision.validation_buyers,
+                  "rule": rule.rule, "required_ratio": rule.required_ratio})

@@ -7,14 +7,20 @@ Layout under the exports location (a folder or an S3 prefix, `HM_RECS_EXPORTS`):
     week=2020-09-09/run=<run id>/manifest.json             week, rows, customers, files (bytes, sha256), models
     week=2020-09-09/run=<run id>/_SUCCESS                  written after everything above
     week=2020-09-09/CURRENT                                "run=<run id>": the week's published run
-    LATEST                                                 "week=2020-09-09/run=<run id>": newest complete week
+    week=2020-09-16/UNAVAILABLE.json                       a week that has no lists: why, and the failed run
+    LATEST                                                 "week=2020-09-09/run=<run id>": newest complete week,
+                                                           or "week=2020-09-16/UNAVAILABLE.json" when the newest
+                                                           week has no lists
 
 Every publication goes to a folder of its own, and becomes visible only through the pointers, which are
 single small writes made after `_SUCCESS` (an atomic rename locally, one PUT on S3). So a reader that
 follows `LATEST` (or a week's `CURRENT`) never sees a half-written week. A re-run of a week publishes a new
 run folder and moves the pointers: the old files are never overwritten in place, and nothing needs deleting
 (the S3 role has no delete right). `LATEST` only moves forward: re-running an older week updates that week's
-`CURRENT`, not `LATEST`. Local retention (`keep_weeks`) removes the oldest week folders and superseded run
+`CURRENT`, not `LATEST`. A week whose run could publish nothing (a failed data gate) gets `UNAVAILABLE.json`
+instead, and `LATEST` points at that marker when the week is the newest: a reader following `LATEST` then
+learns that this week has no lists rather than taking last week's for this week's (`read_published` refuses
+the marker with its reason). A week that already has published lists keeps them. Local retention (`keep_weeks`) removes the oldest week folders and superseded run
 folders; on S3, the bucket's lifecycle rule expires objects instead (infra/terraform).
 """
 
@@ -33,6 +39,7 @@ SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 LATEST = "LATEST"
+UNAVAILABLE = "UNAVAILABLE.json"
 _WEEK_FOLDER = re.compile(r"^week=(\d{4}-\d{2}-\d{2})$")
 
 
@@ -65,6 +72,22 @@ def latest_published(location: Location) -> tuple[dt.date, str] | None:
     if not match:
         raise ValueError(f"{location.describe(LATEST)} holds {pointer!r}, not week=YYYY-MM-DD/run=...")
     return dt.date.fromisoformat(match.group(1)), pointer
+
+
+def mark_unavailable(location: Location, week: dt.date, run_id: str, reason: str,
+                     now: dt.datetime | None = None) -> str | None:
+    """Mark week `week` as having no lists (why, which run) unless it already has a published run; `LATEST`
+    moves to the marker when the week is at least the newest one. Returns the marker's name, or None."""
+    if published_run(location, week):
+        return None
+    marker = f"{week_folder(week)}/{UNAVAILABLE}"
+    location.write_bytes(marker, json.dumps({
+        "week": week.isoformat(), "run_id": run_id, "reason": reason,
+        "marked_at": (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")}, indent=2, sort_keys=True).encode())
+    latest = latest_published(location)
+    if latest is None or week >= latest[0]:
+        location.write_bytes(LATEST, marker.encode())
+    return marker
 
 
 def published_run(location: Location, week: dt.date) -> str | None:
@@ -116,7 +139,10 @@ def apply_retention(root: Path, keep_weeks: int) -> list[str]:
 
 def read_published(location: Location, pointer: str) -> tuple[dict, dict[str, bytes]]:
     """The manifest and files of a published run folder, each file checked against the manifest's sha256
-    (what a careful reader does; `_SUCCESS` must be there)."""
+    (what a careful reader does; `_SUCCESS` must be there). A week marked unavailable is refused with its reason."""
+    if pointer.endswith(f"/{UNAVAILABLE}"):
+        marker = json.loads(location.read_bytes(pointer))
+        raise ValueError(f"week {marker['week']} has no recommendations ({location.describe(pointer)}): {marker['reason']}")
     location.read_bytes(f"{pointer}/{SUCCESS}")
     manifest = json.loads(location.read_bytes(f"{pointer}/{MANIFEST}"))
     files = {}

@@ -56,8 +56,10 @@ TABLE_DTYPES: dict[str, dict[str, pl.DataType]] = {
     "transactions": TRANSACTION_DTYPES,
 }
 
-RECOMMENDATION_COLUMNS: tuple[str, ...] = ("customer_id", "rank", "article_id", "score", "source", "relevance_tier", "week")
-"""The published contract of `recommendations` (CRM jobs read it): 12 ranks per customer (README)."""
+RECOMMENDATION_COLUMNS: tuple[str, ...] = ("customer_id", "rank", "article_id", "score", "source", "relevance_tier", "week",
+                                           "served_by")
+"""The published contract of `recommendations` (CRM jobs read it): 12 ranks per customer (README). `served_by`
+names the week's recommender: `ranker`, or the baseline that served as the champion."""
 TIERS: tuple[str, ...] = ("high", "medium", "low")
 """`relevance_tier` values, best first: calibrated score bands of the ranker (README)."""
 

@@ -28,8 +28,8 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from hm_recs.core.metrics import K, map_at_k, recall_at_k
-from hm_recs.core.schema import TIERS
+from hm_recs.core.metrics import K, average_precision, recall_at_k
+from hm_recs.core.tiers import TierBands, assign_tiers, fit_tiers
 
 OBJECTIVES = ("lambdarank", "binary")
 SCORE_CHUNK_ROWS = 500_000
@@ -89,113 +89,6 @@ class RankerConfig:
         if self.objective == "lambdarank":
             params["lambdarank_truncation_level"] = self.lambdarank_truncation_level
         return params
-
-
-# ----------------------------------------------------------------------------------------------- tiers
-
-
-@dataclass(frozen=True)
-class TierBands:
-    """Relevance tiers of one ranker. A row is `high` when its raw score is at least `high_score`, `medium`
-    when at least `medium_score`, else `low`. The cuts are the validation week's score quantiles (the top
-    `high_share` of the rows fitted on are high, the next `medium_share` medium, as near as tied scores allow);
-    since the calibration is monotone they are also cuts in purchase probability (`calibrate`). `summary` holds,
-    per tier, what a CRM can expect from what was fitted on: rows, share, observed hit rate (share of the tier's
-    recommendations bought that week) and the calibrated probability range."""
-
-    high_score: float
-    medium_score: float
-    calibration_scores: tuple[float, ...]         # increasing bin mean scores
-    calibration_probabilities: tuple[float, ...]  # isotonic purchase probability at those scores
-    summary: tuple[dict, ...] = ()
-
-    def calibrate(self, scores: np.ndarray | pl.Series) -> np.ndarray:
-        """Purchase probability of raw scores: piecewise linear between the isotonic bin estimates, flat beyond."""
-        return np.interp(np.asarray(scores, dtype=np.float64), self.calibration_scores, self.calibration_probabilities)
-
-    def state(self) -> dict:
-        return {**asdict(self), "calibration_scores": list(self.calibration_scores),
-                "calibration_probabilities": list(self.calibration_probabilities), "summary": list(self.summary)}
-
-    @classmethod
-    def load(cls, state: dict) -> "TierBands":
-        return cls(state["high_score"], state["medium_score"], tuple(state["calibration_scores"]),
-                   tuple(state["calibration_probabilities"]), tuple(state["summary"]))
-
-
-def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Weighted least-squares non-decreasing fit (pool adjacent violators)."""
-    blocks: list[list[float]] = []  # [mean, weight, number of values pooled]
-    for value, weight in zip(values.tolist(), weights.tolist()):
-        blocks.append([value, weight, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            (m2, w2, n2), (m1, w1, n1) = blocks.pop(), blocks.pop()
-            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, n1 + n2])
-    return np.repeat([b[0] for b in blocks], [int(b[2]) for b in blocks])
-
-
-def fit_tiers(scores: np.ndarray | pl.Series, labels: np.ndarray | pl.Series, high_share: float = 0.10,
-              medium_share: float = 0.30, bins: int = 100) -> TierBands:
-    """Calibrate raw scores to purchase probability (isotonic regression on `bins` equal-count score bins) and
-    cut tiers at the scores leaving closest to `high_share` of the rows high and `medium_share` medium. Fit on
-    the validation week's recommended rows (each customer's top 12, label = bought that week), so the tiers
-    describe what is published."""
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = np.asarray(labels, dtype=np.float64)
-    if scores.size == 0:
-        raise ValueError("fit_tiers needs at least one scored row")
-    order = np.argsort(scores, kind="stable")
-    chunks = [c for c in np.array_split(order, min(bins, scores.size)) if c.size]
-    bin_scores = np.array([scores[c].mean() for c in chunks])
-    bin_hits = np.array([labels[c].sum() for c in chunks])
-    bin_rows = np.array([c.size for c in chunks], dtype=np.float64)
-    # Bins of tied scores merge, so the calibration curve's x is strictly increasing.
-    unique_scores, inverse = np.unique(bin_scores, return_inverse=True)
-    hits = np.bincount(inverse, bin_hits)
-    rows = np.bincount(inverse, bin_rows)
-    probabilities = _isotonic(hits / rows, rows)
-    high_score = _cut(scores, high_share)
-    medium_score = _cut(scores, high_share + medium_share)
-    bands = TierBands(high_score, medium_score, tuple(unique_scores.tolist()), tuple(probabilities.tolist()))
-    summary = tier_summary(scores, labels, bands)
-    return TierBands(bands.high_score, bands.medium_score, bands.calibration_scores, bands.calibration_probabilities,
-                     tuple(summary.to_dicts()))
-
-
-def _cut(scores: np.ndarray, share_above: float) -> float:
-    """The score threshold (one of the scores) that leaves the share of rows at or above it closest to
-    `share_above`; a block of tied scores stays on one side (few trees give many ties)."""
-    ordered = np.sort(scores)
-    values = np.unique(ordered)
-    at_or_above = (ordered.size - np.searchsorted(ordered, values, side="left")) / ordered.size
-    return float(values[np.argmin(np.abs(at_or_above - share_above))])
-
-
-def assign_tiers(scores: np.ndarray | pl.Series, bands: TierBands) -> pl.Series:
-    """The tier ("high" | "medium" | "low") of each raw score, non-decreasing in the score."""
-    scores = np.asarray(scores, dtype=np.float64)
-    tier = np.where(scores >= bands.high_score, TIERS[0], np.where(scores >= bands.medium_score, TIERS[1], TIERS[2]))
-    return pl.Series("tier", tier, dtype=pl.String)
-
-
-def tier_summary(scores: np.ndarray | pl.Series, labels: np.ndarray | pl.Series, bands: TierBands) -> pl.DataFrame:
-    """Per tier: rows, share, observed hit rate (share of rows bought) and calibrated probability range; on a
-    held-out week this is the check that the tiers keep their promise."""
-    frame = pl.DataFrame({
-        "tier": assign_tiers(scores, bands),
-        "label": np.asarray(labels, dtype=np.float64),
-        "probability": bands.calibrate(scores),
-    })
-    stats = frame.group_by("tier").agg(
-        pl.len().alias("rows"),
-        pl.col("label").mean().alias("hit_rate"),
-        pl.col("probability").mean().alias("mean_probability"),
-        pl.col("probability").min().alias("min_probability"),
-        pl.col("probability").max().alias("max_probability"),
-    )
-    return (pl.DataFrame({"tier": list(TIERS)}).join(stats, on="tier", how="left", maintain_order="left")
-            .with_columns(pl.col("rows").fill_null(0))
-            .with_columns((pl.col("rows") / max(frame.height, 1)).alias("share")))
 
 
 # ----------------------------------------------------------------------------------------------- scoring
@@ -311,6 +204,7 @@ class RankerResult:
     importances: pl.DataFrame  # feature, gain, split, gain_share; by gain, descending
     history: list[dict] = field(default_factory=list)  # per iteration: iteration, validation metric
     tiers: TierBands | None = None
+    validation_ap: pl.DataFrame | None = None  # AP@12 per validation customer (customer_id, ap); not stored
 
     def score(self, frame: pl.DataFrame, chunk_rows: int = SCORE_CHUNK_ROWS) -> pl.DataFrame:
         return score(self.booster, frame, self.features, chunk_rows, self.config.num_threads)
@@ -419,9 +313,10 @@ def train_ranker(
     recommended = top_k(scored, config.eval_at)
     purchases = (validation_purchases if validation_purchases is not None
                  else validation.filter(pl.col("label") > 0))
+    per_customer = average_precision(recommended, purchases, config.eval_at)
     figures = {
         "objective": config.objective,
-        f"map_at_{config.eval_at}": map_at_k(recommended, purchases, config.eval_at),
+        f"map_at_{config.eval_at}": float(per_customer["ap"].mean()) if per_customer.height else math.nan,
         f"recall_at_{config.eval_at}": recall_at_k(recommended, purchases, config.eval_at),
         "best_iteration": int(best_iteration),
         f"lightgbm_{metric}": float(history[best_iteration - 1][metric]) if history else math.nan,
@@ -437,7 +332,7 @@ def train_ranker(
     log(f"{name}: {'best iteration' if config.early_stopping_rounds else 'iterations'} {best_iteration}, validation MAP@{k} {figures[f'map_at_{k}']:.4f}, "
         f"recall@{k} {figures[f'recall_at_{k}']:.4f} over {figures['buying_customers']:,} buyers "
         f"({train_seconds:.1f} s)")
-    return RankerResult(booster, config, features, categorical, figures, _importances(booster), history, tiers)
+    return RankerResult(booster, config, features, categorical, figures, _importances(booster), history, tiers, per_customer)
 
 
 def compare_objectives(

@@ -1,0 +1,193 @@
+"""The ranker's week W: which labelled weeks it learns from and is judged on, and their rows.
+
+A labelled week t is week t's buyers' candidates as of t-1, labelled by what they bought in t (the `candidates`
+asset stores one per built week). For partition W:
+- validation: the latest labelled weeks (W, W-1, ...) until they hold `GateRule.min_validation_buyers` buyers
+  (`core.serving.validation_weeks`). One query = one buyer in one week (`query` = "<week>|<customer_id>"), so
+  a customer who bought in two of those weeks is judged twice.
+- training: the weeks before the validation weeks, at least `min_training_weeks`, then more until the training
+  set holds `min_positive_groups` query groups with a bought candidate, at most `max_training_weeks`
+  (`core.serving.training_weeks`). Large shops reach the groups in the first weeks, so nothing changes for them.
+A week whose labelled set was never stored (a new deployment, the first weeks of a backtest) is built here from
+the validated history, cheaply: the heuristic sources only (repurchase, trending, co-purchase, same product,
+fallback), the two retrieval models' columns empty as in a week where both sat out. Only when nothing before W
+can be labelled (the first weeks of the data) are week W's buyers split into training and validation.
+Every labelled week's features are built as of its own week before (`week_inputs`), one day's inputs at a time.
+No Dagster here: the asset passes the warehouse reads in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from hm_recs.core.baselines import BaselineConfig, recommend_all
+from hm_recs.core.candidates import CandidateConfig, build_candidates
+from hm_recs.core.metrics import K, average_precision
+from hm_recs.core.ranking_features import InputWindows, label_candidates, ranking_features, week_inputs
+from hm_recs.core.serving import GateRule, training_weeks, validation_weeks
+from hm_recs.core.weeks import shift_weeks
+
+QUERY = "query"
+
+
+@dataclass(frozen=True)
+class TrainingWeeks:
+    min_training_weeks: int = 3
+    min_positive_groups: int = 300
+    max_training_weeks: int = 12
+    max_validation_customers: int = 50_000  # validation queries judged on at most (seeded sample): bounds memory
+    validation_share: float = 0.25  # the split of week W's buyers when nothing earlier can be labelled
+
+
+@dataclass
+class WeekSources:
+    """What the assembly reads: the buyers per week (distinct customers, every stored week up to W), a stored
+    labelled set (None when that week's `candidates` was never built), and the catalogue tables with the
+    transactions of the `n` weeks up to W (read once, with as many weeks as the chosen labelled weeks need)."""
+
+    buyers_per_week: dict[dt.date, int]
+    stored_positive_groups: Callable[[dt.date], int | None]
+    stored_labelled: Callable[[dt.date], pl.DataFrame | None]
+    tables: Callable[[int], tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]
+
+
+@dataclass
+class RankerWeeks:
+    """The assembled rows: `train` (features, label, week), `validation` (features, label; customer_id holds the
+    query), the validation queries' purchases and every baseline's AP@12 per query, with where each week came
+    from."""
+
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    validation_purchases: pl.DataFrame
+    baseline_ap: dict[str, pl.DataFrame]
+    validation_weeks: list[dt.date]
+    training_weeks: list[dt.date]
+    positive_groups: int
+    built_here: list[dt.date] = field(default_factory=list)  # labelled sets built from history, not stored ones
+    split_week: bool = False
+
+    def figures(self) -> dict:
+        return {"training_weeks": [str(t) for t in sorted(self.training_weeks)],
+                "validation_weeks": [str(t) for t in sorted(self.validation_weeks)],
+                "labelled_weeks_built_here": [str(t) for t in sorted(self.built_here)],
+                "training_groups_with_a_positive": self.positive_groups,
+                "training_rows": self.train.height, "validation_queries": int(self.validation["customer_id"].n_unique()),
+                "validation_rows": self.validation.height, "week_split": self.split_week}
+
+
+def as_queries(frame: pl.DataFrame, week: dt.date) -> pl.DataFrame:
+    """`customer_id` replaced by the query "<week>|<customer_id>" (one buyer in one week)."""
+    return frame.with_columns((pl.lit(f"{week}|") + pl.col("customer_id")).alias("customer_id"))
+
+
+def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: GateRule, ranker,
+             windows: InputWindows, candidates: CandidateConfig = CandidateConfig(), log: Callable[[str], None] = print,
+             detach: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame) -> RankerWeeks:
+    """Week W's training and validation rows (module docstring). `detach` copies a kept subset out of its
+    source's buffers (the asset passes `detached`), so that memory is one labelled week at a time. `ranker`:
+    the `models.ranker.RankerConfig` whose down-sampling the training weeks get."""
+    from hm_recs.models.ranker import downsample, split_customers  # LightGBM: imported only where it is used
+
+    dated = sorted(w for w in sources.buyers_per_week if w <= week)
+    labellable = {w for w in dated if w > dated[0]} | {week}  # a labelled week needs purchases before it
+    validation = [w for w in validation_weeks(sources.buyers_per_week, week, rule) if w in labellable] or [week]
+    earlier = [w for w in reversed(dated) if w < min(validation) and w in labellable]
+    lookback = max(windows.feature_weeks, windows.segment_weeks) + 1
+    most = len(validation) + weeks.max_training_weeks + lookback
+    state: dict = {}
+
+    def tables(n: int):
+        if "tables" not in state:
+            state["tables"] = sources.tables(n)
+        return state["tables"]
+
+    built: dict[dt.date, pl.DataFrame] = {}
+
+    def labelled(t: dt.date) -> pl.DataFrame:
+        if t in built:
+            return built[t]
+        stored = sources.stored_labelled(t)
+        if stored is not None and stored.height:
+            return stored
+        customers, articles, transactions = tables(most)
+        seen = transactions.filter(pl.col("t_dat") < pl.lit(t))
+        bought = _bought_in(transactions, t)
+        rows = build_candidates(customers, seen, articles, shift_weeks(t, -1), candidates, customer_ids=bought["customer_id"].unique())
+        built[t] = label_candidates(rows, bought).with_columns(pl.col("label").cast(pl.Int8))
+        log(f"ranker: labelled week {t} built from the history (heuristic sources only): {built[t].height:,} rows")
+        return built[t]
+
+    def positive_groups(t: dt.date) -> int:
+        stored = sources.stored_positive_groups(t) if t not in built else None
+        if stored is not None:
+            return stored
+        rows = labelled(t)
+        return int(rows.filter(pl.col("label") > 0)["customer_id"].n_unique())
+
+    chosen, groups = training_weeks(earlier, positive_groups, weeks.min_training_weeks, weeks.min_positive_groups,
+                                    weeks.max_training_weeks)
+    oldest = min([*chosen, *validation])
+    customers, articles, transactions = tables((week - oldest).days // 7 + lookback)
+
+    # validation queries: every buyer of the validation weeks (a seeded sample beyond max_validation_customers)
+    split = not chosen
+    if split:  # nothing before W can be labelled: week W's buyers are split
+        train_ids, validation_ids = split_customers(labelled(week)["customer_id"], weeks.validation_share, ranker.seed)
+        queries = validation_ids.to_frame("customer_id").with_columns(pl.lit(week).alias("week"))
+        log(f"ranker: no labelled week before {week}: training on {train_ids.len():,} of its buyers, "
+            f"validating on the other {validation_ids.len():,}")
+    else:
+        queries = pl.concat([_bought_in(transactions, t).select("customer_id").unique().with_columns(pl.lit(t).alias("week"))
+                             for t in validation])
+    queries = queries.sort("week", "customer_id")
+    if queries.height > weeks.max_validation_customers:
+        queries = queries.sample(weeks.max_validation_customers, seed=ranker.seed).sort("week", "customer_id")
+
+    inputs: dict[dt.date, object] = {}
+
+    def inputs_as_of(day: dt.date):  # one day's inputs kept at a time (each holds every customer's aggregates)
+        if day not in inputs:
+            inputs.clear()
+            inputs[day] = week_inputs(customers, articles, transactions, day, windows)
+        return inputs[day]
+
+    train_parts, validation_parts, purchase_parts = [], [], []
+    baseline_parts: dict[str, list[pl.DataFrame]] = {}
+    for t in sorted({*chosen, *validation}):
+        rows, bought = labelled(t), _bought_in(transactions, t)
+        as_of = inputs_as_of(shift_weeks(t, -1))
+        if t in chosen or split:
+            kept = rows.filter(pl.col("customer_id").is_in(train_ids.implode())) if split else rows
+            kept = detach(downsample(kept.with_columns(pl.lit(t).alias("week")), ranker))
+            train_parts.append(ranking_features(as_of, kept, bought).with_columns(pl.lit(t).alias("week")))
+            log(f"ranker training week {t}: {kept.height:,} candidate rows kept, {int(kept['label'].sum()):,} bought")
+        if t in validation:
+            judged = queries.filter(pl.col("week") == t)["customer_id"]
+            bought = bought.filter(pl.col("customer_id").is_in(judged.implode()))
+            rows = rows.filter(pl.col("customer_id").is_in(judged.implode()))
+            validation_parts.append(as_queries(ranking_features(as_of, rows, bought), t))
+            purchase_parts.append(as_queries(bought, t))
+            # the baselines as they would have served week t (built as of t-1), on the same buyers
+            lists = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(t)), articles,
+                                  shift_weeks(t, -1), BaselineConfig(K), wanted=judged)
+            for (name,), group in lists.group_by("recommender", maintain_order=True):
+                ap = average_precision(as_queries(group, t), as_queries(bought, t))
+                baseline_parts.setdefault(name, []).append(ap.rename({"customer_id": QUERY}))
+        del rows
+    train = pl.concat(train_parts)
+    return RankerWeeks(
+        train=train, validation=pl.concat(validation_parts), validation_purchases=pl.concat(purchase_parts),
+        baseline_ap={name: pl.concat(parts).sort(QUERY) for name, parts in baseline_parts.items()},
+        validation_weeks=validation, training_weeks=chosen or [week],
+        positive_groups=groups if chosen else int(train.filter(pl.col("label") > 0)["customer_id"].n_unique()),
+        built_here=sorted(built), split_week=split)
+
+
+def _bought_in(transactions: pl.DataFrame, week: dt.date) -> pl.DataFrame:
+    return (transactions.filter(pl.col("t_dat").is_between(pl.lit(week), pl.lit(shift_weeks(week, 1)), closed="left"))
+            .select("customer_id", "article_id"))
