@@ -38,7 +38,8 @@ def _pipeline(args: argparse.Namespace):
 
     return Pipeline(args.source, warehouse=args.warehouse, artefacts=args.artefacts, source_format=args.format,
                     log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING",
-                    exports=getattr(args, "exports", None) or DEFAULT_EXPORTS)
+                    exports=getattr(args, "exports", None) or DEFAULT_EXPORTS,
+                    new_delivery=getattr(args, "new_delivery", False))
 
 
 def _print_rows(pipeline, week) -> None:
@@ -151,12 +152,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     source = Path(args.source)
     marker = source / "synthetic.json"
     wanted = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed, "purchase_rate": args.purchase_rate}
-    if not marker.exists() or json.loads(marker.read_text()) != wanted:
+    regenerated = not marker.exists() or json.loads(marker.read_text()) != wanted
+    if regenerated:
         print(f"generating demo data ({args.customers} customers x {args.weeks} weeks) in {source}")
         cmd_synth(argparse.Namespace(out=str(source), format="csv", **wanted))
         marker.write_text(json.dumps(wanted))
+    # new demo data in the same folder is that folder's new delivery: the weeks stored from the old data go
     pipeline = _pipeline(argparse.Namespace(source=str(source), warehouse=args.warehouse, artefacts=args.artefacts, format=None,
-                                            verbose=args.verbose, exports=args.exports))
+                                            verbose=args.verbose, exports=args.exports,
+                                            new_delivery=args.new_delivery or regenerated))
     weeks = pipeline.source_weeks()
     latest, backtest_week = weeks[-1], weeks[-2]
     started = time.perf_counter()
@@ -204,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--exports", default=DEFAULT_EXPORTS, help="where CRM jobs read the weekly files: folder or s3://bucket/prefix")
         p.add_argument("--history-weeks", type=int, default=26, help="weeks of history each build reads")
         p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+        p.add_argument("--new-delivery", action="store_true",
+                       help="the source is the new delivery of the shop whose weeks the warehouse holds: re-ingest them from it")
 
     p = sub.add_parser("synth", help="write deterministic synthetic data in the H&M layout")
     p.add_argument("--customers", type=int, required=True)

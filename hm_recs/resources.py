@@ -43,9 +43,16 @@ class RawSource(dg.ConfigurableResource):
     allow_extra_columns: bool = False
     endpoint_url: str | None = None
     cache_dir: str = f"{HOME}/cache"
+    # this source is the new delivery of the shop whose weeks the warehouse holds from another source: its weeks
+    # replace the stored ones (the CLI re-ingests them); otherwise a run from another source stops (one shop)
+    new_delivery: bool = False
 
     def location(self) -> Location:
         return Location(self.uri, self.endpoint_url, self.cache_dir)
+
+    def identity(self) -> str:
+        """The source as the warehouse records it for every ingested week: an absolute folder, or the S3 URI."""
+        return self.uri if is_s3(self.uri) else str(Path(self.uri).resolve())
 
 
 class ArtefactStore(dg.ConfigurableResource):
@@ -278,7 +285,7 @@ class WarehouseIOManager(DuckDBPolarsIOManager):
 
 def default_resources(
     source: str | None = None, warehouse: str | None = None, artefacts: str | None = None,
-    source_format: str | None = None, exports: str | None = None,
+    source_format: str | None = None, exports: str | None = None, new_delivery: bool = False,
 ) -> dict:
     """The resources of the code location; arguments override the environment defaults.
 
@@ -287,9 +294,9 @@ def default_resources(
     warehouse_path = warehouse or DEFAULT_WAREHOUSE
     if is_s3(warehouse_path):
         return production_resources(warehouse_path, source or DEFAULT_SOURCE, artefacts or DEFAULT_ARTEFACTS,
-                                    exports or DEFAULT_EXPORTS, source_format=source_format)
+                                    exports or DEFAULT_EXPORTS, source_format=source_format, new_delivery=new_delivery)
     return {
-        "raw_source": RawSource(uri=source or DEFAULT_SOURCE, format=source_format),
+        "raw_source": RawSource(uri=source or DEFAULT_SOURCE, format=source_format, new_delivery=new_delivery),
         "warehouse": DuckDBWarehouse(path=warehouse_path),
         "io_manager": WarehouseIOManager(database=warehouse_path, schema=WAREHOUSE_SCHEMA),
         "artefact_store": ArtefactStore(uri=artefacts or DEFAULT_ARTEFACTS),
@@ -300,7 +307,7 @@ def default_resources(
 
 def production_resources(
     root_uri: str, source: str, artefacts: str, exports: str, endpoint_url: str | None = None,
-    source_format: str | None = None,
+    source_format: str | None = None, new_delivery: bool = False,
 ) -> dict:
     """The multi-pod configuration: every warehouse table as Parquet objects under `root_uri`
     (`s3://bucket/prefix`, or a folder), one object per partition, written by `ParquetWarehouseIOManager` and
@@ -309,7 +316,7 @@ def production_resources(
     from hm_recs.parquet_warehouse import ParquetWarehouse, ParquetWarehouseIOManager
 
     return {
-        "raw_source": RawSource(uri=source, format=source_format, endpoint_url=endpoint_url),
+        "raw_source": RawSource(uri=source, format=source_format, endpoint_url=endpoint_url, new_delivery=new_delivery),
         "warehouse": ParquetWarehouse(uri=root_uri, endpoint_url=endpoint_url),
         "io_manager": ParquetWarehouseIOManager(uri=root_uri, endpoint_url=endpoint_url),
         "artefact_store": ArtefactStore(uri=artefacts, endpoint_url=endpoint_url),

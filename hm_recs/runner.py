@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 
 from hm_recs.assets.common import TARGET_WEEK_PARTITIONED
-from hm_recs.core.source import history_file, weeks_in_listing, weeks_with_transactions
+from hm_recs.assets.ingestion import foreign_weeks, one_shop_message, stored_deliveries
+from hm_recs.core.source import history_file, resolve, weeks_in_listing, weeks_with_transactions
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.core.publishing import mark_unavailable
 from hm_recs.definitions import DATA_ASSETS, EVERY_ASSET, INGESTION_ASSETS, build_definitions
@@ -95,10 +97,13 @@ class Pipeline:
     """The weekly job bound to one source and warehouse."""
 
     def __init__(self, source: str, warehouse: str | None = None, artefacts: str | None = None,
-                 source_format: str | None = None, log_level: str = "WARNING", exports: str | None = None):
+                 source_format: str | None = None, log_level: str = "WARNING", exports: str | None = None,
+                 serving_policy=None, new_delivery: bool = False):
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         self.resources = default_resources(source=source, warehouse=warehouse, artefacts=artefacts,
-                                           source_format=source_format, exports=exports)
+                                           source_format=source_format, exports=exports, new_delivery=new_delivery)
+        if serving_policy is not None:  # a resources.ServingPolicy other than the default (benchmarks)
+            self.resources["serving_policy"] = serving_policy
         self.definitions = build_definitions(self.resources)
         self.job = self.definitions.resolve_job_def("weekly_job")
         self.asset_graph = self.definitions.resolve_asset_graph()
@@ -142,14 +147,46 @@ class Pipeline:
         return RunOutcome.of(self.instance.get_run_by_id(result.run_id), self.instance, EVERY_ASSET)
 
     def ensure_history(self, week: dt.date, history_weeks: int, log=print) -> list[dt.date]:
-        """Ingest and validate the source's weeks before `week` (within `history_weeks`) not yet stored."""
+        """Ingest and validate the source's weeks before `week` (within `history_weeks`) that are not stored yet,
+        or were stored from another delivery (a weekly file replaced since, or any other source when the source
+        is the same shop's new delivery). One warehouse, one shop: when the warehouse holds weeks of another
+        source and the source is not declared a new delivery, stop with one line before anything is written."""
+        source = self.resources["raw_source"]
+        deliveries = stored_deliveries(self.warehouse)
+        foreign = foreign_weeks(deliveries, source.identity())
+        if foreign.height and not source.new_delivery:
+            raise PipelineError(one_shop_message(self.warehouse, foreign, source.identity()))
         first = shift_weeks(week, -(history_weeks - 1))
         wanted = [w for w in self.source_weeks() if first <= w < week]
-        missing = [w for w in wanted if w not in self.stored_weeks()]
-        for w in missing:
-            log(f"  ingesting history week {w}")
+        stored, changed = self.stored_weeks(), self.redelivered_weeks(deliveries, wanted)
+        todo = [w for w in wanted if w not in stored or w in changed]
+        for w in todo:
+            log(f"  ingesting history week {w}" + (" (a new delivery of a stored week)" if w in changed else ""))
             self.execute(w, INGESTION_ASSETS)
-        return missing
+        return todo
+
+    def redelivered_weeks(self, deliveries, weeks: list[dt.date]) -> set[dt.date]:
+        """Stored weeks among `weeks` whose delivery differs from what the source holds now: another source (a
+        declared new delivery), another file, or the same weekly file with other content; a history file's
+        checksum changes whenever a week is added, so its weeks count only for a declared new delivery."""
+        source = self.resources["raw_source"]
+        location, names = source.location(), None
+        checksums: dict[str, str] = {}
+        changed = set()
+        for row in deliveries.filter(pl.col("week").is_in(weeks) & pl.col("source_uri").is_not_null()).iter_rows(named=True):
+            if row["source_uri"] != source.identity():
+                changed.add(row["week"])
+                continue
+            names = names if names is not None else location.names()
+            current = resolve("transactions", names, row["week"], source.format)
+            if current.name != row["source_file"]:
+                changed.add(row["week"])
+            elif not current.history or source.new_delivery:
+                if current.name not in checksums:
+                    checksums[current.name] = location.local_path(current.name)[1]
+                if checksums[current.name] != row["source_sha256"]:
+                    changed.add(row["week"])
+        return changed
 
     def build_week(self, week: dt.date, history_weeks: int = 26, log=print) -> WeekBuild:
         """The whole graph for `week`, as the schedule and the `serving_fallback` sensor would run it: when the

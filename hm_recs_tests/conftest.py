@@ -98,11 +98,12 @@ def history_template(small_source, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def with_history(history_template):
-    """resources over `source` whose warehouse starts as a copy of the ingested history (weeks before WEEK)."""
+    """resources over `source` whose warehouse starts as a copy of the ingested history (weeks before WEEK). The
+    tests' sources are copies of the small source (edited, or moved to S3): the same shop's new delivery."""
     def make(source: Path | str, tmp: Path, **kw) -> dict:
         tmp.mkdir(parents=True, exist_ok=True)
         shutil.copy(history_template, tmp / "warehouse.duckdb")
-        return resources_for(source, tmp, **kw)
+        return resources_for(source, tmp, **{"new_delivery": True, **kw})
     return make
 WITHOUT_MODELS = dg.AssetSelection.all() - dg.AssetSelection.groups("models", "segment_models", "ranking").downstream()
 """For tests of a single week without history: the model gates rightly fail with nothing to learn from (so

@@ -530,7 +530,7 @@ def test_truncated_weekly_file_fails_ingestion_by_name_and_keeps_published_weeks
 
     built, _ = two_weeks
     shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
-    resources = resources_for(source_copy, tmp_path)
+    resources = resources_for(source_copy, tmp_path, new_delivery=True)  # a copy of the same shop's files
     later = NEXT_WEEK + dt.timedelta(weeks=1)
     history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
     rows = history.filter(pl.col("t_dat").str.to_date().is_between(later, later + dt.timedelta(days=6)))

@@ -22,7 +22,7 @@ def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_histor
         s3.upload_file(str(path), "hm-raw", f"drops/{path.name}")
 
     resources = with_history("s3://hm-raw/drops", tmp_path)  # earlier weeks from the same data, ingested locally
-    resources["raw_source"] = RawSource(uri="s3://hm-raw/drops", cache_dir=str(tmp_path / "cache"))
+    resources["raw_source"] = RawSource(uri="s3://hm-raw/drops", cache_dir=str(tmp_path / "cache"), new_delivery=True)
     resources["artefact_store"] = ArtefactStore(uri="s3://hm-artefacts/weekly")
     s3.create_bucket(Bucket="hm-exports")
     resources["exports"] = ExportStore(uri="s3://hm-exports/recommendations")
@@ -163,3 +163,45 @@ def test_s3_throttling_and_5xx_are_retried(s3_endpoint, monkeypatch):
     proxy.failed = 0  # a burst again, on reads
     assert read_published(location, latest_published(location)[1])[0] == manifest
     assert proxy.failed == 3
+
+
+def test_one_warehouse_holds_one_shop(tmp_path):
+    """Two generated shops on one warehouse: a run from the second stops with one line naming the warehouse, the
+    stored source and the new one, before anything is written (the CLI's path and the ingestion asset's); declared
+    as the same shop's new delivery, its weeks replace the stored ones, never mixed."""
+    from hm_recs.runner import Pipeline, PipelineError
+    from hm_recs.synthetic import SyntheticConfig, generate
+
+    shops = {}
+    for name, seed in (("shop_a", 1), ("shop_b", 2)):
+        shops[name] = tmp_path / name
+        write(generate(SyntheticConfig(customers=300, weeks=3, seed=seed)), shops[name], "csv")
+    warehouse = str(tmp_path / "warehouse.duckdb")
+
+    def pipeline(shop, **kw):
+        return Pipeline(str(shops[shop]), warehouse=warehouse, artefacts=str(tmp_path / "art"), exports=str(tmp_path / "exp"), **kw)
+
+    a = pipeline("shop_a")
+    weeks = a.source_weeks()
+    after = weeks[-1] + dt.timedelta(weeks=1)
+    assert a.ensure_history(after, 26, log=lambda m: None) == weeks
+    assert a.ensure_history(after, 26, log=lambda m: None) == []  # nothing new, nothing re-ingested
+
+    def stored_sources():
+        return read_table({"warehouse": a.warehouse}, "select distinct source_uri from hm.raw_transactions")["source_uri"].to_list()
+
+    with pytest.raises(PipelineError) as stopped:
+        pipeline("shop_b").ensure_history(after, 26, log=lambda m: None)
+    (line,) = str(stopped.value).splitlines()
+    assert warehouse in line and str(shops["shop_a"]) in line and str(shops["shop_b"]) in line and "--new-delivery" in line
+    # the Dagster path stops the same way, at the first asset, and stores nothing of shop B
+    result = materialize_week(weeks[-1], resources_for(shops["shop_b"], tmp_path), INGESTION)
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert failure.step_key == "raw_transactions" and str(shops["shop_a"]) in failure.event_specific_data.error.message
+    assert stored_sources() == [str(shops["shop_a"])]
+    b = pipeline("shop_b", new_delivery=True)
+    assert b.ensure_history(after, 26, log=lambda m: None) == weeks  # every stored week re-ingested from B
+    assert stored_sources() == [str(shops["shop_b"])]
+    expected = pl.read_csv(shops["shop_b"] / "transactions_train.csv").height
+    assert read_table({"warehouse": a.warehouse}, "select count(*) n from hm.transactions")["n"][0] == expected

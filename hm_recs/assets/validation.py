@@ -13,7 +13,7 @@ import polars as pl
 
 from hm_recs.assets.common import PARTITIONED, measured, partition_rows, preview
 from hm_recs.core.expectations import outcomes_markdown, run_suite
-from hm_recs.core.schema import TABLE_COLUMNS
+from hm_recs.core.schema import PROVENANCE_COLUMNS, TABLE_COLUMNS
 from hm_recs.core.validation import RuleContext, ValidationLimits, quarantine_columns, split
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import Warehouse
@@ -43,7 +43,7 @@ def validate_and_store(
 ):
     """Split, store quarantine, gate, store the clean table, re-verify it (yields outputs and the check)."""
     week = partition_week(context)
-    raw_rows = raw_frame.drop("week")
+    raw_rows = raw_frame.drop("week", *PROVENANCE_COLUMNS, strict=False)
     with measured(context, table) as figures:
         result = split(table, raw_rows, ctx)
         # With nothing quarantined the raw rows are the stored rows: the check's suite run covers both.

@@ -31,6 +31,8 @@ TRANSACTION_COLUMNS: tuple[str, ...] = (
 
 SOURCE_COLUMNS: tuple[str, ...] = ("source_file", "source_row")
 """Lineage kept on every raw row: the file it came from and its 1-based data row (header excluded)."""
+PROVENANCE_COLUMNS: tuple[str, ...] = ("source_uri", "source_sha256")
+"""On every raw row: the source (folder or S3 URI) and the file checksum of its week's delivery (one shop per warehouse)."""
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "articles": ARTICLE_COLUMNS,
