@@ -93,6 +93,7 @@ def main() -> int:
     parser.add_argument("--history-weeks", type=int, default=26)
     parser.add_argument("--groups", default="0,100,300,1000", help="min_positive_groups sweep")
     parser.add_argument("--buyers", default="1,200,500,1000", help="min_validation_buyers sweep")
+    parser.add_argument("--refit", action="store_true", help="also sweep the buyers with refit_on_validation_weeks")
     args = parser.parse_args()
     if args.data == "real":
         name, source = "real_sample", REAL
@@ -108,6 +109,10 @@ def main() -> int:
     for buyers in (int(b) for b in args.buyers.split(",")):
         runs.append(("min_validation_buyers", buyers, ServingPolicy(min_validation_buyers=buyers),
                      {"min_positive_groups": default_groups}))
+    if args.refit:
+        for buyers in (int(b) for b in args.buyers.split(",")):
+            runs.append(("refit, min_validation_buyers", buyers, ServingPolicy(min_validation_buyers=buyers),
+                         {"min_positive_groups": default_groups, "refit_on_validation_weeks": True}))
     results = []
     for sweep, value, policy, ranker in runs:
         print(f"[{name}] {sweep}={value}", flush=True)
@@ -117,12 +122,12 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"ranker_weeks_{name}.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\n== {name}: {len(built)} scored weeks ({built[0]}..{built[-1]} built), MAP@12 on the next week ==")
-    print(f"{'setting':<28} {'ranker':>7} {'published':>9} {'best base':>9} {'x best':>7} {'served':>6} "
+    print(f"{'setting':<36} {'ranker':>7} {'published':>9} {'best base':>9} {'x best':>7} {'served':>6} "
           f"{'train wks':>9} {'groups':>7} {'val wks':>7} {'s/week':>6}  ranker per week")
     for r in results:
         m = r["mean"]
         per = " ".join(f"{w['ranker']:.4f}" for w in r["weeks"].values())
-        print(f"{r['sweep'] + '=' + str(r['value']):<28} {m['ranker']:>7.4f} {m['published']:>9.4f} {m['best_baseline']:>9.4f} "
+        print(f"{r['sweep'] + '=' + str(r['value']):<36} {m['ranker']:>7.4f} {m['published']:>9.4f} {m['best_baseline']:>9.4f} "
               f"{m['published'] / m['best_baseline'] if m['best_baseline'] else float('nan'):>7.2f} "
               f"{m['ranker_serves']:>4}/{len(r['weeks'])} {m['training_weeks']:>9.1f} {m['groups']:>7.0f} "
               f"{m['validation_weeks']:>7.1f} {m['seconds']:>6.0f}  {per}")

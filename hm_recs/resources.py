@@ -180,11 +180,10 @@ def registered(connection: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataF
     return connection
 
 
-def _insert_by_name(context: dg.OutputContext, table_slice: TableSlice, relation: str, connection) -> None:
-    """Insert the rows of `relation` (SQL: a registered frame, `read_parquet(...)`) BY NAME into the slice's table,
-    creating the table (also from no rows, so that readers of an empty partition such as a clean quarantine find
-    it with its schema) and adding columns new to it (schema evolution by addition, as a release adds a column:
-    earlier weeks read it as null)."""
+def _evolve_table(context: dg.OutputContext, table_slice: TableSlice, relation: str, connection) -> None:
+    """Create the slice's table from `relation`'s columns (also from no rows, so that readers of an empty
+    partition such as a clean quarantine find it with its schema) and add the columns new to it (schema
+    evolution by addition, as a release adds a column: earlier weeks read it as null)."""
     target = f"{table_slice.schema}.{table_slice.table}"
     connection.execute(f"create schema if not exists {table_slice.schema};")
     connection.execute(f"create table if not exists {target} as select * from {relation} limit 0;")
@@ -193,7 +192,13 @@ def _insert_by_name(context: dg.OutputContext, table_slice: TableSlice, relation
         if name not in existing:
             context.log.info(f"{target}: adding column {name} {column_type} (earlier partitions read null)")
             connection.execute(f'alter table {target} add column "{name}" {column_type}')
-    connection.execute(f"insert into {target} by name select * from {relation}")
+
+
+def _insert_by_name(context: dg.OutputContext, table_slice: TableSlice, relation: str, connection) -> None:
+    """Insert the rows of `relation` (SQL: a registered frame, `read_parquet(...)`) BY NAME into the slice's table
+    (`_evolve_table` first: in the partition's transaction only when the IO manager has not done it already)."""
+    _evolve_table(context, table_slice, relation, connection)
+    connection.execute(f"insert into {table_slice.schema}.{table_slice.table} by name select * from {relation}")
 
 
 def table_metadata(rows: int, schema: pl.Schema) -> dict:
@@ -205,12 +210,19 @@ class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
     """Inserts BY NAME (the stock handler inserts by position) and creates the table even for an empty
     frame (`_insert_by_name`)."""
 
-    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
-        connection.register("obj_arrow", obj.to_arrow())  # the frame, by that name, in the SQL
+    @staticmethod
+    @contextlib.contextmanager
+    def relation(obj: pl.DataFrame, connection) -> Iterator[str]:
+        """The frame as a relation the SQL can name."""
+        connection.register("obj_arrow", obj.to_arrow())
         try:
-            _insert_by_name(context, table_slice, "obj_arrow", connection)
+            yield "obj_arrow"
         finally:
             connection.unregister("obj_arrow")
+
+    def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
+        with self.relation(obj, connection) as relation:
+            _insert_by_name(context, table_slice, relation, connection)
         context.add_output_metadata(table_metadata(obj.height, obj.schema))
 
 
@@ -218,6 +230,11 @@ class StagedTableTypeHandler(DbTypeHandler[StagedTable]):
     """A `StagedTable` output (core/staged.py): DuckDB reads its Parquet parts straight into the partition, inside
     the partition's transaction (the rows never sit in this process's memory as one frame); then the parts are
     deleted. Downstream assets read the table as polars frames (the polars handler) or by SQL."""
+
+    @staticmethod
+    @contextlib.contextmanager
+    def relation(obj: StagedTable, connection) -> Iterator[str]:
+        yield f"read_parquet({obj.parquet_list_sql()})"
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: StagedTable, connection):
         try:
@@ -267,6 +284,21 @@ class TransactionalDuckDbClient(DuckDbClient):
             connection.commit()
 
 
+class EvolvingDbIOManager(DbIOManager):
+    """dagster's DbIOManager, with the table's new columns added in a transaction of their own before the
+    partition is replaced: DuckDB refuses to commit a transaction that deleted a table's rows and then altered
+    it ("another transaction has altered this table"), so a release adding a column could not re-run a stored
+    week. Adding the column first is harmless if the write then fails: earlier weeks read it as null."""
+
+    def handle_output(self, context: dg.OutputContext, obj: object) -> None:
+        handler = self._resolve_handler(type(obj)) if obj is not None else None
+        if hasattr(handler, "relation"):
+            table_slice = self._get_table_slice(context, context)
+            with self._db_client.connect(context, table_slice) as connection, handler.relation(obj, connection) as relation:
+                _evolve_table(context, table_slice, relation, connection)
+        super().handle_output(context, obj)
+
+
 class WarehouseIOManager(DuckDBPolarsIOManager):
     """dagster-duckdb's polars IO manager with the by-name handler, staged tables, and one transaction per
     partition write."""
@@ -278,7 +310,7 @@ class WarehouseIOManager(DuckDBPolarsIOManager):
     def create_io_manager(self, context) -> DbIOManager:
         # DuckDB cannot create the folder, and the stock manager retries a failed open silently.
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        return DbIOManager(db_client=TransactionalDuckDbClient(), database=self.database, schema=self.schema_,
+        return EvolvingDbIOManager(db_client=TransactionalDuckDbClient(), database=self.database, schema=self.schema_,
                            type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
                            io_manager_name="WarehouseIOManager")
 

@@ -204,6 +204,9 @@ class RankerModelConfig(dg.Config):
     feature_history_weeks: int = InputWindows.feature_weeks
     segment_history_weeks: int = InputWindows.segment_weeks
     seed: int = 0
+    # after the gate, train the served ranker again on the training and validation weeks together (the gate's
+    # figure is the ranker trained without the validation weeks)
+    refit_on_validation_weeks: bool = False
 
     def ranker_config(self):
         from hm_recs.models.ranker import RankerConfig
@@ -287,6 +290,10 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
             weeks.train, weeks.validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info,
             weeks.validation_purchases, compared=config.compared_objectives)
     ranker_map = result.validation["map_at_12"]
+    if config.refit_on_validation_weeks and not weeks.split_week and math.isfinite(ranker_map) and result.tiers:
+        from hm_recs.models.ranker_data import refit
+
+        result = refit(weeks, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info)
     if not math.isfinite(ranker_map) or result.tiers is None:
         raise dg.Failure(f"ranker for week {week} is not sound (validation MAP@12 {ranker_map}); no artefact written: "
                          "the best validated baseline serves the week (fallback run)")

@@ -191,3 +191,24 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
 def _bought_in(transactions: pl.DataFrame, week: dt.date) -> pl.DataFrame:
     return (transactions.filter(pl.col("t_dat").is_between(pl.lit(week), pl.lit(shift_weeks(week, 1)), closed="left"))
             .select("customer_id", "article_id"))
+
+
+def refit(weeks: RankerWeeks, gated, features, categorical, config, log: Callable[[str], None] = print):
+    """The ranker that serves when refitting: the gated one's configuration trained again on the training and
+    the validation weeks together (the latest weeks' purchases, which the gated ranker never saw because they
+    judged it). Its relevance tiers are cut at the same shares of its own scores on the validation rows, and
+    keep the gated ranker's out-of-sample hit rates per tier as what to expect."""
+    from hm_recs.core.tiers import TierBands
+    from hm_recs.models.ranker import RankerResult, downsample, train_ranker
+
+    validation = weeks.validation.with_columns(
+        pl.col("customer_id").str.split_exact("|", 1).struct.field("field_0").str.to_date().alias("week"))
+    kept = downsample(validation, config).select(weeks.train.columns)
+    refitted = train_ranker(pl.concat([weeks.train, kept]), weeks.validation, features, categorical, config, log,
+                            weeks.validation_purchases)
+    bands = refitted.tiers
+    tiers = TierBands(bands.high_score, bands.medium_score, bands.calibration_scores, bands.calibration_probabilities,
+                      gated.tiers.summary)
+    return RankerResult(refitted.booster, config, list(features), list(categorical),
+                        {**gated.validation, "refit_training_rows": refitted.validation["training_rows"]},
+                        refitted.importances, gated.history, tiers, gated.validation_ap)
