@@ -17,6 +17,13 @@ NEXT_WEEK = WEEK + dt.timedelta(weeks=1)
 WEEKS_BUILT = (WEEK, NEXT_WEEK)
 
 
+def assert_run_ok_but(result: dg.ExecuteInProcessResult, warnings: set[str]):
+    """The run succeeded, and the checks that failed are exactly `warnings` (non-blocking, severity WARN)."""
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    assert {c.check_name for c in failed} == warnings and all(c.severity == dg.AssetCheckSeverity.WARN for c in failed)
+
+
 def assert_run_ok(result: dg.ExecuteInProcessResult):
     failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
     assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
@@ -254,6 +261,26 @@ def test_models_segments_and_candidates(two_weeks, small_data):
                 if e.materialization.asset_key.to_user_string() == "two_tower_global"]
     assert gate.passed and gate.metadata["gate/loss_fell"].value is True
     assert model.metadata["admitted"].value is True and model.metadata["auc_beats_popularity"].value is True
+
+
+def test_a_segment_model_that_fails_its_gate_leaves_the_segment_to_the_global_model(two_weeks, small_source, tmp_path):
+    """A segment's fine-tune that does not learn (no epoch: its loss cannot fall) is not stored; its decision says
+    the global model serves the segment, a warning check says why, and the retrieval and the week go on."""
+    import json
+
+    resources = copy_of(two_weeks[0], small_source, tmp_path)
+    result = dg.materialize(all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
+                            selection=dg.AssetSelection.assets("two_tower_index_loyal", "two_tower_candidates"),
+                            instance=dg.DagsterInstance.ephemeral(),
+                            run_config={"ops": {"two_tower_index_loyal": {"config": {"segment_epochs": 0}}}})
+    assert_run_ok_but(result, {"segment_model_trained"})
+    decision = json.loads(resources["artefact_store"].location().read_bytes(f"models/two_tower_index_loyal/week={NEXT_WEEK}/decision.json"))
+    assert decision["serves"] == "global" and "failed its gate" in decision["reason"]
+    segments = read_table(resources, f"select customer_id from hm.customer_segments where week = '{NEXT_WEEK}' and segment = 'index_loyal'")
+    served = read_table(resources, f"select distinct model from hm.two_tower_candidates where week = '{NEXT_WEEK}' "
+                                   f"and customer_id in (select customer_id from hm.customer_segments where week = '{NEXT_WEEK}' "
+                                   "and segment = 'index_loyal')")
+    assert segments.height and served["model"].to_list() == ["two_tower_global"]
 
 
 def test_sequence_model_and_its_candidates(two_weeks, small_data):

@@ -394,8 +394,12 @@ def segment_model_asset(segment: str):
     @dg.asset(name=name, op_tags={**TRAINING_STEP_TAGS, **TWO_TOWER_PRIORITY}, partitions_def=weekly_partitions, group_name="segment_models", kinds={"pytorch"},
               deps=["two_tower_global", "customer_segments", "two_tower_data"],
               check_specs=[dg.AssetCheckSpec("segment_model_gate", asset=name, blocking=True,
-                                             description="trained model finite with falling loss (or no members); "
-                                                         "decision and artefact stored")])
+                                             description="decision stored; where the segment's own model serves, "
+                                                         "its artefact reloads with its hash"),
+                           dg.AssetCheckSpec("segment_model_trained", asset=name, blocking=False,
+                                             description="the fine-tune is finite with falling loss (or the segment "
+                                                         "has no members to learn from); else the global model "
+                                                         "serves the segment")])
     def _segment_model(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse,
                        artefact_store: ArtefactStore):
         import json
@@ -431,9 +435,10 @@ def segment_model_asset(segment: str):
             else:
                 decision["reason"] = "no members with purchases in the training window and the held-out week"
         gate = {"finite": result is None or bool(finite(result.model)), "loss_fell": result is None or result.loss_fell}
-        if not all(gate.values()):
-            raise dg.Failure(f"{name} for week {week} failed its gate {gate}; the global model serves the segment",
-                             metadata={**gate, **decision})
+        if not all(gate.values()):  # nothing is built on it: not stored, the global model serves the segment
+            decision.update({"serves": "global", "reason": f"the segment's fine-tune failed its gate {gate}"})
+            context.log.warning(f"{name} for week {week} failed its gate {gate}: not stored, the global model serves the segment")
+            result = None
         context.log.info(f"{name}: serves {decision['serves']} ({decision})")
         digest, uri = None, None
         if result is not None:
@@ -443,8 +448,11 @@ def segment_model_asset(segment: str):
         if result is not None:
             metadata["loss_curve"] = loss_plot(result.history, name)
         yield dg.MaterializeResult(metadata=metadata)
-        yield (artefact_check(artefact_store, name, week, digest, gate) if digest
-               else dg.AssetCheckResult(passed=True, metadata={"note": decision.get("reason", "")}))
+        yield (artefact_check(artefact_store, name, week, digest, gate, check_name="segment_model_gate") if digest
+               else dg.AssetCheckResult(check_name="segment_model_gate", passed=True,
+                                        metadata={"note": decision.get("reason", "")}))
+        yield dg.AssetCheckResult(check_name="segment_model_trained", passed=all(gate.values()),
+                                  severity=dg.AssetCheckSeverity.WARN, metadata={f"gate/{k}": v for k, v in gate.items()})
 
     return _segment_model
 
