@@ -93,7 +93,7 @@ def main() -> int:
     parser.add_argument("--history-weeks", type=int, default=26)
     parser.add_argument("--groups", default="0,100,300,1000", help="min_positive_groups sweep")
     parser.add_argument("--buyers", default="1,200,500,1000", help="min_validation_buyers sweep")
-    parser.add_argument("--refit", action="store_true", help="also sweep the buyers with refit_on_validation_weeks")
+    parser.add_argument("--refit", action="store_true", help="also sweep the buyers with the served ranker refit")
     args = parser.parse_args()
     if args.data == "real":
         name, source = "real_sample", REAL
@@ -101,18 +101,18 @@ def main() -> int:
         name = f"synthetic_{args.customers}x104_r{args.purchase_rate:g}"
         source = synthetic_source(args.customers, 104, args.purchase_rate)
     work, built = prepared(name, source, args.weeks, args.history_weeks)
-    default_groups, default_buyers = 300, 500
+    default_groups, default_buyers = 300, 500  # the sweeps' fixed values (session 9's first defaults)
     runs = []
     for groups in (int(g) for g in args.groups.split(",")):
         runs.append(("min_positive_groups", groups, ServingPolicy(min_validation_buyers=default_buyers),
-                     {"min_positive_groups": groups, "max_training_weeks": 12}))
+                     {"min_positive_groups": groups, "max_training_weeks": 12, "refit": "never"}))
     for buyers in (int(b) for b in args.buyers.split(",")):
         runs.append(("min_validation_buyers", buyers, ServingPolicy(min_validation_buyers=buyers),
-                     {"min_positive_groups": default_groups}))
+                     {"min_positive_groups": default_groups, "refit": "never"}))
     if args.refit:
         for buyers in (int(b) for b in args.buyers.split(",")):
             runs.append(("refit, min_validation_buyers", buyers, ServingPolicy(min_validation_buyers=buyers),
-                         {"min_positive_groups": default_groups, "refit_on_validation_weeks": True}))
+                         {"min_positive_groups": default_groups, "refit": "always"}))
     results = []
     for sweep, value, policy, ranker in runs:
         print(f"[{name}] {sweep}={value}", flush=True)

@@ -121,7 +121,8 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
     from hm_recs.resources import ServingPolicy
 
     resources = copy_of(two_weeks[0], small_source, tmp_path)
-    resources["serving_policy"] = ServingPolicy(required_ratio_to_best_baseline=100.0)
+    # about 680 buyers a week: 1,000 pools two validation weeks, and the served ranker is refit on them
+    resources["serving_policy"] = ServingPolicy(required_ratio_to_best_baseline=100.0, min_validation_buyers=1000)
     target = NEXT_WEEK + dt.timedelta(weeks=1)
     result = dg.materialize(
         all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
@@ -134,7 +135,10 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
     ranker = materialization(result, "ranker_model")
     champion = ranker["best_baseline"]
     assert ranker["served_by"] == champion in {"popularity", "trending", "repurchase"}
-    assert ranker["validation_queries"] >= 500 or len(ranker["validation_weeks"]) > 1  # the policy's pooled buyers
+    assert ranker["validation_queries"] >= 1000 and len(ranker["validation_weeks"]) == 2  # the policy's pooled buyers
+    assert not set(ranker["validation_weeks"]) & set(ranker["training_weeks"]) and ranker["refit_on_validation_weeks"]
+    stored = json.loads((tmp_path / "artefacts" / "models" / "ranker" / f"week={NEXT_WEEK}" / "model.json").read_text())
+    assert stored["validation"]["refit_training_rows"] > stored["validation"]["training_rows"]
     recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
     assert_lists_of(recs, champion, target, small_data.customers.height, small_data.articles)
     baseline = read_table(resources, f"select customer_id, rank, article_id, source from hm.baseline_recommendations "

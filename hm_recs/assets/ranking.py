@@ -204,9 +204,10 @@ class RankerModelConfig(dg.Config):
     feature_history_weeks: int = InputWindows.feature_weeks
     segment_history_weeks: int = InputWindows.segment_weeks
     seed: int = 0
-    # after the gate, train the served ranker again on the training and validation weeks together (the gate's
-    # figure is the ranker trained without the validation weeks)
-    refit_on_validation_weeks: bool = False
+    # after the gate, the served ranker is trained again on the training and validation weeks together (the
+    # gate judged it trained without them): "pooled" when the gate pooled more than one validation week (a small
+    # shop, whose training weeks the pooling pushed back), "always", or "never" (docs/models.md, measured)
+    refit: str = "pooled"
 
     def ranker_config(self):
         from hm_recs.models.ranker import RankerConfig
@@ -290,7 +291,10 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
             weeks.train, weeks.validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info,
             weeks.validation_purchases, compared=config.compared_objectives)
     ranker_map = result.validation["map_at_12"]
-    if config.refit_on_validation_weeks and not weeks.split_week and math.isfinite(ranker_map) and result.tiers:
+    if config.refit not in ("pooled", "always", "never"):
+        raise dg.Failure(f"ranker_model: refit must be 'pooled', 'always' or 'never', not {config.refit!r}")
+    refits = config.refit == "always" or (config.refit == "pooled" and len(weeks.validation_weeks) > 1)
+    if refits and not weeks.split_week and math.isfinite(ranker_map) and result.tiers:
         from hm_recs.models.ranker_data import refit
 
         result = refit(weeks, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info)
@@ -316,6 +320,7 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
         "map_at_12_by_objective": dg.MetadataValue.json(by_objective),
         "comparison": dg.MetadataValue.md(markdown_table(comparison)),
         **{name: (dg.MetadataValue.json(value) if isinstance(value, list) else value) for name, value in weeks.figures().items()},
+        "refit_on_validation_weeks": "refit_training_rows" in result.validation,
         "best_iteration": result.validation["best_iteration"],
         "importances": dg.MetadataValue.md(markdown_table(result.importances, limit=20)),
         "importance_plot": _importance_plot(result.importances),

@@ -29,7 +29,7 @@ RULES = ("mean", "interval")
 
 @dataclass(frozen=True)
 class GateRule:
-    min_validation_buyers: int = 500
+    min_validation_buyers: int = 200
     max_validation_weeks: int = 6
     required_ratio: float = 1.0
     rule: str = "mean"
