@@ -233,6 +233,7 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
     write_record(artefact_store, serving_key(week), {**decision.state(), "week": str(target), "built_from_week": str(week)})
     yield dg.Output(recs, metadata={
         "served_by": decision.served_by, "serving_reason": decision.reason, "serving": decision.summary(),
+        "ranker_served": int(decision.ranker_serves),  # numeric: the UI plots it across the weeks
         "validation_buyers": decision.validation_buyers,
         "validation_map_at_12": dg.MetadataValue.json({**({"ranker": decision.ranker_map_at_12}
                                                           if decision.ranker_map_at_12 is not None else {}),
