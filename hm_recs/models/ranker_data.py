@@ -107,6 +107,7 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
         return state["tables"]
 
     built: dict[dt.date, pl.DataFrame] = {}
+    built_here: list[dt.date] = []
 
     def labelled(t: dt.date) -> pl.DataFrame:
         if t in built:
@@ -119,11 +120,12 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
         bought = _bought_in(transactions, t)
         rows = build_candidates(customers, seen, articles, shift_weeks(t, -1), candidates, customer_ids=bought["customer_id"].unique())
         built[t] = label_candidates(rows, bought).with_columns(pl.col("label").cast(pl.Int8))
+        built_here.append(t)
         log(f"ranker: labelled week {t} built from the history (heuristic sources only): {built[t].height:,} rows")
         return built[t]
 
     def positive_groups(t: dt.date) -> int:
-        stored = sources.stored_positive_groups(t) if t not in built else None
+        stored = sources.stored_positive_groups(t)
         if stored is not None:
             return stored
         rows = labelled(t)
@@ -179,13 +181,14 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
                 ap = average_precision(as_queries(group, t), as_queries(bought, t))
                 baseline_parts.setdefault(name, []).append(ap.rename({"customer_id": QUERY}))
         del rows
+        built.pop(t, None)  # memory: a week built here is released once used, as a stored one is
     train = pl.concat(train_parts)
     return RankerWeeks(
         train=train, validation=pl.concat(validation_parts), validation_purchases=pl.concat(purchase_parts),
         baseline_ap={name: pl.concat(parts).sort(QUERY) for name, parts in baseline_parts.items()},
         validation_weeks=validation, training_weeks=chosen or [week],
         positive_groups=groups if chosen else int(train.filter(pl.col("label") > 0)["customer_id"].n_unique()),
-        built_here=sorted(built), split_week=split)
+        built_here=sorted(built_here), split_week=split)
 
 
 def _bought_in(transactions: pl.DataFrame, week: dt.date) -> pl.DataFrame:
