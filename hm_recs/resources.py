@@ -234,7 +234,11 @@ class StagedTableTypeHandler(DbTypeHandler[StagedTable]):
     @staticmethod
     @contextlib.contextmanager
     def relation(obj: StagedTable, connection) -> Iterator[str]:
-        yield f"read_parquet({obj.parquet_list_sql()})"
+        try:
+            yield f"read_parquet({obj.parquet_list_sql()})"
+        except BaseException:  # the write will not happen: its parts go, as after a failed insert
+            obj.discard()
+            raise
 
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: StagedTable, connection):
         try:
