@@ -61,14 +61,14 @@ def test_cli_synth_is_deterministic(tmp_path):
 
 def test_cli_backtest_report(small_source, with_history, tmp_path):
     with_history(small_source, tmp_path)  # the history weeks already in the warehouse: the CLI skips them
-    weeks = f"{WEEK},{WEEK + dt.timedelta(weeks=1)}"
-    result = hm_recs("backtest", "--source", str(small_source), "--weeks", weeks, "--report", "report.json",
+    scored = WEEK + dt.timedelta(weeks=1)  # WEEK itself is the warm-up week
+    result = hm_recs("backtest", "--source", str(small_source), "--weeks", str(scored), "--report", "report.json",
                      "--warmup-weeks", "1", "--warehouse", str(tmp_path / "warehouse.duckdb"),
                      "--artefacts", str(tmp_path / "art"), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
-    assert set(report["weeks"]) == {str(WEEK), str(WEEK + dt.timedelta(weeks=1))}
-    assert report["warmup_weeks"] == 1 and f"warm-up week {WEEK - dt.timedelta(weeks=1)}" in result.stdout
+    assert set(report["weeks"]) == {str(scored)}
+    assert report["warmup_weeks"] == 1 and f"warm-up week {WEEK}" in result.stdout
     # who served each scored week, with the ranker's gate figures; the ranker's own lists are scored every week
     for week, served in report["serving"].items():
         gate = served["ranker_gate"]
