@@ -33,13 +33,19 @@ from hm_recs.core.weeks import shift_weeks  # noqa: E402
 from hm_recs.runner import Pipeline  # noqa: E402
 
 
-def synthetic_source(customers: int, weeks: int, purchase_rate: float = 0.22) -> Path:
-    from hm_recs.synthetic import SyntheticConfig, generate, write
+def synthetic_source(customers: int, weeks: int, purchase_rate: float | None = None, profile: str = "fashion") -> Path:
+    """The generator's `profile` shop, written once as Parquet under the benchmark cache (the path names the
+    generator's version, so a changed generator never reuses old files)."""
+    from hm_recs.synthetic import GENERATOR_VERSION, generate, profile_config, write
 
-    out = CACHE / f"synthetic_{customers}x{weeks}" if purchase_rate == 0.22 else CACHE / f"synthetic_{customers}x{weeks}_r{purchase_rate:g}"
+    rate = "" if purchase_rate is None else f"_r{purchase_rate:g}"
+    out = CACHE / f"{profile}_v{GENERATOR_VERSION}_{customers}x{weeks}{rate}"
     if not (out / "transactions_train.parquet").exists():
         started = time.perf_counter()
-        write(generate(SyntheticConfig(customers=customers, weeks=weeks, purchase_rate=purchase_rate)), out, "parquet")
+        sizes = {"customers": customers, "weeks": weeks}
+        if purchase_rate is not None:
+            sizes["purchase_rate"] = purchase_rate
+        write(generate(profile_config(profile, **sizes)), out, "parquet")
         print(f"generated {out} in {time.perf_counter() - started:.0f} s")
     return out
 
@@ -136,7 +142,7 @@ def main() -> int:
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--history-weeks", type=int, default=26)
     parser.add_argument("--customers", type=int, default=50_000)
-    parser.add_argument("--purchase-rate", type=float, default=0.22, help="synthetic: rows per customer-week (H&M: 0.22)")
+    parser.add_argument("--purchase-rate", type=float, default=None, help="synthetic: rows per customer-week (default: the profile's)")
     parser.add_argument("--warmup-weeks", type=int, default=3, help="weeks built (not scored) before the first")
     args = parser.parse_args()
     reports = {}

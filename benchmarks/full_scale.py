@@ -121,10 +121,10 @@ class TreeMemory:
 
 def generated_source(scale: float, weeks: int = HM_WEEKS, cache: Path = CACHE, log=print) -> Path:
     """The synthetic shop at `scale` x H&M's size, written once as Parquet (cached)."""
-    from hm_recs.synthetic import SyntheticConfig, generate, write
+    from hm_recs.synthetic import GENERATOR_VERSION, SyntheticConfig, generate, write
 
     customers = max(round(HM_CUSTOMERS * scale), 500)
-    out = cache / f"hm_scale_{scale:g}_{weeks}w"
+    out = cache / f"hm_scale_{scale:g}_{weeks}w_v{GENERATOR_VERSION}"
     if not (out / "transactions_train.parquet").exists():
         log(f"generating {customers:,} customers x {weeks} weeks into {out} ...")
         (data, seconds) = timed(lambda: generate(SyntheticConfig(customers=customers, weeks=weeks)))

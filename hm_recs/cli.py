@@ -21,13 +21,17 @@ def _peak_rss_mb() -> float:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from hm_recs.synthetic import SyntheticConfig, generate, write
+    from hm_recs.synthetic import generate, profile_config, write
 
     started = time.perf_counter()
-    data = generate(SyntheticConfig(customers=args.customers, weeks=args.weeks, seed=args.seed, purchase_rate=args.purchase_rate))
+    sizes = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed,
+             "image_dim": getattr(args, "image_dim", 0)}
+    if args.purchase_rate is not None:
+        sizes["purchase_rate"] = args.purchase_rate
+    data = generate(profile_config(getattr(args, "profile", "fashion"), **sizes))
     paths = write(data, args.out, args.format)
-    print(f"wrote {data.articles.height} articles, {data.customers.height} customers, "
-          f"{data.transactions.height} transactions in {time.perf_counter() - started:.1f} s:")
+    print(f"wrote a {getattr(args, 'profile', 'fashion')} shop: {data.articles.height} articles, {data.customers.height} "
+          f"customers, {data.transactions.height} transactions in {time.perf_counter() - started:.1f} s:")
     for name, path in paths.items():
         print(f"  {name}: {path}")
     return 0
@@ -151,7 +155,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     source = Path(args.source)
     marker = source / "synthetic.json"
-    wanted = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed, "purchase_rate": args.purchase_rate}
+    # the profile names the generator's version too: demo data written before the profiles is regenerated
+    wanted = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed, "purchase_rate": args.purchase_rate,
+              "profile": "fashion"}
     regenerated = not marker.exists() or json.loads(marker.read_text()) != wanted
     if regenerated:
         print(f"generating demo data ({args.customers} customers x {args.weeks} weeks) in {source}")
@@ -217,7 +223,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--purchase-rate", type=float, default=0.22, help="transaction rows per customer-week (H&M: 0.22)")
+    p.add_argument("--profile", choices=["fashion", "grocery"], default="fashion",
+                   help="shop profile: fashion (H&M-like, the default) or grocery (re-buys about half of the purchases, "
+                        "5-15 articles per attribute combination, customers who buy most weeks); docs/benchmarks.md")
+    p.add_argument("--purchase-rate", type=float, default=None,
+                   help="transaction rows per customer-week (default: the profile's; fashion 0.22 as H&M, grocery 2.2)")
+    p.add_argument("--image-dim", type=int, default=0,
+                   help="also write article_images.<format>: image vectors of this length with planted visual taste")
     p.set_defaults(fn=cmd_synth)
 
     p = sub.add_parser("run", help="build one week (ingesting missing history weeks first)")

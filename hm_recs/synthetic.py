@@ -74,10 +74,13 @@ import polars as pl
 from hm_recs.core.schema import ARTICLE_COLUMNS  # the H&M layout, one place
 
 __all__ = [
+    "GENERATOR_VERSION",
+    "PROFILES",
     "SEGMENTS",
     "SyntheticConfig",
     "SyntheticData",
     "generate",
+    "profile_config",
     "write",
 ]
 
@@ -390,6 +393,13 @@ DESC_MATERIALS: tuple[str, ...] = (
     "soft cotton jersey", "fine-knit viscose", "woven fabric", "washed denim", "ribbed modal",
     "recycled polyester", "organic cotton", "sturdy twill",
 )
+#: Sentences naming a hidden visual style (``SyntheticConfig.styles`` wraps around this list).
+DESC_STYLES: tuple[str, ...] = (
+    "A minimalist look", "A romantic feel", "A sporty edge", "A vintage touch", "A boho mood",
+    "A clean Scandinavian line", "A bold graphic statement", "A soft pastel mood", "A utility style",
+    "An elegant evening feel", "A playful twist", "A classic preppy look", "A festival vibe",
+    "A relaxed weekend feel", "A sleek monochrome look", "A retro seventies feel",
+)
 DESC_FEATURES: tuple[str, ...] = (
     "a round neckline", "short sleeves", "an elasticated waist", "side pockets", "a concealed zip",
     "adjustable straps", "ribbing at the hems", "a V-neck", "long sleeves", "a drawstring",
@@ -505,6 +515,33 @@ class SyntheticConfig:
     postal_codes_per_customer: float = 0.26
     common_postal_share: float = 0.09
     postal_popularity_sigma: float = 1.0
+    # -- effects added with the shop profiles (issue 18); each draws from its own random stream, so
+    # switching one on or off leaves every other draw as it was
+    #: probability that a colour variant draws its own colour and appearance; otherwise it copies
+    #: its product's first variant, so the variants share every catalogue attribute (grocery: flavours)
+    variant_attribute_share: float = 1.0
+    #: floor of every product type's repeat propensity (grocery: everything is re-bought)
+    repeat_propensity_min: float = 0.0
+    #: median re-buy cycle in weeks (0 = none: a re-buy picks a remembered article uniformly); with a
+    #: cycle, a re-buy favours articles bought often and about one cycle ago (lognormal per product)
+    rebuy_cycle_weeks: float = 0.0
+    rebuy_cycle_sigma: float = 0.5
+    #: hidden visual styles: every product has one; no catalogue column names it, the description
+    #: mentions it (``style_desc_share`` of the products) and the image vectors carry it
+    styles: int = 12
+    #: log-normal sigma of each customer's taste for the styles (0 = no visual taste)
+    style_taste_sigma: float = 2.0
+    style_desc_share: float = 0.6
+    #: length of the optional image vectors (``article_images``; 0 = not generated)
+    image_dim: int = 0
+    #: demand shifts (a campaign, a launch): every ``demand_shift_every_weeks`` weeks (counted back from
+    #: the last week, the latest starting in the second-to-last week) ``demand_shift_share`` of the
+    #: occasions start with one of ``demand_shift_articles`` articles that sold far less until then
+    #: (at least 10x their usual rate), for ``demand_shift_duration`` weeks (0 = never)
+    demand_shift_every_weeks: int = 8
+    demand_shift_articles: int = 5
+    demand_shift_share: float = 0.15
+    demand_shift_duration: int = 2
 
     def __post_init__(self) -> None:
         self.validate()
@@ -570,6 +607,20 @@ class SyntheticConfig:
             raise ValueError("variants_per_product must be >= 1")
         if not self.age_min <= self.age_max:
             raise ValueError("need age_min <= age_max")
+        for name in ("variant_attribute_share", "repeat_propensity_min", "style_desc_share", "demand_shift_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+        if not _is_count(self.styles, 1):
+            raise ValueError(f"styles must be an int >= 1, got {self.styles!r}")
+        if not _is_count(self.image_dim, 0):
+            raise ValueError(f"image_dim must be an int >= 0, got {self.image_dim!r}")
+        if self.rebuy_cycle_weeks < 0 or self.style_taste_sigma < 0 or self.rebuy_cycle_sigma < 0:
+            raise ValueError("rebuy_cycle_weeks, rebuy_cycle_sigma and style_taste_sigma must be >= 0")
+        if not _is_count(self.demand_shift_every_weeks, 0) or not _is_count(self.demand_shift_articles, 0):
+            raise ValueError("demand_shift_every_weeks and demand_shift_articles must be ints >= 0")
+        if not _is_count(self.demand_shift_duration, 1):
+            raise ValueError("demand_shift_duration must be an int >= 1")
 
     @property
     def n_articles(self) -> int:
@@ -582,6 +633,49 @@ class SyntheticConfig:
     def first_day(self) -> dt.date:
         """The Wednesday that starts the first week."""
         return self.last_day - dt.timedelta(days=7 * self.weeks - 1)
+
+
+#: Bumped whenever a change alters what a configuration generates (caches of generated data name it).
+GENERATOR_VERSION = 2
+
+#: Shop profiles (``hm-recs synth --profile``): field overrides of :class:`SyntheticConfig`.
+#: ``fashion`` is the default configuration (an H&M-like shop: few re-buys, about one article per
+#: combination of catalogue attributes, customers who buy now and then).  ``grocery`` follows the real
+#: shops in the H&M layout that issue 18 measured: about half of a week's distinct customer-article
+#: purchases re-buy an article the customer bought before, 5-15 articles share each combination of
+#: catalogue attributes (flavours, sizes and brands of one product), and most customers buy most weeks.
+PROFILES: dict[str, dict[str, object]] = {
+    "fashion": {},
+    "grocery": {
+        "purchase_rate": 2.2,
+        "variants_per_product": 9.0,
+        "variant_attribute_share": 0.05,
+        "variant_popularity_sigma": 0.8,
+        "repeat_share": 0.5,
+        "repeat_propensity_min": 0.75,
+        "history_size": 24,
+        "rebuy_cycle_weeks": 3.0,
+        "basket_size_probs": (0.35, 0.3, 0.2, 0.1, 0.05),
+        "same_product_share": 0.3,
+        "unit_probs": (0.88, 0.1, 0.02),
+        "activity_sigma": 0.5,
+        "never_buy_share": 0.02,
+        "prelaunch_share": 0.85,
+        "prelaunch_max_weeks": 104,
+        "lifecycle_decay_weeks": 60.0,
+        "season_strength": 0.6,
+        "seasonal_activity_strength": 0.6,
+        "promo_share": 0.04,
+    },
+}
+
+
+def profile_config(profile: str = "fashion", **fields: object) -> SyntheticConfig:
+    """The configuration of a shop ``profile`` (a key of :data:`PROFILES`), with ``fields`` (sizes, seed,
+    ...) overriding it; e.g. ``profile_config("grocery", customers=50_000, weeks=104)``."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    return SyntheticConfig(**{**PROFILES[profile], **fields})
 
 
 def _is_count(value: object, minimum: int) -> bool:
@@ -601,6 +695,10 @@ class SyntheticData:
     customers: pl.DataFrame
     transactions: pl.DataFrame
     planted_segments: pl.DataFrame  # customer_id, segment
+    #: article_id, image (fixed-length float32 list); None unless ``image_dim`` > 0
+    article_images: pl.DataFrame | None = None
+    #: the planted demand shifts: week (its Wednesday, ISO), article_id
+    demand_shifts: pl.DataFrame | None = None
 
 
 def generate(config: SyntheticConfig) -> SyntheticData:
@@ -610,9 +708,21 @@ def generate(config: SyntheticConfig) -> SyntheticData:
     calendar = _Calendar.build(config)
     catalogue = _build_catalogue(config, rng)
     population = _build_population(config, rng)
-    tx = _simulate(config, rng, calendar, catalogue, population)
+    tx, shifts = _simulate(config, rng, calendar, catalogue, population)
     customers, customer_ids = _customers_frame(config, rng, population)
     articles, article_ids = _articles_frame(catalogue)
+    images = None
+    if config.image_dim:
+        vectors = _image_vectors(config, catalogue)
+        images = pl.DataFrame(
+            {"article_id": article_ids, "image": pl.Series(vectors, dtype=pl.Array(pl.Float32, config.image_dim))}
+        ).sort("article_id")
+    demand_shifts = pl.DataFrame(
+        {
+            "week": pl.Series([calendar.day_strings[7 * w] for w, _ in shifts], dtype=pl.String),
+            "article_id": article_ids.gather(np.array([a for _, a in shifts], dtype=np.int64)),
+        }
+    )
     transactions = pl.DataFrame(
         {
             "t_dat": pl.Series(calendar.day_strings).gather(tx.day),
@@ -629,7 +739,8 @@ def generate(config: SyntheticConfig) -> SyntheticData:
         }
     )
     return SyntheticData(
-        articles=articles, customers=customers, transactions=transactions, planted_segments=planted
+        articles=articles, customers=customers, transactions=transactions, planted_segments=planted,
+        article_images=images, demand_shifts=demand_shifts,
     )
 
 
@@ -639,7 +750,9 @@ def write(data: SyntheticData, out_dir: str | Path, fmt: str = "csv") -> dict[st
 
     The CSV layout matches the Kaggle files: header line, ``,`` separator, unquoted article ids with
     their leading zero, empty fields for nulls, floats such as ``23.0``.  planted_segments is not
-    written (it is ground truth, not H&M data).
+    written (it is ground truth, not H&M data).  Image vectors, when generated, go to
+    ``article_images.<fmt>`` (key "images"): Parquet with a fixed-length list column ``image``, CSV
+    with columns ``v0..vN-1``.
     """
     if fmt not in ("csv", "parquet"):
         raise ValueError(f"fmt must be 'csv' or 'parquet', got {fmt!r}")
@@ -658,7 +771,26 @@ def write(data: SyntheticData, out_dir: str | Path, fmt: str = "csv") -> dict[st
         else:
             frame.write_parquet(path)
         paths[key] = path
+    if data.article_images is not None:
+        path = out / f"article_images.{fmt}"
+        if fmt == "csv":
+            dim = data.article_images.schema["image"].size
+            data.article_images.select(
+                "article_id", *(pl.col("image").arr.get(i).alias(f"v{i}") for i in range(dim))
+            ).write_csv(path)
+        else:
+            data.article_images.write_parquet(path)
+        paths["images"] = path
     return paths
+
+
+#: Independent random streams of the effects added after the first release (issue 18): each is seeded
+#: from the config's seed and its own number, so an effect never shifts the draws of the others.
+_STREAMS = {"catalogue": 1, "population": 2, "shifts": 3, "images": 4}
+
+
+def _stream(config: SyntheticConfig, name: str) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64([config.seed, _STREAMS[name]]))
 
 
 # --------------------------------------------------------------------------------------------
@@ -739,6 +871,9 @@ class _Catalogue:
     repeat_propensity: np.ndarray
     partners: np.ndarray  # (articles, partners_per_article)
     promo_depth: np.ndarray  # (promo blocks, articles), 0 = no promotion
+    style: np.ndarray  # hidden visual style of each article (its product's)
+    desc_style: np.ndarray  # whether the description names the style
+    rebuy_cycle: np.ndarray  # usual weeks between re-buys (0 = no cycle)
 
 
 def _normalised(weights: tuple[float, ...] | np.ndarray) -> np.ndarray:
@@ -808,6 +943,18 @@ def _build_catalogue(config: SyntheticConfig, rng: np.random.Generator) -> _Cata
     partners = _draw_partners(config, rng, article_section, section_start)
     promo_depth = _draw_promotions(config, rng, n_articles)
 
+    # the profiles' effects, from their own stream --------------------------------------------
+    extra = _stream(config, "catalogue")
+    style = extra.integers(0, config.styles, n_products)
+    desc_style = extra.random(n_products) < config.style_desc_share
+    cycle = config.rebuy_cycle_weeks * extra.lognormal(0.0, config.rebuy_cycle_sigma, n_products)
+    if config.variant_attribute_share < 1.0:
+        first = product_start[product]
+        copies = (variant_rank > 0) & (extra.random(n_articles) >= config.variant_attribute_share)
+        colour = np.where(copies, colour[first], colour)
+        appearance_name_idx = np.where(copies, appearance_name_idx[first], appearance_name_idx)
+        appearance_no = np.where(copies, appearance_no[first], appearance_no)
+
     return _Catalogue(
         product_code=product_code[product],
         variant_no=variant_no,
@@ -833,9 +980,12 @@ def _build_catalogue(config: SyntheticConfig, rng: np.random.Generator) -> _Cata
         decay=decay[product],
         season=season[product],
         base_units=base_units[product],
-        repeat_propensity=repeat[product],
+        repeat_propensity=np.maximum(repeat, config.repeat_propensity_min)[product],
         partners=partners,
         promo_depth=promo_depth,
+        style=style[product],
+        desc_style=desc_style[product],
+        rebuy_cycle=cycle[product],
     )
 
 
@@ -969,6 +1119,7 @@ class _Population:
     index_cum: np.ndarray  # (customers, indexes) cumulative index preference, float32
     online: np.ndarray  # probability an occasion is online
     activity: np.ndarray  # relative occasion rate (0 for never-buyers)
+    style_taste: np.ndarray | None  # (customers, styles) taste for the hidden styles, None = none
 
 
 def _logistic(x: np.ndarray) -> np.ndarray:
@@ -1007,6 +1158,12 @@ def _build_population(config: SyntheticConfig, rng: np.random.Generator) -> _Pop
         index_cum=np.cumsum(pref, axis=1).astype(np.float32),
         online=rng.beta(*config.online_beta, n),
         activity=activity,
+        style_taste=(
+            _stream(config, "population")
+            .lognormal(0.0, config.style_taste_sigma, (n, config.styles))
+            .astype(np.float32)
+            if config.style_taste_sigma > 0 else None
+        ),
     )
 
 
@@ -1117,9 +1274,13 @@ def _text_columns(cat: _Catalogue) -> tuple[pl.Series, pl.Series]:
             "material": _column(list(DESC_MATERIALS), cat.desc_material),
             "feature": _column(list(DESC_FEATURES), cat.desc_feature),
             "null": cat.desc_null,
+            "style": _column(list(DESC_STYLES), cat.style % len(DESC_STYLES)),
+            "named": cat.desc_style,
         }
     )
     sentence = pl.format("{} {} in {} with {}.", "fit", "type", "material", "feature")
+    sentence = pl.when(pl.col("named")).then(pl.concat_str([sentence, pl.lit(" "), pl.col("style"), pl.lit(".")]))\
+        .otherwise(sentence)
     desc = parts.select(pl.when(pl.col("null")).then(None).otherwise(sentence)).to_series()
     return prod_name, desc
 
@@ -1206,16 +1367,18 @@ class _History:
     """Ring buffer of each customer's last ``size`` purchased articles (for re-buys)."""
 
     articles: np.ndarray  # (customers, size)
+    weeks: np.ndarray  # (customers, size) week of each remembered purchase
     count: np.ndarray  # purchases recorded so far
 
     @staticmethod
     def empty(n_customers: int, size: int) -> _History:
         return _History(
             articles=np.zeros((n_customers, size), dtype=np.int32),
+            weeks=np.zeros((n_customers, size), dtype=np.int32),
             count=np.zeros(n_customers, dtype=np.int64),
         )
 
-    def record(self, customer: np.ndarray, article: np.ndarray) -> None:
+    def record(self, customer: np.ndarray, article: np.ndarray, week: int) -> None:
         """Append purchases (vectorised; later ones win when a customer overflows the buffer)."""
         if customer.size == 0:
             return
@@ -1223,7 +1386,9 @@ class _History:
         cust = customer[order]
         rank = np.arange(cust.size) - np.searchsorted(cust, cust, side="left")
         size = self.articles.shape[1]
-        self.articles[cust, (self.count[cust] + rank) % size] = article[order]
+        slot = (self.count[cust] + rank) % size
+        self.articles[cust, slot] = article[order]
+        self.weeks[cust, slot] = week
         buyers, bought = np.unique(cust, return_counts=True)
         self.count[buyers] += bought
 
@@ -1235,6 +1400,37 @@ class _History:
         slot = (rng.random(customer.size) * np.maximum(filled, 1)).astype(np.int64)
         return self.articles[customer, slot], filled > 0
 
+    def sample_due(
+        self, customer: np.ndarray, rng: np.random.Generator, week: int, cycle: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A remembered article per customer drawn by what makes a re-buy due: how often the customer
+        bought it (its slots in the buffer) and how close the weeks since the latest purchase are to the
+        article's cycle; and whether the customer has any.  Rows in chunks (a (rows, size, size) test)."""
+        size = self.articles.shape[1]
+        article = np.zeros(customer.size, dtype=self.articles.dtype)
+        for lo in range(0, customer.size, _DUE_CHUNK):
+            cust = customer[lo:lo + _DUE_CHUNK]
+            arts, weeks = self.articles[cust], self.weeks[cust]
+            valid = np.arange(size)[None, :] < np.minimum(self.count[cust], size)[:, None]
+            same = (arts[:, :, None] == arts[:, None, :]) & valid[:, None, :]
+            times = same.sum(axis=2)
+            slot = np.arange(size)
+            later = same & (
+                (weeks[:, None, :] > weeks[:, :, None])
+                | ((weeks[:, None, :] == weeks[:, :, None]) & (slot[None, None, :] < slot[None, :, None]))
+            )
+            latest = valid & ~later.any(axis=2)  # one slot per article: its latest purchase
+            c = np.maximum(cycle[arts], 0.5)
+            due = np.exp(-0.5 * ((week - weeks - c) / (0.5 * c + 0.5)) ** 2) + 0.05
+            weight = np.where(latest, times * due, 0.0)
+            weight[~valid[:, 0], 0] = 1.0  # no history: any slot (flagged below)
+            article[lo:lo + _DUE_CHUNK] = arts[np.arange(len(cust)), _categorical(weight, rng)]
+        return article, self.count[customer] > 0
+
+
+#: Customers per chunk in ``_History.sample_due``.
+_DUE_CHUNK = 20_000
+
 
 @dataclass
 class _WeekWeights:
@@ -1244,6 +1440,10 @@ class _WeekWeights:
     depth: np.ndarray  # promotion depth this week (0 = full price)
     cum: tuple[np.ndarray, np.ndarray]  # cumulative weights with a leading 0 (regular, hunter)
     section_total: np.ndarray  # (2, sections) weight per section (regular, hunter)
+    #: with visual taste: cumulative weights in (section, style) order (regular, hunter) and the
+    #: (2, sections, styles) weight per block
+    style_cum: tuple[np.ndarray, np.ndarray] | None = None
+    style_total: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -1260,6 +1460,9 @@ class _Context:
     section_index: np.ndarray  # (sections,) index position of each section
     activity_members: tuple[np.ndarray, ...]  # customers of each activity group (see below)
     activity_cum: tuple[np.ndarray, ...]  # cumulative activity within each group
+    style_order: np.ndarray  # articles sorted by (section, style)
+    style_block_start: np.ndarray  # first position of each (section, style) block in style_order
+    shift_starts: frozenset[int]  # weeks in which a demand shift starts
 
 
 def _activity_groups(pop: _Population) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
@@ -1279,6 +1482,13 @@ def _context(
     section_age = np.array([s[3] for s in SECTIONS])
     ages = np.arange(config.age_max + 1, dtype=np.float64)
     members, cum = _activity_groups(pop)
+    block = cat.section.astype(np.int64) * config.styles + cat.style
+    style_order = np.argsort(block, kind="stable")
+    every = config.demand_shift_every_weeks
+    shift_starts = frozenset(
+        w for w in range(_SHIFT_MIN_AGE, config.weeks)
+        if every and config.demand_shift_articles and (config.weeks - 2 - w) % every == 0
+    )
     return _Context(
         config=config,
         catalogue=cat,
@@ -1290,7 +1500,31 @@ def _context(
         section_index=np.array([_INDEX_POS[s[2]] for s in SECTIONS]),
         activity_members=members,
         activity_cum=cum,
+        style_order=style_order,
+        style_block_start=np.searchsorted(block[style_order], np.arange(len(SECTIONS) * config.styles + 1)),
+        shift_starts=shift_starts,
     )
+
+
+#: A demand shift lifts articles on sale for at least this many weeks (they have a usual rate), and
+#: never starts before this week.
+_SHIFT_MIN_AGE = 4
+
+
+def _shift_articles(
+    config: SyntheticConfig, rng: np.random.Generator, recent_units: np.ndarray, occasions: float
+) -> np.ndarray:
+    """The articles of a demand shift: sold in each of the last ``_SHIFT_MIN_AGE`` weeks
+    (``recent_units``: (weeks, articles) units), each at most a twelfth of the occasions the shift
+    will give it (share x occasions / k), the best sellers among those (the top 10 k), so that the shift
+    lifts each at least tenfold."""
+    k = config.demand_shift_articles
+    usual = recent_units.mean(axis=0)
+    pool = np.flatnonzero((recent_units > 0).all(axis=0) & (usual <= config.demand_shift_share * occasions / k / 12))
+    pool = pool[np.argsort(-usual[pool], kind="stable")][: 10 * k]
+    if pool.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(rng.choice(pool, size=min(k, pool.size), replace=False))
 
 
 def _simulate(
@@ -1311,19 +1545,31 @@ def _simulate(
     rows_done = occasions_done = 0
     chunks: list[_Transactions] = []
     previous: tuple[np.ndarray, np.ndarray] | None = None  # last week's (article, age band)
+    shift_rng = _stream(config, "shifts")
+    shifts: list[tuple[int, int]] = []  # (week, article) of every lifted article-week
+    shifted, shift_until = np.zeros(0, dtype=np.int64), -1
+    recent_units = np.zeros((_SHIFT_MIN_AGE, cat.product.size), dtype=np.int64)  # units of the last weeks
     for week in range(config.weeks):
         if occasions_done:
             rows_per_occasion = rows_done / occasions_done
         expected = config.customers * config.purchase_rate * ctx.demand[week] / rows_per_occasion
+        if week in ctx.shift_starts:
+            shifted = _shift_articles(config, shift_rng, recent_units, expected)
+            shift_until = week + config.demand_shift_duration
+        campaign = shifted if week < shift_until and shifted.size else None
+        if campaign is not None:
+            shifts.extend((week, int(a)) for a in campaign)
         customer = _occasion_customers(ctx, rng, week, rng.poisson(expected))
         if customer.size == 0:
             continue
-        chunk = _simulate_week(ctx, rng, week, customer, history, previous)
+        chunk = _simulate_week(ctx, rng, week, customer, history, previous, (campaign, shift_rng))
         rows_done += chunk.day.size
         occasions_done += customer.size
+        recent_units = np.roll(recent_units, 1, axis=0)
+        recent_units[0] = np.bincount(chunk.article, minlength=cat.product.size)
         previous = (chunk.article, pop.age_band[chunk.customer])
         chunks.append(chunk.take(np.lexsort((chunk.article, chunk.customer, chunk.day))))
-    return _Transactions.concat(chunks)
+    return _Transactions.concat(chunks), shifts
 
 
 def _planned_rows_per_occasion(config: SyntheticConfig) -> float:
@@ -1365,18 +1611,19 @@ def _simulate_week(
     customer: np.ndarray,
     history: _History,
     previous: tuple[np.ndarray, np.ndarray] | None,
+    campaign: tuple[np.ndarray | None, np.random.Generator],
 ) -> _Transactions:
     """Rows of one week: first items, basket extras, prices, units, days and channels."""
     config, cat, pop = ctx.config, ctx.catalogue, ctx.population
     n = customer.size
-    weights = _week_weights(config, cat, ctx.article_season[:, week], week)
-    first = _first_items(ctx, rng, weights, history, previous, customer)
+    weights = _week_weights(ctx, ctx.article_season[:, week], week)
+    first = _first_items(ctx, rng, weights, history, previous, customer, week, campaign)
     occasion, article = _basket_items(config, rng, cat, weights, first)
     day = week * 7 + rng.choice(7, size=n, p=_normalised(config.weekday_weights))
     channel = np.where(rng.random(n) < pop.online[customer], 2, 1).astype(np.int8)
     price = _item_prices(config, rng, cat, weights, article)
     item_customer = customer[occasion]
-    history.record(item_customer, article)
+    history.record(item_customer, article, week)
     units = 1 + rng.choice(
         len(config.unit_probs), size=article.size, p=_normalised(config.unit_probs)
     )
@@ -1390,10 +1637,9 @@ def _simulate_week(
     )
 
 
-def _week_weights(
-    config: SyntheticConfig, cat: _Catalogue, season_factor: np.ndarray, week: int
-) -> _WeekWeights:
+def _week_weights(ctx: _Context, season_factor: np.ndarray, week: int) -> _WeekWeights:
     """popularity x lifecycle x season x promotion lift, zero before launch."""
+    config, cat = ctx.config, ctx.catalogue
     age = week - cat.launch
     live = age >= 0
     a = np.maximum(age, 0).astype(np.float64)
@@ -1404,8 +1650,15 @@ def _week_weights(
     hunter = regular * np.where(depth > 0, config.hunter_promo_boost, 1.0)
     cum_regular, cum_hunter = (np.concatenate([[0.0], np.cumsum(w)]) for w in (regular, hunter))
     totals = np.stack([np.diff(c[cat.section_start]) for c in (cum_regular, cum_hunter)])
+    style_cum = style_total = None
+    if ctx.population.style_taste is not None:
+        style_cum = tuple(np.concatenate([[0.0], np.cumsum(w[ctx.style_order])]) for w in (regular, hunter))
+        style_total = np.stack([np.diff(c[ctx.style_block_start]) for c in style_cum]).reshape(
+            2, len(SECTIONS), config.styles
+        )
     return _WeekWeights(
-        live=live, depth=depth, cum=(cum_regular, cum_hunter), section_total=totals
+        live=live, depth=depth, cum=(cum_regular, cum_hunter), section_total=totals,
+        style_cum=style_cum, style_total=style_total,
     )
 
 
@@ -1423,16 +1676,28 @@ def _first_items(
     history: _History,
     previous: tuple[np.ndarray, np.ndarray] | None,
     customer: np.ndarray,
+    week: int,
+    campaign: tuple[np.ndarray | None, np.random.Generator],
 ) -> np.ndarray:
-    """First article of each occasion: a re-buy, a copy of last week's age-band bestsellers
-    (followers) or a taste-driven draw index -> section -> article."""
+    """First article of each occasion: in a demand shift, one of its articles (its share of the
+    occasions); otherwise a re-buy, a copy of last week's age-band bestsellers (followers) or a
+    taste-driven draw index -> section -> (style ->) article."""
     config, cat, pop = ctx.config, ctx.catalogue, ctx.population
     n = customer.size
     result = np.full(n, -1, dtype=np.int64)
 
-    remembered, has_history = history.sample(customer, rng)
+    articles, shift_rng = campaign
+    if articles is not None:  # a demand shift: its share of the occasions start with its articles
+        take = np.flatnonzero(shift_rng.random(n) < config.demand_shift_share)
+        result[take] = articles[shift_rng.integers(0, articles.size, take.size)]
+
+    if config.rebuy_cycle_weeks > 0:
+        remembered, has_history = history.sample_due(customer, rng, week, cat.rebuy_cycle)
+    else:
+        remembered, has_history = history.sample(customer, rng)
     repeat = (
-        has_history
+        (result < 0)
+        & has_history
         & (rng.random(n) < config.repeat_share)
         & (rng.random(n) < cat.repeat_propensity[remembered])
     )
@@ -1440,7 +1705,7 @@ def _first_items(
 
     follower = (
         (pop.segment[customer] == _FOLLOWER)
-        & ~repeat
+        & (result < 0)
         & (rng.random(n) < config.follower_copy_share)
     )
     if previous is not None and follower.any():
@@ -1503,6 +1768,8 @@ def _taste_draw(
     empty = masked.sum(axis=1) <= 0
     masked[empty] = base[empty]  # chosen index has nothing on sale: any section will do
     section = _categorical(masked, rng)
+    if pop.style_taste is not None:
+        return _style_draw(ctx, rng, weights, customer, kind, section)
     article = np.empty(n, dtype=np.int64)
     for k in (0, 1):  # regular chooser, hunter chooser
         rows = np.flatnonzero(kind == k)
@@ -1514,6 +1781,44 @@ def _taste_draw(
         idx = np.searchsorted(c, target, side="right") - 1
         article[rows] = np.clip(idx, lo, hi - 1)
     return article
+
+
+def _style_draw(
+    ctx: _Context,
+    rng: np.random.Generator,
+    weights: _WeekWeights,
+    customer: np.ndarray,
+    kind: np.ndarray,
+    section: np.ndarray,
+) -> np.ndarray:
+    """Within the chosen section: a style by the section's sales of it x the customer's visual
+    taste, then an article of that (section, style) block by weight."""
+    styles = ctx.config.styles
+    mass = weights.style_total[kind, section] * ctx.population.style_taste[customer]
+    empty = mass.sum(axis=1) <= 0
+    mass[empty] = 1.0  # a section with nothing on sale (cannot be chosen, but stay defined)
+    block = section * styles + _categorical(mass, rng)
+    lo, hi = ctx.style_block_start[block], ctx.style_block_start[block + 1]
+    article = np.empty(customer.size, dtype=np.int64)
+    for k in (0, 1):
+        rows = np.flatnonzero(kind == k)
+        c = weights.style_cum[k]
+        target = c[lo[rows]] + rng.random(rows.size) * (c[hi[rows]] - c[lo[rows]])
+        pos = np.clip(np.searchsorted(c, target, side="right") - 1, lo[rows], hi[rows] - 1)
+        article[rows] = ctx.style_order[pos]
+    return article
+
+
+def _image_vectors(config: SyntheticConfig, cat: _Catalogue) -> np.ndarray:
+    """(articles, image_dim) unit vectors such as a vision model gives: the hidden style dominates, then
+    the product type and the colour, then what makes the product and the article photo unique."""
+    rng = _stream(config, "images")
+    d = config.image_dim
+    style, ptype, colour = (rng.normal(size=(k, d)) for k in (config.styles, len(PRODUCT_TYPES), len(COLOURS)))
+    product = rng.normal(size=(int(cat.product.max()) + 1, d))
+    v = (1.0 * style[cat.style] + 0.7 * ptype[cat.product_type] + 0.5 * colour[cat.colour]
+         + 0.4 * product[cat.product] + 0.2 * rng.normal(size=(cat.product.size, d)))
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 
 def _basket_items(

@@ -70,7 +70,7 @@ def test_content_encoder_trains_on_at_most_its_budget_per_epoch(tables, content)
     lines = []
     few = train_content_encoder(articles, purchases, ContentConfig(epochs=2, max_customers=300), log=lines.append)
     assert [h["examples"] for h in few.history] == [theirs] * 2 and theirs < purchases.height // 5
-    assert f"300 of {buyers.len():,} customers" in lines[0]
+    assert any(f"300 of {buyers.len():,} customers" in line for line in lines)
 
 
 def test_training_data_reads_nothing_after_w(tables, content):

@@ -205,11 +205,12 @@ def artefact_check(store: ArtefactStore, model: str, week: dt.date, digest: str,
 
 
 @dg.asset(op_tags={**TRAINING_STEP_TAGS, **CONTENT_PRIORITY}, partitions_def=weekly_partitions, group_name="models", kinds={"pytorch", "duckdb"}, metadata=PARTITIONED,
-          deps=["transactions", "articles", "customers"],
+          deps=["transactions", "articles", "customers", "article_images"],
           check_specs=[dg.AssetCheckSpec("content_encoder_gate", asset="article_content", blocking=True,
                                          description="loss fell, finite weights, a vector for every catalogue article, artefact reloads with its hash")])
 def article_content(context: dg.AssetExecutionContext, config: ModelConfig, warehouse: Warehouse, artefact_store: ArtefactStore):
-    """Fashion-DNA content vectors of every catalogue article (sold or not), trained on purchases up to W."""
+    """Fashion-DNA content vectors of every catalogue article (sold or not) from its attributes, description words and
+    image vector (when the source has them), trained on purchases up to W."""
     import torch
 
     from hm_recs.models.common import IdIndex, encode_purchases, finite
@@ -223,8 +224,10 @@ def article_content(context: dg.AssetExecutionContext, config: ModelConfig, ware
         content_config = ContentConfig(epochs=config.content_epochs, seed=config.seed,
                                        max_pairs_per_epoch=config.content_max_pairs_per_epoch,
                                        max_customers=config.content_max_customers)
-        model = train_content_encoder(articles, purchases, content_config, log=context.log.info)
-        vectors = model.vectors(articles)
+        images = partition_rows(warehouse, "article_images", week, "article_id, image")
+        images = images if images.height else None
+        model = train_content_encoder(articles, purchases, content_config, log=context.log.info, images=images)
+        vectors = model.vectors(articles, images)
     gate = {"loss_fell": model.history[-1]["loss"] < model.history[0]["loss"], "finite": bool(finite(model.encoder)),
             "every_article": vectors.shape[0] == articles.height and bool(torch.isfinite(vectors).all())}
     if not all(gate.values()):
@@ -233,6 +236,9 @@ def article_content(context: dg.AssetExecutionContext, config: ModelConfig, ware
     table = articles.select("article_id").with_columns(pl.Series("vector", vectors.numpy().tolist(), dtype=pl.List(pl.Float32)),
                                                        pl.lit(week).alias("week"))
     yield dg.Output(table, metadata={"rows": table.height, "dim": vectors.shape[1], "artefact": uri, "artefact_hash": digest,
+                                     "description_words": len(model.text.words) if model.text else 0,
+                                     "image_vector_length": model.image_input,
+                                     "articles_with_images": 0 if images is None else images.height,
                                      "history": dg.MetadataValue.json(model.history),
                                      "loss_curve": loss_plot(model.history, "content encoder"), **figures})
     yield artefact_check(artefact_store, "content", week, digest, gate)

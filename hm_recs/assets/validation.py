@@ -14,9 +14,10 @@ import polars as pl
 from hm_recs.assets.common import PARTITIONED, measured, partition_rows, preview
 from hm_recs.core.expectations import outcomes_markdown, run_suite
 from hm_recs.core.schema import PROVENANCE_COLUMNS, TABLE_COLUMNS
+from hm_recs.core.source import SourceError, images_file, read_images
 from hm_recs.core.validation import RuleContext, ValidationLimits, quarantine_columns, split
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import Warehouse
+from hm_recs.resources import RawSource, Warehouse
 
 
 class ValidationConfig(dg.Config):
@@ -137,3 +138,97 @@ def validate_transactions(context: dg.AssetExecutionContext, config: ValidationC
     ctx = RuleContext(limits=config.limits(), week=partition_week(context),
                       known_article_ids=articles["article_id"], known_customer_ids=customers["customer_id"])
     yield from validate_and_store(context, "transactions", raw_transactions, ctx, warehouse)
+
+
+IMAGE_SCHEMA = {"article_id": pl.String, "image": pl.List(pl.Float32), "week": pl.Date}
+
+
+def quarantine_schema(table: str) -> dict:
+    """An empty quarantine frame's schema (lineage, rule, reason, the raw text columns)."""
+    return {"source_file": pl.String, "source_row": pl.Int64, "rule": pl.String, "reason": pl.String,
+            **{c: pl.String for c in TABLE_COLUMNS[table]}}
+
+
+def _no_images(week) -> pl.DataFrame:
+    return pl.DataFrame(schema=IMAGE_SCHEMA).with_columns(pl.lit(week).alias("week"))
+
+
+@dg.multi_asset(
+    outs={
+        "article_images": dg.AssetOut(
+            metadata=PARTITIONED, kinds={"duckdb", "polars"},
+            description="Validated image vectors of the catalogue's articles (optional: the source's article_images file, "
+                        "from any vision model); empty when the source has none or the file is unusable."),
+        "quarantine_article_images": dg.AssetOut(
+            metadata=PARTITIONED, kinds={"duckdb"},
+            description="Rows of the image vectors file that broke a rule, with rule, reason, file and row."),
+    },
+    partitions_def=weekly_partitions, group_name="validation",
+    check_specs=[dg.AssetCheckSpec(
+        "article_images_usable", asset="article_images", blocking=False,
+        description="When the source has image vectors: the file is readable and has its article_id and vector columns, "
+                    "the quarantined share is under the bound and the stored rows pass the suite (a WARN: the week "
+                    "builds without images otherwise)")],
+)
+def validate_article_images(context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse,
+                            raw_source: RawSource, articles: pl.DataFrame):
+    """The optional image vectors: read from the raw source like the other files, validated (known article, the file's
+    dimension, finite values, one row per article), bad rows quarantined; used by the content encoder when present."""
+    week = partition_week(context)
+    location = raw_source.location()
+    chosen = images_file(location.names())
+    if chosen is None:
+        yield dg.Output(pl.DataFrame(schema=quarantine_schema("article_images")).with_columns(pl.lit(week).alias("week")),
+                        output_name="quarantine_article_images", metadata={"rows": 0})
+        yield dg.Output(_no_images(week), output_name="article_images",
+                        metadata={"present": False, "usable": False, "rows": 0,
+                                  "note": "no article_images file in the source: the content encoder uses attributes and text"})
+        yield dg.AssetCheckResult(check_name="article_images_usable", asset_key="article_images", passed=True,
+                                  metadata={"present": False})
+        return
+    display = location.describe(chosen.name)
+    with measured(context, "article_images") as figures:
+        try:
+            path, checksum = location.local_path(chosen.name)
+            raw_rows, dim = read_images(path, chosen)
+        except SourceError as exc:
+            raw_rows, dim, unusable, checksum = None, 0, str(exc), None
+        else:
+            unusable = None
+        result = None
+        if raw_rows is not None:
+            ctx = RuleContext(limits=config.limits(), known_article_ids=articles["article_id"], image_dim=dim)
+            result = split("article_images", raw_rows, ctx)
+            if result.quarantined_share > ctx.limits.max_quarantine_share or result.clean.height == 0:
+                unusable = (f"{display}: {result.quarantine.height} of {result.raw_rows} rows "
+                            f"({result.quarantined_share:.2%}) broke validation rules, over the bound of "
+                            f"{ctx.limits.max_quarantine_share:.2%}; rules {result.rule_counts}")
+    quarantine = (result.quarantine if result is not None else pl.DataFrame(schema=quarantine_schema("article_images")))
+    examples = result.examples() if result is not None else {}
+    for rule, lines in examples.items():
+        context.log.warning(f"article_images: {result.rule_counts[rule]} row(s) quarantined by {rule}, e.g. {lines[0]}")
+    yield dg.Output(quarantine.with_columns(pl.lit(week).alias("week")), output_name="quarantine_article_images",
+                    metadata={"rows": quarantine.height,
+                              **{f"quarantined/{rule}": n for rule, n in (result.rule_counts if result else {}).items()},
+                              "examples": dg.MetadataValue.json(examples)})
+    if unusable:
+        context.log.warning(f"article_images unusable, the week builds without images: {unusable}")
+        yield dg.Output(_no_images(week), output_name="article_images",
+                        metadata={"present": True, "usable": False, "rows": 0, "source_file": display,
+                                  "reason": unusable, **figures})
+        yield dg.AssetCheckResult(check_name="article_images_usable", asset_key="article_images", passed=False,
+                                  severity=dg.AssetCheckSeverity.WARN, metadata={"present": True, "reason": unusable})
+        return
+    clean = result.clean.with_columns(pl.lit(week).alias("week"))
+    covered = clean.height / articles.height if articles.height else 0.0
+    yield dg.Output(clean, output_name="article_images",
+                    metadata={"present": True, "usable": True, "rows": clean.height, "dimension": dim,
+                              "catalogue_share": round(covered, 4), "quarantined_rows": quarantine.height,
+                              "source_file": display, "checksum": checksum, **figures})
+    stored = partition_rows(warehouse, "article_images", week, "count(*) as n")["n"][0]
+    reconciled = int(stored) + quarantine.height == result.raw_rows
+    yield dg.AssetCheckResult(
+        check_name="article_images_usable", asset_key="article_images", passed=bool(reconciled),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"present": True, "raw_rows": result.raw_rows, "stored_rows": int(stored), "quarantined_rows": quarantine.height,
+                  "dimension": dim, "nothing_lost": reconciled, "catalogue_share": round(covered, 4)})

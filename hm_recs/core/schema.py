@@ -29,6 +29,10 @@ TRANSACTION_COLUMNS: tuple[str, ...] = (
     "t_dat", "customer_id", "article_id", "price", "sales_channel_id",
 )
 
+IMAGE_COLUMNS: tuple[str, ...] = ("article_id", "image")
+"""Optional image vectors the retailer provides (any vision model's): one fixed-length float vector per article.
+Raw rows hold `image` as the text of its values joined by commas (core.source.read_images)."""
+
 SOURCE_COLUMNS: tuple[str, ...] = ("source_file", "source_row")
 """Lineage kept on every raw row: the file it came from and its 1-based data row (header excluded)."""
 PROVENANCE_COLUMNS: tuple[str, ...] = ("source_uri", "source_sha256")
@@ -38,6 +42,7 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "articles": ARTICLE_COLUMNS,
     "customers": CUSTOMER_COLUMNS,
     "transactions": TRANSACTION_COLUMNS,
+    "article_images": IMAGE_COLUMNS,
 }
 
 CUSTOMER_DTYPES: dict[str, pl.DataType] = {
@@ -56,6 +61,7 @@ TABLE_DTYPES: dict[str, dict[str, pl.DataType]] = {
     "articles": ARTICLE_DTYPES,
     "customers": CUSTOMER_DTYPES,
     "transactions": TRANSACTION_DTYPES,
+    "article_images": {"article_id": pl.String(), "image": pl.List(pl.Float32())},
 }
 
 RECOMMENDATION_COLUMNS: tuple[str, ...] = ("customer_id", "rank", "article_id", "score", "source", "relevance_tier", "week",

@@ -9,6 +9,8 @@ Layout of a source folder (local or an S3 prefix):
     customers.{csv,parquet}                      customer snapshot
     transactions_train.{csv,parquet}             full history (the H&M layout), and/or
     transactions/week=YYYY-MM-DD.{csv,parquet}   one file per week (weekly drops), preferred when present
+    article_images.{parquet,csv}                 optional image vectors: Parquet with article_id and one
+                                                 fixed-length list column, or CSV with article_id, v0..vN-1
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from hm_recs.core.weeks import week_end
 
 FORMATS = ("parquet", "csv")
 SNAPSHOT_FILES = {"articles": "articles", "customers": "customers"}
+IMAGES_FILE = "article_images"
 HISTORY_FILE = "transactions_train"
 WEEK_FILE_DIR = "transactions"
 WEEK_FILE_PATTERN = re.compile(r"^transactions/week=(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
@@ -186,3 +189,61 @@ def weeks_with_transactions(path: Path, source: SourceFile) -> list[dt.date]:
     days = scan.select(pl.col("t_dat").cast(pl.String).str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("day"))
     weeks = days.select(week_expr(pl.col("day")).alias("week")).drop_nulls().unique().collect(engine="streaming")
     return sorted(weeks["week"].to_list())
+
+
+def images_file(names: set[str], fmt: str | None = None) -> SourceFile | None:
+    """The optional image vectors file among `names` (Parquet preferred), or None."""
+    for f in (fmt,) if fmt else FORMATS:
+        if f"{IMAGES_FILE}.{f}" in names:
+            return SourceFile("article_images", f"{IMAGES_FILE}.{f}", f, history=False)
+    return None
+
+
+_VECTOR_COLUMN = re.compile(r"^v(\d+)$")
+
+
+def read_images(path: Path, source: SourceFile) -> tuple[pl.DataFrame, int]:
+    """The image vectors file as raw rows (article_id, image as the text of its values joined by commas,
+    source_file, source_row) and the file's dimension: the number of `v<i>` columns of a CSV (they must be
+    v0..vN-1), the fixed size of a Parquet array column, or the most common length of a Parquet list column.
+    File-level problems raise `SourceError` (the week then builds without images)."""
+    display = source.name
+    columns = read_columns(path, source.fmt, display)
+    if "article_id" not in columns:
+        raise SourceError(display, "columns_present", f"no article_id column (columns: {columns[:8]})")
+    try:
+        if source.fmt == "csv":
+            numbered = sorted((int(m.group(1)), c) for c in columns if (m := _VECTOR_COLUMN.match(c)))
+            if not numbered or [i for i, _ in numbered] != list(range(len(numbered))):
+                raise SourceError(display, "columns_present",
+                                  "expected vector columns v0..vN-1 beside article_id (e.g. v0,v1,v2)")
+            lf = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy", row_index_name="source_row",
+                             row_index_offset=1)
+            image = pl.concat_str([pl.col(c).fill_null("") for _, c in numbered], separator=",")
+            dim = len(numbered)
+        else:
+            schema = pl.read_parquet_schema(path)
+            vectors = [c for c, t in schema.items() if isinstance(t, (pl.List, pl.Array)) and t.inner.is_numeric()]
+            if "image" in vectors:
+                vectors = ["image"]
+            if len(vectors) != 1:
+                raise SourceError(display, "columns_present",
+                                  f"expected one numeric list column of vectors beside article_id, found {vectors or 'none'}")
+            lf = pl.scan_parquet(path).with_row_index("source_row", offset=1)
+            column = pl.col(vectors[0])
+            if isinstance(schema[vectors[0]], pl.Array):
+                column = column.arr.to_list()
+                dim = schema[vectors[0]].size
+            else:
+                lengths = lf.select(column.list.len().alias("n")).collect()["n"]
+                dim = int(lengths.mode().sort()[0]) if lengths.len() else 0
+            image = column.cast(pl.List(pl.String)).list.eval(pl.element().fill_null("")).list.join(",")
+        frame = lf.select(pl.col("article_id").cast(pl.String), image.alias("image"),
+                          pl.lit(display).alias("source_file"), pl.col("source_row").cast(pl.Int64)).collect()
+    except SourceError:
+        raise
+    except Exception as exc:
+        raise SourceError(display, "file_readable", f"cannot parse the file: {exc}") from exc
+    if frame.height == 0:
+        raise SourceError(display, "file_has_rows", "file has a header but no data rows")
+    return frame, dim

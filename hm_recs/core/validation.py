@@ -52,6 +52,7 @@ class RuleContext:
     week: dt.date | None = None  # transactions: the week being validated
     known_article_ids: pl.Series | None = None
     known_customer_ids: pl.Series | None = None
+    image_dim: int | None = None  # article_images: the file's vector length
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ def prepare(table: str, raw_frame: pl.DataFrame) -> pl.DataFrame:
             typed.append(raw(c).str.strip_chars().pipe(
                 lambda s: pl.when(s.str.contains(r"^[0-9]{1,10}$")).then(s.str.zfill(10)).otherwise(s)
             ).alias(c))
+        elif c == "image":  # the text of the values joined by commas -> floats (null where one does not parse)
+            typed.append(raw(c).str.split(",").list.eval(
+                pl.element().str.strip_chars().cast(pl.Float32, strict=False)).alias(c))
         elif c == "t_dat":
             typed.append(raw(c).str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias(c))
         elif dtype == pl.Float64():
@@ -298,10 +302,41 @@ TRANSACTION_RULES: tuple[Rule, ...] = (
     _known_rule("article_known", "article_id", lambda ctx: ctx.known_article_ids, "article"),
 )
 
+def _image_length() -> pl.Expr:
+    return pl.col("image").list.len()
+
+
+def _image_finite() -> pl.Expr:
+    """Every value parsed and is finite (NaN, inf and empty values are not)."""
+    return pl.col("image").list.eval(pl.element().is_not_null() & pl.element().is_finite()).list.all().fill_null(False)
+
+
+IMAGE_RULES: tuple[Rule, ...] = (
+    _utf8_rule(("article_id", "image")),
+    _pattern_rule("article_id_format", "article_id", ARTICLE_ID_PATTERN, "a 10-digit article id"),
+    _unique_rule("article_id_unique", "article_id"),
+    Rule(
+        "image_dimension", "the vector has the file's length",
+        lambda ctx: (_image_length() != ctx.image_dim).fill_null(True),
+        lambda ctx: pl.format("{} values, the file's vectors have {}", _image_length(), pl.lit(ctx.image_dim)),
+        lambda ctx: [Expectation("ExpectColumnValuesToBeInSet", {"column": "length__image", "value_set": [ctx.image_dim]})],
+        lambda ctx: {"length__image": _image_length()},
+    ),
+    Rule(
+        "image_finite", "every value of the vector is a finite number",
+        lambda ctx: ~_image_finite(),
+        lambda ctx: pl.lit("a value is empty, not a number, NaN or infinite"),
+        lambda ctx: [Expectation("ExpectColumnValuesToBeInSet", {"column": "finite__image", "value_set": [True]})],
+        lambda ctx: {"finite__image": _image_finite()},
+    ),
+    _known_rule("article_known", "article_id", lambda ctx: ctx.known_article_ids, "article"),
+)
+
 TABLE_RULES: dict[str, tuple[Rule, ...]] = {
     "articles": ARTICLE_RULES,
     "customers": CUSTOMER_RULES,
     "transactions": TRANSACTION_RULES,
+    "article_images": IMAGE_RULES,
 }
 
 
