@@ -65,10 +65,11 @@ def test_weekly_job_launched_through_graphql_succeeds_with_every_check(dagster_d
     print(f"GraphQL-launched weekly_job for {WEEK}: launch to success {seconds:.1f} s; dagster dev up in {startup:.1f} s")
 
 
-def test_three_week_backfill_through_graphql_materialises_every_partition(dagster_dev):
-    """A backfill of the ingestion, validation and feature assets over three weeks, run by the daemon."""
+def test_backfill_through_graphql_materialises_every_partition(dagster_dev):
+    """A backfill of the ingestion, validation and feature assets over two weeks (a new one and an earlier one
+    built again), run by the daemon."""
     client, tmp, _ = dagster_dev
-    weeks = [(WEEK + dt.timedelta(weeks=i)).isoformat() for i in (1, 2)] + [(WEEK - dt.timedelta(weeks=9)).isoformat()]
+    weeks = [(WEEK + dt.timedelta(weeks=1)).isoformat(), (WEEK - dt.timedelta(weeks=9)).isoformat()]
     assets = ["raw_articles", "raw_customers", "raw_transactions", "articles", "customers", "transactions",
               "quarantine_articles", "quarantine_customers", "quarantine_transactions", "customer_features", "article_features"]
     answer = client._execute(BACKFILL, {"params": {"partitionNames": weeks, "assetSelection": [{"path": [a]} for a in assets]}})
