@@ -22,7 +22,7 @@ demo: $(STAMP)  ## generate demo data, build + backtest the latest weeks, print 
 	$(BIN)/hm-recs demo
 
 test: $(STAMP)  ## the test suite (the same command CI runs)
-	$(BIN)/python -m pytest -q hm_recs_tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadscope hm_recs_tests
 
 ui: $(STAMP)  ## Dagster UI + daemon on the same warehouse and run history as `make demo`
 	@mkdir -p $(DAGSTER_HOME)

@@ -1,9 +1,10 @@
 """Backtest of the whole weekly job (models, candidates, ranker) as `hm-recs backtest` runs it.
 
-    python benchmarks/backtest.py [--data real|synthetic|both] [--weeks 4]
+    python benchmarks/backtest.py [--data all|real|fashion|grocery|synthetic] [--weeks 4]
 
-real:      ../shared/data/hm_real_sample, the last 4 weeks it holds as scoring weeks.
-synthetic: 50k customers x 104 weeks from hm_recs.synthetic (generated once, cached), last 4 weeks.
+real:            ../shared/data/hm_real_sample, the last 4 weeks it holds as scoring weeks.
+fashion/grocery: 50k customers x 104 weeks of that generator profile (generated once, cached), last 4 weeks
+                 (`synthetic` = fashion). `all` (the default): the real sample and both profiles, then one table.
 Prints MAP@12 per recommender (the published `model`, each baseline, each candidate source alone: mean,
 spread, ratio to trending measured in the same run), Heinz et al.'s rank coverage, the candidate union's and
 each source's recall on the labelled weeks, seconds and peak RSS per stage; writes the JSON reports under
@@ -65,6 +66,8 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks:
     report = backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True), warmup_weeks=warmup_weeks)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     report["candidate_recall"] = candidate_recall_by_source(pipeline, built)
+    report["admission"] = admissions(pipeline, built)
+    report["demand_shift_weeks"] = shift_weeks_of(source)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"backtest_{name}.json").write_text(json.dumps(report, indent=2, default=str))
     return report
@@ -90,6 +93,59 @@ def candidate_recall_by_source(pipeline, built: list[dt.date]) -> dict[str, dict
         pl.col("candidates_per_customer", "recall_all_buyers").mean())
     return {row["source"]: {"candidates_per_customer": row["candidates_per_customer"], "recall": row["recall_all_buyers"]}
             for row in mean.iter_rows(named=True)}
+
+
+def admissions(pipeline, built: list[dt.date]) -> dict[str, dict[str, bool | None]]:
+    """Per built week: whether each learned source was admitted to the union (None: no record, e.g. it failed)."""
+    location = pipeline.resources["artefact_store"].location()
+    out = {}
+    for week in built:
+        out[week.isoformat()] = {}
+        for model in ("two_tower_global", "sequence"):
+            try:
+                out[week.isoformat()][model] = json.loads(location.read_bytes(
+                    f"models/{model}/week={week.isoformat()}/admission.json"))["admitted"]
+            except Exception:  # noqa: BLE001 - not recorded
+                out[week.isoformat()][model] = None
+    return out
+
+
+def shift_weeks_of(source: Path) -> list[str]:
+    """The weeks with a demand shift (`core.shop_statistics.demand_shifts` on the source's transactions)."""
+    import polars as pl
+
+    from hm_recs.core.shop_statistics import demand_shifts
+
+    parquet, csv = source / "transactions_train.parquet", source / "transactions_train.csv"
+    tx = pl.scan_parquet(parquet) if parquet.exists() else pl.scan_csv(csv, infer_schema=False)
+    return sorted({w.isoformat() for w in demand_shifts(tx.select("t_dat", "customer_id", "article_id"))["week"]})
+
+
+def summary_table(reports: dict) -> None:
+    """One line per shop: the published model against the best baseline (best mean over the weeks), each learned
+    source, admissions, and the model against the better of popularity and trending in demand-shift weeks."""
+    print("\n== all shops: MAP@12 mean (sd) over the scored weeks ==")
+    print(f"{'shop':<22} {'model':>15} {'best baseline':>24} {'x best':>7} {'x trending':>10} {'source/sequence':>16} "
+          f"{'source/two_tower':>17} {'admitted tt/seq':>16}  demand-shift weeks: model vs max(popularity, trending)")
+    for name, r in reports.items():
+        mean, sd = r["mean"], r["spread"]
+        baselines = {b: mean[b]["map_at_12"] for b in ("popularity", "trending", "repurchase") if b in mean}
+        best = max(baselines, key=baselines.get)
+        model = mean.get("model", {}).get("map_at_12") or 0.0
+        admitted = r.get("admission", {}).values()
+        tt = sum(1 for a in admitted if a.get("two_tower_global"))
+        sq = sum(1 for a in admitted if a.get("sequence"))
+        shifted = []
+        for built, scores in r["weeks"].items():
+            scored = (dt.date.fromisoformat(built) + dt.timedelta(weeks=1)).isoformat()
+            if scored in r.get("demand_shift_weeks", []) and "model" in scores:
+                bar = max(scores["popularity"]["map_at_12"], scores["trending"]["map_at_12"])
+                shifted.append(f"{scored} {scores['model']['map_at_12']:.4f} vs {bar:.4f} ({scores['model']['map_at_12'] / bar:.2f}x)")
+        source = {s: mean.get(f"source/{s}", {}).get("map_at_12") for s in ("sequence", "two_tower")}
+        print(f"{name:<22} {model:>8.4f} ({sd.get('model', {}).get('map_at_12', 0):.4f}) {best:>11} {baselines[best]:.4f} "
+              f"({sd[best]['map_at_12']:.4f}) {model / baselines[best]:>7.2f} {model / baselines['trending']:>10.2f} "
+              f"{source['sequence'] or 0:>16.4f} {source['two_tower'] or 0:>17.4f} {f'{tt}/{len(admitted)}, {sq}/{len(admitted)}':>16}  "
+              + ("; ".join(shifted) or "none"))
 
 
 def summarise(name: str, report: dict) -> None:
@@ -138,7 +194,8 @@ def summarise(name: str, report: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--data", choices=["real", "synthetic", "both"], default="both")
+    parser.add_argument("--data", choices=["all", "real", "fashion", "grocery", "synthetic", "both"], default="all",
+                        help="all: the real sample and both profiles; synthetic = fashion; both = real + fashion")
     parser.add_argument("--weeks", type=int, default=4)
     parser.add_argument("--history-weeks", type=int, default=26)
     parser.add_argument("--customers", type=int, default=50_000)
@@ -146,17 +203,19 @@ def main() -> int:
     parser.add_argument("--warmup-weeks", type=int, default=3, help="weeks built (not scored) before the first")
     args = parser.parse_args()
     reports = {}
-    if args.data in ("real", "both"):
+    if args.data in ("real", "both", "all"):
         if REAL.exists():
             reports["real_sample"] = run("real_sample", REAL, args.weeks, args.history_weeks, args.warmup_weeks)
         else:
             print(f"skipping the real sample: {REAL} not found")
-    if args.data in ("synthetic", "both"):
-        source = synthetic_source(args.customers, 104, args.purchase_rate)
-        reports[f"synthetic_{args.customers}x104"] = run(f"synthetic_{args.customers}x104", source, args.weeks, args.history_weeks,
-                                                      args.warmup_weeks)
+    profiles = {"all": ["fashion", "grocery"], "both": ["fashion"], "synthetic": ["fashion"]}.get(args.data, [args.data])
+    for profile in (p for p in profiles if p != "real"):
+        source = synthetic_source(args.customers, 104, args.purchase_rate, profile=profile)
+        name = f"{profile}_{args.customers}x104"
+        reports[name] = run(name, source, args.weeks, args.history_weeks, args.warmup_weeks)
     for name, report in reports.items():
         summarise(name, report)
+    summary_table(reports)
     print(f"\nbenchmark process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
           f"({dt.datetime.now():%Y-%m-%d %H:%M})")
     return 0

@@ -62,6 +62,7 @@ def images_week(source, tmp_path):
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     materialised = {e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
                     for e in result.get_asset_materialization_events()}
+    assert checks["article_images_stored"].passed, checks["article_images_stored"].metadata  # blocking: what is stored is sound
     return resources, result, checks["article_images_usable"], materialised
 
 

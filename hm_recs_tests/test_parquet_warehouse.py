@@ -2,10 +2,12 @@
 by ParquetWarehouseIOManager and queried by ParquetWarehouse in an in-memory DuckDB."""
 
 import datetime as dt
+import shutil
 from urllib.parse import unquote
 
 import boto3
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -144,6 +146,14 @@ def test_pipeline_on_s3_matches_the_duckdb_warehouse(s3_endpoint, small_source, 
     too) give the same tables, row for row, as the DuckDB file; each table is one object per partition."""
     from hm_recs.runner import Pipeline
 
+    # the shop's files plus image vectors (a list column on both warehouses)
+    source = tmp_path / "source"
+    shutil.copytree(small_source, source)
+    articles = pl.read_csv(source / "articles.csv", columns=["article_id"], schema_overrides={"article_id": pl.String})
+    pl.DataFrame({"article_id": articles["article_id"],
+                  "image": np.random.default_rng(0).normal(size=(articles.height, 4)).astype(np.float32).tolist()}
+                 ).write_parquet(source / "article_images.parquet")
+    small_source = source
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     for bucket in ("hm-prod-raw", "hm-prod-artefacts", "hm-prod-exports"):
         s3.create_bucket(Bucket=bucket)

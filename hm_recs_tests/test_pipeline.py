@@ -392,7 +392,7 @@ def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, 
             ("transactions", False), ("customer_features", False), ("article_features", False),
             ("baseline_recommendations", True), ("baseline_validation", True), ("recommendations", True)]}
         if name == "planted":  # the planted rows are real: the next week's lists see them (its baselines suffice)
-            selection = INGESTION | dg.AssetSelection.assets("article_features", "baseline_recommendations")
+            selection = INGESTION | dg.AssetSelection.assets("article_features", "baseline_recommendations", "baseline_validation")
             assert_run_ok(materialize_week(week + dt.timedelta(weeks=1), resources, selection=selection))
             nxt = table_rows(resources, "baseline_recommendations", week + dt.timedelta(weeks=1), True)
             assert star in nxt.filter((pl.col("recommender") == "popularity") & (pl.col("rank") == 1))["article_id"].to_list()

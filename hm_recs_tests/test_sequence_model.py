@@ -10,7 +10,7 @@ import torch
 
 from hm_recs.models.common import IdIndex, finite, from_bytes, popularity_retrieval, to_bytes
 from hm_recs.models.sequence import (
-    SequenceConfig, SequenceModel, batch_loss, build_sequences, evaluate, load, state, top_k,
+    SequenceConfig, SequenceModel, add_repeat_scores, batch_loss, build_sequences, evaluate, load, state, top_k,
     train_sequence_model, trend_table,
 )
 from hm_recs.synthetic import SyntheticConfig, generate
@@ -256,6 +256,8 @@ def test_trend_is_as_of_the_scored_day(small, trained):
     later = cutoff + dt.timedelta(days=8)
     customers, candidates = data.customers.numpy()[:20], np.arange(content.shape[0])
     expected = model.score(model.customer_vectors(data, torch.arange(20), later), trend=model.trend_for(data, later))
+    articles, days, lengths, _ = model._batch(data, torch.arange(20))  # + the repeat term of their own articles
+    expected = add_repeat_scores(model, expected, articles, days, lengths, (later - dt.date(1970, 1, 1)).days)
     recs = top_k(trained, data, customers, candidates, later, k=5)
     best = torch.topk(expected, 5).values.detach().numpy()
     assert np.allclose(recs["score"].to_numpy().reshape(20, 5), best, atol=1e-5)

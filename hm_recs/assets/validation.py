@@ -164,11 +164,16 @@ def _no_images(week) -> pl.DataFrame:
             description="Rows of the image vectors file that broke a rule, with rule, reason, file and row."),
     },
     partitions_def=weekly_partitions, group_name="validation",
-    check_specs=[dg.AssetCheckSpec(
-        "article_images_usable", asset="article_images", blocking=False,
-        description="When the source has image vectors: the file is readable and has its article_id and vector columns, "
-                    "the quarantined share is under the bound and the stored rows pass the suite (a WARN: the week "
-                    "builds without images otherwise)")],
+    check_specs=[
+        dg.AssetCheckSpec("article_images_stored", asset="article_images", blocking=True,
+                          description="The stored vectors are what validation kept: one per known article, all of the "
+                                      "file's length, finite; stored + quarantined = the file's rows (none stored when "
+                                      "there is no usable file)"),
+        dg.AssetCheckSpec("article_images_usable", asset="article_images", blocking=False,
+                          description="When the source has image vectors: the file is readable, has its article_id and "
+                                      "vector columns and its quarantined share is under the bound (a WARN: the week "
+                                      "builds without images otherwise)"),
+    ],
 )
 def validate_article_images(context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse,
                             raw_source: RawSource, articles: pl.DataFrame):
@@ -183,6 +188,7 @@ def validate_article_images(context: dg.AssetExecutionContext, config: Validatio
         yield dg.Output(_no_images(week), output_name="article_images",
                         metadata={"present": False, "usable": False, "rows": 0,
                                   "note": "no article_images file in the source: the content encoder uses attributes and text"})
+        yield stored_check(warehouse, week, expected_rows=0, dim=0, known=articles["article_id"], metadata={"present": False})
         yield dg.AssetCheckResult(check_name="article_images_usable", asset_key="article_images", passed=True,
                                   metadata={"present": False})
         return
@@ -216,6 +222,8 @@ def validate_article_images(context: dg.AssetExecutionContext, config: Validatio
         yield dg.Output(_no_images(week), output_name="article_images",
                         metadata={"present": True, "usable": False, "rows": 0, "source_file": display,
                                   "reason": unusable, **figures})
+        yield stored_check(warehouse, week, expected_rows=0, dim=0, known=articles["article_id"],
+                           metadata={"present": True, "usable": False})
         yield dg.AssetCheckResult(check_name="article_images_usable", asset_key="article_images", passed=False,
                                   severity=dg.AssetCheckSeverity.WARN, metadata={"present": True, "reason": unusable})
         return
@@ -225,10 +233,25 @@ def validate_article_images(context: dg.AssetExecutionContext, config: Validatio
                     metadata={"present": True, "usable": True, "rows": clean.height, "dimension": dim,
                               "catalogue_share": round(covered, 4), "quarantined_rows": quarantine.height,
                               "source_file": display, "checksum": checksum, **figures})
-    stored = partition_rows(warehouse, "article_images", week, "count(*) as n")["n"][0]
-    reconciled = int(stored) + quarantine.height == result.raw_rows
-    yield dg.AssetCheckResult(
-        check_name="article_images_usable", asset_key="article_images", passed=bool(reconciled),
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={"present": True, "raw_rows": result.raw_rows, "stored_rows": int(stored), "quarantined_rows": quarantine.height,
-                  "dimension": dim, "nothing_lost": reconciled, "catalogue_share": round(covered, 4)})
+    yield stored_check(warehouse, week, expected_rows=result.raw_rows - quarantine.height, dim=dim, known=articles["article_id"],
+                       metadata={"present": True, "usable": True, "raw_rows": result.raw_rows,
+                                 "quarantined_rows": quarantine.height, "catalogue_share": round(covered, 4)})
+    yield dg.AssetCheckResult(check_name="article_images_usable", asset_key="article_images", passed=True,
+                              metadata={"present": True, "dimension": dim})
+
+
+def stored_check(warehouse: Warehouse, week, expected_rows: int, dim: int, known: pl.Series, metadata: dict) -> dg.AssetCheckResult:
+    """`article_images_stored`: the stored partition re-read holds `expected_rows` vectors, of one length `dim`, finite,
+    one per known article."""
+    stored = partition_rows(warehouse, "article_images", week, "article_id, image")
+    if stored.height:
+        lengths = stored["image"].list.len()
+        finite = bool(stored.select(pl.col("image").list.eval(pl.element().is_finite()).list.all().all()).item())
+        facts = {"one_length": bool((lengths == dim).all()), "finite": finite,
+                 "one_per_article": stored["article_id"].n_unique() == stored.height,
+                 "known_articles": bool(stored["article_id"].is_in(known.implode()).all())}
+    else:
+        facts = {}
+    facts["rows_as_validated"] = stored.height == expected_rows
+    return dg.AssetCheckResult(check_name="article_images_stored", asset_key="article_images", passed=all(facts.values()),
+                               metadata={**metadata, "stored_rows": stored.height, "expected_rows": expected_rows, **facts})

@@ -191,3 +191,33 @@ def serving_choice(global_figures: RetrievalFigures, segment_figures: RetrievalF
     """Which model serves a segment: its own only where it beats the global model's held-out recall@k on the
     segment's customers (ties keep the global model: one model less to run and explain)."""
     return "segment" if segment_figures.recall_at_k > global_figures.recall_at_k else "global"
+
+
+# ---------------------------------------------------------------------------------------------- repeat purchases
+REPEAT_FEATURES = 4
+"""Inputs of the retrieval models' repeat term (`repeat_features`)."""
+DAY_SCALE = 5.0  # log1p(days) / DAY_SCALE: about 1 for a year
+
+
+def repeat_features(times: torch.Tensor, since_days: torch.Tensor, cycle_days: torch.Tensor) -> torch.Tensor:
+    """[..., REPEAT_FEATURES] what predicts that a customer re-buys an article: log purchases of it, log days since
+    the last one, log of those days over the article's usual cycle, log cycle."""
+    since = since_days.clamp(min=0).float()
+    return torch.stack([times.float().log1p(), since.log1p() / DAY_SCALE,
+                        torch.log((since + 1) / (cycle_days + 1)), cycle_days.log1p() / DAY_SCALE], dim=-1)
+
+
+def purchase_cycles(items: pl.DataFrame, n_articles: int, default: float = 28.0) -> torch.Tensor:
+    """[n_articles] each article's usual re-buy cycle: the median days between two consecutive purchases of it by one
+    customer in `items` (customer, article, day as ints); articles never re-bought get the median over all re-buys
+    (`default` when there are none)."""
+    gaps = (items.select("customer", "article", "day").unique().sort("customer", "article", "day")
+            .with_columns(gap=pl.col("day").diff().over("customer", "article"))
+            .filter(pl.col("gap") > 0))
+    overall = float(gaps["gap"].median()) if gaps.height else default
+    cycles = torch.full((n_articles,), overall)
+    if gaps.height:
+        per = gaps.group_by("article").agg(pl.col("gap").median())
+        cycles[torch.as_tensor(per["article"].to_numpy().copy())] = torch.as_tensor(per["gap"].to_numpy().copy(),
+                                                                                    dtype=torch.float32)
+    return cycles

@@ -22,6 +22,16 @@ log p(i | history) and popularity-weighted (hard) negatives do not teach the mod
 Negatives equal to the positive are ignored. Training starts from the popularity prior (trend weights 1/2 each,
 or the bias = overall log shares).
 
+Repeat-aware (`repeat`, a repeat/explore mixture as in the next-basket literature): an article the customer bought
+before gets a learned repeat term added to its score, from what predicts a re-buy: how often the customer bought it,
+the days since the last time, and those days over the article's usual cycle (the median days between two purchases
+of it by one customer in the training data, `cycle_days`). The term starts at 0 (the popularity prior still holds);
+to learn when a re-buy is due and when not, each target also gets `history_negatives` negatives drawn from the
+customer's own earlier items. The content vector cannot tell apart articles that share every attribute: with
+`article_identity`, articles sold at least `id_min_sales` times in training also get a learned identity embedding added to
+their article vector, replaced by zeros with probability `id_dropout` while training (so the content side stays
+usable alone, for new articles) and regularised (`id_weight_decay`).
+
 Layout and conventions (`SequenceData`):
 - sequences are LEFT-aligned (position 0 = oldest kept item) and right-padded. Both encoders are causal, so
   padding after a sequence never reaches its outputs (no packing needed); a customer's vector is the output at
@@ -50,11 +60,11 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    evaluation_due, fixed_sample, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed, take_rows,
+    DAY_SCALE, REPEAT_FEATURES, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles, repeat_features,
+    retrieval_metrics, sample_negatives, set_seed, take_rows,
 )
 
 EPOCH = dt.date(1970, 1, 1)
-DAY_SCALE = 5.0  # log1p(days) / DAY_SCALE: about 1 for a year
 
 
 TREND_WEEKS = 2
@@ -86,6 +96,15 @@ class SequenceConfig:
     trend: bool = True           # learned weight on the articles' sales shares of the 2 weeks before the target date
     transformer_layers: int = 2
     transformer_heads: int = 4
+    # repeat-aware scoring (module docstring): a learned term for the customer's own earlier articles
+    repeat: bool = True
+    repeat_hidden: int = 16
+    history_negatives: int = 4
+    # article identity embedding (added to the article vector) for articles with enough sales
+    article_identity: bool = True
+    id_min_sales: int = 5
+    id_dropout: float = 0.5
+    id_weight_decay: float = 1e-4
     # Bounded cost per week whatever the number of customers: an epoch trains on at most this many customers'
     # sequences, a fresh seeded sample each epoch when there are more (the gate's fixed loss reads a fixed sample
     # of as many). 150,000 samples nothing up to about 150k customers (10 % of H&M: 137k customers, all of them
@@ -208,6 +227,15 @@ def trend_table(data: SequenceData, as_of: dt.date) -> torch.Tensor:
     return log_shares(counts, dim=1)
 
 
+def article_cycles(data: "SequenceData") -> torch.Tensor:
+    """[n_articles] usual re-buy cycle of each article in the sequences (`common.article_cycles`)."""
+    a, d = data.articles.long(), data.days.long()
+    valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
+    items = pl.DataFrame({"customer": torch.arange(len(a)).unsqueeze(1).expand_as(a)[valid].numpy(),
+                          "article": a[valid].numpy(), "day": d[valid].numpy()})
+    return purchase_cycles(items, data.n_articles)
+
+
 def _bin(days: torch.Tensor, as_of: dt.date) -> torch.Tensor:
     return (day_number(as_of) - 1 - days.long()) // 7
 
@@ -240,6 +268,19 @@ class SequenceModel(nn.Module):
         self.head = nn.Linear(h, config.dim)
         self.article_tower = nn.Sequential(nn.Linear(n_features, h), nn.ReLU(), nn.Linear(h, config.dim))
         self.bias = nn.Parameter(torch.zeros(self.n_articles)) if config.article_bias else None
+        # identity: an embedding row per article, used for those with `known_article` (set by training)
+        self.article_id = nn.Embedding(self.n_articles, config.dim) if config.article_identity else None
+        if self.article_id is not None:
+            nn.init.zeros_(self.article_id.weight)
+            self.register_buffer("known_article", torch.zeros(self.n_articles, dtype=torch.bool))
+        if config.repeat:
+            self.repeat = nn.Sequential(nn.Linear(REPEAT_FEATURES, config.repeat_hidden), nn.ReLU(),
+                                        nn.Linear(config.repeat_hidden, 1))
+            nn.init.zeros_(self.repeat[-1].weight)
+            nn.init.zeros_(self.repeat[-1].bias)
+            self.register_buffer("cycle_days", torch.full((self.n_articles,), 28.0))
+        else:
+            self.repeat = None
         if config.trend:
             self.trend = nn.Linear(TREND_WEEKS, 1, bias=False)
             nn.init.zeros_(self.trend.weight)
@@ -300,9 +341,44 @@ class SequenceModel(nn.Module):
 
     # -- article side and scores ----------------------------------------------------------------------------
     def article_vectors(self, article_idx: torch.Tensor | None = None) -> torch.Tensor:
-        """[n_articles, dim] (or the given articles')."""
-        content = self.content[:self.n_articles] if article_idx is None else self.content[article_idx]
-        return self.article_tower(content)
+        """[n_articles, dim] (or the given articles'): the content tower, plus the identity embedding of the
+        articles that have one (while training, dropped to zeros with probability `id_dropout`)."""
+        idx = torch.arange(self.n_articles) if article_idx is None else article_idx.long()
+        vectors = self.article_tower(self.content[idx])
+        if self.article_id is not None:
+            keep = self.known_article[idx]
+            if self.training and self.config.id_dropout > 0:
+                keep = keep & (torch.rand(len(idx)) >= self.config.id_dropout)
+            vectors = vectors + self.article_id(idx) * keep.unsqueeze(-1)
+        return vectors
+
+    def repeat_term(self, history: torch.Tensor, history_days: torch.Tensor, history_valid: torch.Tensor,
+                    items: torch.Tensor, target_day: torch.Tensor) -> torch.Tensor:
+        """[B, K] repeat term of `items` [B, K] for customers whose earlier items are `history` [B, L] (days
+        `history_days`, mask `history_valid`), scored for `target_day` [B]; 0 for items not bought before."""
+        if self.repeat is None:
+            return torch.zeros(items.shape)
+        match = (history.long().unsqueeze(1) == items.unsqueeze(2)) & history_valid.unsqueeze(1)  # [B, K, L]
+        times = match.sum(-1)
+        last = torch.where(match, history_days.long().unsqueeze(1), torch.full_like(match, -10**6, dtype=torch.long)).amax(-1)
+        features = repeat_features(times, target_day.unsqueeze(1) - last, self.cycle_days[items.clamp(max=self.n_articles - 1)])
+        return self.repeat(features).squeeze(-1) * (times > 0)
+
+    def own_repeat_scores(self, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor,
+                          as_of_day: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The repeat term of every article in each sequence (rows of `articles` [B, L]), scored for `as_of_day`:
+        (row, article_idx, value) of each (customer, article) once."""
+        width = articles.shape[1]
+        valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+        a = articles.long()
+        same = (a.unsqueeze(2) == a.unsqueeze(1)) & valid.unsqueeze(1) & valid.unsqueeze(2)  # [B, L, L]
+        later = same & (torch.arange(width).view(1, 1, -1) > torch.arange(width).view(1, -1, 1))
+        last = valid & ~later.any(-1)  # the latest occurrence of each article stands for it
+        row, pos = last.nonzero(as_tuple=True)
+        times = same[row, pos].sum(-1)
+        article = a[row, pos]
+        value = self.repeat(repeat_features(times, as_of_day - days[row, pos].long(), self.cycle_days[article])).squeeze(-1)
+        return row, article, value
 
     def article_bias(self, article_idx: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> torch.Tensor:
         """Learned bias + trend term of all (or the given) articles; `trend` [..., TREND_WEEKS] log shares of
@@ -375,6 +451,9 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
     positive = articles[seq, pos + 1].long()
     negatives = sample_negatives(model.n_articles, (len(seq), config.negatives), generator, popularity,
                                  config.popularity_negative_share)
+    if model.repeat is not None and config.history_negatives:  # the customer's own earlier items: when is a re-buy due
+        earlier = (torch.rand((len(seq), config.history_negatives), generator=generator) * (pos + 1).unsqueeze(1)).long()
+        negatives = torch.cat([negatives, articles[seq.unsqueeze(1), earlier].long()], dim=1)
     items = torch.cat([positive.unsqueeze(1), negatives], dim=1)       # [T, 1 + n]
     unique, inverse = torch.unique(items, return_inverse=True)
     vectors = take_rows(model.article_vectors(unique), inverse)         # [T, 1 + n, dim]
@@ -387,11 +466,21 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
     else:
         bias = take_rows(model.article_bias(unique), inverse)
     logits = torch.einsum("td,tkd->tk", style, vectors) + bias  # a batched matmul: no [T, 1 + n, dim] product
+    history_draws = config.history_negatives if model.repeat is not None else 0
+    if model.repeat is not None:
+        prefix_valid = torch.arange(articles.shape[1]).unsqueeze(0) <= pos.unsqueeze(1)  # items 0..pos: what was bought
+        logits = logits + model.repeat_term(articles[seq], days[seq], prefix_valid, items, days[seq, pos + 1].long())
     if config.logq_correction:
+        # the expected number of draws of each item: k from q (uniform + popularity) and, when the customer's own
+        # earlier items are drawn too, H from the prefix (an item's share of it)
         q = negative_distribution(model.n_articles, popularity, config.popularity_negative_share)
-        logits = logits - torch.log(config.negatives * q[items]).float()
+        expected = config.negatives * q[items]
+        if history_draws:
+            in_prefix = ((articles[seq].long().unsqueeze(1) == items.unsqueeze(2)) & prefix_valid.unsqueeze(1)).sum(-1)
+            expected = expected + history_draws * in_prefix / (pos + 1).unsqueeze(1)
+        logits = logits - torch.log(expected).float()
     weight = torch.ones_like(logits)
-    weight[:, 1:] = (negatives != positive.unsqueeze(1)).float()       # accidental hits are no negatives
+    weight[:, 1:] = (items[:, 1:] != positive.unsqueeze(1)).float()    # accidental hits are no negatives
     if config.loss == "bce":
         labels = torch.zeros_like(logits)
         labels[:, 0] = 1.0
@@ -419,12 +508,26 @@ def fixed_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, pop
     return total / max(count, 1)
 
 
+def add_repeat_scores(model: SequenceModel, scores: torch.Tensor, articles: torch.Tensor, days: torch.Tensor,
+                      lengths: torch.Tensor, as_of_day: int, columns: torch.Tensor | None = None) -> torch.Tensor:
+    """`scores` [B, C] plus each customer's repeat term at their own earlier articles (columns: article_idx ->
+    column of `scores`, -1 for articles not scored; default: column = article_idx)."""
+    if model.repeat is None:
+        return scores
+    row, article, value = model.own_repeat_scores(articles, days, lengths, as_of_day)
+    column = article if columns is None else columns[article]
+    keep = column >= 0
+    return scores.index_put((row[keep], column[keep]), value[keep], accumulate=True)
+
+
 def _scorer(model: SequenceModel, data: SequenceData, as_of: dt.date) -> Callable[[torch.Tensor], torch.Tensor]:
     vectors, trend = model.article_vectors(), model.trend_for(data, as_of)
 
     def score_chunk(customer_idx: torch.Tensor) -> torch.Tensor:
         rows = torch.as_tensor(data.rows(customer_idx.numpy()))
-        return model.score(model.customer_vectors(data, rows, as_of), article_vectors=vectors, trend=trend)
+        scores = model.score(model.customer_vectors(data, rows, as_of), article_vectors=vectors, trend=trend)
+        articles, days, lengths, _ = model._batch(data, rows)
+        return add_repeat_scores(model, scores, articles, days, lengths, day_number(as_of))
     return score_chunk
 
 
@@ -449,9 +552,21 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
     n_articles = article_content.shape[0]
     data = build_sequences(purchases, n_articles, cutoff, config.max_len, generator)
     model = SequenceModel(article_content, config)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
     popularity = torch.bincount(data.articles[valid].long(), minlength=n_articles)
+    identity = [] if model.article_id is None else list(model.article_id.parameters())
+    others = [p for p in model.parameters() if all(p is not q for q in identity)]
+    optimiser = torch.optim.Adam([{"params": others, "weight_decay": config.weight_decay},
+                                  {"params": identity, "weight_decay": config.id_weight_decay}], lr=config.lr)
+    with torch.no_grad():
+        if model.article_id is not None:
+            model.known_article.copy_(popularity >= config.id_min_sales)
+        if model.repeat is not None:
+            model.cycle_days.copy_(article_cycles(data))
+    log(f"sequence ({config.encoder}): {len(data):,} customers' sequences"
+        + (f", identity embeddings for {int(model.known_article.sum()):,} of {n_articles:,} articles (>= {config.id_min_sales} sales)"
+           if model.article_id is not None else "")
+        + (f", repeat term (median cycle {float(model.cycle_days.median()):.0f} days)" if model.repeat is not None else ""))
     with torch.no_grad():  # start from a popularity prior: the recent sales shares, else the overall ones
         if model.trend is not None:
             model.trend.weight.fill_(1.0 / TREND_WEEKS)
@@ -516,11 +631,14 @@ def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, c
         trend = model.trend_for(data, as_of)
         vectors = model.article_vectors(candidates)
         bias = model.article_bias(candidates, None if trend is None else trend[candidates])
+        columns = torch.full((model.n_articles,), -1, dtype=torch.long)
+        columns[candidates] = torch.arange(len(candidates))
         for start in range(0, len(rows) if k else 0, chunk):
             batch = torch.as_tensor(rows[start:start + chunk])
             articles, days, lengths, _ = model._batch(data, batch)
             style = model.encode(articles, days, lengths, as_of_day)[torch.arange(len(batch)), lengths - 1]
-            scores, positions = torch.topk(style @ vectors.T + bias, k, dim=1)
+            full = add_repeat_scores(model, style @ vectors.T + bias, articles, days, lengths, as_of_day, columns)
+            scores, positions = torch.topk(full, k, dim=1)
             parts.append(pl.DataFrame({
                 "customer_idx": np.repeat(customer_idx[start:start + chunk], k),
                 "article_idx": candidates[positions].reshape(-1).numpy().astype(np.int64),
@@ -542,7 +660,8 @@ def load(state: dict, article_content: torch.Tensor) -> SequenceModel:
     if list(article_content.shape) != list(state["content_shape"]):
         raise ValueError(f"content matrix {tuple(article_content.shape)} does not match the trained "
                          f"{tuple(state['content_shape'])}")
-    model = SequenceModel(article_content, SequenceConfig(**state["config"]))
+    # artefacts written before the repeat term and the identity embedding were trained without them
+    model = SequenceModel(article_content, SequenceConfig(**{"repeat": False, "article_identity": False, **state["config"]}))
     model.load_state_dict(state["weights"])
     model.eval()
     return model

@@ -3,7 +3,9 @@
 - labels: purchases of the `label_weeks` weeks before W (W-L .. W-1); a purchase of week t is scored with the
   customer and article features as of week t-1 (its snapshot);
 - held out: week W's purchases (distinct pairs), the model gate's validation set;
-- serving: customer and article features as of W, for recommendations for week W+1.
+- serving: customer and article features as of W, for recommendations for week W+1;
+- purchase histories for the repeat term: per snapshot, what each customer bought up to the snapshot's week (and
+  the articles' usual re-buy cycles, from the purchases before the first label week; serving: up to W).
 Nothing after W's Tuesday is read.
 """
 
@@ -16,9 +18,9 @@ import polars as pl
 import torch
 
 from hm_recs.core.features import article_features, customer_features, history_until
-from hm_recs.core.weeks import shift_weeks, week_expr
+from hm_recs.core.weeks import shift_weeks, week_end, week_expr
 from hm_recs.models.common import IdIndex, encode_purchases
-from hm_recs.models.two_tower import TowerInputs
+from hm_recs.models.two_tower import PurchaseHistory, TowerInputs
 
 
 @dataclass
@@ -47,6 +49,16 @@ class TwoTowerData:
         def encode(frame: pl.DataFrame) -> pl.DataFrame:
             return encode_purchases(frame, customer_index, article_index)
 
+        encoded = encode(transactions).select("customer_idx", "article_idx", "t_dat")
+        n_customers, n_articles = len(customer_index.ids), len(article_index.ids)
+
+        def histories(weeks: list[dt.date], cycles_until: dt.date) -> PurchaseHistory:
+            return PurchaseHistory.build(
+                [encoded.filter(pl.col("t_dat") <= pl.lit(week_end(w))).with_columns(pl.lit(shift_weeks(w, 1)).alias("scored"))
+                 for w in weeks], encoded.filter(pl.col("t_dat") <= pl.lit(week_end(cycles_until))), n_customers, n_articles)
+
+        train_inputs.history = histories(snapshot_weeks, feature_week)
+
         in_window = transactions.filter(pl.col("t_dat").is_between(pl.lit(first_label_week), pl.lit(shift_weeks(week, 0) - dt.timedelta(days=1))))
         labels = encode(in_window).with_columns(
             ((week_expr(pl.col("t_dat")) - pl.lit(first_label_week)).dt.total_days() // 7).cast(pl.Int64).alias("snapshot")
@@ -57,6 +69,7 @@ class TwoTowerData:
             [customer_features(customers, transactions, articles, week)], customer_index,
             [article_features(articles, transactions, customers, week)], article_index, content_vectors,
             vocabulary=train_inputs.vocabulary)
+        serving_inputs.history = histories([week], week)
         return cls(customer_index, article_index, train_inputs, labels, held_out, serving_inputs)
 
     def state(self) -> dict:

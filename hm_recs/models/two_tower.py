@@ -12,6 +12,9 @@ ranks as the popularity baseline of the gate does.
 Trained on (customer, article) purchases with sampled negatives (uniform mixed with popularity-weighted) and a
 sampled softmax over the positive and the negatives (or BCE), the logits corrected by -log q of the sampling
 distribution (`logq_correction`). A segment's model warm-starts from the global one (`init_from`).
+Repeat-aware and item identity (`repeat`, `article_identity`; docs/models.md): the customer's own earlier articles
+get a learned repeat term (how often, how long ago, over the article's usual cycle; read from the inputs'
+`PurchaseHistory`), and articles with enough sales a learned identity embedding added to their article vector.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    IdIndex, evaluation_due, fixed_sample, log_shares, negative_distribution, retrieval_metrics, sample_negatives, set_seed, take_rows,
+    REPEAT_FEATURES, IdIndex, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles,
+    repeat_features, retrieval_metrics, sample_negatives, set_seed, take_rows,
 )
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
@@ -69,6 +73,65 @@ def article_numeric(features: pl.DataFrame) -> np.ndarray:
     ).to_numpy().astype(np.float32)
 
 
+@dataclass(frozen=True)
+class PurchaseHistory:
+    """What each customer bought before each snapshot's scored week, for the repeat term: one row per (snapshot,
+    customer, article), sorted by `key` = (snapshot * n_customers + customer) * n_articles + article."""
+
+    key: torch.Tensor          # [K] int64, ascending
+    times: torch.Tensor        # [K] purchases of the article by the customer (distinct days)
+    since_days: torch.Tensor   # [K] days from the last of them to the scored week's Wednesday
+    cycle_days: torch.Tensor   # [n_articles] each article's usual re-buy cycle (`common.purchase_cycles`)
+    n_customers: int
+    n_articles: int
+
+    TENSORS = ("key", "times", "since_days", "cycle_days")
+
+    @classmethod
+    def build(cls, snapshots: list[pl.DataFrame], cycles_from: pl.DataFrame, n_customers: int, n_articles: int) -> "PurchaseHistory":
+        """snapshots: per snapshot, the purchases it may see (customer_idx, article_idx, t_dat) and the day scored
+        (`scored` column: its week's Wednesday); cycles_from: purchases (customer_idx, article_idx, t_dat)."""
+        parts = []
+        for s, frame in enumerate(snapshots):
+            parts.append(frame.group_by("customer_idx", "article_idx").agg(
+                pl.col("t_dat").n_unique().alias("times"),
+                (pl.col("scored").first() - pl.col("t_dat").max()).dt.total_days().alias("since"))
+                .select(((pl.lit(s, pl.Int64) * n_customers + pl.col("customer_idx")) * n_articles
+                         + pl.col("article_idx")).alias("key"), "times", "since"))
+        table = pl.concat(parts).sort("key") if parts else pl.DataFrame(schema={"key": pl.Int64, "times": pl.Int64, "since": pl.Int64})
+        cycles = purchase_cycles(cycles_from.select(pl.col("customer_idx").alias("customer"), pl.col("article_idx").alias("article"),
+                                                    pl.col("t_dat").cast(pl.Int32).alias("day")), n_articles)
+        return cls(torch.as_tensor(table["key"].to_numpy().copy()), torch.as_tensor(table["times"].to_numpy().astype(np.float32)),
+                   torch.as_tensor(table["since"].to_numpy().astype(np.float32)), cycles, n_customers, n_articles)
+
+    def base(self, customer_idx: torch.Tensor, snapshot: torch.Tensor) -> torch.Tensor:
+        return (snapshot * self.n_customers + customer_idx) * self.n_articles
+
+    def lookup(self, customer_idx: torch.Tensor, snapshot: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """For items [B, K] of customers [B] at snapshots [B]: (found [B, K] bool, times, since_days)."""
+        query = self.base(customer_idx, snapshot).unsqueeze(1) + items
+        pos = torch.searchsorted(self.key, query).clamp(max=max(len(self.key) - 1, 0))
+        if len(self.key) == 0:
+            zeros = torch.zeros(items.shape)
+            return torch.zeros(items.shape, dtype=torch.bool), zeros, zeros
+        found = self.key[pos] == query
+        return found, self.times[pos], self.since_days[pos]
+
+    def ranges(self, customer_idx: torch.Tensor, snapshot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B] first and end row of each customer's history at its snapshot."""
+        base = self.base(customer_idx, snapshot)
+        return torch.searchsorted(self.key, base), torch.searchsorted(self.key, base + self.n_articles)
+
+    def state(self) -> dict:
+        return {**{name: getattr(self, name) for name in self.TENSORS}, "n_customers": self.n_customers,
+                "n_articles": self.n_articles}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "PurchaseHistory":
+        return cls(**{name: state[name] for name in cls.TENSORS}, n_customers=int(state["n_customers"]),
+                   n_articles=int(state["n_articles"]))
+
+
 @dataclass
 class TowerInputs:
     """Every tensor the towers read, row i = customer/article index i."""
@@ -79,6 +142,7 @@ class TowerInputs:
     article_content: torch.Tensor   # [n_articles, d]
     article_trend: torch.Tensor     # [n_snapshots, n_articles, 3]: `article_trend` week by week
     vocabulary: CategoricalVocabulary
+    history: PurchaseHistory | None = None  # what each customer bought before each snapshot (the repeat term)
 
     @property
     def n_articles(self) -> int:
@@ -113,11 +177,14 @@ class TowerInputs:
 
     def state(self) -> dict:
         """Tensors and plain values (`common.to_bytes` stores them weights-only)."""
-        return {**{name: getattr(self, name) for name in self.TENSORS}, "vocabulary": self.vocabulary.values}
+        return {**{name: getattr(self, name) for name in self.TENSORS}, "vocabulary": self.vocabulary.values,
+                "history": self.history.state() if self.history is not None else None}
 
     @classmethod
     def from_state(cls, state: dict) -> "TowerInputs":
-        return cls(**{name: state[name] for name in cls.TENSORS}, vocabulary=CategoricalVocabulary(state["vocabulary"]))
+        history = PurchaseHistory.from_state(state["history"]) if state.get("history") else None
+        return cls(**{name: state[name] for name in cls.TENSORS}, vocabulary=CategoricalVocabulary(state["vocabulary"]),
+                   history=history)
 
 
 @dataclass(frozen=True)
@@ -154,6 +221,20 @@ class TwoTowerConfig:
     # held-out figures (a pass over every held-out customer x article) after the last epoch only (0), or also
     # every n epochs; the training loss is logged every epoch
     evaluate_every: int = 0
+    # an article identity embedding added to the article vector for articles with at least `id_min_sales` training
+    # purchases: what tells apart articles that share every attribute. Replaced by zeros with probability
+    # `id_dropout` while training (the content side stays usable alone, for new articles) and regularised apart
+    # (`id_weight_decay`): the customer id embedding memorised its training purchases (docs/models.md)
+    article_identity: bool = True
+    id_min_sales: int = 5
+    id_dropout: float = 0.5
+    id_weight_decay: float = 1e-4
+    # repeat-aware (as in the sequence model): a learned term for the articles the customer bought before (how
+    # often, how long ago, over the article's usual cycle), taught when a re-buy is due by `history_negatives` of
+    # the customer's own earlier articles per purchase; needs the inputs' `history`
+    repeat: bool = True
+    repeat_hidden: int = 16
+    history_negatives: int = 4
 
     def __post_init__(self):
         if self.max_pairs_per_epoch < 1 or self.evaluate_every < 0:
@@ -176,6 +257,16 @@ class TwoTowerModel(nn.Module):
         a_in = inputs.article_numeric.shape[2] + inputs.article_content.shape[1]
         self.article_tower = nn.Sequential(nn.Linear(a_in, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.dim))
         self.bias = nn.Parameter(torch.zeros(inputs.n_articles)) if config.article_bias else None
+        self.repeat = None
+        if config.repeat and inputs.history is not None:
+            self.repeat = nn.Sequential(nn.Linear(REPEAT_FEATURES, config.repeat_hidden), nn.ReLU(),
+                                        nn.Linear(config.repeat_hidden, 1))
+            nn.init.zeros_(self.repeat[-1].weight)  # starts at 0: the popularity prior still holds
+            nn.init.zeros_(self.repeat[-1].bias)
+        self.article_id = nn.Embedding(inputs.n_articles, config.dim) if config.article_identity else None
+        if self.article_id is not None:  # rows start at 0: untrained, identity adds nothing
+            nn.init.zeros_(self.article_id.weight)
+            self.register_buffer("known_article", torch.zeros(inputs.n_articles, dtype=torch.bool))
         self.trend = nn.Linear(inputs.article_trend.shape[2], 1, bias=False) if config.trend else None
         if self.trend is not None:  # the popularity prior: untrained, the model ranks as popularity does
             with torch.no_grad():
@@ -203,7 +294,13 @@ class TwoTowerModel(nn.Module):
         if idx is None:
             idx = torch.arange(self.inputs.n_articles)
         numeric = self.inputs.article_numeric[self._snapshot(idx, snapshot), idx]
-        return self.article_tower(torch.cat([numeric, self.inputs.article_content[idx]], dim=1))
+        vectors = self.article_tower(torch.cat([numeric, self.inputs.article_content[idx]], dim=1))
+        if self.article_id is not None:
+            keep = self.known_article[idx]
+            if self.training and self.config.id_dropout > 0:
+                keep = keep & (torch.rand(len(idx)) >= self.config.id_dropout)
+            vectors = vectors + self.article_id(idx) * keep.unsqueeze(-1)
+        return vectors
 
     def article_bias(self, idx: torch.Tensor | None = None, snapshot: torch.Tensor | int = -1) -> torch.Tensor:
         """[len(idx)] learned bias + trend term of articles `idx` (default: all) as of `snapshot` (default: the
@@ -215,10 +312,45 @@ class TwoTowerModel(nn.Module):
             bias = bias + self.trend(self.inputs.article_trend[self._snapshot(idx, snapshot), idx]).squeeze(-1)
         return bias
 
+    def repeat_term(self, customer_idx: torch.Tensor, snapshot: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """[B, K] repeat term of `items` for customers [B] at snapshots [B]; 0 for articles not bought before."""
+        if self.repeat is None:
+            return torch.zeros(items.shape)
+        history = self.inputs.history
+        found, times, since = history.lookup(customer_idx, snapshot, items)
+        value = self.repeat(repeat_features(times, since, history.cycle_days[items])).squeeze(-1)
+        return value * found
+
+    def add_repeat(self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None,
+                   snapshot: int = -1) -> torch.Tensor:
+        """`scores` [B, C] plus the repeat term at each customer's own earlier articles (columns: article_idx ->
+        column, -1 for articles not scored; default: column = article_idx), as of `snapshot`."""
+        if self.repeat is None:
+            return scores
+        history = self.inputs.history
+        snap = self._snapshot(customer_idx, snapshot)
+        lo, hi = history.ranges(customer_idx, snap)
+        counts = hi - lo
+        row = torch.repeat_interleave(torch.arange(len(customer_idx)), counts)
+        entry = torch.repeat_interleave(lo, counts) + torch.arange(int(counts.sum())) - torch.repeat_interleave(
+            torch.cumsum(counts, 0) - counts, counts)
+        article = history.key[entry] % history.n_articles
+        value = self.repeat(repeat_features(history.times[entry], history.since_days[entry],
+                                            history.cycle_days[article])).squeeze(-1)
+        column = article if columns is None else columns[article]
+        keep = column >= 0
+        return scores.index_put((row[keep], column[keep]), value[keep], accumulate=True)
+
     def scores(self, customer_idx: torch.Tensor, article_idx: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, n_articles] (or [B, len(article_idx)]) scores customer . article + bias + trend term with the inputs'
-        latest snapshot (serving inputs: the served week's features and sales)."""
-        return self.customer_vectors(customer_idx) @ self.article_vectors(article_idx).T + self.article_bias(article_idx)
+        """[B, n_articles] (or [B, len(article_idx)]) scores customer . article + bias + trend term (+ the repeat term
+        of the customer's own earlier articles) with the inputs' latest snapshot (serving inputs: the served week's
+        features, sales and histories)."""
+        scores = self.customer_vectors(customer_idx) @ self.article_vectors(article_idx).T + self.article_bias(article_idx)
+        columns = None
+        if article_idx is not None:
+            columns = torch.full((self.inputs.n_articles,), -1, dtype=torch.long)
+            columns[article_idx] = torch.arange(len(article_idx))
+        return self.add_repeat(scores, customer_idx, columns)
 
 
 @dataclass
@@ -242,8 +374,9 @@ class TwoTowerResult:
 
 
 def load(state: dict, inputs: TowerInputs) -> TwoTowerModel:
-    # artefacts written before the trend term have neither switch in their config: they were trained without
-    model = TwoTowerModel(inputs, TwoTowerConfig(**{"trend": False, "article_bias": False, **state["config"]}))
+    # artefacts written before the trend term (or the identity embedding) have no switch for it: trained without
+    model = TwoTowerModel(inputs, TwoTowerConfig(**{"trend": False, "article_bias": False, "article_identity": False,
+                                                    **state["config"]}))
     model.load_state_dict(state["weights"])
     return model
 
@@ -274,26 +407,60 @@ def train_two_tower(
     model = TwoTowerModel(inputs, config)
     if init_from is not None:
         model.load_state_dict(copy.deepcopy(init_from.state_dict()))
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     if "snapshot" not in purchases.columns:
         purchases = purchases.with_columns(pl.lit(inputs.n_snapshots - 1).alias("snapshot"))
     pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long)
     n_articles = inputs.n_articles
     popularity = torch.bincount(pairs[:, 1], minlength=n_articles)
+    identity = [] if model.article_id is None else list(model.article_id.parameters())
+    others = [p for p in model.parameters() if all(p is not q for q in identity)]
+    optimiser = torch.optim.Adam([{"params": others, "weight_decay": config.weight_decay},
+                                  {"params": identity, "weight_decay": config.id_weight_decay}], lr=config.lr)
+    if model.article_id is not None and init_from is None:  # a fine-tune keeps the articles its global model knows
+        with torch.no_grad():
+            model.known_article.copy_(popularity >= config.id_min_sales)
     log_q = torch.log(negative_distribution(n_articles, popularity, config.popularity_negative_share)).float()
 
-    def batch_loss(batch: torch.Tensor, negatives: torch.Tensor | None = None) -> torch.Tensor:
+    bought = inputs.history if model.repeat is not None else None
+    draws = config.history_negatives if bought is not None else 0
+
+    def own_items(batch: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`draws` of each customer's own earlier articles at the batch's snapshots (a popularity negative for a
+        customer without history) and their number of earlier articles."""
+        lo, hi = bought.ranges(batch[:, 0], batch[:, 2])
+        n = (hi - lo).clamp(min=1)
+        entry = lo.unsqueeze(1) + (torch.rand((len(batch), draws), generator=gen) * n.unsqueeze(1)).long()
+        own = bought.key[entry.clamp(max=max(len(bought.key) - 1, 0))] % n_articles
+        fallback = sample_negatives(n_articles, (len(batch), draws), gen, popularity, config.popularity_negative_share)
+        return torch.where((hi > lo).unsqueeze(1), own, fallback), (hi - lo)
+
+    def batch_loss(batch: torch.Tensor, negatives: torch.Tensor | None = None,
+                   own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         if negatives is None:
             negatives = sample_negatives(n_articles, (len(batch), config.negatives), generator, popularity,
                                          config.popularity_negative_share)
+        if draws:  # `draws` more negatives from the customer's own history
+            own_articles, n_own = own if own is not None else own_items(batch, generator)
+            negatives = torch.cat([negatives, own_articles], dim=1)
         items = torch.cat([batch[:, 1:2], negatives], dim=1)
         keys = batch[:, 2:3] * n_articles + items  # (snapshot, article) pairs, each tower pass done once
         unique, inverse = torch.unique(keys, return_inverse=True)
         item_vectors = take_rows(model.article_vectors(unique % n_articles, unique // n_articles), inverse)
         logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
         logits = logits + take_rows(model.article_bias(unique % n_articles, unique // n_articles), inverse)
+        if draws:
+            logits = logits + model.repeat_term(batch[:, 0], batch[:, 2], items)
         if config.logq_correction:
-            logits = logits - log_q[items]
+            if draws:  # expected draws of each item: `negatives` from q, `draws` from the customer's history
+                found = bought.lookup(batch[:, 0], batch[:, 2], items)[0]
+                expected = config.negatives * log_q[items].exp() + draws * found / n_own.clamp(min=1).unsqueeze(1)
+                logits = logits - torch.log(expected)
+            else:
+                logits = logits - log_q[items]
+        if draws:  # a customer's own article drawn as a negative for its own re-buy is no negative
+            hit = torch.zeros_like(items, dtype=torch.bool)
+            hit[:, 1:] = items[:, 1:] == items[:, :1]
+            logits = logits.masked_fill(hit, float("-inf") if config.loss == "sampled_softmax" else -1e4)
         return _loss(logits, config.loss)
 
     # The gate's "loss fell" compares the training loss before and after training on the same pairs and negatives
@@ -301,11 +468,13 @@ def train_two_tower(
     fixed_pairs = pairs[fixed_sample(len(pairs), config.max_pairs_per_epoch, config.seed + 2)]
     fixed_negatives = sample_negatives(n_articles, (len(fixed_pairs), config.negatives), torch.Generator().manual_seed(config.seed + 1),
                                        popularity, config.popularity_negative_share)
+    fixed_own = own_items(fixed_pairs, torch.Generator().manual_seed(config.seed + 3)) if draws else None
 
     def fixed_loss() -> float:
         model.eval()
         with torch.no_grad():
-            losses = [batch_loss(fixed_pairs[i:i + config.batch_size], fixed_negatives[i:i + config.batch_size]).item()
+            losses = [batch_loss(fixed_pairs[i:i + config.batch_size], fixed_negatives[i:i + config.batch_size],
+                                 None if fixed_own is None else tuple(t[i:i + config.batch_size] for t in fixed_own)).item()
                       * len(fixed_pairs[i:i + config.batch_size]) for i in range(0, len(fixed_pairs), config.batch_size)]
         return sum(losses) / max(len(fixed_pairs), 1)
 
@@ -340,7 +509,8 @@ def evaluate(model: TwoTowerModel, held_out: pl.DataFrame, k: int = 100):
     model.eval()
     with torch.no_grad():
         vectors, bias = model.article_vectors(), model.article_bias()
-        return retrieval_metrics(lambda c: model.customer_vectors(c) @ vectors.T + bias, held_out, vectors.shape[0], k=k)
+        return retrieval_metrics(lambda c: model.add_repeat(model.customer_vectors(c) @ vectors.T + bias, c), held_out,
+                                 vectors.shape[0], k=k)
 
 
 def top_k(model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np.ndarray, k: int = 100,
@@ -355,9 +525,12 @@ def top_k(model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np
     parts = []
     with torch.no_grad():
         vectors, bias = model.article_vectors(candidates), model.article_bias(candidates)
+        columns = torch.full((model.inputs.n_articles,), -1, dtype=torch.long)
+        columns[candidates] = torch.arange(len(candidates))
         for start in range(0, len(customer_idx), chunk):
             batch = torch.from_numpy(customer_idx[start:start + chunk])
-            scores, positions = torch.topk(model.customer_vectors(batch) @ vectors.T + bias, k, dim=1)
+            scores = model.add_repeat(model.customer_vectors(batch) @ vectors.T + bias, batch, columns)
+            scores, positions = torch.topk(scores, k, dim=1)
             parts.append(pl.DataFrame({
                 "customer_idx": batch.repeat_interleave(k).numpy(),
                 "article_idx": candidates[positions].reshape(-1).numpy(),
