@@ -67,6 +67,7 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks:
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     report["candidate_recall"] = candidate_recall_by_source(pipeline, built)
     report["admission"] = admissions(pipeline, built)
+    report["segment_models"] = segment_decisions(pipeline, built)
     report["demand_shift_weeks"] = shift_weeks_of(source)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"backtest_{name}.json").write_text(json.dumps(report, indent=2, default=str))
@@ -108,6 +109,38 @@ def admissions(pipeline, built: list[dt.date]) -> dict[str, dict[str, bool | Non
             except Exception:  # noqa: BLE001 - not recorded
                 out[week.isoformat()][model] = None
     return out
+
+
+def segment_decisions(pipeline, built: list[dt.date]) -> dict[str, dict[str, dict]]:
+    """Per built week and modelled segment: which model serves it (its own where it beat the global one on the
+    segment's held-out customers, as the Ziolo study asked) and both recall@100 figures."""
+    from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
+
+    location = pipeline.resources["artefact_store"].location()
+    out = {}
+    for week in built:
+        out[week.isoformat()] = {}
+        for segment in (*BEHAVIOUR_SEGMENTS, DEFAULT):
+            try:
+                decision = json.loads(location.read_bytes(f"models/two_tower_{segment}/week={week.isoformat()}/decision.json"))
+            except Exception:  # noqa: BLE001 - no decision for that segment (not modelled, or no members)
+                continue
+            out[week.isoformat()][segment] = {k: decision.get(k) for k in ("serves", "segment_recall_at_100", "global_recall_at_100")}
+    return out
+
+
+def print_segments(reports: dict) -> None:
+    print("\n== per-segment two-tower models: weeks where the segment's own model beat the global one (held-out recall@100) ==")
+    for name, r in reports.items():
+        wins: dict[str, list[str]] = {}
+        for week, segments in r.get("segment_models", {}).items():
+            for segment, d in segments.items():
+                if d.get("segment_recall_at_100") is not None:
+                    mark = "own" if d["serves"] == "segment" else "global"
+                    wins.setdefault(segment, []).append(f"{mark} {d['segment_recall_at_100']:.3f}/{d['global_recall_at_100']:.3f}")
+        line = "; ".join(f"{segment}: {sum(w.startswith('own') for w in weeks)}/{len(weeks)} ({', '.join(weeks)})"
+                         for segment, weeks in wins.items())
+        print(f"  {name}: {line or 'no segment decisions'}")
 
 
 def shift_weeks_of(source: Path) -> list[str]:
@@ -216,6 +249,7 @@ def main() -> int:
     for name, report in reports.items():
         summarise(name, report)
     summary_table(reports)
+    print_segments(reports)
     print(f"\nbenchmark process peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB "
           f"({dt.datetime.now():%Y-%m-%d %H:%M})")
     return 0

@@ -356,6 +356,11 @@ def test_evaluation_metadata_has_table_and_plot(two_weeks):
     meta = event.materialization.metadata
     assert "| recommender | map_at_12 |" in meta["report"].value
     assert meta["plot"].value.startswith("![plot](data:image/png;base64,")
+    # the learned sources: admitted to the week's union or not, and what the ranker took from their features
+    assert "| source | admitted | ranker_gain_share |" in meta["learned_sources"].value
+    for source in ("two_tower", "sequence"):
+        assert meta[f"admitted/{source}"].value in (True, False)
+        assert 0.0 <= meta[f"ranker_gain_share/{source}"].value <= 1.0
 
 
 def test_validation_check_carries_expectation_results(two_weeks):

@@ -11,7 +11,7 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import PARTITIONED, customer_rows, markdown_table, measured, partition_rows, png_markdown
-from hm_recs.assets.ranking import ServingRanker, serving_set
+from hm_recs.assets.ranking import ServingRanker, load_ranker, serving_set
 from hm_recs.core.candidates import HEURISTIC_SOURCES
 from hm_recs.core.metrics import (
     COVERAGE_LEVELS, K, METRIC_NAMES, beyond_accuracy, evaluate, popularity_order, purchase_ranks, rank_coverage,
@@ -137,6 +137,12 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
                 "report": dg.MetadataValue.md(markdown_table(report.select("recommender", *METRIC_NAMES), limit=30)),
                 "rank_coverage": dg.MetadataValue.md(markdown_table(coverage)),
                 "beyond_accuracy_by_segment": dg.MetadataValue.md(markdown_table(segment_table, limit=20)), **figures}
+    sources = learned_sources(artefact_store, built)
+    metadata["learned_sources"] = dg.MetadataValue.md(markdown_table(sources))
+    for row in sources.iter_rows(named=True):
+        metadata[f"admitted/{row['source']}"] = row["admitted"] if row["admitted"] is not None else "not built"
+        if row["ranker_gain_share"] is not None:
+            metadata[f"ranker_gain_share/{row['source']}"] = row["ranker_gain_share"]
     for row in report.filter(pl.col("map_at_12").is_not_null()).iter_rows(named=True):
         metadata[f"map_at_12/{row['recommender']}"] = row["map_at_12"]
         context.log.info(f"week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}")
@@ -145,6 +151,35 @@ def evaluation_report(context: dg.AssetExecutionContext, warehouse: Warehouse, a
     yield dg.Output(report, metadata=metadata)
     yield dg.AssetCheckResult(passed=True, metadata={"scored_recommenders": report.height,
                                                      "note": "" if report.height else "nothing to evaluate"})
+
+
+LEARNED_SOURCES = {"two_tower": "two_tower_global", "sequence": "sequence"}
+"""Candidate source -> the model whose admission decides whether it joins the union."""
+
+
+def learned_sources(artefact_store: ArtefactStore, built: dt.date) -> pl.DataFrame:
+    """Per learned source, for the lists built at `built`: whether it was admitted to the union (null: no record,
+    the model was not built) and the ranker's share of gain from its features (from_, _score, _rank; null without
+    a stored ranker): what the learned models add to what the ranker publishes."""
+    import json
+
+    try:
+        importances = load_ranker(artefact_store, built)[0].importances
+    except dg.Failure:
+        importances = None
+    rows = []
+    for source, model in LEARNED_SOURCES.items():
+        try:
+            admitted = bool(json.loads(artefact_store.location().read_bytes(
+                f"models/{model}/week={built.isoformat()}/admission.json"))["admitted"])
+        except Exception:  # noqa: BLE001 - not recorded: the model was not built that week
+            admitted = None
+        share = None
+        if importances is not None:
+            mine = importances.filter(pl.col("feature").is_in([f"from_{source}", f"{source}_score", f"{source}_rank"]))
+            share = round(float(mine["gain_share"].sum()), 4)
+        rows.append({"source": source, "admitted": admitted, "ranker_gain_share": share})
+    return pl.DataFrame(rows, schema={"source": pl.String, "admitted": pl.Boolean, "ranker_gain_share": pl.Float64})
 
 
 def served_by_of(warehouse: Warehouse, built: dt.date) -> str | None:
