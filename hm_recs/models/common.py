@@ -221,3 +221,33 @@ def purchase_cycles(items: pl.DataFrame, n_articles: int, default: float = 28.0)
         cycles[torch.as_tensor(per["article"].to_numpy().copy())] = torch.as_tensor(per["gap"].to_numpy().copy(),
                                                                                     dtype=torch.float32)
     return cycles
+
+
+def repeat_mlp(hidden: int) -> torch.nn.Module:
+    """The repeat term's network (REPEAT_FEATURES -> hidden -> 1), started at 0: untrained, it changes no score."""
+    mlp = torch.nn.Sequential(torch.nn.Linear(REPEAT_FEATURES, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+    torch.nn.init.zeros_(mlp[-1].weight)
+    torch.nn.init.zeros_(mlp[-1].bias)
+    return mlp
+
+
+def with_identity(vectors: torch.Tensor, identity: torch.nn.Embedding | None, known: torch.Tensor | None,
+                  idx: torch.Tensor, dropout: float, training: bool) -> torch.Tensor:
+    """Article vectors plus the identity embedding of the articles `known` to have enough sales; while training each
+    row's identity is dropped to zeros with probability `dropout` (the content side must stand alone for new
+    articles)."""
+    if identity is None:
+        return vectors
+    keep = known[idx]
+    if training and dropout > 0:
+        keep = keep & (torch.rand(len(idx)) >= dropout)
+    return vectors + identity(idx) * keep.unsqueeze(-1)
+
+
+def adam_with_identity(model: torch.nn.Module, identity: torch.nn.Embedding | None, lr: float, weight_decay: float,
+                       id_weight_decay: float) -> torch.optim.Adam:
+    """Adam over the model, the identity embedding with its own (larger) weight decay."""
+    own = [] if identity is None else list(identity.parameters())
+    others = [p for p in model.parameters() if all(p is not q for q in own)]
+    return torch.optim.Adam([{"params": others, "weight_decay": weight_decay},
+                             {"params": own, "weight_decay": id_weight_decay}], lr=lr)

@@ -60,8 +60,8 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    DAY_SCALE, REPEAT_FEATURES, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles, repeat_features,
-    retrieval_metrics, sample_negatives, set_seed, take_rows,
+    DAY_SCALE, adam_with_identity, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles, repeat_features,
+    repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
 )
 
 EPOCH = dt.date(1970, 1, 1)
@@ -274,10 +274,7 @@ class SequenceModel(nn.Module):
             nn.init.zeros_(self.article_id.weight)
             self.register_buffer("known_article", torch.zeros(self.n_articles, dtype=torch.bool))
         if config.repeat:
-            self.repeat = nn.Sequential(nn.Linear(REPEAT_FEATURES, config.repeat_hidden), nn.ReLU(),
-                                        nn.Linear(config.repeat_hidden, 1))
-            nn.init.zeros_(self.repeat[-1].weight)
-            nn.init.zeros_(self.repeat[-1].bias)
+            self.repeat = repeat_mlp(config.repeat_hidden)
             self.register_buffer("cycle_days", torch.full((self.n_articles,), 28.0))
         else:
             self.repeat = None
@@ -345,12 +342,8 @@ class SequenceModel(nn.Module):
         articles that have one (while training, dropped to zeros with probability `id_dropout`)."""
         idx = torch.arange(self.n_articles) if article_idx is None else article_idx.long()
         vectors = self.article_tower(self.content[idx])
-        if self.article_id is not None:
-            keep = self.known_article[idx]
-            if self.training and self.config.id_dropout > 0:
-                keep = keep & (torch.rand(len(idx)) >= self.config.id_dropout)
-            vectors = vectors + self.article_id(idx) * keep.unsqueeze(-1)
-        return vectors
+        return with_identity(vectors, self.article_id, getattr(self, "known_article", None), idx, self.config.id_dropout,
+                             self.training)
 
     def repeat_term(self, history: torch.Tensor, history_days: torch.Tensor, history_valid: torch.Tensor,
                     items: torch.Tensor, target_day: torch.Tensor) -> torch.Tensor:
@@ -554,10 +547,7 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
     model = SequenceModel(article_content, config)
     valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
     popularity = torch.bincount(data.articles[valid].long(), minlength=n_articles)
-    identity = [] if model.article_id is None else list(model.article_id.parameters())
-    others = [p for p in model.parameters() if all(p is not q for q in identity)]
-    optimiser = torch.optim.Adam([{"params": others, "weight_decay": config.weight_decay},
-                                  {"params": identity, "weight_decay": config.id_weight_decay}], lr=config.lr)
+    optimiser = adam_with_identity(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
     with torch.no_grad():
         if model.article_id is not None:
             model.known_article.copy_(popularity >= config.id_min_sales)

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    REPEAT_FEATURES, IdIndex, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles,
-    repeat_features, retrieval_metrics, sample_negatives, set_seed, take_rows,
+    IdIndex, adam_with_identity, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles,
+    repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
 )
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
@@ -259,10 +259,7 @@ class TwoTowerModel(nn.Module):
         self.bias = nn.Parameter(torch.zeros(inputs.n_articles)) if config.article_bias else None
         self.repeat = None
         if config.repeat and inputs.history is not None:
-            self.repeat = nn.Sequential(nn.Linear(REPEAT_FEATURES, config.repeat_hidden), nn.ReLU(),
-                                        nn.Linear(config.repeat_hidden, 1))
-            nn.init.zeros_(self.repeat[-1].weight)  # starts at 0: the popularity prior still holds
-            nn.init.zeros_(self.repeat[-1].bias)
+            self.repeat = repeat_mlp(config.repeat_hidden)  # starts at 0: the popularity prior still holds
         self.article_id = nn.Embedding(inputs.n_articles, config.dim) if config.article_identity else None
         if self.article_id is not None:  # rows start at 0: untrained, identity adds nothing
             nn.init.zeros_(self.article_id.weight)
@@ -295,12 +292,8 @@ class TwoTowerModel(nn.Module):
             idx = torch.arange(self.inputs.n_articles)
         numeric = self.inputs.article_numeric[self._snapshot(idx, snapshot), idx]
         vectors = self.article_tower(torch.cat([numeric, self.inputs.article_content[idx]], dim=1))
-        if self.article_id is not None:
-            keep = self.known_article[idx]
-            if self.training and self.config.id_dropout > 0:
-                keep = keep & (torch.rand(len(idx)) >= self.config.id_dropout)
-            vectors = vectors + self.article_id(idx) * keep.unsqueeze(-1)
-        return vectors
+        return with_identity(vectors, self.article_id, getattr(self, "known_article", None), idx, self.config.id_dropout,
+                             self.training)
 
     def article_bias(self, idx: torch.Tensor | None = None, snapshot: torch.Tensor | int = -1) -> torch.Tensor:
         """[len(idx)] learned bias + trend term of articles `idx` (default: all) as of `snapshot` (default: the
@@ -412,10 +405,7 @@ def train_two_tower(
     pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long)
     n_articles = inputs.n_articles
     popularity = torch.bincount(pairs[:, 1], minlength=n_articles)
-    identity = [] if model.article_id is None else list(model.article_id.parameters())
-    others = [p for p in model.parameters() if all(p is not q for q in identity)]
-    optimiser = torch.optim.Adam([{"params": others, "weight_decay": config.weight_decay},
-                                  {"params": identity, "weight_decay": config.id_weight_decay}], lr=config.lr)
+    optimiser = adam_with_identity(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
     if model.article_id is not None and init_from is None:  # a fine-tune keeps the articles its global model knows
         with torch.no_grad():
             model.known_article.copy_(popularity >= config.id_min_sales)
