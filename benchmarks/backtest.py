@@ -65,6 +65,7 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks:
     # ranker finds the labelled candidate sets and the baselines' validation of earlier weeks stored.
     report = backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True), warmup_weeks=warmup_weeks)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
+    report["work"] = str(work)  # warehouse and artefacts, kept for benchmarks/ranker_ablation.py
     report["candidate_recall"] = candidate_recall_by_source(pipeline, built)
     report["admission"] = admissions(pipeline, built)
     report["segment_models"] = segment_decisions(pipeline, built)

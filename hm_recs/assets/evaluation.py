@@ -16,6 +16,7 @@ from hm_recs.core.candidates import HEURISTIC_SOURCES
 from hm_recs.core.metrics import (
     COVERAGE_LEVELS, K, METRIC_NAMES, beyond_accuracy, evaluate, popularity_order, purchase_ranks, rank_coverage,
 )
+from hm_recs.core.ranking_features import source_features
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
@@ -176,7 +177,7 @@ def learned_sources(artefact_store: ArtefactStore, built: dt.date) -> pl.DataFra
             admitted = None
         share = None
         if importances is not None:
-            mine = importances.filter(pl.col("feature").is_in([f"from_{source}", f"{source}_score", f"{source}_rank"]))
+            mine = importances.filter(pl.col("feature").is_in(source_features(source)))
             share = round(float(mine["gain_share"].sum()), 4)
         rows.append({"source": source, "admitted": admitted, "ranker_gain_share": share})
     return pl.DataFrame(rows, schema={"source": pl.String, "admitted": pl.Boolean, "ranker_gain_share": pl.Float64})

@@ -104,6 +104,11 @@ CATEGORICAL_TYPE = pl.Int32
 NUMERIC_TYPE = pl.Float32
 
 
+def source_features(source: str) -> list[str]:
+    """The ranker's features that come from one candidate source: its flag, score and rank."""
+    return [f"from_{source}", f"{source}_score", f"{source}_rank"]
+
+
 def feature_columns() -> list[str]:
     """The ranker's feature columns, in the order training and scoring must use."""
     return list(FEATURE_COLUMNS)
