@@ -16,6 +16,30 @@ from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_WAREHO
 DEMO_SOURCE = f"{HOME}/demo_data"
 
 
+class UsageError(Exception):
+    """A user's mistake (a missing source folder, a week that is no partition): one line and exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's own mistakes: one line too, not usage and error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def partition_week_arg(value: str):
+    """A week the user named, as a date: a Wednesday and one of the weekly partitions (`UsageError` otherwise)."""
+    from hm_recs.partitions import weekly_partitions
+
+    try:
+        week = parse_week(value.strip())
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    first = parse_week(weekly_partitions.get_first_partition_key())
+    last = parse_week(weekly_partitions.get_last_partition_key())
+    if not first <= week <= last:
+        raise UsageError(f"week {week} is not a partition: partitions run from {first} to {last}, the latest week that has ended")
+    return week
+
+
 def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
@@ -40,6 +64,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace):
     from hm_recs.runner import Pipeline
 
+    if "://" not in args.source and not Path(args.source).is_dir():
+        raise UsageError(f"source folder {args.source} does not exist (give a folder or s3://bucket/prefix in the H&M layout)")
     return Pipeline(args.source, warehouse=args.warehouse, artefacts=args.artefacts, source_format=args.format,
                     log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING",
                     exports=getattr(args, "exports", None) or DEFAULT_EXPORTS,
@@ -55,8 +81,8 @@ def _print_rows(pipeline, week) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from hm_recs.runner import PipelineError
 
+    week = partition_week_arg(args.week)
     pipeline = _pipeline(args)
-    week = parse_week(args.week)
     try:
         build = pipeline.build_week(week, args.history_weeks)
     except PipelineError as exc:
@@ -130,8 +156,10 @@ def _print_scores(report: dict) -> None:
 def cmd_backtest(args: argparse.Namespace) -> int:
     from hm_recs.runner import PipelineError
 
+    weeks = [partition_week_arg(w) for w in args.weeks.split(",") if w.strip()]
+    if not weeks:
+        raise UsageError("--weeks names no week")
     pipeline = _pipeline(args)
-    weeks = [parse_week(w) for w in args.weeks.split(",") if w.strip()]
     try:
         report = backtest(pipeline, weeks, args.history_weeks, warmup_weeks=args.warmup_weeks)
     except PipelineError as exc:
@@ -202,7 +230,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hm-recs", description=__doc__)
+    parser = _Parser(prog="hm-recs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_target(p: argparse.ArgumentParser, source_required: bool = True) -> None:
@@ -257,7 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_demo)
 
     args = parser.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except UsageError as exc:
+        print(f"hm-recs {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

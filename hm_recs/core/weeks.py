@@ -14,7 +14,10 @@ WEDNESDAY = 2  # date.weekday() of a Wednesday
 
 def parse_week(value: str | dt.date) -> dt.date:
     """A week key ('YYYY-MM-DD', a Wednesday) as a date; a clear error for anything else."""
-    day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    try:
+        day = value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ValueError(f"week {value!r} is not a date (YYYY-MM-DD, a Wednesday)") from None
     if day.weekday() != WEDNESDAY:
         raise ValueError(f"week {value} is not a Wednesday: weeks run Wednesday to Tuesday")
     return day
