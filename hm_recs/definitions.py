@@ -5,12 +5,25 @@ import dagster as dg
 from hm_recs.deploy import PLACEMENT, RUN_TAGS, local_execution_config
 from hm_recs.assets import evaluation, features, ingestion, models, ranking, recommend, segments, validation
 from hm_recs.observability import run_logger_config, run_loggers
-from hm_recs.partitions import weekly_partitions
+from hm_recs.partitions import SCHEDULE_HOUR_UTC, weekly_partitions
 from hm_recs.resources import default_resources
 from hm_recs.fallback import data_assets
 from hm_recs.sensors import raw_week_sensor, run_failure_report, serving_fallback
 
-all_assets = dg.load_assets_from_modules([ingestion, validation, features, segments, models, ranking, recommend, evaluation])
+OWNERS: dict[str, list[str]] = {
+    **dict.fromkeys(("ingestion", "validation", "features", "segments"), ["team:data-engineering"]),
+    **dict.fromkeys(("models", "segment_models", "ranking", "recommend", "evaluation"), ["team:ml-engineering"]),
+}
+"""Who answers for each group's assets (the UI's Owners): the data engineers for the warehouse tables, the ML
+engineers for the models and what they publish."""
+
+
+def _owned(spec: dg.AssetSpec) -> dg.AssetSpec:
+    return spec.replace_attributes(owners=OWNERS.get(spec.group_name or "", []))
+
+
+all_assets = dg.map_asset_specs(_owned, dg.load_assets_from_modules(
+    [ingestion, validation, features, segments, models, ranking, recommend, evaluation]))
 EVERY_ASSET = frozenset(key.to_user_string() for definition in all_assets for key in definition.keys)
 DATA_ASSETS = data_assets(all_assets)
 """Assets whose failed gate keeps last week's table (`fallback.DATA_GROUPS`)."""
@@ -42,7 +55,7 @@ def make_weekly_schedule(job) -> dg.ScheduleDefinition:
     return dg.build_schedule_from_partitioned_job(
         job,
         name="weekly_schedule",
-        hour_of_day=6,
+        hour_of_day=SCHEDULE_HOUR_UTC,
         minute_of_hour=0,
         description="Wednesday 06:00 UTC: builds the week that closed on Tuesday. Off until turned on in the UI.",
         default_status=dg.DefaultScheduleStatus.STOPPED,

@@ -147,7 +147,7 @@ class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
         written = [location.write_bytes(object_name(table, folder), _parquet_bytes(part))  # one PUT each
                    for folder, part in _split_by_partition(context, obj)]
         context.add_output_metadata({
-            **table_metadata(obj.height, obj.schema),
+            **table_metadata(obj.height, obj.schema, table),
             "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{table}",
             "object": written[0] if len(written) == 1 else dg.MetadataValue.json(written),
         })
@@ -167,7 +167,7 @@ class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
         finally:
             staged.discard()
         context.add_output_metadata({
-            **table_metadata(staged.rows, staged.schema),
+            **table_metadata(staged.rows, staged.schema, self._table(context)),
             "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{self._table(context)}",
             "object": written,
         })

@@ -15,3 +15,11 @@ weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=FIRST_WEEK.isoforma
 def partition_week(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:
     """The week (its Wednesday) that the run's partition stands for."""
     return parse_week(context.partition_key)
+
+
+SCHEDULE_HOUR_UTC = 6
+"""The weekly schedule builds the week that closed on Tuesday at Wednesday 06:00 UTC."""
+PUBLISHED_BY = dg.FreshnessPolicy.cron(deadline_cron="0 12 * * 3", lower_bound_delta=dt.timedelta(hours=12 - SCHEDULE_HOUR_UTC),
+                                       timezone="UTC")
+"""`recommendations` is late (the UI's freshness) when no lists were built between the schedule's start and
+Wednesday noon UTC, when CRM jobs read them."""

@@ -19,6 +19,7 @@ from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, Tabl
 from dagster_duckdb.io_manager import DuckDbClient
 from dagster_duckdb_polars import DuckDBPolarsIOManager, DuckDBPolarsTypeHandler
 
+from hm_recs.core.schema import column_description
 from hm_recs.core.serving import GateRule
 from hm_recs.core.staged import StagedTable
 from hm_recs.core.storage import Location, is_s3
@@ -201,9 +202,10 @@ def _insert_by_name(context: dg.OutputContext, table_slice: TableSlice, relation
     connection.execute(f"insert into {table_slice.schema}.{table_slice.table} by name select * from {relation}")
 
 
-def table_metadata(rows: int, schema: pl.Schema) -> dict:
-    return {"dagster/row_count": rows,
-            "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(name=n, type=str(t)) for n, t in schema.items()])}
+def table_metadata(rows: int, schema: pl.Schema, table: str | None = None) -> dict:
+    """Row count and column schema (with each column's description, `core.schema.column_description`)."""
+    return {"dagster/row_count": rows, "dagster/column_schema": dg.TableSchema(columns=[
+        dg.TableColumn(name=n, type=str(t), description=column_description(table, n)) for n, t in schema.items()])}
 
 
 class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
@@ -223,7 +225,7 @@ class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
     def handle_output(self, context: dg.OutputContext, table_slice: TableSlice, obj: pl.DataFrame, connection):
         with self.relation(obj, connection) as relation:
             _insert_by_name(context, table_slice, relation, connection)
-        context.add_output_metadata(table_metadata(obj.height, obj.schema))
+        context.add_output_metadata(table_metadata(obj.height, obj.schema, table_slice.table))
 
 
 class StagedTableTypeHandler(DbTypeHandler[StagedTable]):
@@ -245,7 +247,7 @@ class StagedTableTypeHandler(DbTypeHandler[StagedTable]):
             _insert_by_name(context, table_slice, f"read_parquet({obj.parquet_list_sql()})", connection)
         finally:
             obj.discard()
-        context.add_output_metadata(table_metadata(obj.rows, obj.schema))
+        context.add_output_metadata(table_metadata(obj.rows, obj.schema, table_slice.table))
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection) -> StagedTable:
         raise dg.DagsterInvariantViolationError(

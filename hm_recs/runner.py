@@ -48,8 +48,9 @@ def instance() -> dg.DagsterInstance:
     home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(HOME, "dagster_home").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     settings = home / "dagster.yaml"
-    if not settings.exists():  # the machines this runs on have no internet: no telemetry, no banner
-        settings.write_text("telemetry:\n  enabled: false\n")
+    if not settings.exists():  # the machines this runs on have no internet: no telemetry, no banner; the UI shows
+        # the freshness of `recommendations` (a preview feature of Dagster's, off unless the instance enables it)
+        settings.write_text("telemetry:\n  enabled: false\nfreshness:\n  enabled: true\n")
     return dg.DagsterInstance.get()
 
 

@@ -36,3 +36,13 @@ def test_the_graph_matches_its_snapshot() -> None:
         assert not changed, f"{part} changed (stored vs now): " + "; ".join(
             f"{k}: {stored[part].get(k)} -> {current[part].get(k)}" for k in changed)
     assert {k: current[k] for k in ("jobs", "schedules", "sensors")} == {k: stored[k] for k in ("jobs", "schedules", "sensors")}
+
+
+def test_owners_and_the_published_table_s_freshness() -> None:
+    """Every asset has an owner, and `recommendations` is late after Wednesday noon UTC (the UI's freshness)."""
+    import dagster as dg
+
+    graph = defs.resolve_asset_graph()
+    assert all(graph.get(key).owners for key in graph.get_all_asset_keys())
+    policy = graph.get(dg.AssetKey("recommendations")).freshness_policy
+    assert policy.deadline_cron == "0 12 * * 3" and policy.timezone == "UTC"

@@ -363,6 +363,22 @@ def test_evaluation_metadata_has_table_and_plot(two_weeks):
         assert 0.0 <= meta[f"ranker_gain_share/{source}"].value <= 1.0
 
 
+def test_the_recommendations_contract_is_described_in_the_column_schema(two_weeks):
+    """What CRM jobs read is what the UI's Columns panel says (the README's contract), on the stored table."""
+    from hm_recs.core.schema import COLUMN_DESCRIPTIONS, RECOMMENDATION_COLUMNS
+
+    _, results = two_weeks
+    (event,) = [e for e in results[1].get_asset_materialization_events()
+                if e.materialization.asset_key.to_user_string() == "recommendations"]
+    columns = {c.name: c for c in event.materialization.metadata["dagster/column_schema"].value.columns}
+    assert set(columns) == set(RECOMMENDATION_COLUMNS)
+    assert {name: c.description for name, c in columns.items()} == COLUMN_DESCRIPTIONS["recommendations"]
+    (validated,) = [e for e in results[1].get_asset_materialization_events()
+                    if e.materialization.asset_key.to_user_string() == "transactions"]
+    shared = {c.name: c.description for c in validated.materialization.metadata["dagster/column_schema"].value.columns}
+    assert shared["customer_id"] and shared["t_dat"] == "purchase day"
+
+
 def test_validation_check_carries_expectation_results(two_weeks):
     _, results = two_weeks
     (check,) = [c for c in results[0].get_asset_check_evaluations() if c.check_name == "transactions_suite"]

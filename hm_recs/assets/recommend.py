@@ -28,7 +28,7 @@ from hm_recs.core.tiers import ListTiers
 from hm_recs.core.storage import content_digest
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import CHAMPION_PRIORITY, LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
-from hm_recs.partitions import partition_week, weekly_partitions
+from hm_recs.partitions import PUBLISHED_BY, partition_week, weekly_partitions
 from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
 from hm_recs.resources import ArtefactStore, ExportStore, ServingPolicy, Warehouse
 
@@ -198,7 +198,7 @@ def champion_lists(warehouse: Warehouse, target: dt.date, name: str, tiers: List
 
 
 @dg.asset(op_tags={**LARGE_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars", "lightgbm"},
-          metadata=TARGET_WEEK_PARTITIONED,
+          metadata=TARGET_WEEK_PARTITIONED, freshness_policy=PUBLISHED_BY,
           deps=["ranker_model", "candidates", "baseline_recommendations", "baseline_validation", "transactions", "customers", "articles"],
           check_specs=[dg.AssetCheckSpec("twelve_distinct_catalogue_articles", asset="recommendations", blocking=True,
                                          description="every customer exactly 12 distinct catalogue articles, ranks 1..12")])

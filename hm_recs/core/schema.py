@@ -77,3 +77,48 @@ INDEX_GROUP_SHARES: dict[str, str] = {
     "kids_share": "Baby|Children",
 }
 """Customer feature -> regex over `index_group_name` that defines it."""
+
+COMMON_COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "customer_id": "64-hex H&M customer id",
+    "article_id": "10-digit article id with its leading zero",
+    "week": "the partition: the Wednesday of the week (Wednesday to Tuesday) the row was built at",
+    "target_week": "the Wednesday of the week the row recommends for (serving) or is labelled by",
+    "t_dat": "purchase day",
+    "price": "price paid (H&M's scaled units)",
+    "sales_channel_id": "1 = store, 2 = online",
+    "source_file": "the raw file the row came from",
+    "source_row": "its 1-based data row in that file (header excluded)",
+    "source_uri": "the source (folder or S3 URI) of the week's delivery",
+    "source_sha256": "checksum of the delivered file",
+    "rule": "the validation rules the row broke, joined by ', '",
+    "reason": "what was wrong, with the offending values",
+    "score": "the producer's score: higher is better, comparable within one week and producer only",
+    "rank": "1 = best",
+    "label": "1 when the customer bought the article in target_week (labelled sets only)",
+    "sources": "the candidate sources that proposed the article, joined by '+'",
+    "n_sources": "how many candidate sources proposed the article",
+    "segment": "the customer's behaviour segment (core/segments.py)",
+    "recommender": "which recommender the row belongs to (a baseline's name, `model`, `source/<name>`)",
+    "vector": "the article's learned content vector",
+    "image": "the article's image vector (the retailer's vision model)",
+}
+"""Descriptions of the columns many tables share; a table's own entry in `COLUMN_DESCRIPTIONS` wins."""
+
+COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "recommendations": {  # the CRM contract (README, "The recommendations table")
+        "customer_id": "64-hex H&M customer id; every customer of `customers` has 12 rows, cold-start customers included",
+        "rank": "1..12, 1 = best",
+        "article_id": "10-digit article id with its leading zero, always in the catalogue",
+        "score": "the week's recommender's score (comparable within one week's table only); top-up rows: the trending score",
+        "source": "the candidate source(s) of the article joined by '+', or the serving baseline's name, or the top-up list",
+        "relevance_tier": "high / medium / low: calibrated bands of the week's recommender (README)",
+        "week": "the Wednesday of the week the recommendations are FOR",
+        "served_by": "who produced the week's lists: ranker, or the baseline serving as champion",
+    },
+}
+"""Per table: what each column means, for the UI's Columns panel (`dagster/column_schema`)."""
+
+
+def column_description(table: str | None, column: str) -> str | None:
+    """What `column` of `table` means (its own entry, else the shared one; None when neither names it)."""
+    return COLUMN_DESCRIPTIONS.get(table or "", {}).get(column) or COMMON_COLUMN_DESCRIPTIONS.get(column)
