@@ -21,7 +21,7 @@ EXECUTOR_ENV = "HM_RECS_EXECUTOR"
 
 WAREHOUSE_RUN_TAG = {"hm-recs/warehouse": "duckdb"}
 """On every weekly run: the run queue admits one run with this tag at a time (infra/helm/values.yaml), because
-the DuckDB warehouse takes one writer (DESIGN.md section 7)."""
+the DuckDB warehouse takes one writer (docs/pipeline.md, "The DuckDB warehouse")."""
 
 GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
@@ -60,7 +60,7 @@ the largest a third of headroom, as the training pods have over the ranker's 11.
 RUN_WORKER_STEPS_IN_PODS = PodSize(cpu="500m", memory="1Gi")
 """The run's own pod when every step has a pod of its own: it only plans, launches and watches."""
 RUN_WORKER_ALL_STEPS = PodSize(cpu="2", memory="24Gi")
-"""The run's own pod when the steps run inside it: the single-machine budget of DESIGN.md section 6."""
+"""The run's own pod when the steps run inside it: the single-machine budget (2 cores, 24 GiB: docs/deploy.md)."""
 MAX_STEP_PODS = 8
 """Step pods at once per run (the six segment models train side by side)."""
 

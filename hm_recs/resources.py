@@ -133,7 +133,7 @@ class DuckDBWarehouse(Warehouse):
     """Short-lived DuckDB connections for reads the IO manager cannot express (history up to a week).
 
     DuckDB admits one process at a time, so connections are opened per query and retried while another
-    step holds the file (DESIGN.md section 7)."""
+    step holds the file (docs/pipeline.md, "The DuckDB warehouse")."""
 
     path: str = DEFAULT_WAREHOUSE
 

@@ -1,6 +1,6 @@
 """Validation: typed `articles`, `customers`, `transactions` and their `quarantine_*` tables.
 
-The gate runs before anything is stored (DESIGN.md section 7): rows breaking a rule go to quarantine
+The gate runs before anything is stored (docs/pipeline.md, "Validation"): rows breaking a rule go to quarantine
 with the rule and their source file/row; if the quarantined share passes the bound the step fails after
 storing the quarantine (so the operator sees why) and before storing the table. The blocking check then
 re-verifies the stored partition with the Great Expectations suite and reports the suite's outcome on the

@@ -1,4 +1,4 @@
-"""LightGBM ranker: the second stage that orders each customer's candidates (DESIGN.md section 4, "ranking").
+"""LightGBM ranker: the second stage that orders each customer's candidates (docs/models.md, "Candidate union and ranker").
 
 Contract. Input frames hold one row per candidate: `customer_id`, `article_id`, the feature columns named by
 the caller (numbers; categorical features already integer codes, named again in `categorical`) and, for
