@@ -99,3 +99,26 @@ def test_identity_tells_apart_articles_that_share_every_attribute_and_leaves_new
         cold_tower = model.article_tower(torch.cat([model.inputs.article_numeric[-1, cold], model.inputs.article_content[cold]], 1))
         assert torch.equal(model.article_vectors(cold), cold_tower)  # a new article: content and features alone
     assert same.shape == (2, content.shape[1])
+
+
+def test_prefix_matches_counts_each_item_among_the_earlier_items_and_finds_the_latest_day() -> None:
+    """The sequence model's repeat inputs (one sort and two binary searches per batch) against a plain loop."""
+    from hm_recs.models.sequence import prefix_matches
+
+    g = torch.Generator().manual_seed(0)
+    n, width = 6, 9
+    lengths = torch.tensor([9, 4, 1, 7, 2])
+    articles = torch.randint(0, n, (len(lengths), width), generator=g, dtype=torch.int32)
+    days = torch.sort(torch.randint(0, 100, (len(lengths), width), generator=g, dtype=torch.int32), dim=1).values
+    for b, length in enumerate(lengths.tolist()):
+        articles[b, length:] = n  # padding
+    seq = torch.cat([torch.full((length - 1,), b) for b, length in enumerate(lengths.tolist()) if length > 1])
+    pos = torch.cat([torch.arange(length - 1) for length in lengths.tolist() if length > 1])
+    items = torch.randint(0, n, (len(seq), 5), generator=g)
+    times, last_day = prefix_matches(articles, days, lengths, seq, pos, items, n)
+    for t in range(len(seq)):
+        for k in range(items.shape[1]):
+            earlier = [int(days[seq[t], j]) for j in range(int(pos[t]) + 1) if int(articles[seq[t], j]) == int(items[t, k])]
+            assert int(times[t, k]) == len(earlier)
+            if earlier:
+                assert int(last_day[t, k]) == earlier[-1]

@@ -345,16 +345,12 @@ class SequenceModel(nn.Module):
         return with_identity(vectors, self.article_id, getattr(self, "known_article", None), idx, self.config.id_dropout,
                              self.training)
 
-    def repeat_term(self, history: torch.Tensor, history_days: torch.Tensor, history_valid: torch.Tensor,
-                    items: torch.Tensor, target_day: torch.Tensor) -> torch.Tensor:
-        """[B, K] repeat term of `items` [B, K] for customers whose earlier items are `history` [B, L] (days
-        `history_days`, mask `history_valid`), scored for `target_day` [B]; 0 for items not bought before."""
+    def repeat_term(self, items: torch.Tensor, times: torch.Tensor, since_days: torch.Tensor) -> torch.Tensor:
+        """The repeat term of `items` [B, K] that the customer bought `times` times before, the last time
+        `since_days` before the day scored (`prefix_matches`); 0 for items never bought before."""
         if self.repeat is None:
             return torch.zeros(items.shape)
-        match = (history.long().unsqueeze(1) == items.unsqueeze(2)) & history_valid.unsqueeze(1)  # [B, K, L]
-        times = match.sum(-1)
-        last = torch.where(match, history_days.long().unsqueeze(1), torch.full_like(match, -10**6, dtype=torch.long)).amax(-1)
-        features = repeat_features(times, target_day.unsqueeze(1) - last, self.cycle_days[items.clamp(max=self.n_articles - 1)])
+        features = repeat_features(times, since_days, self.cycle_days[items.clamp(max=self.n_articles - 1)])
         return self.repeat(features).squeeze(-1) * (times > 0)
 
     def own_repeat_scores(self, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor,
@@ -427,6 +423,25 @@ class TrainingResult:
         return self.final_loss < self.starting_loss
 
 
+def prefix_matches(articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor, seq: torch.Tensor,
+                   pos: torch.Tensor, items: torch.Tensor, n_articles: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each target t (sequence `seq[t]` of the batch `articles` [B, L] in time order, predicted from its items
+    0..`pos[t]`) and each of its `items` [T, K]: how often the item is among those earlier items, and the day of the
+    latest of them (any day where never). One sort of the batch's (sequence, article, position) keys and two binary
+    searches per pair: the cost grows with T x K x log(B x L), not with T x K x L."""
+    b, width = articles.shape
+    valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
+    position = torch.arange(width).expand(b, width)
+    pair = torch.arange(b).unsqueeze(1) * (n_articles + 1) + articles.long()      # (sequence, article)
+    keys, _ = (pair * width + position)[valid].sort()
+    base = (seq.unsqueeze(1) * (n_articles + 1) + items) * width                  # [T, K]
+    first = torch.searchsorted(keys, base)
+    after = torch.searchsorted(keys, base + pos.unsqueeze(1), right=True)        # occurrences at positions <= pos
+    times = after - first
+    latest = keys[(after - 1).clamp(min=0)] % width if len(keys) else torch.zeros_like(base)
+    return times, days.long()[seq.unsqueeze(1), latest]
+
+
 def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, generator: torch.Generator,
                popularity: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
     """Mean loss over the targets of the sequences at `rows` and their number; negatives drawn with `generator`
@@ -461,16 +476,15 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
     logits = torch.einsum("td,tkd->tk", style, vectors) + bias  # a batched matmul: no [T, 1 + n, dim] product
     history_draws = config.history_negatives if model.repeat is not None else 0
     if model.repeat is not None:
-        prefix_valid = torch.arange(articles.shape[1]).unsqueeze(0) <= pos.unsqueeze(1)  # items 0..pos: what was bought
-        logits = logits + model.repeat_term(articles[seq], days[seq], prefix_valid, items, days[seq, pos + 1].long())
+        times, last_day = prefix_matches(articles, days, lengths, seq, pos, items, model.n_articles)
+        logits = logits + model.repeat_term(items, times, days[seq, pos + 1].long().unsqueeze(1) - last_day)
     if config.logq_correction:
         # the expected number of draws of each item: k from q (uniform + popularity) and, when the customer's own
         # earlier items are drawn too, H from the prefix (an item's share of it)
         q = negative_distribution(model.n_articles, popularity, config.popularity_negative_share)
         expected = config.negatives * q[items]
         if history_draws:
-            in_prefix = ((articles[seq].long().unsqueeze(1) == items.unsqueeze(2)) & prefix_valid.unsqueeze(1)).sum(-1)
-            expected = expected + history_draws * in_prefix / (pos + 1).unsqueeze(1)
+            expected = expected + history_draws * times / (pos + 1).unsqueeze(1)
         logits = logits - torch.log(expected).float()
     weight = torch.ones_like(logits)
     weight[:, 1:] = (items[:, 1:] != positive.unsqueeze(1)).float()    # accidental hits are no negatives
