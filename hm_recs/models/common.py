@@ -244,10 +244,40 @@ def with_identity(vectors: torch.Tensor, identity: torch.nn.Embedding | None, kn
     return vectors + identity(idx) * keep.unsqueeze(-1)
 
 
-def adam_with_identity(model: torch.nn.Module, identity: torch.nn.Embedding | None, lr: float, weight_decay: float,
-                       id_weight_decay: float) -> torch.optim.Adam:
-    """Adam over the model, the identity embedding with its own (larger) weight decay."""
-    own = [] if identity is None else list(identity.parameters())
-    others = [p for p in model.parameters() if all(p is not q for q in own)]
-    return torch.optim.Adam([{"params": others, "weight_decay": weight_decay},
-                             {"params": own, "weight_decay": id_weight_decay}], lr=lr)
+def identity_embedding(n_articles: int, dim: int) -> torch.nn.Embedding:
+    """An article identity embedding, started at zero (untrained, it adds nothing), with sparse gradients: a step
+    updates only the rows its batch used (`IdentityOptimiser`), not every article's."""
+    embedding = torch.nn.Embedding(n_articles, dim, sparse=True)
+    torch.nn.init.zeros_(embedding.weight)
+    return embedding
+
+
+class IdentityOptimiser:
+    """Adam over the model's dense parameters and a lazy Adam (`SparseAdam`) over the identity embedding, whose own
+    (larger) weight decay is applied to the rows a step touched: a dense Adam step over a row per article cost about
+    a third of a sequence-model step at H&M's catalogue size."""
+
+    def __init__(self, model: torch.nn.Module, identity: torch.nn.Embedding | None, lr: float, weight_decay: float,
+                 id_weight_decay: float):
+        own = [] if identity is None else list(identity.parameters())
+        others = [p for p in model.parameters() if all(p is not q for q in own)]
+        self.dense = torch.optim.Adam(others, lr=lr, weight_decay=weight_decay)
+        self.identity, self.id_weight_decay = own, id_weight_decay
+        self.sparse = torch.optim.SparseAdam(own, lr=lr) if own else None
+
+    def zero_grad(self) -> None:
+        self.dense.zero_grad()
+        if self.sparse is not None:
+            self.sparse.zero_grad()
+
+    def step(self) -> None:
+        self.dense.step()
+        if self.sparse is None:
+            return
+        for weight in self.identity:
+            if weight.grad is not None and self.id_weight_decay:
+                grad = weight.grad.coalesce()
+                decayed = grad.values() + self.id_weight_decay * weight.data[grad.indices()[0]]
+                weight.grad = torch.sparse_coo_tensor(grad.indices(), decayed, grad.shape, is_coalesced=True,
+                                                      check_invariants=False)
+        self.sparse.step()

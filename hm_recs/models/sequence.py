@@ -60,8 +60,8 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    DAY_SCALE, adam_with_identity, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles, repeat_features,
-    repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
+    DAY_SCALE, IdentityOptimiser, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles, repeat_features,
+    repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity, identity_embedding,
 )
 
 EPOCH = dt.date(1970, 1, 1)
@@ -269,9 +269,8 @@ class SequenceModel(nn.Module):
         self.article_tower = nn.Sequential(nn.Linear(n_features, h), nn.ReLU(), nn.Linear(h, config.dim))
         self.bias = nn.Parameter(torch.zeros(self.n_articles)) if config.article_bias else None
         # identity: an embedding row per article, used for those with `known_article` (set by training)
-        self.article_id = nn.Embedding(self.n_articles, config.dim) if config.article_identity else None
+        self.article_id = identity_embedding(self.n_articles, config.dim) if config.article_identity else None
         if self.article_id is not None:
-            nn.init.zeros_(self.article_id.weight)
             self.register_buffer("known_article", torch.zeros(self.n_articles, dtype=torch.bool))
         if config.repeat:
             self.repeat = repeat_mlp(config.repeat_hidden)
@@ -561,7 +560,7 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
     model = SequenceModel(article_content, config)
     valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
     popularity = torch.bincount(data.articles[valid].long(), minlength=n_articles)
-    optimiser = adam_with_identity(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
+    optimiser = IdentityOptimiser(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
     with torch.no_grad():
         if model.article_id is not None:
             model.known_article.copy_(popularity >= config.id_min_sales)

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    IdIndex, adam_with_identity, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles,
-    repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
+    IdIndex, IdentityOptimiser, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles,
+    repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity, identity_embedding,
 )
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
@@ -260,9 +260,8 @@ class TwoTowerModel(nn.Module):
         self.repeat = None
         if config.repeat and inputs.history is not None:
             self.repeat = repeat_mlp(config.repeat_hidden)  # starts at 0: the popularity prior still holds
-        self.article_id = nn.Embedding(inputs.n_articles, config.dim) if config.article_identity else None
-        if self.article_id is not None:  # rows start at 0: untrained, identity adds nothing
-            nn.init.zeros_(self.article_id.weight)
+        self.article_id = identity_embedding(inputs.n_articles, config.dim) if config.article_identity else None
+        if self.article_id is not None:
             self.register_buffer("known_article", torch.zeros(inputs.n_articles, dtype=torch.bool))
         self.trend = nn.Linear(inputs.article_trend.shape[2], 1, bias=False) if config.trend else None
         if self.trend is not None:  # the popularity prior: untrained, the model ranks as popularity does
@@ -405,7 +404,7 @@ def train_two_tower(
     pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long)
     n_articles = inputs.n_articles
     popularity = torch.bincount(pairs[:, 1], minlength=n_articles)
-    optimiser = adam_with_identity(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
+    optimiser = IdentityOptimiser(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
     if model.article_id is not None and init_from is None:  # a fine-tune keeps the articles its global model knows
         with torch.no_grad():
             model.known_article.copy_(popularity >= config.id_min_sales)
