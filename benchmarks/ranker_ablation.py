@@ -73,7 +73,7 @@ def week_figures(warehouse, week, log) -> dict:
         assembled = assemble(week, sources, weeks, rule, config, windows, log=lambda m: None)
         result = train_ranker(assembled.train, assembled.validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, config,
                               lambda m: None, assembled.validation_purchases)
-        if len(assembled.validation_weeks) > 1 and not assembled.split_week:  # the asset's default refit ("pooled")
+        if assembled.refits("pooled") and result.tiers:  # as the asset refits by default
             result = refit(assembled, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, config, lambda m: None)
         ranked = rank_in_chunks(result, serving[variant], lambda chunk: ranking_features(inputs, chunk), K)
         out[variant] = {"map_at_12": map_at_k(ranked, purchases), "learned_gain_share": learned_gain_share(result.importances),

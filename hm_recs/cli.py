@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from hm_recs.core.storage import is_s3
 from hm_recs.core.weeks import parse_week, shift_weeks
+from hm_recs.partitions import weekly_partitions
 from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_WAREHOUSE, HOME, DuckDBWarehouse
 
 DEMO_SOURCE = f"{HOME}/demo_data"
@@ -27,8 +29,6 @@ class _Parser(argparse.ArgumentParser):
 
 def partition_week_arg(value: str):
     """A week the user named, as a date: a Wednesday and one of the weekly partitions (`UsageError` otherwise)."""
-    from hm_recs.partitions import weekly_partitions
-
     try:
         week = parse_week(value.strip())
     except ValueError as exc:
@@ -64,7 +64,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
 def _pipeline(args: argparse.Namespace):
     from hm_recs.runner import Pipeline
 
-    if "://" not in args.source and not Path(args.source).is_dir():
+    if not is_s3(args.source) and not Path(args.source).is_dir():
         raise UsageError(f"source folder {args.source} does not exist (give a folder or s3://bucket/prefix in the H&M layout)")
     return Pipeline(args.source, warehouse=args.warehouse, artefacts=args.artefacts, source_format=args.format,
                     log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING",

@@ -293,8 +293,7 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
     ranker_map = result.validation["map_at_12"]
     if config.refit not in ("pooled", "always", "never"):
         raise dg.Failure(f"ranker_model: refit must be 'pooled', 'always' or 'never', not {config.refit!r}")
-    refits = config.refit == "always" or (config.refit == "pooled" and len(weeks.validation_weeks) > 1)
-    if refits and not weeks.split_week and math.isfinite(ranker_map) and result.tiers:
+    if weeks.refits(config.refit) and math.isfinite(ranker_map) and result.tiers:
         from hm_recs.models.ranker_data import refit
 
         result = refit(weeks, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info)

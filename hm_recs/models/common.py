@@ -254,8 +254,8 @@ def identity_embedding(n_articles: int, dim: int) -> torch.nn.Embedding:
 
 class IdentityOptimiser:
     """Adam over the model's dense parameters and a lazy Adam (`SparseAdam`) over the identity embedding, whose own
-    (larger) weight decay is applied to the rows a step touched: a dense Adam step over a row per article cost about
-    a third of a sequence-model step at H&M's catalogue size."""
+    (larger) weight decay is applied to the rows a step touched: a dense step would update a row per catalogue
+    article every step, whatever the batch used (docs/models.md)."""
 
     def __init__(self, model: torch.nn.Module, identity: torch.nn.Embedding | None, lr: float, weight_decay: float,
                  id_weight_decay: float):

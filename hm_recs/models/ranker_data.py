@@ -71,6 +71,11 @@ class RankerWeeks:
     built_here: list[dt.date] = field(default_factory=list)  # labelled sets built from history, not stored ones
     split_week: bool = False
 
+    def refits(self, mode: str) -> bool:
+        """Whether the served ranker is trained again on the validation weeks too (`refit`): "always", "pooled"
+        (when more than one validation week was pooled) or "never"; never when week W's buyers were split."""
+        return not self.split_week and (mode == "always" or (mode == "pooled" and len(self.validation_weeks) > 1))
+
     def figures(self) -> dict:
         return {"training_weeks": [str(t) for t in sorted(self.training_weeks)],
                 "validation_weeks": [str(t) for t in sorted(self.validation_weeks)],

@@ -60,8 +60,8 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    DAY_SCALE, IdentityOptimiser, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles, repeat_features,
-    repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity, identity_embedding,
+    DAY_SCALE, IdentityOptimiser, evaluation_due, fixed_sample, identity_embedding, log_shares, negative_distribution,
+    purchase_cycles, repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
 )
 
 EPOCH = dt.date(1970, 1, 1)

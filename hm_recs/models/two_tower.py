@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    IdIndex, IdentityOptimiser, evaluation_due, fixed_sample, log_shares, negative_distribution, purchase_cycles,
-    repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity, identity_embedding,
+    IdIndex, IdentityOptimiser, evaluation_due, fixed_sample, identity_embedding, log_shares, negative_distribution,
+    purchase_cycles, repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
 )
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
@@ -304,13 +304,12 @@ class TwoTowerModel(nn.Module):
             bias = bias + self.trend(self.inputs.article_trend[self._snapshot(idx, snapshot), idx]).squeeze(-1)
         return bias
 
-    def repeat_term(self, customer_idx: torch.Tensor, snapshot: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """[B, K] repeat term of `items` for customers [B] at snapshots [B]; 0 for articles not bought before."""
+    def repeat_term(self, items: torch.Tensor, found: torch.Tensor, times: torch.Tensor, since: torch.Tensor) -> torch.Tensor:
+        """[B, K] repeat term of `items` from `PurchaseHistory.lookup` of them (bought before, how often, days since);
+        0 for articles not bought before."""
         if self.repeat is None:
             return torch.zeros(items.shape)
-        history = self.inputs.history
-        found, times, since = history.lookup(customer_idx, snapshot, items)
-        value = self.repeat(repeat_features(times, since, history.cycle_days[items])).squeeze(-1)
+        value = self.repeat(repeat_features(times, since, self.inputs.history.cycle_days[items])).squeeze(-1)
         return value * found
 
     def add_repeat(self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None,
@@ -437,11 +436,11 @@ def train_two_tower(
         item_vectors = take_rows(model.article_vectors(unique % n_articles, unique // n_articles), inverse)
         logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
         logits = logits + take_rows(model.article_bias(unique % n_articles, unique // n_articles), inverse)
-        if draws:
-            logits = logits + model.repeat_term(batch[:, 0], batch[:, 2], items)
+        if draws:  # what each customer bought before the snapshot: the repeat term's inputs and the log-q's draws
+            found, times, since = bought.lookup(batch[:, 0], batch[:, 2], items)
+            logits = logits + model.repeat_term(items, found, times, since)
         if config.logq_correction:
             if draws:  # expected draws of each item: `negatives` from q, `draws` from the customer's history
-                found = bought.lookup(batch[:, 0], batch[:, 2], items)[0]
                 expected = config.negatives * log_q[items].exp() + draws * found / n_own.clamp(min=1).unsqueeze(1)
                 logits = logits - torch.log(expected)
             else:
