@@ -207,6 +207,15 @@ def repeat_features(times: torch.Tensor, since_days: torch.Tensor, cycle_days: t
                         torch.log((since + 1) / (cycle_days + 1)), cycle_days.log1p() / DAY_SCALE], dim=-1)
 
 
+def repeat_term(network: torch.nn.Module, items: torch.Tensor, bought: torch.Tensor, times: torch.Tensor,
+                since_days: torch.Tensor, cycle_days: torch.Tensor) -> torch.Tensor:
+    """The repeat network's term for `items` [...] where the customer `bought` them before (`times` times, the last
+    `since_days` before the day scored; `cycle_days` [n_articles]), 0 elsewhere; the network reads those pairs only."""
+    hit = bought.nonzero(as_tuple=True)
+    features = repeat_features(times[hit], since_days[hit], cycle_days[items[hit]])
+    return torch.zeros(items.shape).index_put(hit, network(features).squeeze(-1))
+
+
 def purchase_cycles(items: pl.DataFrame, n_articles: int, default: float = 28.0) -> torch.Tensor:
     """[n_articles] each article's usual re-buy cycle: the median days between two consecutive purchases of it by one
     customer in `items` (customer, article, day as ints); articles never re-bought get the median over all re-buys
@@ -235,13 +244,15 @@ def with_identity(vectors: torch.Tensor, identity: torch.nn.Embedding | None, kn
                   idx: torch.Tensor, dropout: float, training: bool) -> torch.Tensor:
     """Article vectors plus the identity embedding of the articles `known` to have enough sales; while training each
     row's identity is dropped to zeros with probability `dropout` (the content side must stand alone for new
-    articles)."""
+    articles). Only the rows that get an identity read the embedding, so a step's sparse gradient and lazy Adam
+    update touch those rows alone."""
     if identity is None:
         return vectors
     keep = known[idx]
     if training and dropout > 0:
         keep = keep & (torch.rand(len(idx)) >= dropout)
-    return vectors + identity(idx) * keep.unsqueeze(-1)
+    rows = keep.nonzero().squeeze(1)
+    return vectors.index_add(0, rows, identity(idx[rows]))
 
 
 def identity_embedding(n_articles: int, dim: int) -> torch.nn.Embedding:

@@ -61,7 +61,7 @@ from torch import nn
 
 from hm_recs.models.common import (
     DAY_SCALE, IdentityOptimiser, evaluation_due, fixed_sample, identity_embedding, log_shares, negative_distribution,
-    purchase_cycles, repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
+    purchase_cycles, repeat_features, repeat_mlp, repeat_term, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
 )
 
 EPOCH = dt.date(1970, 1, 1)
@@ -349,8 +349,7 @@ class SequenceModel(nn.Module):
         `since_days` before the day scored (`prefix_matches`); 0 for items never bought before."""
         if self.repeat is None:
             return torch.zeros(items.shape)
-        features = repeat_features(times, since_days, self.cycle_days[items.clamp(max=self.n_articles - 1)])
-        return self.repeat(features).squeeze(-1) * (times > 0)
+        return repeat_term(self.repeat, items, times > 0, times, since_days, self.cycle_days)
 
     def own_repeat_scores(self, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor,
                           as_of_day: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

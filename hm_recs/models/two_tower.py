@@ -31,7 +31,7 @@ from torch import nn
 
 from hm_recs.models.common import (
     IdIndex, IdentityOptimiser, evaluation_due, fixed_sample, identity_embedding, log_shares, negative_distribution,
-    purchase_cycles, repeat_features, repeat_mlp, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
+    purchase_cycles, repeat_features, repeat_mlp, repeat_term, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
 )
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
@@ -309,8 +309,7 @@ class TwoTowerModel(nn.Module):
         0 for articles not bought before."""
         if self.repeat is None:
             return torch.zeros(items.shape)
-        value = self.repeat(repeat_features(times, since, self.inputs.history.cycle_days[items])).squeeze(-1)
-        return value * found
+        return repeat_term(self.repeat, items, found, times, since, self.inputs.history.cycle_days)
 
     def add_repeat(self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None,
                    snapshot: int = -1) -> torch.Tensor:
