@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.hm_recs/dagster_home
 
-.PHONY: demo test ui install clean bench bench-peers bench-full
+.PHONY: demo test lint format ui install clean bench bench-peers bench-full
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,14 @@ demo: $(STAMP)  ## generate demo data, build + backtest the latest weeks, print 
 
 test: $(STAMP)  ## the test suite (the same command CI runs)
 	$(BIN)/python -m pytest -q -n 2 --dist loadscope hm_recs_tests
+
+lint: $(STAMP)  ## formatting and lint rules (pyproject.toml [tool.ruff]); CI runs it before the tests
+	$(BIN)/ruff format --check hm_recs hm_recs_tests benchmarks
+	$(BIN)/ruff check hm_recs hm_recs_tests benchmarks
+
+format: $(STAMP)  ## apply the formatter and the safe lint fixes
+	$(BIN)/ruff format hm_recs hm_recs_tests benchmarks
+	$(BIN)/ruff check --fix hm_recs hm_recs_tests benchmarks
 
 ui: $(STAMP)  ## Dagster UI + daemon on the same warehouse and run history as `make demo`
 	@mkdir -p $(DAGSTER_HOME)

@@ -42,16 +42,28 @@ print(json.dumps({"week": week, "success": result.success, "seconds": round(time
 def repetition(source: str, weeks: tuple[str, str]) -> dict:
     tmp = tempfile.mkdtemp(prefix="hm_recs_concurrent_")
     started = time.perf_counter()
-    children = [subprocess.Popen([sys.executable, "-c", WORKER, source, tmp, week], cwd=ROOT, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for week in weeks]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, source, tmp, week],
+            cwd=ROOT,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for week in weeks
+    ]
     outcomes, lock_waits = [], 0
     for child in children:
         out, err = child.communicate(timeout=900)
         lock_waits += err.count("for the warehouse lock")
         lines = [line for line in out.splitlines() if line.startswith("{")]
         outcomes.append(json.loads(lines[-1]) if lines else {"success": False, "errors": [err[-2000:]]})
-    return {"success": all(o["success"] for o in outcomes), "outcomes": outcomes, "lock_waits": lock_waits,
-            "wall_seconds": round(time.perf_counter() - started, 1)}
+    return {
+        "success": all(o["success"] for o in outcomes),
+        "outcomes": outcomes,
+        "lock_waits": lock_waits,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
 
 
 def main() -> int:
@@ -65,9 +77,12 @@ def main() -> int:
     for i in range(args.repetitions):
         result = repetition(args.source, weeks)
         results.append(result)
-        print(f"repetition {i + 1}: {'both succeeded' if result['success'] else 'FAILED'} in {result['wall_seconds']} s "
-              f"({', '.join(str(o.get('seconds')) for o in result['outcomes'])} s per run); "
-              f"lock waits {result['lock_waits']}", flush=True)
+        print(
+            f"repetition {i + 1}: {'both succeeded' if result['success'] else 'FAILED'} in {result['wall_seconds']} s "
+            f"({', '.join(str(o.get('seconds')) for o in result['outcomes'])} s per run); "
+            f"lock waits {result['lock_waits']}",
+            flush=True,
+        )
         for o in result["outcomes"]:
             if not o["success"]:
                 print("   ", o["errors"][:1], flush=True)

@@ -63,12 +63,18 @@ def weekly_job():
     from hm_recs.definitions import build_definitions
     from hm_recs.resources import default_resources
 
-    return build_definitions(default_resources(
-        source=os.environ["HM_RECS_SOURCE"], warehouse=os.environ["HM_RECS_WAREHOUSE"],
-        artefacts=os.environ["HM_RECS_ARTEFACTS"], exports=os.environ["HM_RECS_EXPORTS"])).resolve_job_def("weekly_job")
+    return build_definitions(
+        default_resources(
+            source=os.environ["HM_RECS_SOURCE"],
+            warehouse=os.environ["HM_RECS_WAREHOUSE"],
+            artefacts=os.environ["HM_RECS_ARTEFACTS"],
+            exports=os.environ["HM_RECS_EXPORTS"],
+        )
+    ).resolve_job_def("weekly_job")
 
 
 # ----------------------------------------------------------------------------------------------- memory
+
 
 def _tree_rss_bytes(root: int) -> int:
     """Resident memory of `root` and all its descendants (Linux /proc)."""
@@ -119,6 +125,7 @@ class TreeMemory:
 
 # ----------------------------------------------------------------------------------------------- data
 
+
 def generated_source(scale: float, weeks: int = HM_WEEKS, cache: Path = CACHE, log=print) -> Path:
     """The synthetic shop at `scale` x H&M's size, written once as Parquet (cached)."""
     from hm_recs.synthetic import GENERATOR_VERSION, SyntheticConfig, generate, write
@@ -127,7 +134,7 @@ def generated_source(scale: float, weeks: int = HM_WEEKS, cache: Path = CACHE, l
     out = cache / f"hm_scale_{scale:g}_{weeks}w_v{GENERATOR_VERSION}"
     if not (out / "transactions_train.parquet").exists():
         log(f"generating {customers:,} customers x {weeks} weeks into {out} ...")
-        (data, seconds) = timed(lambda: generate(SyntheticConfig(customers=customers, weeks=weeks)))
+        data, seconds = timed(lambda: generate(SyntheticConfig(customers=customers, weeks=weeks)))
         tmp = out.with_name(out.name + ".partial")
         shutil.rmtree(tmp, ignore_errors=True)
         write(data, tmp, "parquet")
@@ -142,8 +149,12 @@ def source_weeks(source: Path) -> list[dt.date]:
 
     from hm_recs.core.weeks import week_of
 
-    days = scan_raw(source, "transactions_train").select(
-        pl.col("t_dat").min().alias("first"), pl.col("t_dat").max().alias("last")).collect().row(0)
+    days = (
+        scan_raw(source, "transactions_train")
+        .select(pl.col("t_dat").min().alias("first"), pl.col("t_dat").max().alias("last"))
+        .collect()
+        .row(0)
+    )
     first, last = (d if isinstance(d, dt.date) else dt.date.fromisoformat(str(d)[:10]) for d in days)
     weeks, week = [], week_of(first)
     while week <= last:
@@ -153,9 +164,15 @@ def source_weeks(source: Path) -> list[dt.date]:
 
 
 def _set_environment(source: Path, folder: Path) -> None:
-    os.environ.update({"HM_RECS_SOURCE": str(source), "HM_RECS_WAREHOUSE": str(folder / "warehouse.duckdb"),
-                       "HM_RECS_ARTEFACTS": str(folder / "artefacts"), "HM_RECS_EXPORTS": str(folder / "exports"),
-                       "HM_RECS_HOME": str(folder / "home")})
+    os.environ.update(
+        {
+            "HM_RECS_SOURCE": str(source),
+            "HM_RECS_WAREHOUSE": str(folder / "warehouse.duckdb"),
+            "HM_RECS_ARTEFACTS": str(folder / "artefacts"),
+            "HM_RECS_EXPORTS": str(folder / "exports"),
+            "HM_RECS_HOME": str(folder / "home"),
+        }
+    )
 
 
 def warm_folder(source: Path, week: dt.date, warm_weeks: int, history_weeks: int, cache: Path = CACHE) -> Path:
@@ -171,8 +188,12 @@ def ingested_history(source: Path, week: dt.date, warm_weeks: int, history_weeks
 
     folder = warm_folder(source, week, warm_weeks, history_weeks, cache)
     folder.mkdir(parents=True, exist_ok=True)
-    pipeline = Pipeline(str(source), warehouse=str(folder / "warehouse.duckdb"), artefacts=str(folder / "artefacts"),
-                        exports=str(folder / "exports"))
+    pipeline = Pipeline(
+        str(source),
+        warehouse=str(folder / "warehouse.duckdb"),
+        artefacts=str(folder / "artefacts"),
+        exports=str(folder / "exports"),
+    )
     started = time.perf_counter()
     missing = pipeline.ensure_history(shift_weeks(week, -warm_weeks), history_weeks, log=log)
     if missing:
@@ -180,8 +201,9 @@ def ingested_history(source: Path, week: dt.date, warm_weeks: int, history_weeks
     return pipeline
 
 
-def warm_state(source: Path, week: dt.date, warm_weeks: int, history_weeks: int, cache: Path = CACHE,
-               log=print) -> Path:
+def warm_state(
+    source: Path, week: dt.date, warm_weeks: int, history_weeks: int, cache: Path = CACHE, log=print
+) -> Path:
     """A folder with the warehouse and artefacts as the weekly routine leaves them before week `week`
     (cached): the `history_weeks` weeks before it ingested, the last `warm_weeks` of them built whole."""
     from hm_recs.core.weeks import shift_weeks
@@ -204,12 +226,14 @@ def warm_state(source: Path, week: dt.date, warm_weeks: int, history_weeks: int,
             outcomes[str(w)] = str(exc).splitlines()[-1].strip()
             log(f"  warm-up week {w} did not publish: {outcomes[str(w)]}")
     pipeline.ensure_history(week, history_weeks, log=log)
-    marker.write_text(json.dumps({"week": str(week), "built": outcomes,
-                                  "seconds": round(time.perf_counter() - started, 1)}, indent=2))
+    marker.write_text(
+        json.dumps({"week": str(week), "built": outcomes, "seconds": round(time.perf_counter() - started, 1)}, indent=2)
+    )
     return folder
 
 
 # ----------------------------------------------------------------------------------------------- refresh
+
 
 @dataclasses.dataclass
 class Refresh:
@@ -226,7 +250,9 @@ def _number(value):
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def run_refresh(source: Path, warm: Path, week: dt.date, work: Path, executor: str = "multiprocess", log=print) -> Refresh:
+def run_refresh(
+    source: Path, warm: Path, week: dt.date, work: Path, executor: str = "multiprocess", log=print
+) -> Refresh:
     """Week `week`'s weekly_job on a copy of the warm state in `work`."""
     import dagster as dg
 
@@ -245,8 +271,13 @@ def run_refresh(source: Path, warm: Path, week: dt.date, work: Path, executor: s
     log(f"refresh: week {week}, {executor} executor, warehouse {work / 'warehouse.duckdb'}")
     with TreeMemory() as memory:
         started = time.perf_counter()
-        result = dg.execute_job(dg.reconstructable(weekly_job), instance=instance, run_config=run_config,
-                                tags={"dagster/partition": week.isoformat()}, raise_on_error=False)
+        result = dg.execute_job(
+            dg.reconstructable(weekly_job),
+            instance=instance,
+            run_config=run_config,
+            tags={"dagster/partition": week.isoformat()},
+            raise_on_error=False,
+        )
         wall = time.perf_counter() - started
     steps: dict[str, dict] = {}
     for event in result.all_events:
@@ -263,10 +294,16 @@ def run_refresh(source: Path, warm: Path, week: dt.date, work: Path, executor: s
                     step.setdefault("metadata", {})[f"{asset}.{key}"] = number
             if (peak := _number(meta.get("peak_rss_mb"))) is not None:
                 step["peak_rss_mb"] = max(step.get("peak_rss_mb", 0.0), peak)
-    failures = [f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
-                for e in result.all_events if e.is_step_failure]
-    failures += [f"check {e.event_specific_data.asset_key.to_user_string()}.{e.event_specific_data.check_name} failed"
-                 for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed]
+    failures = [
+        f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
+        for e in result.all_events
+        if e.is_step_failure
+    ]
+    failures += [
+        f"check {e.event_specific_data.asset_key.to_user_string()}.{e.event_specific_data.check_name} failed"
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+    ]
     return Refresh(result.run_id, result.success, round(wall, 1), memory.peak_mb, steps, failures)
 
 
@@ -275,15 +312,24 @@ def score_result(source: Path, work: Path, week: dt.date, log=print) -> dict:
     from hm_recs.core.weeks import shift_weeks
     from hm_recs.runner import Pipeline
 
-    pipeline = Pipeline(str(source), warehouse=str(work / "warehouse.duckdb"), artefacts=str(work / "artefacts"),
-                        exports=str(work / "exports"))
+    pipeline = Pipeline(
+        str(source),
+        warehouse=str(work / "warehouse.duckdb"),
+        artefacts=str(work / "artefacts"),
+        exports=str(work / "exports"),
+    )
     report = pipeline.evaluate_week(week, log=log)
-    log(f"scored on {shift_weeks(week, 1)}: " + ", ".join(
-        f"{name} {row['map_at_12']:.4f}" for name, row in report.items() if row.get("map_at_12") is not None))
+    log(
+        f"scored on {shift_weeks(week, 1)}: "
+        + ", ".join(
+            f"{name} {row['map_at_12']:.4f}" for name, row in report.items() if row.get("map_at_12") is not None
+        )
+    )
     return {name: {k: row[k] for k in ("map_at_12", "recall_at_12") if k in row} for name, row in report.items()}
 
 
 # ----------------------------------------------------------------------------------------------- references
+
 
 def scan_raw(source: Path, name: str):
     """polars' bare lazy read of a raw file (Parquet, else CSV as text)."""
@@ -313,24 +359,41 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
 
     def scan_week():
         day = pl.col("t_dat").cast(pl.String).str.to_date()  # the H&M layout stores days as text
-        return scan_raw(source, "transactions_train").filter(day.is_between(pl.lit(week), pl.lit(week_end(week)))).collect()
+        return (
+            scan_raw(source, "transactions_train")
+            .filter(day.is_between(pl.lit(week), pl.lit(week_end(week))))
+            .collect()
+        )
 
-    refs["scan_week"] = {"seconds": best_of(3, scan_week), "what": "polars scan of the raw file, date parse, week filter"}
-    refs["scan_catalogue"] = {"seconds": best_of(3, lambda: (scan_raw(source, "customers").collect(),
-                                                               scan_raw(source, "articles").collect())),
-                              "what": "polars read of customers + articles"}
+    refs["scan_week"] = {
+        "seconds": best_of(3, scan_week),
+        "what": "polars scan of the raw file, date parse, week filter",
+    }
+    refs["scan_catalogue"] = {
+        "seconds": best_of(
+            3, lambda: (scan_raw(source, "customers").collect(), scan_raw(source, "articles").collect())
+        ),
+        "what": "polars read of customers + articles",
+    }
     with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as con:
         first = shift_weeks(week, -25)
-        history, read_seconds = timed(lambda: con.execute(
-            "select t_dat, customer_id, article_id, price from hm.transactions where week between ? and ?",
-            [first, week]).pl())
+        history, read_seconds = timed(
+            lambda: con.execute(
+                "select t_dat, customer_id, article_id, price from hm.transactions where week between ? and ?",
+                [first, week],
+            ).pl()
+        )
 
     def group_history():
-        return history.group_by("customer_id").agg(pl.len(), pl.col("price").mean(), pl.col("t_dat").max(),
-                                                   pl.col("article_id").n_unique())
+        return history.group_by("customer_id").agg(
+            pl.len(), pl.col("price").mean(), pl.col("t_dat").max(), pl.col("article_id").n_unique()
+        )
 
-    refs["history_group_by"] = {"seconds": read_seconds + best_of(2, group_history), "rows": history.height,
-                                "what": "DuckDB read of 26 weeks + polars group-by per customer"}
+    refs["history_group_by"] = {
+        "seconds": read_seconds + best_of(2, group_history),
+        "rows": history.height,
+        "what": "DuckDB read of 26 weeks + polars group-by per customer",
+    }
 
     # training: one epoch of a plain two-embedding dot product, in-batch softmax, as many pairs as trained on
     n_customers = history["customer_id"].n_unique()
@@ -344,7 +407,7 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
         a = torch.randint(0, n_articles, (pairs,))
         started = time.perf_counter()
         for i in range(0, pairs, batch):
-            logits = users(u[i:i + batch]) @ items(a[i:i + batch]).T
+            logits = users(u[i : i + batch]) @ items(a[i : i + batch]).T
             loss = torch.nn.functional.cross_entropy(logits, torch.arange(logits.shape[0]))
             optimiser.zero_grad()
             loss.backward()
@@ -359,26 +422,42 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
     purchases = int(_meta(refresh, "sequence_model", "training_purchases", history.height) or history.height)
     with_history = int(_meta(refresh, "sequence_model", "customers_with_history", 0) or 0)
     sequence_share = min(1.0, budget.sequence_max_sequences_per_epoch / with_history) if with_history else 1.0
-    for step, pairs in [("two_tower_global", min(two_tower_pairs, budget.two_tower_max_pairs_per_epoch)),
-                        ("sequence_model", round(purchases * sequence_share))]:
-        refs[f"epoch_{step}"] = {"seconds": epoch(max(pairs, 1024)), "pairs": pairs,
-                                 "what": f"one epoch of plain embedding forward/backward over {pairs:,} pairs "
-                                         "(the stage's examples per epoch)"}
+    for step, pairs in [
+        ("two_tower_global", min(two_tower_pairs, budget.two_tower_max_pairs_per_epoch)),
+        ("sequence_model", round(purchases * sequence_share)),
+    ]:
+        refs[f"epoch_{step}"] = {
+            "seconds": epoch(max(pairs, 1024)),
+            "pairs": pairs,
+            "what": (
+                f"one epoch of plain embedding forward/backward over {pairs:,} pairs (the stage's examples per epoch)"
+            ),
+        }
 
     def retrieval(k: int = 100, chunk: int = 16_384):
         customers = torch.randn(n_customers, 64)
         articles = torch.randn(n_articles, 64)
         for i in range(0, n_customers, chunk):
-            torch.topk(customers[i:i + chunk] @ articles.T, k, dim=1)
+            torch.topk(customers[i : i + chunk] @ articles.T, k, dim=1)
 
-    refs["retrieval_top100"] = {"seconds": best_of(1, retrieval), "what": f"{n_customers:,} x {n_articles:,} matmul + top-100, chunked"}
+    refs["retrieval_top100"] = {
+        "seconds": best_of(1, retrieval),
+        "what": f"{n_customers:,} x {n_articles:,} matmul + top-100, chunked",
+    }
 
     candidate_rows = int(sum((refresh.steps.get("candidates", {}).get("rows") or {}).values()) or n_customers * 100)
-    frame = pl.DataFrame({"customer_id": np.random.default_rng(0).integers(0, n_customers, candidate_rows),
-                          "article_id": np.random.default_rng(1).integers(0, n_articles, candidate_rows),
-                          "score": np.random.default_rng(2).random(candidate_rows)})
-    refs["candidate_sort_head"] = {"seconds": best_of(1, lambda: frame.sort("customer_id", "score").group_by(
-        "customer_id").head(100)), "rows": candidate_rows, "what": "polars sort + per-customer head(100) of as many rows"}
+    frame = pl.DataFrame(
+        {
+            "customer_id": np.random.default_rng(0).integers(0, n_customers, candidate_rows),
+            "article_id": np.random.default_rng(1).integers(0, n_articles, candidate_rows),
+            "score": np.random.default_rng(2).random(candidate_rows),
+        }
+    )
+    refs["candidate_sort_head"] = {
+        "seconds": best_of(1, lambda: frame.sort("customer_id", "score").group_by("customer_id").head(100)),
+        "rows": candidate_rows,
+        "what": "polars sort + per-customer head(100) of as many rows",
+    }
 
     import lightgbm as lgb
 
@@ -389,28 +468,53 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
     training_rows = int(_meta(refresh, "ranker_model", "training_rows", 100_000) or 100_000)
     train_matrix = np.random.default_rng(4).random((training_rows, len(FEATURE_COLUMNS)), dtype=np.float32)
     labels = (np.random.default_rng(5).random(training_rows) < 0.1).astype(np.int32)
-    params = {"objective": "binary", "num_leaves": 31, "learning_rate": 0.05, "num_threads": 1, "verbosity": -1,
-              "min_data_in_leaf": 50, "feature_fraction": 0.8, "force_row_wise": True}
+    params = {
+        "objective": "binary",
+        "num_leaves": 31,
+        "learning_rate": 0.05,
+        "num_threads": 1,
+        "verbosity": -1,
+        "min_data_in_leaf": 50,
+        "feature_fraction": 0.8,
+        "force_row_wise": True,
+    }
     booster, train_seconds = timed(lambda: lgb.train(params, lgb.Dataset(train_matrix, labels), num_boost_round=100))
-    refs["lightgbm_train"] = {"seconds": train_seconds, "rows": training_rows, "what": "LightGBM, 100 rounds, same rows x features"}
+    refs["lightgbm_train"] = {
+        "seconds": train_seconds,
+        "rows": training_rows,
+        "what": "LightGBM, 100 rounds, same rows x features",
+    }
     predict_seconds = best_of(1, lambda: booster.predict(matrix, num_threads=1))
-    refs["lightgbm_predict"] = {"seconds": predict_seconds * scored_rows / max(matrix.shape[0], 1), "rows": scored_rows,
-                                "what": "LightGBM bare predict, same rows x features (100 trees)"}
+    refs["lightgbm_predict"] = {
+        "seconds": predict_seconds * scored_rows / max(matrix.shape[0], 1),
+        "rows": scored_rows,
+        "what": "LightGBM bare predict, same rows x features (100 trees)",
+    }
     log("references: " + ", ".join(f"{k} {v['seconds']:.2f} s" for k, v in refs.items()))
     return refs
 
 
 STAGE_REFERENCES = {
-    "raw_transactions": "scan_week", "validate_transactions": "scan_week",
-    "raw_customers": "scan_catalogue", "raw_articles": "scan_catalogue",
-    "validate_customers": "scan_catalogue", "validate_articles": "scan_catalogue",
-    "customer_features": "history_group_by", "article_features": "history_group_by", "customer_segments": "history_group_by",
+    "raw_transactions": "scan_week",
+    "validate_transactions": "scan_week",
+    "raw_customers": "scan_catalogue",
+    "raw_articles": "scan_catalogue",
+    "validate_customers": "scan_catalogue",
+    "validate_articles": "scan_catalogue",
+    "customer_features": "history_group_by",
+    "article_features": "history_group_by",
+    "customer_segments": "history_group_by",
     "two_tower_data": "history_group_by",
-    "article_content": "epoch_two_tower_global", "two_tower_global": "epoch_two_tower_global",
+    "article_content": "epoch_two_tower_global",
+    "two_tower_global": "epoch_two_tower_global",
     "sequence_model": "epoch_sequence_model",
-    "two_tower_candidates": "retrieval_top100", "sequence_candidates": "retrieval_top100",
-    "candidates": "candidate_sort_head", "ranker_model": "lightgbm_train", "recommendations": "lightgbm_predict",
-    "baseline_recommendations": "history_group_by", "evaluation_report": "history_group_by",
+    "two_tower_candidates": "retrieval_top100",
+    "sequence_candidates": "retrieval_top100",
+    "candidates": "candidate_sort_head",
+    "ranker_model": "lightgbm_train",
+    "recommendations": "lightgbm_predict",
+    "baseline_recommendations": "history_group_by",
+    "evaluation_report": "history_group_by",
 }
 
 
@@ -422,9 +526,18 @@ def stage_reference(step: str) -> str | None:
 
 # ----------------------------------------------------------------------------------------------- driver
 
-def run_benchmark(scale: float, weeks: int = HM_WEEKS, warm_weeks: int = 1, history_weeks: int = SEGMENT_WEEKS,
-                  executor: str = "multiprocess", cache: Path = CACHE, with_references: bool = True, log=print,
-                  until: str = "result") -> dict:
+
+def run_benchmark(
+    scale: float,
+    weeks: int = HM_WEEKS,
+    warm_weeks: int = 1,
+    history_weeks: int = SEGMENT_WEEKS,
+    executor: str = "multiprocess",
+    cache: Path = CACHE,
+    with_references: bool = True,
+    log=print,
+    until: str = "result",
+) -> dict:
     """Generate (cached), warm (cached), refresh week T = the second-to-last week, score it on the last week.
     `until="history"` stops once the warm-up's history is ingested (the long, code-independent part)."""
     from hm_recs.core.weeks import shift_weeks
@@ -439,69 +552,102 @@ def run_benchmark(scale: float, weeks: int = HM_WEEKS, warm_weeks: int = 1, hist
     work = Path(tempfile.mkdtemp(prefix=f"hm_recs_full_scale_{scale:g}_"))
     refresh = run_refresh(source, warm, week, work, executor, log)
     report = {
-        "scale": scale, "customers": max(round(HM_CUSTOMERS * scale), 500), "weeks": weeks, "week": str(week),
-        "scored_week": str(shift_weeks(week, 1)), "executor": executor, "cpus": os.cpu_count(),
-        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"), "refresh": dataclasses.asdict(refresh),
+        "scale": scale,
+        "customers": max(round(HM_CUSTOMERS * scale), 500),
+        "weeks": weeks,
+        "week": str(week),
+        "scored_week": str(shift_weeks(week, 1)),
+        "executor": executor,
+        "cpus": os.cpu_count(),
+        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "refresh": dataclasses.asdict(refresh),
         "warm": json.loads((warm / "warm.json").read_text()),
     }
     if refresh.success:
         report["map_at_12"] = score_result(source, work, week, log)
     if with_references:
         report["references"] = references(source, work, week, refresh, log)
-        report["ratios"] = {step: round(figures["seconds"] / report["references"][ref]["seconds"], 2)
-                            for step, figures in refresh.steps.items()
-                            if "seconds" in figures and (ref := stage_reference(step)) and report["references"][ref]["seconds"] > 0}
+        report["ratios"] = {
+            step: round(figures["seconds"] / report["references"][ref]["seconds"], 2)
+            for step, figures in refresh.steps.items()
+            if "seconds" in figures and (ref := stage_reference(step)) and report["references"][ref]["seconds"] > 0
+        }
     shutil.rmtree(work, ignore_errors=True)
     return report
 
 
 def summarise(report: dict) -> None:
     refresh = report["refresh"]
-    print(f"\n== weekly refresh at scale {report['scale']:g} ({report['customers']:,} customers), week {report['week']}, "
-          f"{report['executor']} executor on {report['cpus']} cores ==")
+    print(
+        f"\n== weekly refresh at scale {report['scale']:g} ({report['customers']:,} customers), week {report['week']}, "
+        f"{report['executor']} executor on {report['cpus']} cores =="
+    )
     print(f"{'step':<28} {'seconds':>9} {'peak RSS MB':>12} {'rows':>12} {'reference':>24} {'x ref':>7}")
     for step, figures in sorted(refresh["steps"].items(), key=lambda kv: -kv[1].get("seconds", 0)):
         ref = stage_reference(step)
         ratio = report.get("ratios", {}).get(step)
         flag = " !" if ratio is not None and ratio > FLAG_RATIO else ""
         rows = sum((figures.get("rows") or {}).values()) if figures.get("rows") else ""
-        print(f"{step:<28} {figures.get('seconds', 0):>9.1f} {figures.get('peak_rss_mb', ''):>12} {rows:>12} "
-              f"{ref or '':>24} {'' if ratio is None else f'{ratio:.1f}':>7}{flag}")
-    print(f"whole refresh: {refresh['wall_seconds']:.0f} s wall ({refresh['wall_seconds'] / 60:.1f} min); peak RSS of the "
-          f"process tree {refresh['peak_tree_rss_mb']:.0f} MB; success {refresh['success']}")
+        print(
+            f"{step:<28} {figures.get('seconds', 0):>9.1f} {figures.get('peak_rss_mb', ''):>12} {rows:>12} "
+            f"{ref or '':>24} {'' if ratio is None else f'{ratio:.1f}':>7}{flag}"
+        )
+    print(
+        f"whole refresh: {refresh['wall_seconds']:.0f} s wall ({refresh['wall_seconds'] / 60:.1f} min); peak RSS of the"
+        f" process tree {refresh['peak_tree_rss_mb']:.0f} MB; success {refresh['success']}"
+    )
     for failure in refresh["failures"]:
         print(f"  {failure}")
     if "map_at_12" in report:
         scores = {name: row.get("map_at_12") for name, row in report["map_at_12"].items()}
         trending = scores.get("trending") or float("nan")
-        print("MAP@12 on " + report["scored_week"] + ": " + ", ".join(
-            f"{name} {value:.4f} ({value / trending:.2f}x trending)" for name, value in scores.items()
-            if value is not None and not name.startswith("source/")))
+        print(
+            "MAP@12 on "
+            + report["scored_week"]
+            + ": "
+            + ", ".join(
+                f"{name} {value:.4f} ({value / trending:.2f}x trending)"
+                for name, value in scores.items()
+                if value is not None and not name.startswith("source/")
+            )
+        )
     if "references" in report:
-        print("references: " + "; ".join(f"{k} {v['seconds']:.2f} s ({v['what']})" for k, v in report["references"].items()))
+        print(
+            "references: "
+            + "; ".join(f"{k} {v['seconds']:.2f} s ({v['what']})" for k, v in report["references"].items())
+        )
 
 
 def comparison_table(small: dict, large: dict) -> str:
     """Markdown: per step, seconds and peak RSS (the step process's) at both scales, the growth of the seconds,
     and the large run's ratio to its reference; then the whole refresh."""
     growth_of_customers = large["customers"] / small["customers"]
-    lines = [f"| step | s at {small['scale']:g} | s at {large['scale']:g} | growth (customers × {growth_of_customers:.0f}) "
-             f"| peak RSS MB at {large['scale']:g} | rows at {large['scale']:g} | reference | × reference |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        (
+            f"| step | s at {small['scale']:g} | s at {large['scale']:g} | growth (customers ×"
+            f" {growth_of_customers:.0f}) | peak RSS MB at {large['scale']:g} | rows at {large['scale']:g} | reference"
+            " | × reference |"
+        ),
+        "|---|---|---|---|---|---|---|---|",
+    ]
     steps = large["refresh"]["steps"]
     for step, figures in sorted(steps.items(), key=lambda kv: -kv[1].get("seconds", 0)):
         before = small["refresh"]["steps"].get(step, {}).get("seconds")
         seconds = figures.get("seconds", 0)
         ratio = large.get("ratios", {}).get(step)
         rows = sum((figures.get("rows") or {}).values()) if figures.get("rows") else ""
-        lines.append(f"| {step} | {'' if before is None else f'{before:,.1f}'} | {seconds:,.1f} | "
-                     f"{'' if not before else f'{seconds / before:.1f}'} | {figures.get('peak_rss_mb', ''):,} | "
-                     f"{rows if rows == '' else f'{rows:,}'} | {stage_reference(step) or ''} | "
-                     f"{'' if ratio is None else f'{ratio:.1f}'}{' !' if ratio is not None and ratio > FLAG_RATIO else ''} |")
+        lines.append(
+            f"| {step} | {'' if before is None else f'{before:,.1f}'} | {seconds:,.1f} | "
+            f"{'' if not before else f'{seconds / before:.1f}'} | {figures.get('peak_rss_mb', ''):,} | "
+            f"{rows if rows == '' else f'{rows:,}'} | {stage_reference(step) or ''} | "
+            f"{'' if ratio is None else f'{ratio:.1f}'}{' !' if ratio is not None and ratio > FLAG_RATIO else ''} |"
+        )
     a, b = small["refresh"], large["refresh"]
-    lines.append(f"| **whole refresh (wall)** | {a['wall_seconds']:,.0f} | {b['wall_seconds']:,.0f} | "
-                 f"{b['wall_seconds'] / a['wall_seconds']:.1f} | tree peak {a['peak_tree_rss_mb']:,.0f} → "
-                 f"{b['peak_tree_rss_mb']:,.0f} | | | |")
+    lines.append(
+        f"| **whole refresh (wall)** | {a['wall_seconds']:,.0f} | {b['wall_seconds']:,.0f} | "
+        f"{b['wall_seconds'] / a['wall_seconds']:.1f} | tree peak {a['peak_tree_rss_mb']:,.0f} → "
+        f"{b['peak_tree_rss_mb']:,.0f} | | | |"
+    )
     return "\n".join(lines)
 
 
@@ -512,18 +658,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-weeks", type=int, default=1, help="whole weeks built before the refreshed one")
     parser.add_argument("--history-weeks", type=int, default=SEGMENT_WEEKS)
     parser.add_argument("--executor", choices=["multiprocess", "in_process"], default="multiprocess")
-    parser.add_argument("--until", choices=["history", "result"], default="result",
-                        help="history: only generate the data and ingest the warm-up's history weeks (resumable)")
-    parser.add_argument("--compare", nargs=2, metavar=("SMALL", "LARGE"), type=float,
-                        help="print the markdown table of two stored results (benchmarks/results) and exit")
+    parser.add_argument(
+        "--until",
+        choices=["history", "result"],
+        default="result",
+        help="history: only generate the data and ingest the warm-up's history weeks (resumable)",
+    )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("SMALL", "LARGE"),
+        type=float,
+        help="print the markdown table of two stored results (benchmarks/results) and exit",
+    )
     args = parser.parse_args(argv)
     if args.compare:
         small, large = (json.loads((RESULTS / f"full_scale_{scale:g}.json").read_text()) for scale in args.compare)
         print(comparison_table(small, large))
         return 0
     for scale in args.scale:
-        report = run_benchmark(scale, args.weeks, args.warm_weeks, args.history_weeks, args.executor,
-                               log=lambda m: print(m, flush=True), until=args.until)
+        report = run_benchmark(
+            scale,
+            args.weeks,
+            args.warm_weeks,
+            args.history_weeks,
+            args.executor,
+            log=lambda m: print(m, flush=True),
+            until=args.until,
+        )
         if args.until != "result":
             continue
         RESULTS.mkdir(parents=True, exist_ok=True)

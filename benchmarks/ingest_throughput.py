@@ -58,8 +58,11 @@ def main() -> int:
     from hm_recs.resources import default_resources
 
     source = full_week(args.customers)
-    files = {"transactions": source / "transactions" / f"week={WEEK}.csv",
-             "customers": source / "customers.csv", "articles": source / "articles.csv"}
+    files = {
+        "transactions": source / "transactions" / f"week={WEEK}.csv",
+        "customers": source / "customers.csv",
+        "articles": source / "articles.csv",
+    }
     print(f"data: {source}; " + ", ".join(f"{k} {v.stat().st_size / 2**20:.0f} MiB" for k, v in files.items()))
     reference = {t: best_of(3, lambda p=p: pl.read_csv(p)) for t, p in files.items()}
 
@@ -68,34 +71,62 @@ def main() -> int:
     for table in ("articles", "customers", "transactions"):
         name = files[table].relative_to(source).as_posix()
         raws[table], t_read = timed(lambda: read_raw(files[table], SourceFile(table, name, "csv", False), week=WEEK))
-        ctx = RuleContext(week=WEEK) if table != "transactions" else RuleContext(
-            week=WEEK, known_article_ids=raws["articles"]["article_id"], known_customer_ids=raws["customers"]["customer_id"])
+        ctx = (
+            RuleContext(week=WEEK)
+            if table != "transactions"
+            else RuleContext(
+                week=WEEK,
+                known_article_ids=raws["articles"]["article_id"],
+                known_customer_ids=raws["customers"]["customer_id"],
+            )
+        )
         result, t_split = timed(lambda: split(table, raws[table], ctx))
         _, t_gx = timed(lambda: run_suite(table, raws[table], ctx))
-        core[table] = {"rows": raws[table].height, "read": t_read, "split": t_split, "gx": t_gx,
-                       "quarantined": result.quarantine.height}
+        core[table] = {
+            "rows": raws[table].height,
+            "read": t_read,
+            "split": t_split,
+            "gx": t_gx,
+            "quarantined": result.quarantine.height,
+        }
 
     work = Path(tempfile.mkdtemp(prefix="hm_recs_ingest_"))
     resources = default_resources(source=str(source), warehouse=str(work / "w.duckdb"), artefacts=str(work / "a"))
     started = time.perf_counter()
-    result = dg.materialize(all_assets, partition_key=WEEK.isoformat(), resources=resources, selection=INGESTION_ASSETS,
-                            instance=dg.DagsterInstance.ephemeral())
+    result = dg.materialize(
+        all_assets,
+        partition_key=WEEK.isoformat(),
+        resources=resources,
+        selection=INGESTION_ASSETS,
+        instance=dg.DagsterInstance.ephemeral(),
+    )
     dagster_wall = time.perf_counter() - started
     assert result.success
     steps = {e.step_key: e.event_specific_data.duration_ms / 1000 for e in result.get_step_success_events()}
-    step_of = {"transactions": ("raw_transactions", "validate_transactions"),
-               "customers": ("raw_customers", "validate_customers"), "articles": ("raw_articles", "validate_articles")}
+    step_of = {
+        "transactions": ("raw_transactions", "validate_transactions"),
+        "customers": ("raw_customers", "validate_customers"),
+        "articles": ("raw_articles", "validate_articles"),
+    }
 
-    print(f"\n{'table':<13} {'rows':>10} {'polars read':>12} {'core read':>10} {'+rules':>8} {'+GX':>8} "
-          f"{'core/ref':>9} {'dagster':>9} {'dagster/ref':>12} {'rows/s (dagster)':>17}")
+    print(
+        f"\n{'table':<13} {'rows':>10} {'polars read':>12} {'core read':>10} {'+rules':>8} {'+GX':>8} "
+        f"{'core/ref':>9} {'dagster':>9} {'dagster/ref':>12} {'rows/s (dagster)':>17}"
+    )
     for table in ("transactions", "customers", "articles"):
         c = core[table]
         total = c["read"] + c["split"] + c["gx"]
         d = sum(steps[s] for s in step_of[table])
-        print(f"{table:<13} {c['rows']:>10,} {reference[table]:>11.2f}s {c['read']:>9.2f}s {c['split']:>7.2f}s {c['gx']:>7.2f}s "
-              f"{total / reference[table]:>8.1f}x {d:>8.2f}s {d / reference[table]:>11.1f}x {c['rows'] / d:>17,.0f}")
-    print(f"\nwhole ingestion + validation of the week through Dagster: {dagster_wall:.1f} s wall "
-          f"(steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items()) + ")")
+        print(
+            f"{table:<13} {c['rows']:>10,} {reference[table]:>11.2f}s {c['read']:>9.2f}s {c['split']:>7.2f}s"
+            f" {c['gx']:>7.2f}s {total / reference[table]:>8.1f}x {d:>8.2f}s {d / reference[table]:>11.1f}x"
+            f" {c['rows'] / d:>17,.0f}"
+        )
+    print(
+        f"\nwhole ingestion + validation of the week through Dagster: {dagster_wall:.1f} s wall (steps: "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in steps.items())
+        + ")"
+    )
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -1,16 +1,17 @@
 """What each part of the learned article representation adds (issue 18): the sequence model trained with its
 parts switched on one at a time, on the generator's shop profiles, and what the parts cost.
 
-    python benchmarks/model_parts.py [--profile grocery fashion] [--customers N] [--weeks 32] [--image-dim 32] [--offset 2]
+    python benchmarks/model_parts.py [--profile grocery fashion] [--customers N] [--weeks 32] [--image-dim 32]
+                                     [--offset 2]
     python benchmarks/model_parts.py --hm-shaped      (the cost at H&M's size: one epoch, parts off vs on)
 
-Quality (default): a generated shop of the profile, with image vectors carrying its planted visual taste; the
-week `--offset` weeks before the last is held out (default 2: the week before the generator's latest planted
-demand shift, an ordinary week) and nothing after it is read. The content encoder and the sequence model are trained on the weeks before, adding one
-part at a time: catalogue attributes only, + description words, + image vectors, + the article identity
-embedding, + the repeat term (everything: today's defaults). Each variant's own top 12 among the articles sold
-in the last 4 weeks is scored on the held-out week's buyers (MAP@12, customers without history count as
-misses), with the repurchase and trending baselines measured in the same run, and the seconds per epoch.
+Quality (default): a generated shop of the profile, with image vectors carrying its planted visual taste; the week
+`--offset` weeks before the last is held out (default 2: the week before the generator's latest planted demand
+shift, an ordinary week) and nothing after it is read. The content encoder and the sequence model are trained on the
+weeks before, adding one part at a time: catalogue attributes only, + description words, + image vectors, + the
+article identity embedding, + the repeat term (everything: today's defaults). Each variant's own top 12 among the
+articles sold in the last 4 weeks is scored on the held-out week's buyers (MAP@12, customers without history count
+as misses), with the repurchase and trending baselines measured in the same run, and the seconds per epoch.
 
 Cost (`--hm-shaped`): purchases drawn at H&M's shape (1.37M customers, 105,542 articles, 26 weeks of about
 305k purchases, a power-law popularity), random content vectors; one epoch of the sequence model at its
@@ -40,8 +41,11 @@ def typed(frame, table: str):
 
     from hm_recs.core.schema import TABLE_DTYPES
 
-    return frame.with_columns((pl.col(c).str.to_date() if t == pl.Date() else pl.col(c).cast(t))
-                              for c, t in TABLE_DTYPES[table].items() if c in frame.columns)
+    return frame.with_columns(
+        (pl.col(c).str.to_date() if t == pl.Date() else pl.col(c).cast(t))
+        for c, t in TABLE_DTYPES[table].items()
+        if c in frame.columns
+    )
 
 
 def variants(image_dim: int) -> list[tuple[str, dict, dict]]:
@@ -62,9 +66,8 @@ def quality(profile: str, customers: int, weeks: int, image_dim: int, offset: in
     from hm_recs.core.baselines import BaselineConfig, recommend_all
     from hm_recs.core.metrics import K, map_at_k
     from hm_recs.core.weeks import shift_weeks, week_of
-    from hm_recs.models.common import IdIndex, encode_purchases
+    from hm_recs.models.common import IdIndex, encode_purchases, set_seed
     from hm_recs.models.content import ContentConfig, train_content_encoder
-    from hm_recs.models.common import set_seed
     from hm_recs.models.sequence import SequenceConfig, build_sequences, top_k, train_sequence_model
     from hm_recs.synthetic import generate, profile_config
 
@@ -79,13 +82,22 @@ def quality(profile: str, customers: int, weeks: int, image_dim: int, offset: in
     past, held = transactions.filter(pl.col("t_dat") < week), transactions.filter(pl.col("t_dat") >= week)
     index_c, index_a = IdIndex.of(people["customer_id"]), IdIndex.of(articles["article_id"])
     purchases = encode_purchases(past, index_c, index_a)
-    on_sale = index_a.encode(past.filter(pl.col("t_dat") >= shift_weeks(week, -4)).select("article_id").unique(),
-                             "article_id")["article_id_idx"].sort().to_numpy()
-    print(f"[{profile}] {people.height:,} customers, {articles.height:,} articles, {transactions.height:,} rows; "
-          f"held-out week {week}: {held['customer_id'].n_unique():,} buyers (generated in {time.perf_counter() - started:.0f} s)",
-          flush=True)
+    on_sale = (
+        index_a.encode(
+            past.filter(pl.col("t_dat") >= shift_weeks(week, -4)).select("article_id").unique(), "article_id"
+        )["article_id_idx"]
+        .sort()
+        .to_numpy()
+    )
+    print(
+        f"[{profile}] {people.height:,} customers, {articles.height:,} articles, {transactions.height:,} rows; held-out"
+        f" week {week}: {held['customer_id'].n_unique():,} buyers (generated in {time.perf_counter() - started:.0f} s)",
+        flush=True,
+    )
     rows = {}
-    baselines = recommend_all(people, past, articles, shift_weeks(week, -1), BaselineConfig(K), wanted=held["customer_id"].unique())
+    baselines = recommend_all(
+        people, past, articles, shift_weeks(week, -1), BaselineConfig(K), wanted=held["customer_id"].unique()
+    )
     for (name,), lists in baselines.group_by("recommender", maintain_order=True):
         rows[f"baseline: {name}"] = {"map_at_12": map_at_k(lists, held)}
     contents: dict[tuple, object] = {}
@@ -93,22 +105,37 @@ def quality(profile: str, customers: int, weeks: int, image_dim: int, offset: in
         key = tuple(sorted(content_overrides.items()))
         if key not in contents:
             began = time.perf_counter()
-            model = train_content_encoder(articles, purchases, replace(ContentConfig(), **content_overrides),
-                                          log=lambda m: None, images=data.article_images)
+            model = train_content_encoder(
+                articles,
+                purchases,
+                replace(ContentConfig(), **content_overrides),
+                log=lambda m: None,
+                images=data.article_images,
+            )
             contents[key] = (model.vectors(articles, data.article_images), time.perf_counter() - began)
         vectors, content_seconds = contents[key]
         began = time.perf_counter()
-        result = train_sequence_model(purchases, vectors, cutoff, replace(SequenceConfig(), **sequence_overrides), log=lambda m: None)
+        result = train_sequence_model(
+            purchases, vectors, cutoff, replace(SequenceConfig(), **sequence_overrides), log=lambda m: None
+        )
         seconds = time.perf_counter() - began
         sequences = build_sequences(purchases, len(index_a), cutoff, result.config.max_len, set_seed(0))
         wanted = index_c.encode(held.select("customer_id").unique(), "customer_id")["customer_id_idx"].sort().to_numpy()
         best = top_k(result, sequences, wanted, on_sale, week, k=K)
-        lists = best.with_columns(index_c.decode(best["customer_idx"]).alias("customer_id"),
-                                  index_a.decode(best["article_idx"]).alias("article_id"))
-        rows[name] = {"map_at_12": map_at_k(lists, held), "sequence_seconds_per_epoch": seconds / result.config.epochs,
-                      "content_seconds": content_seconds}
-        print(f"  {name:<24} MAP@12 {rows[name]['map_at_12']:.4f}  sequence {rows[name]['sequence_seconds_per_epoch']:.1f} s/epoch, "
-              f"content encoder {content_seconds:.1f} s", flush=True)
+        lists = best.with_columns(
+            index_c.decode(best["customer_idx"]).alias("customer_id"),
+            index_a.decode(best["article_idx"]).alias("article_id"),
+        )
+        rows[name] = {
+            "map_at_12": map_at_k(lists, held),
+            "sequence_seconds_per_epoch": seconds / result.config.epochs,
+            "content_seconds": content_seconds,
+        }
+        print(
+            f"  {name:<24} MAP@12 {rows[name]['map_at_12']:.4f}  sequence"
+            f" {rows[name]['sequence_seconds_per_epoch']:.1f} s/epoch, content encoder {content_seconds:.1f} s",
+            flush=True,
+        )
     return rows
 
 
@@ -127,24 +154,32 @@ def hm_shaped(seed: int = 0) -> dict:
     n = weeks * per_week
     last = dt.date(2020, 9, 22)
     days = rng.integers(0, weeks * 7, n)
-    purchases = pl.DataFrame({
-        "customer_idx": (rng.pareto(1.2, n) * customers / 20).astype(np.int64) % customers,
-        "article_idx": rng.choice(articles, n, p=popularity).astype(np.int64),
-        "t_dat": pl.Series([last - dt.timedelta(days=int(d)) for d in range(weeks * 7)]).gather(days),
-    })
+    purchases = pl.DataFrame(
+        {
+            "customer_idx": (rng.pareto(1.2, n) * customers / 20).astype(np.int64) % customers,
+            "article_idx": rng.choice(articles, n, p=popularity).astype(np.int64),
+            "t_dat": pl.Series([last - dt.timedelta(days=int(d)) for d in range(weeks * 7)]).gather(days),
+        }
+    )
     content = torch.randn(articles, 32)
     out = {}
     for name, overrides in (("parts off", {"repeat": False, "article_identity": False}), ("parts on", {})):
         config = SequenceConfig(epochs=1, **overrides)
         began = time.perf_counter()
         result = train_sequence_model(purchases, content, last, config, log=lambda m: print(f"  {m}", flush=True))
-        out[name] = {"epoch_seconds": result.history[0]["seconds"], "total_seconds": round(time.perf_counter() - began, 1)}
+        out[name] = {
+            "epoch_seconds": result.history[0]["seconds"],
+            "total_seconds": round(time.perf_counter() - began, 1),
+        }
         if result.model.article_id is not None:
             parameters = result.model.article_id.weight.numel()
             out[name]["identity_embedding_mb"] = round(parameters * 4 / 2**20, 1)
             out[name]["identity_with_adam_state_mb"] = round(3 * parameters * 4 / 2**20, 1)
-        print(f"  sequence, {name}: one epoch {out[name]['epoch_seconds']:.1f} s ({out[name]['total_seconds']:.1f} s with "
-              f"building the sequences)", flush=True)
+        print(
+            f"  sequence, {name}: one epoch {out[name]['epoch_seconds']:.1f} s ({out[name]['total_seconds']:.1f} s with"
+            " building the sequences)",
+            flush=True,
+        )
     out["epoch_ratio_on_over_off"] = out["parts on"]["epoch_seconds"] / out["parts off"]["epoch_seconds"]
     return out
 
@@ -161,17 +196,24 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.hm_shaped:
         report = hm_shaped()
-        print(f"\nsequence epoch at H&M's shape, parts on / off: {report['epoch_ratio_on_over_off']:.2f}x; identity embedding "
-              f"{report['parts on'].get('identity_embedding_mb')} MB ({report['parts on'].get('identity_with_adam_state_mb')} MB "
-              "with Adam's two moments)")
+        print(
+            f"\nsequence epoch at H&M's shape, parts on / off: {report['epoch_ratio_on_over_off']:.2f}x; identity"
+            f" embedding {report['parts on'].get('identity_embedding_mb')} MB"
+            f" ({report['parts on'].get('identity_with_adam_state_mb')} MB with Adam's two moments)"
+        )
         (RESULTS / "model_parts_hm_shaped.json").write_text(json.dumps(report, indent=2))
     else:
-        report = {p: quality(p, args.customers or SIZES[p], args.weeks, args.image_dim, args.offset) for p in args.profile}
+        report = {
+            p: quality(p, args.customers or SIZES[p], args.weeks, args.image_dim, args.offset) for p in args.profile
+        }
         print("\n== sequence model MAP@12 on the held-out week, one part added at a time ==")
         for profile, rows in report.items():
             reference = max(v["map_at_12"] for k, v in rows.items() if k.startswith("baseline"))
             for name, figures in rows.items():
-                print(f"  {profile:<8} {name:<24} {figures['map_at_12']:.4f}  ({figures['map_at_12'] / reference:.2f}x the best baseline)")
+                print(
+                    f"  {profile:<8} {name:<24} {figures['map_at_12']:.4f}  ({figures['map_at_12'] / reference:.2f}x"
+                    " the best baseline)"
+                )
         (RESULTS / "model_parts.json").write_text(json.dumps(report, indent=2))
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0

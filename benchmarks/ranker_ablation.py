@@ -45,13 +45,18 @@ def learned_gain_share(importances) -> float:
 
 def week_figures(warehouse, week, log) -> dict:
     """MAP@12 on week W+1 of the ranker trained with and without the learned sources at W (module docstring)."""
-    import polars as pl
 
     from hm_recs.assets.common import catalogue_tables, partition_rows
     from hm_recs.assets.ranking import ranker_sources, serving_set
     from hm_recs.core.candidates import build_candidates
     from hm_recs.core.metrics import K, map_at_k
-    from hm_recs.core.ranking_features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows, ranking_features, week_inputs
+    from hm_recs.core.ranking_features import (
+        CATEGORICAL_FEATURES,
+        FEATURE_COLUMNS,
+        InputWindows,
+        ranking_features,
+        week_inputs,
+    )
     from hm_recs.core.serving import GateRule
     from hm_recs.core.weeks import shift_weeks
     from hm_recs.models.ranker import RankerConfig, rank_in_chunks, train_ranker
@@ -61,26 +66,43 @@ def week_figures(warehouse, week, log) -> dict:
     target = shift_weeks(week, 1)
     purchases = partition_rows(warehouse, "transactions", target, "customer_id, article_id")
     buyers = purchases["customer_id"].unique()
-    customers, articles, transactions = catalogue_tables(warehouse, week, max(windows.feature_weeks, windows.segment_weeks))
+    customers, articles, transactions = catalogue_tables(
+        warehouse, week, max(windows.feature_weeks, windows.segment_weeks)
+    )
     inputs = week_inputs(customers, articles, transactions, week, windows)
     stored = ranker_sources(warehouse, week, weeks, rule)
     heuristic = WeekSources(stored.buyers_per_week, lambda t: None, lambda t: None, stored.tables)
-    serving = {"with": serving_set(warehouse, week, buyers),
-               "without": build_candidates(customers, transactions, articles, week, customer_ids=buyers)}
+    serving = {
+        "with": serving_set(warehouse, week, buyers),
+        "without": build_candidates(customers, transactions, articles, week, customer_ids=buyers),
+    }
     out = {}
     for variant, sources in (("with", stored), ("without", heuristic)):
         started = time.perf_counter()
         assembled = assemble(week, sources, weeks, rule, config, windows, log=lambda m: None)
-        result = train_ranker(assembled.train, assembled.validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, config,
-                              lambda m: None, assembled.validation_purchases)
+        result = train_ranker(
+            assembled.train,
+            assembled.validation,
+            FEATURE_COLUMNS,
+            CATEGORICAL_FEATURES,
+            config,
+            lambda m: None,
+            assembled.validation_purchases,
+        )
         if assembled.refits("pooled") and result.tiers:  # as the asset refits by default
             result = refit(assembled, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, config, lambda m: None)
         ranked = rank_in_chunks(result, serving[variant], lambda chunk: ranking_features(inputs, chunk), K)
-        out[variant] = {"map_at_12": map_at_k(ranked, purchases), "learned_gain_share": learned_gain_share(result.importances),
-                        "training_rows": assembled.train.height, "seconds": round(time.perf_counter() - started, 1)}
-        log(f"  built {week} ({variant} the learned sources): MAP@12 {out[variant]['map_at_12']:.4f} on week {target}, "
+        out[variant] = {
+            "map_at_12": map_at_k(ranked, purchases),
+            "learned_gain_share": learned_gain_share(result.importances),
+            "training_rows": assembled.train.height,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+        log(
+            f"  built {week} ({variant} the learned sources): MAP@12 {out[variant]['map_at_12']:.4f} on week {target}, "
             f"learned features' gain share {out[variant]['learned_gain_share']:.3f}, {out[variant]['training_rows']:,} "
-            f"training rows, {out[variant]['seconds']} s")
+            f"training rows, {out[variant]['seconds']} s"
+        )
     return out
 
 
@@ -116,13 +138,20 @@ def main() -> int:
     with_, without = ([figures[w][v]["map_at_12"] for w in figures] for v in ("with", "without"))
     share = [figures[w]["with"]["learned_gain_share"] for w in figures]
     print(f"\n== {args.shop}: ranker MAP@12 with and without the learned sources ({len(figures)} weeks) ==")
-    print(f"{'built week':<12} {'with':>8} {'without':>8} {'ratio':>7} {'stored ranker':>14} {'learned gain share':>19}")
+    print(
+        f"{'built week':<12} {'with':>8} {'without':>8} {'ratio':>7} {'stored ranker':>14} {'learned gain share':>19}"
+    )
     for w, f in figures.items():
         stored = f"{f['stored_ranker']:.4f}" if f["stored_ranker"] is not None else "-"
-        print(f"{w:<12} {f['with']['map_at_12']:>8.4f} {f['without']['map_at_12']:>8.4f} "
-              f"{f['with']['map_at_12'] / f['without']['map_at_12']:>7.3f} {stored:>14} {f['with']['learned_gain_share']:>19.3f}")
-    print(f"{'mean':<12} {statistics.fmean(with_):>8.4f} {statistics.fmean(without):>8.4f} "
-          f"{statistics.fmean(with_) / statistics.fmean(without):>7.3f} {'':>14} {statistics.fmean(share):>19.3f}")
+        print(
+            f"{w:<12} {f['with']['map_at_12']:>8.4f} {f['without']['map_at_12']:>8.4f}"
+            f" {f['with']['map_at_12'] / f['without']['map_at_12']:>7.3f} {stored:>14}"
+            f" {f['with']['learned_gain_share']:>19.3f}"
+        )
+    print(
+        f"{'mean':<12} {statistics.fmean(with_):>8.4f} {statistics.fmean(without):>8.4f} "
+        f"{statistics.fmean(with_) / statistics.fmean(without):>7.3f} {'':>14} {statistics.fmean(share):>19.3f}"
+    )
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"ranker_ablation_{args.shop}.json").write_text(json.dumps(figures, indent=2))
     return 0

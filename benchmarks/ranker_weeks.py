@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("DAGSTER_HOME", tempfile.mkdtemp(prefix="hm_recs_bench_home_"))
 
 import dagster as dg  # noqa: E402
-
 from backtest import CACHE, REAL, RESULTS, synthetic_source  # noqa: E402
+
 from hm_recs.cli import backtest  # noqa: E402
 from hm_recs.core.weeks import shift_weeks  # noqa: E402
 from hm_recs.resources import ServingPolicy  # noqa: E402
@@ -42,8 +42,12 @@ BASELINES = ("popularity", "trending", "repurchase")
 def prepared(name: str, source: Path, n_weeks: int, history_weeks: int) -> tuple[Path, list]:
     """The cached backtest state (warehouse, artefacts) and the built weeks."""
     work = CACHE / f"ranker_weeks_{name}"
-    pipeline = Pipeline(str(source), warehouse=str(work / "warehouse.duckdb"), artefacts=str(work / "artefacts"),
-                        exports=str(work / "exports"))
+    pipeline = Pipeline(
+        str(source),
+        warehouse=str(work / "warehouse.duckdb"),
+        artefacts=str(work / "artefacts"),
+        exports=str(work / "exports"),
+    )
     built = [shift_weeks(w, -1) for w in pipeline.source_weeks()[-n_weeks:]]
     marker = work / "built.json"
     if not marker.exists() or json.loads(marker.read_text()) != [str(w) for w in built]:
@@ -55,30 +59,46 @@ def prepared(name: str, source: Path, n_weeks: int, history_weeks: int) -> tuple
 
 
 def measure(source: Path, work: Path, built: list, policy: ServingPolicy, ranker: dict) -> dict:
-    pipeline = Pipeline(str(source), warehouse=str(work / "warehouse.duckdb"), artefacts=str(work / "artefacts"),
-                        exports=str(work / "exports"), serving_policy=policy)
+    pipeline = Pipeline(
+        str(source),
+        warehouse=str(work / "warehouse.duckdb"),
+        artefacts=str(work / "artefacts"),
+        exports=str(work / "exports"),
+        serving_policy=policy,
+    )
     weeks = {}
     for week in built:
         started = time.perf_counter()
         config = {**pipeline.run_config, "ops": {"ranker_model": {"config": ranker}}}
         result = pipeline.execute(week, dg.AssetSelection.assets("ranker_model"), config)
-        (meta,) = [{k: v.value for k, v in e.materialization.metadata.items()} for e in result.get_asset_materialization_events()]
+        (meta,) = [
+            {k: v.value for k, v in e.materialization.metadata.items()}
+            for e in result.get_asset_materialization_events()
+        ]
         seconds = time.perf_counter() - started
         scores = pipeline.evaluate_week(week, log=lambda m: None)
         served = meta["served_by"]
         weeks[str(week)] = {
-            "ranker": scores["ranker"]["map_at_12"], "published": scores[served]["map_at_12"],
-            **{b: scores[b]["map_at_12"] for b in BASELINES}, "served_by": served,
-            "validation_ranker": meta["map_at_12"], "validation_best_baseline": meta["best_baseline_map_at_12"],
-            "validation_weeks": len(meta["validation_weeks"]), "validation_queries": meta["validation_queries"],
-            "training_weeks": len(meta["training_weeks"]), "groups": meta["training_groups_with_a_positive"],
-            "seconds": round(seconds, 1)}
+            "ranker": scores["ranker"]["map_at_12"],
+            "published": scores[served]["map_at_12"],
+            **{b: scores[b]["map_at_12"] for b in BASELINES},
+            "served_by": served,
+            "validation_ranker": meta["map_at_12"],
+            "validation_best_baseline": meta["best_baseline_map_at_12"],
+            "validation_weeks": len(meta["validation_weeks"]),
+            "validation_queries": meta["validation_queries"],
+            "training_weeks": len(meta["training_weeks"]),
+            "groups": meta["training_groups_with_a_positive"],
+            "seconds": round(seconds, 1),
+        }
     return weeks
 
 
 def summary(weeks: dict) -> dict:
-    mean = {k: statistics.fmean(w[k] for w in weeks.values())
-            for k in ("ranker", "published", *BASELINES, "training_weeks", "groups", "validation_weeks", "seconds")}
+    mean = {
+        k: statistics.fmean(w[k] for w in weeks.values())
+        for k in ("ranker", "published", *BASELINES, "training_weeks", "groups", "validation_weeks", "seconds")
+    }
     mean["best_baseline"] = max(mean[b] for b in BASELINES)
     mean["ranker_serves"] = sum(w["served_by"] == "ranker" for w in weeks.values())
     return mean
@@ -104,15 +124,33 @@ def main() -> int:
     default_groups, default_buyers = 300, 500  # the sweeps' fixed values (session 9's first defaults)
     runs = []
     for groups in (int(g) for g in args.groups.split(",")):
-        runs.append(("min_positive_groups", groups, ServingPolicy(min_validation_buyers=default_buyers),
-                     {"min_positive_groups": groups, "max_training_weeks": 12, "refit": "never"}))
+        runs.append(
+            (
+                "min_positive_groups",
+                groups,
+                ServingPolicy(min_validation_buyers=default_buyers),
+                {"min_positive_groups": groups, "max_training_weeks": 12, "refit": "never"},
+            )
+        )
     for buyers in (int(b) for b in args.buyers.split(",")):
-        runs.append(("min_validation_buyers", buyers, ServingPolicy(min_validation_buyers=buyers),
-                     {"min_positive_groups": default_groups, "refit": "never"}))
+        runs.append(
+            (
+                "min_validation_buyers",
+                buyers,
+                ServingPolicy(min_validation_buyers=buyers),
+                {"min_positive_groups": default_groups, "refit": "never"},
+            )
+        )
     if args.refit:
         for buyers in (int(b) for b in args.buyers.split(",")):
-            runs.append(("refit, min_validation_buyers", buyers, ServingPolicy(min_validation_buyers=buyers),
-                         {"min_positive_groups": default_groups, "refit": "always"}))
+            runs.append(
+                (
+                    "refit, min_validation_buyers",
+                    buyers,
+                    ServingPolicy(min_validation_buyers=buyers),
+                    {"min_positive_groups": default_groups, "refit": "always"},
+                )
+            )
     results = []
     for sweep, value, policy, ranker in runs:
         print(f"[{name}] {sweep}={value}", flush=True)
@@ -122,15 +160,20 @@ def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"ranker_weeks_{name}.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\n== {name}: {len(built)} scored weeks ({built[0]}..{built[-1]} built), MAP@12 on the next week ==")
-    print(f"{'setting':<36} {'ranker':>7} {'published':>9} {'best base':>9} {'x best':>7} {'served':>6} "
-          f"{'train wks':>9} {'groups':>7} {'val wks':>7} {'s/week':>6}  ranker per week")
+    print(
+        f"{'setting':<36} {'ranker':>7} {'published':>9} {'best base':>9} {'x best':>7} {'served':>6} "
+        f"{'train wks':>9} {'groups':>7} {'val wks':>7} {'s/week':>6}  ranker per week"
+    )
     for r in results:
         m = r["mean"]
         per = " ".join(f"{w['ranker']:.4f}" for w in r["weeks"].values())
-        print(f"{r['sweep'] + '=' + str(r['value']):<36} {m['ranker']:>7.4f} {m['published']:>9.4f} {m['best_baseline']:>9.4f} "
-              f"{m['published'] / m['best_baseline'] if m['best_baseline'] else float('nan'):>7.2f} "
-              f"{m['ranker_serves']:>4}/{len(r['weeks'])} {m['training_weeks']:>9.1f} {m['groups']:>7.0f} "
-              f"{m['validation_weeks']:>7.1f} {m['seconds']:>6.0f}  {per}")
+        print(
+            f"{r['sweep'] + '=' + str(r['value']):<36} {m['ranker']:>7.4f} {m['published']:>9.4f}"
+            f" {m['best_baseline']:>9.4f}"
+            f" {m['published'] / m['best_baseline'] if m['best_baseline'] else float('nan'):>7.2f}"
+            f" {m['ranker_serves']:>4}/{len(r['weeks'])} {m['training_weeks']:>9.1f} {m['groups']:>7.0f}"
+            f" {m['validation_weeks']:>7.1f} {m['seconds']:>6.0f}  {per}"
+        )
     return 0
 
 

@@ -34,6 +34,7 @@ from hm_recs.models.content import CONTENT_COLUMNS  # noqa: E402
 
 def load(source: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """articles, customers (customer_id, age), transactions (t_dat Date, customer_id, article_id, week)."""
+
     def read(stem: str) -> pl.DataFrame:
         parquet = source / f"{stem}.parquet"
         if parquet.exists():
@@ -43,7 +44,10 @@ def load(source: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     articles = read("articles")
     customers = read("customers").select("customer_id", pl.col("age").cast(pl.Float64, strict=False))
     tx = read("transactions_train").select(
-        pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date(), "customer_id", pl.col("article_id").cast(pl.String))
+        pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date(),
+        "customer_id",
+        pl.col("article_id").cast(pl.String),
+    )
     return articles, customers, tx.with_columns(week_expr(pl.col("t_dat")).alias("week"))
 
 
@@ -69,23 +73,31 @@ def run(name: str, source: Path, n_weeks: int) -> dict:
     articles, customers, tx = load(source)
     stats = shop_statistics(articles, tx.drop("week"), CONTENT_COLUMNS, last_weeks=8)
     scores = baselines(articles, customers, tx, n_weeks, set(stats.demand_shift_weeks))
-    report = {"source": str(source), "statistics": stats.as_dict(), "baselines": scores,
-              "seconds": round(time.perf_counter() - started, 1)}
+    report = {
+        "source": str(source),
+        "statistics": stats.as_dict(),
+        "baselines": scores,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     print(f"[{name}] {json.dumps(report['statistics'])[:400]}", flush=True)
     return report
 
 
 def summarise(reports: dict) -> None:
-    print(f"\n{'shop':<22} {'customers':>9} {'articles':>8} {'rows':>10} {'re-buy':>7} {'art/comb':>8} {'wk share':>8}"
-          f" {'shift wks':>9}  MAP@12 (mean of scored weeks) popularity trending repurchase  best")
+    print(
+        f"\n{'shop':<22} {'customers':>9} {'articles':>8} {'rows':>10} {'re-buy':>7} {'art/comb':>8} {'wk share':>8}"
+        f" {'shift wks':>9}  MAP@12 (mean of scored weeks) popularity trending repurchase  best"
+    )
     for name, r in reports.items():
         s = r["statistics"]
         means = {b: sum(w[b] for w in r["baselines"].values()) / len(r["baselines"]) for b in RECOMMENDERS}
         best = max(means, key=means.get)
-        print(f"{name:<22} {s['customers_who_bought']:>9,} {s['articles']:>8,} {s['transactions']:>10,} "
-              f"{s['rebuy_share_mean']:>7.1%} {s['articles_per_attribute_combination']:>8.2f} "
-              f"{s['buying_weeks_share_median']:>8.1%} {len(s['demand_shift_weeks']):>9}  "
-              f"{'':>29} {means['popularity']:>10.4f} {means['trending']:>8.4f} {means['repurchase']:>10.4f}  {best}")
+        print(
+            f"{name:<22} {s['customers_who_bought']:>9,} {s['articles']:>8,} {s['transactions']:>10,} "
+            f"{s['rebuy_share_mean']:>7.1%} {s['articles_per_attribute_combination']:>8.2f} "
+            f"{s['buying_weeks_share_median']:>8.1%} {len(s['demand_shift_weeks']):>9}  "
+            f"{'':>29} {means['popularity']:>10.4f} {means['trending']:>8.4f} {means['repurchase']:>10.4f}  {best}"
+        )
         for week, w in r["baselines"].items():
             flag = " (demand shift)" if w["demand_shift"] else ""
             print(f"{'':<22} {week}{flag:<15} " + " ".join(f"{b} {w[b]:.4f}" for b in RECOMMENDERS))
@@ -102,8 +114,9 @@ def main() -> int:
     if not args.no_real and REAL.exists():
         reports["real_sample"] = run("real_sample", REAL, args.weeks)
     for profile in args.profiles.split(","):
-        reports[f"{profile}_{args.customers}x104"] = run(profile, synthetic_source(args.customers, 104, profile=profile),
-                                                         args.weeks)
+        reports[f"{profile}_{args.customers}x104"] = run(
+            profile, synthetic_source(args.customers, 104, profile=profile), args.weeks
+        )
     summarise(reports)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "shop_profiles.json").write_text(json.dumps(reports, indent=2, default=str))

@@ -15,39 +15,61 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import itertools
 import sys
 from pathlib import Path
 
 import polars as pl
-
 from full_scale import HM_WEEKS, generated_source, scan_raw, source_weeks
 
 
 def trending_share(source: Path, n_weeks: int) -> dict:
     """Mean and per-week share of week t's purchase rows whose article was among week t-1's 12 best sellers."""
-    transactions = scan_raw(source, "transactions_train").select("t_dat", "article_id").with_columns(
-        pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date())
-    weeks = source_weeks(source)[-(n_weeks + 1):]
+    transactions = (
+        scan_raw(source, "transactions_train")
+        .select("t_dat", "article_id")
+        .with_columns(pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date())
+    )
+    weeks = source_weeks(source)[-(n_weeks + 1) :]
     shares, rows = {}, []
-    for previous, week in zip(weeks, weeks[1:]):
+    for previous, week in itertools.pairwise(weeks):
+
         def rows_of(start: dt.date) -> pl.LazyFrame:
             return transactions.filter(pl.col("t_dat").is_between(start, start + dt.timedelta(weeks=1), closed="left"))
 
-        top = rows_of(previous).group_by("article_id").len().sort(["len", "article_id"], descending=[True, False]).head(12)
-        bought = rows_of(week).with_columns(pl.col("article_id").is_in(top.collect()["article_id"].implode()).alias("top"))
+        top = (
+            rows_of(previous)
+            .group_by("article_id")
+            .len()
+            .sort(["len", "article_id"], descending=[True, False])
+            .head(12)
+        )
+        bought = rows_of(week).with_columns(
+            pl.col("article_id").is_in(top.collect()["article_id"].implode()).alias("top")
+        )
         n, in_top = bought.select(pl.len(), pl.col("top").sum()).collect().row(0)
         shares[str(week)] = in_top / n
         rows.append(n)
     articles = scan_raw(source, "articles").select(pl.len()).collect().item()
     customers = scan_raw(source, "customers").select(pl.len()).collect().item()
-    return {"customers": customers, "articles": articles, "rows_per_week": sum(rows) / len(rows),
-            "share_mean": sum(shares.values()) / len(shares), "share_by_week": shares}
+    return {
+        "customers": customers,
+        "articles": articles,
+        "rows_per_week": sum(rows) / len(rows),
+        "share_mean": sum(shares.values()) / len(shares),
+        "share_by_week": shares,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--customers", type=int, nargs="*", default=[50_000],
-                        help="synthetic shops of this many customers x 104 weeks (the backtest's data)")
+    parser.add_argument(
+        "--customers",
+        type=int,
+        nargs="*",
+        default=[50_000],
+        help="synthetic shops of this many customers x 104 weeks (the backtest's data)",
+    )
     parser.add_argument("--scale", type=float, nargs="*", default=[0.1, 1.0], help="shares of H&M's size")
     parser.add_argument("--weeks", type=int, default=4, help="last weeks averaged")
     args = parser.parse_args(argv)
@@ -59,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, source in sources:
         r = trending_share(source, args.weeks)
         weeks = " ".join(f"{v:.3f}" for v in r["share_by_week"].values())
-        print(f"{name:<28} {r['customers']:>10,} {r['articles']:>9,} {r['rows_per_week']:>10,.0f}  "
-              f"{r['share_mean']:.3f}  ({weeks})", flush=True)
+        print(
+            f"{name:<28} {r['customers']:>10,} {r['articles']:>9,} {r['rows_per_week']:>10,.0f}  "
+            f"{r['share_mean']:.3f}  ({weeks})",
+            flush=True,
+        )
     return 0
 
 

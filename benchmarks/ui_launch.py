@@ -46,14 +46,34 @@ def running_dagster_dev(folder: Path, source: Path, startup_timeout: float = 180
 
     (folder / "home").mkdir(exist_ok=True)
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(folder / "home"), "HM_RECS_SOURCE": str(source),
-           "HM_RECS_WAREHOUSE": str(folder / "warehouse.duckdb"), "HM_RECS_ARTEFACTS": str(folder / "artefacts"),
-           "HM_RECS_EXPORTS": str(folder / "exports"), "HM_RECS_HOME": str(folder / "hm_recs")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(folder / "home"),
+        "HM_RECS_SOURCE": str(source),
+        "HM_RECS_WAREHOUSE": str(folder / "warehouse.duckdb"),
+        "HM_RECS_ARTEFACTS": str(folder / "artefacts"),
+        "HM_RECS_EXPORTS": str(folder / "exports"),
+        "HM_RECS_HOME": str(folder / "hm_recs"),
+    }
     log = open(folder / "dagster_dev.log", "w")
     started = time.perf_counter()
-    process = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml",
-                                "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=30)
     try:
         deadline = time.time() + startup_timeout
@@ -61,9 +81,11 @@ def running_dagster_dev(folder: Path, source: Path, startup_timeout: float = 180
             try:
                 client._execute("{ version }")
                 break
-            except (DagsterGraphQLClientError, Exception):
+            except (DagsterGraphQLClientError, Exception) as error:
                 if time.time() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"dagster dev did not come up: {(folder / 'dagster_dev.log').read_text()[-3000:]}")
+                    raise RuntimeError(
+                        f"dagster dev did not come up: {(folder / 'dagster_dev.log').read_text()[-3000:]}"
+                    ) from error
                 time.sleep(1)
         yield client, time.perf_counter() - started
     finally:
@@ -88,8 +110,9 @@ def wait_for_run(client, run_id: str, timeout: float = 600) -> str:
 def launch_to_success(client, week: dt.date) -> tuple[str, str, float]:
     """Submit `weekly_job` for `week` through GraphQL; (run id, final status, seconds from submission)."""
     launched = time.perf_counter()
-    run_id = client.submit_job_execution("weekly_job", repository_location_name=LOCATION,
-                                         tags={"dagster/partition": week.isoformat()})
+    run_id = client.submit_job_execution(
+        "weekly_job", repository_location_name=LOCATION, tags={"dagster/partition": week.isoformat()}
+    )
     status = wait_for_run(client, run_id)
     return run_id, status, time.perf_counter() - launched
 
@@ -111,12 +134,17 @@ def main(argv: list[str] | None = None) -> int:
     weeks = [dt.date(2020, 7, 1) + dt.timedelta(weeks=i) for i in range(12)]
     history, week = weeks[:9], weeks[9]
     template = work / "history"
-    resources = default_resources(source=str(source), warehouse=str(template / "warehouse.duckdb"),
-                                  artefacts=str(template / "artefacts"), exports=str(template / "exports"))
+    resources = default_resources(
+        source=str(source),
+        warehouse=str(template / "warehouse.duckdb"),
+        artefacts=str(template / "artefacts"),
+        exports=str(template / "exports"),
+    )
     instance = dg.DagsterInstance.ephemeral()
     for w in history:
-        assert dg.materialize(all_assets, partition_key=w.isoformat(), resources=resources, instance=instance,
-                              selection=INGESTION_ASSETS).success
+        assert dg.materialize(
+            all_assets, partition_key=w.isoformat(), resources=resources, instance=instance, selection=INGESTION_ASSETS
+        ).success
     seconds = []
     for repetition in range(1, args.repetitions + 1):
         folder = work / f"run_{repetition}"
@@ -124,14 +152,19 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(template / "warehouse.duckdb", folder / "warehouse.duckdb")
         with running_dagster_dev(folder, source) as (client, startup):
             run_id, status, elapsed = launch_to_success(client, week)
-        print(f"repetition {repetition}: weekly_job for {week} launched through GraphQL: {status} after {elapsed:.1f} s "
-              f"(dagster dev answered after {startup:.1f} s; run {run_id})", flush=True)
+        print(
+            f"repetition {repetition}: weekly_job for {week} launched through GraphQL: {status} after {elapsed:.1f} s "
+            f"(dagster dev answered after {startup:.1f} s; run {run_id})",
+            flush=True,
+        )
         if status != "SUCCESS":
             print((folder / "dagster_dev.log").read_text()[-3000:])
             return 1
         seconds.append(elapsed)
-    print(f"launch to success: {', '.join(f'{s:.1f}' for s in seconds)} s; median {statistics.median(seconds):.1f} s "
-          f"({dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores)")
+    print(
+        f"launch to success: {', '.join(f'{s:.1f}' for s in seconds)} s; median {statistics.median(seconds):.1f} s "
+        f"({dt.datetime.now():%Y-%m-%d %H:%M}, {os.cpu_count()} cores)"
+    )
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

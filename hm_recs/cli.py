@@ -36,7 +36,9 @@ def partition_week_arg(value: str):
     first = parse_week(weekly_partitions.get_first_partition_key())
     last = parse_week(weekly_partitions.get_last_partition_key())
     if not first <= week <= last:
-        raise UsageError(f"week {week} is not a partition: partitions run from {first} to {last}, the latest week that has ended")
+        raise UsageError(
+            f"week {week} is not a partition: partitions run from {first} to {last}, the latest week that has ended"
+        )
     return week
 
 
@@ -48,14 +50,20 @@ def cmd_synth(args: argparse.Namespace) -> int:
     from hm_recs.synthetic import generate, profile_config, write
 
     started = time.perf_counter()
-    sizes = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed,
-             "image_dim": getattr(args, "image_dim", 0)}
+    sizes = {
+        "customers": args.customers,
+        "weeks": args.weeks,
+        "seed": args.seed,
+        "image_dim": getattr(args, "image_dim", 0),
+    }
     if args.purchase_rate is not None:
         sizes["purchase_rate"] = args.purchase_rate
     data = generate(profile_config(getattr(args, "profile", "fashion"), **sizes))
     paths = write(data, args.out, args.format)
-    print(f"wrote a {getattr(args, 'profile', 'fashion')} shop: {data.articles.height} articles, {data.customers.height} "
-          f"customers, {data.transactions.height} transactions in {time.perf_counter() - started:.1f} s:")
+    print(
+        f"wrote a {getattr(args, 'profile', 'fashion')} shop: {data.articles.height} articles, {data.customers.height} "
+        f"customers, {data.transactions.height} transactions in {time.perf_counter() - started:.1f} s:"
+    )
     for name, path in paths.items():
         print(f"  {name}: {path}")
     return 0
@@ -65,11 +73,18 @@ def _pipeline(args: argparse.Namespace):
     from hm_recs.runner import Pipeline
 
     if not is_s3(args.source) and not Path(args.source).is_dir():
-        raise UsageError(f"source folder {args.source} does not exist (give a folder or s3://bucket/prefix in the H&M layout)")
-    return Pipeline(args.source, warehouse=args.warehouse, artefacts=args.artefacts, source_format=args.format,
-                    log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING",
-                    exports=getattr(args, "exports", None) or DEFAULT_EXPORTS,
-                    new_delivery=getattr(args, "new_delivery", False))
+        raise UsageError(
+            f"source folder {args.source} does not exist (give a folder or s3://bucket/prefix in the H&M layout)"
+        )
+    return Pipeline(
+        args.source,
+        warehouse=args.warehouse,
+        artefacts=args.artefacts,
+        source_format=args.format,
+        log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING",
+        exports=getattr(args, "exports", None) or DEFAULT_EXPORTS,
+        new_delivery=getattr(args, "new_delivery", False),
+    )
 
 
 def _print_rows(pipeline, week) -> None:
@@ -91,10 +106,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     _print_rows(pipeline, week)
     serving = pipeline.serving(week)
     if build.fallback_run_id:
-        print(f"WARNING: the model chain failed in run {build.run_id} ({build.failures}); week {shift_weeks(week, 1)} "
-              f"was published by the fallback run {build.fallback_run_id}", file=sys.stderr)
-    print(f"recommendations for week {shift_weeks(week, 1)} served by {serving['served_by']} ({serving['reason']}): "
-          f"table hm.recommendations in {pipeline.warehouse.describe()}")
+        print(
+            f"WARNING: the model chain failed in run {build.run_id} ({build.failures}); week {shift_weeks(week, 1)} "
+            f"was published by the fallback run {build.fallback_run_id}",
+            file=sys.stderr,
+        )
+    print(
+        f"recommendations for week {shift_weeks(week, 1)} served by {serving['served_by']} ({serving['reason']}): "
+        f"table hm.recommendations in {pipeline.warehouse.describe()}"
+    )
     return 0
 
 
@@ -122,13 +142,19 @@ def backtest(pipeline, weeks, history_weeks: int, log=print, warmup_weeks: int =
             refused[week.isoformat()] = str(exc).splitlines()[-1].strip()
             log(f"  week {week} did not publish: {refused[week.isoformat()]}")
         serving[week.isoformat()] = pipeline.serving(week)
-        log(f"  week {shift_weeks(week, 1)} served by {serving[week.isoformat()]['served_by']}: "
-            f"{serving[week.isoformat()]['reason']}")
+        log(
+            f"  week {shift_weeks(week, 1)} served by {serving[week.isoformat()]['served_by']}: "
+            f"{serving[week.isoformat()]['reason']}"
+        )
         per_week[week.isoformat()] = pipeline.evaluate_week(week, log)
-    recommenders = sorted({r for scores in per_week.values() for r in scores}, key=lambda r: (r != "model", r != "ranker", r))
+    recommenders = sorted(
+        {r for scores in per_week.values() for r in scores}, key=lambda r: (r != "model", r != "ranker", r)
+    )
     mean, spread = {}, {}
     for r in recommenders:
-        names = dict.fromkeys(m for s in per_week.values() if r in s for m in s[r])  # the metrics, and rank coverage where measured
+        names = dict.fromkeys(
+            m for s in per_week.values() if r in s for m in s[r]
+        )  # the metrics, and rank coverage where measured
         values = {m: [s[r][m] for s in per_week.values() if r in s and m in s[r] and s[r][m] == s[r][m]] for m in names}
         mean[r] = {m: (statistics.fmean(v) if v else None) for m, v in values.items()}
         spread[r] = {m: (statistics.stdev(v) if len(v) > 1 else 0.0) for m, v in values.items()}
@@ -136,7 +162,9 @@ def backtest(pipeline, weeks, history_weeks: int, log=print, warmup_weeks: int =
         "source": pipeline.resources["raw_source"].uri,
         "weeks_note": "each key W: recommendations built from data up to W, scored on week W+1",
         "warmup_weeks": warmup_weeks,
-        "weeks": per_week, "mean": mean, "spread": spread,
+        "weeks": per_week,
+        "mean": mean,
+        "spread": spread,
         "serving": serving,  # per week: who served (ranker or a baseline), why, and the ranker's gate figures
         "weeks_not_published": refused,  # `model` is missing from those weeks' scores
         "stages": pipeline.figures.as_dict(),
@@ -146,11 +174,15 @@ def backtest(pipeline, weeks, history_weeks: int, log=print, warmup_weeks: int =
 
 
 def _print_scores(report: dict) -> None:
-    print(f"{'recommender':<20} {'MAP@12':>8} {'± sd':>8} {'recall@12':>10} {'coverage':>9} {'novelty':>8} {'price':>7}")
+    print(
+        f"{'recommender':<20} {'MAP@12':>8} {'± sd':>8} {'recall@12':>10} {'coverage':>9} {'novelty':>8} {'price':>7}"
+    )
     for r, m in report["mean"].items():
         sd = report["spread"][r]["map_at_12"]
-        print(f"{r:<20} {m['map_at_12'] or 0:>8.4f} {sd:>8.4f} {m['recall_at_12'] or 0:>10.4f} "
-              f"{m['coverage'] or 0:>9.4f} {m['novelty'] or 0:>8.2f} {m['mean_price'] or 0:>7.4f}")
+        print(
+            f"{r:<20} {m['map_at_12'] or 0:>8.4f} {sd:>8.4f} {m['recall_at_12'] or 0:>10.4f} "
+            f"{m['coverage'] or 0:>9.4f} {m['novelty'] or 0:>8.2f} {m['mean_price'] or 0:>7.4f}"
+        )
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -170,9 +202,12 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     _print_scores(report)
     for week, served in report["serving"].items():
         gate = served.get("ranker_gate") or {}
-        figures = (f" (gate: ranker {gate['ranker_map_at_12']:.4f} vs {gate['best_baseline']} "
-                   f"{gate['baseline_map_at_12'][gate['best_baseline']]:.4f} on {gate['validation_buyers']} buyers)"
-                   if gate.get("ranker_map_at_12") is not None else "")
+        figures = (
+            f" (gate: ranker {gate['ranker_map_at_12']:.4f} vs {gate['best_baseline']} "
+            f"{gate['baseline_map_at_12'][gate['best_baseline']]:.4f} on {gate['validation_buyers']} buyers)"
+            if gate.get("ranker_map_at_12") is not None
+            else ""
+        )
         print(f"week {week}: served by {served['served_by']}{figures}")
     print(f"report: {args.report}")
     return 0
@@ -184,17 +219,30 @@ def cmd_demo(args: argparse.Namespace) -> int:
     source = Path(args.source)
     marker = source / "synthetic.json"
     # the profile names the generator's version too: demo data written before the profiles is regenerated
-    wanted = {"customers": args.customers, "weeks": args.weeks, "seed": args.seed, "purchase_rate": args.purchase_rate,
-              "profile": "fashion"}
+    wanted = {
+        "customers": args.customers,
+        "weeks": args.weeks,
+        "seed": args.seed,
+        "purchase_rate": args.purchase_rate,
+        "profile": "fashion",
+    }
     regenerated = not marker.exists() or json.loads(marker.read_text()) != wanted
     if regenerated:
         print(f"generating demo data ({args.customers} customers x {args.weeks} weeks) in {source}")
         cmd_synth(argparse.Namespace(out=str(source), format="csv", **wanted))
         marker.write_text(json.dumps(wanted))
     # new demo data in the same folder is that folder's new delivery: the weeks stored from the old data go
-    pipeline = _pipeline(argparse.Namespace(source=str(source), warehouse=args.warehouse, artefacts=args.artefacts, format=None,
-                                            verbose=args.verbose, exports=args.exports,
-                                            new_delivery=args.new_delivery or regenerated))
+    pipeline = _pipeline(
+        argparse.Namespace(
+            source=str(source),
+            warehouse=args.warehouse,
+            artefacts=args.artefacts,
+            format=None,
+            verbose=args.verbose,
+            exports=args.exports,
+            new_delivery=args.new_delivery or regenerated,
+        )
+    )
     weeks = pipeline.source_weeks()
     latest, backtest_week = weeks[-1], weeks[-2]
     started = time.perf_counter()
@@ -208,23 +256,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 1
     built = sorted(pipeline.stored_weeks())
     print("\n=== hm_recs demo summary ===")
-    print(f"weeks ingested: {len(built)} ({built[0]} .. {built[-1]}); full graph built for {backtest_week} and {latest} "
-          f"in {time.perf_counter() - started:.0f} s")
+    print(
+        f"weeks ingested: {len(built)} ({built[0]} .. {built[-1]}); full graph built for {backtest_week} and {latest} "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
     _print_rows(pipeline, latest)
-    print(f"\nMAP@12 on backtest week {latest} (recommendations built from data up to {backtest_week}, served by "
-          f"{scores['serving'][backtest_week.isoformat()]['served_by']}):")
+    print(
+        f"\nMAP@12 on backtest week {latest} (recommendations built from data up to {backtest_week}, served by "
+        f"{scores['serving'][backtest_week.isoformat()]['served_by']}):"
+    )
     _print_scores(scores)
     exports = pipeline.resources["exports"].location()
     latest_export = exports.read_bytes("LATEST").decode().strip()
     warehouse = pipeline.warehouse
     local = isinstance(warehouse, DuckDBWarehouse)  # a file to open (Parquet on S3 is queried through the resource)
-    print(f"\nrecommendations for week {shift_weeks(latest, 1)}: table hm.recommendations in "
-          f"{Path(warehouse.path).resolve() if local else warehouse.describe()}")
+    print(
+        f"\nrecommendations for week {shift_weeks(latest, 1)}: table hm.recommendations in "
+        f"{Path(warehouse.path).resolve() if local else warehouse.describe()}"
+    )
     if local:
-        print(f"  e.g. .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse.path}', read_only=True)"
-              f".sql(\\\"select * from hm.recommendations where week = '{shift_weeks(latest, 1)}' limit 12\\\"))\"")
-    print(f"files for CRM jobs: {exports.describe(latest_export)}/ (recommendations.parquet, recommendations.csv in the "
-          f"Kaggle layout, manifest.json, _SUCCESS; {exports.describe('LATEST')} names the newest complete week)")
+        print(
+            f"  e.g. .venv/bin/python -c \"import duckdb; print(duckdb.connect('{warehouse.path}', read_only=True)"
+            f'.sql(\\"select * from hm.recommendations where week = \'{shift_weeks(latest, 1)}\' limit 12\\"))"'
+        )
+    print(
+        f"files for CRM jobs: {exports.describe(latest_export)}/ (recommendations.parquet, recommendations.csv in the "
+        f"Kaggle layout, manifest.json, _SUCCESS; {exports.describe('LATEST')} names the newest complete week)"
+    )
     print("open the Dagster UI on it: make ui   (then http://127.0.0.1:3000)")
     return 0
 
@@ -234,16 +292,31 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_target(p: argparse.ArgumentParser, source_required: bool = True) -> None:
-        p.add_argument("--source", required=source_required, default=DEMO_SOURCE,
-                       help="raw source: a folder or s3://bucket/prefix (H&M layout, CSV or Parquet)")
+        p.add_argument(
+            "--source",
+            required=source_required,
+            default=DEMO_SOURCE,
+            help="raw source: a folder or s3://bucket/prefix (H&M layout, CSV or Parquet)",
+        )
         p.add_argument("--format", choices=["csv", "parquet"], default=None, help="source format (default: detect)")
-        p.add_argument("--warehouse", default=DEFAULT_WAREHOUSE, help="DuckDB file, or s3://bucket/prefix for Parquet objects on S3")
+        p.add_argument(
+            "--warehouse",
+            default=DEFAULT_WAREHOUSE,
+            help="DuckDB file, or s3://bucket/prefix for Parquet objects on S3",
+        )
         p.add_argument("--artefacts", default=DEFAULT_ARTEFACTS, help="artefact store: folder or s3://bucket/prefix")
-        p.add_argument("--exports", default=DEFAULT_EXPORTS, help="where CRM jobs read the weekly files: folder or s3://bucket/prefix")
+        p.add_argument(
+            "--exports",
+            default=DEFAULT_EXPORTS,
+            help="where CRM jobs read the weekly files: folder or s3://bucket/prefix",
+        )
         p.add_argument("--history-weeks", type=int, default=26, help="weeks of history each build reads")
         p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
-        p.add_argument("--new-delivery", action="store_true",
-                       help="the source is the new delivery of the shop whose weeks the warehouse holds: re-ingest them from it")
+        p.add_argument(
+            "--new-delivery",
+            action="store_true",
+            help="the source is the new delivery of the shop whose weeks the warehouse holds: re-ingest them from it",
+        )
 
     p = sub.add_parser("synth", help="write deterministic synthetic data in the H&M layout")
     p.add_argument("--customers", type=int, required=True)
@@ -251,13 +324,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--format", choices=["csv", "parquet"], default="csv")
     p.add_argument("--seed", type=int, default=7)
-    p.add_argument("--profile", choices=["fashion", "grocery"], default="fashion",
-                   help="shop profile: fashion (H&M-like, the default) or grocery (re-buys about half of the purchases, "
-                        "5-15 articles per attribute combination, customers who buy most weeks); docs/benchmarks.md")
-    p.add_argument("--purchase-rate", type=float, default=None,
-                   help="transaction rows per customer-week (default: the profile's; fashion 0.22 as H&M, grocery 2.2)")
-    p.add_argument("--image-dim", type=int, default=0,
-                   help="also write article_images.<format>: image vectors of this length with planted visual taste")
+    p.add_argument(
+        "--profile",
+        choices=["fashion", "grocery"],
+        default="fashion",
+        help="shop profile: fashion (H&M-like, the default) or grocery (re-buys about half of the purchases, "
+        "5-15 articles per attribute combination, customers who buy most weeks); docs/benchmarks.md",
+    )
+    p.add_argument(
+        "--purchase-rate",
+        type=float,
+        default=None,
+        help="transaction rows per customer-week (default: the profile's; fashion 0.22 as H&M, grocery 2.2)",
+    )
+    p.add_argument(
+        "--image-dim",
+        type=int,
+        default=0,
+        help="also write article_images.<format>: image vectors of this length with planted visual taste",
+    )
     p.set_defaults(fn=cmd_synth)
 
     p = sub.add_parser("run", help="build one week (ingesting missing history weeks first)")
@@ -269,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     add_target(p)
     p.add_argument("--weeks", required=True, help="comma-separated Wednesdays")
     p.add_argument("--report", required=True, help="JSON report path")
-    p.add_argument("--warmup-weeks", type=int, default=3,
-                   help="weeks built (not scored) before the first, as a running schedule would have them")
+    p.add_argument(
+        "--warmup-weeks",
+        type=int,
+        default=3,
+        help="weeks built (not scored) before the first, as a running schedule would have them",
+    )
     p.set_defaults(fn=cmd_backtest)
 
     p = sub.add_parser("demo", help="generate demo data and build + backtest the latest weeks")

@@ -2,12 +2,12 @@
 
 import dagster as dg
 
-from hm_recs.deploy import PLACEMENT, RUN_TAGS, local_execution_config
 from hm_recs.assets import evaluation, features, ingestion, models, ranking, recommend, segments, validation
+from hm_recs.deploy import PLACEMENT, RUN_TAGS, local_execution_config
+from hm_recs.fallback import data_assets
 from hm_recs.observability import run_logger_config, run_loggers
 from hm_recs.partitions import SCHEDULE_HOUR_UTC, weekly_partitions
 from hm_recs.resources import default_resources
-from hm_recs.fallback import data_assets
 from hm_recs.sensors import raw_week_sensor, run_failure_report, serving_fallback
 
 OWNERS: dict[str, list[str]] = {
@@ -22,8 +22,10 @@ def _owned(spec: dg.AssetSpec) -> dg.AssetSpec:
     return spec.replace_attributes(owners=OWNERS.get(spec.group_name or "", []))
 
 
-all_assets = dg.map_asset_specs(_owned, dg.load_assets_from_modules(
-    [ingestion, validation, features, segments, models, ranking, recommend, evaluation]))
+all_assets = dg.map_asset_specs(
+    _owned,
+    dg.load_assets_from_modules([ingestion, validation, features, segments, models, ranking, recommend, evaluation]),
+)
 EVERY_ASSET = frozenset(key.to_user_string() for definition in all_assets for key in definition.keys)
 DATA_ASSETS = data_assets(all_assets)
 """Assets whose failed gate keeps last week's table (`fallback.DATA_GROUPS`)."""
@@ -34,8 +36,10 @@ INGESTION_ASSETS = dg.AssetSelection.groups("ingestion", "validation")
 
 def weekly_run_config(log_format: str | None = None) -> dict | None:
     """Default run config of `weekly_job` (also merged into its fallback runs)."""
-    return {**(run_logger_config(log_format) or {}),
-            **(local_execution_config() if PLACEMENT.executor != "k8s" else {})} or None
+    return {
+        **(run_logger_config(log_format) or {}),
+        **(local_execution_config() if PLACEMENT.executor != "k8s" else {}),
+    } or None
 
 
 def make_weekly_job(log_format: str | None = None):
@@ -74,8 +78,11 @@ def build_definitions(resources: dict | None = None, log_format: str | None = No
         assets=all_assets,
         jobs=[job],
         schedules=[weekly_schedule if job is weekly_job else make_weekly_schedule(job)],
-        sensors=[raw_week_sensor(job), run_failure_report(EVERY_ASSET, DATA_ASSETS),
-                 serving_fallback(job, EVERY_ASSET, DATA_ASSETS, weekly_run_config(log_format))],
+        sensors=[
+            raw_week_sensor(job),
+            run_failure_report(EVERY_ASSET, DATA_ASSETS),
+            serving_fallback(job, EVERY_ASSET, DATA_ASSETS, weekly_run_config(log_format)),
+        ],
         resources=resources or default_resources(),
         loggers=run_loggers(log_format),
     )

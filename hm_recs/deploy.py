@@ -86,11 +86,18 @@ class Placement:
         selector = env.get("HM_RECS_GPU_NODE_SELECTOR")
         return cls(
             executor=executor,
-            step=PodSize(env.get("HM_RECS_STEP_CPU", DEFAULT_STEP.cpu), env.get("HM_RECS_STEP_MEMORY", DEFAULT_STEP.memory)),
-            training=PodSize(env.get("HM_RECS_TRAINING_CPU", TRAINING_STEP.cpu),
-                             env.get("HM_RECS_TRAINING_MEMORY", TRAINING_STEP.memory),
-                             int(env.get("HM_RECS_TRAINING_GPUS", TRAINING_STEP.gpus))),
-            large=PodSize(env.get("HM_RECS_LARGE_STEP_CPU", LARGE_STEP.cpu), env.get("HM_RECS_LARGE_STEP_MEMORY", LARGE_STEP.memory)),
+            step=PodSize(
+                env.get("HM_RECS_STEP_CPU", DEFAULT_STEP.cpu), env.get("HM_RECS_STEP_MEMORY", DEFAULT_STEP.memory)
+            ),
+            training=PodSize(
+                env.get("HM_RECS_TRAINING_CPU", TRAINING_STEP.cpu),
+                env.get("HM_RECS_TRAINING_MEMORY", TRAINING_STEP.memory),
+                int(env.get("HM_RECS_TRAINING_GPUS", TRAINING_STEP.gpus)),
+            ),
+            large=PodSize(
+                env.get("HM_RECS_LARGE_STEP_CPU", LARGE_STEP.cpu),
+                env.get("HM_RECS_LARGE_STEP_MEMORY", LARGE_STEP.memory),
+            ),
             max_step_pods=int(env.get("HM_RECS_MAX_STEP_PODS", MAX_STEP_PODS)),
             gpu_node_selector=json.loads(selector) if selector else DEFAULT_GPU_NODE_SELECTOR,
             training_image=env.get("HM_RECS_TRAINING_IMAGE") or None,
@@ -103,8 +110,10 @@ class Placement:
             "pod_template_spec_metadata": {"labels": {"hm-recs/step-kind": kind}},
         }
         if size.gpus:
-            config["pod_spec_config"] = {"node_selector": dict(self.gpu_node_selector or DEFAULT_GPU_NODE_SELECTOR),
-                                         "tolerations": GPU_TOLERATIONS}
+            config["pod_spec_config"] = {
+                "node_selector": dict(self.gpu_node_selector or DEFAULT_GPU_NODE_SELECTOR),
+                "tolerations": GPU_TOLERATIONS,
+            }
         return config
 
     def training_step_tags(self) -> dict[str, str]:
@@ -118,8 +127,10 @@ class Placement:
     def run_tags(self) -> dict[str, str]:
         """Tags of every weekly run: the warehouse tag and the size of the run's own pod."""
         worker = RUN_WORKER_STEPS_IN_PODS if self.executor == "k8s" else RUN_WORKER_ALL_STEPS
-        return {**WAREHOUSE_RUN_TAG,
-                K8S_CONFIG_TAG: json.dumps({"container_config": {"resources": worker.resources()}}, sort_keys=True)}
+        return {
+            **WAREHOUSE_RUN_TAG,
+            K8S_CONFIG_TAG: json.dumps({"container_config": {"resources": worker.resources()}}, sort_keys=True),
+        }
 
     def executor_config(self) -> dict:
         """Config of dagster-k8s's `k8s_job_executor`: the default size of every step pod and how many at once."""
@@ -178,7 +189,11 @@ def local_execution_config() -> dict:
     """Default run config of `weekly_job`'s multiprocess executor (Dagster's local default, a selector that a
     run may switch to `in_process`): as many steps as cores, one `LARGE_MEMORY_TAG` step at a time."""
     key, value = next(iter(LARGE_MEMORY_TAG.items()))
-    return {"execution": {"config": {"multiprocess": {"tag_concurrency_limits": [{"key": key, "value": value, "limit": 1}]}}}}
+    return {
+        "execution": {
+            "config": {"multiprocess": {"tag_concurrency_limits": [{"key": key, "value": value, "limit": 1}]}}
+        }
+    }
 
 
 TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"
@@ -186,11 +201,11 @@ TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"
 
 def torch_threads(env: Mapping[str, str] = os.environ) -> int:
     """Intra-op threads for a step's torch work. `HM_RECS_TORCH_THREADS` when set (the CLI's in-process runs,
-    one step at a time, set it to the machine's cores while they run: `runner.Pipeline.execute`). Otherwise: in a Kubernetes step pod
-    (`HM_RECS_EXECUTOR=k8s`), the training pods' CPU request; else (Dagster's multiprocess executor runs as many
-    steps at once as there are cores) one. Torch's default, every core in every step process, oversubscribes the
-    machine when steps overlap: two sequence-model trainings side by side on 2 cores took 77 s each with 2
-    threads and 26 s each with 1 (docs/benchmarks.md)."""
+    one step at a time, set it to the machine's cores while they run: `runner.Pipeline.execute`). Otherwise: in a
+    Kubernetes step pod (`HM_RECS_EXECUTOR=k8s`), the training pods' CPU request; else (Dagster's multiprocess
+    executor runs as many steps at once as there are cores) one. Torch's default, every core in every step process,
+    oversubscribes the machine when steps overlap: two sequence-model trainings side by side on 2 cores took 77 s
+    each with 2 threads and 26 s each with 1 (docs/benchmarks.md)."""
     if value := env.get(TORCH_THREADS_ENV):
         return max(1, int(value))
     if env.get(EXECUTOR_ENV) == "k8s":

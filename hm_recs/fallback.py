@@ -48,7 +48,7 @@ class RunOutcome:
     week: str | None
     targeted: frozenset[str]
     materialized: frozenset[str]
-    failed_steps: dict[str, str]   # step -> first line of its error
+    failed_steps: dict[str, str]  # step -> first line of its error
     failed_checks: frozenset[str]  # "asset:check"
     fallback_for: str | None = None
 
@@ -64,12 +64,20 @@ class RunOutcome:
             error = event.event_specific_data.error if event.event_specific_data else None
             failed_steps[event.step_key] = (error.message.strip().splitlines() or [""])[0] if error else "failed"
         checks = [e.event_specific_data for e in events(dg.DagsterEventType.ASSET_CHECK_EVALUATION)]
-        materialized = {e.event_specific_data.materialization.asset_key.to_user_string()
-                        for e in events(dg.DagsterEventType.ASSET_MATERIALIZATION)}
-        targeted = ({key.to_user_string() for key in run.asset_selection} if run.asset_selection else set(every_asset))
-        return cls(run.run_id, run.tags.get("dagster/partition"), frozenset(targeted), frozenset(materialized),
-                   failed_steps, frozenset(f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed),
-                   run.tags.get(FALLBACK_TAG))
+        materialized = {
+            e.event_specific_data.materialization.asset_key.to_user_string()
+            for e in events(dg.DagsterEventType.ASSET_MATERIALIZATION)
+        }
+        targeted = {key.to_user_string() for key in run.asset_selection} if run.asset_selection else set(every_asset)
+        return cls(
+            run.run_id,
+            run.tags.get("dagster/partition"),
+            frozenset(targeted),
+            frozenset(materialized),
+            failed_steps,
+            frozenset(f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed),
+            run.tags.get(FALLBACK_TAG),
+        )
 
     def failures(self) -> str:
         parts = [f"{step}: {why}" for step, why in sorted(self.failed_steps.items())]
@@ -91,9 +99,13 @@ class FallbackPlan:
         return {**kept, "ops": {PUBLISHING: {"config": {"serve": "champion", "reason": self.reason[:2000]}}}}
 
     def run_request(self, outcome: RunOutcome, base_config: dict | None = None) -> dg.RunRequest:
-        return dg.RunRequest(run_key=f"fallback:{outcome.run_id}", partition_key=outcome.week,
-                             asset_selection=[dg.AssetKey(name) for name in self.rerun],
-                             run_config=self.run_config(base_config), tags={FALLBACK_TAG: outcome.run_id})
+        return dg.RunRequest(
+            run_key=f"fallback:{outcome.run_id}",
+            partition_key=outcome.week,
+            asset_selection=[dg.AssetKey(name) for name in self.rerun],
+            run_config=self.run_config(base_config),
+            tags={FALLBACK_TAG: outcome.run_id},
+        )
 
 
 def plan(outcome: RunOutcome, data: frozenset[str]) -> FallbackPlan | None:
@@ -120,6 +132,8 @@ def describe(outcome: RunOutcome, fallback: FallbackPlan | None, target_week: st
     if fallback is None:
         return ""
     if fallback.publish:
-        return (f" Week {target_week} is served by the best validated baseline: fallback run requested "
-                f"({', '.join(fallback.rerun)}).")
+        return (
+            f" Week {target_week} is served by the best validated baseline: fallback run requested "
+            f"({', '.join(fallback.rerun)})."
+        )
     return f" Week {target_week} has no recommendations: {fallback.reason}. The last published week stays in place."

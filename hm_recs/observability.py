@@ -44,7 +44,7 @@ class JsonLineFormatter(logging.Formatter):
         meta = getattr(record, "dagster_meta", None) or {}
         event = meta.get("dagster_event")
         line = {
-            "time": dt.datetime.fromtimestamp(record.created, dt.timezone.utc).isoformat(timespec="milliseconds"),
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "message": meta.get("orig_message") if meta.get("orig_message") is not None else record.getMessage(),
             "run_id": meta.get("run_id"),
@@ -68,8 +68,10 @@ class JsonLineFormatter(logging.Formatter):
 
 
 @dg.logger(
-    {"log_level": dg.Field(str, is_required=False, default_value="DEBUG"),
-     "name": dg.Field(str, is_required=False, default_value="hm_recs")},
+    {
+        "log_level": dg.Field(str, is_required=False, default_value="DEBUG"),
+        "name": dg.Field(str, is_required=False, default_value="hm_recs"),
+    },
     description="One JSON object per log line on stderr (HM_RECS_LOG_FORMAT=json).",
 )
 def json_lines_logger(init_context) -> logging.Logger:

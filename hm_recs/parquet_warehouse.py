@@ -62,7 +62,9 @@ def partition_folder(partitions_def: dg.PartitionsDefinition | None, key: str | 
     if partitions_def is None or key is None:
         return ""
     if isinstance(partitions_def, dg.MultiPartitionsDefinition):
-        by_dimension = (key if isinstance(key, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(key)).keys_by_dimension
+        by_dimension = (
+            key if isinstance(key, dg.MultiPartitionKey) else partitions_def.get_partition_key_from_str(key)
+        ).keys_by_dimension
         return "/".join(f"{dim}={by_dimension[dim]}" for dim in sorted(by_dimension))
     return f"{_dimension_name(partitions_def)}={key}"
 
@@ -94,7 +96,8 @@ def _split_by_partition(context: dg.OutputContext, frame: pl.DataFrame) -> list[
     if isinstance(partitions_def, dg.MultiPartitionsDefinition) or not isinstance(expression, str):
         raise dg.DagsterInvariantViolationError(
             f"{context.asset_key.to_user_string()}: one output for {len(keys)} partitions needs a single-dimension "
-            "partitioning and a string 'partition_expr' to split its rows; write one partition per run instead")
+            "partitioning and a string 'partition_expr' to split its rows; write one partition per run instead"
+        )
     numbered = frame.with_row_index("__hm_row")
     claimed = pl.Series("__hm_row", [], dtype=pl.UInt32)
     parts = []
@@ -109,11 +112,17 @@ def _split_by_partition(context: dg.OutputContext, frame: pl.DataFrame) -> list[
                 condition = f"({expression}) = '{key.replace(chr(39), chr(39) * 2)}'"
             rows = connection.execute(f"select __hm_row from arrow_frame where {condition}").pl()["__hm_row"]
             claimed = pl.concat([claimed, rows.cast(pl.UInt32)])
-            parts.append((partition_folder(partitions_def, key), numbered.filter(pl.col("__hm_row").is_in(rows.implode())).drop("__hm_row")))
+            parts.append(
+                (
+                    partition_folder(partitions_def, key),
+                    numbered.filter(pl.col("__hm_row").is_in(rows.implode())).drop("__hm_row"),
+                )
+            )
     if claimed.n_unique() != frame.height:
         raise dg.DagsterInvariantViolationError(
-            f"{context.asset_key.to_user_string()}: {frame.height - claimed.n_unique()} row(s) fall in none of the run's "
-            f"partitions {keys[0]}..{keys[-1]} by partition_expr {expression!r}; nothing written")
+            f"{context.asset_key.to_user_string()}: {frame.height - claimed.n_unique()} row(s) fall in none of the"
+            f" run's partitions {keys[0]}..{keys[-1]} by partition_expr {expression!r}; nothing written"
+        )
     return parts
 
 
@@ -141,42 +150,55 @@ class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, pl.DataFrame):
             raise dg.DagsterInvariantViolationError(
                 f"ParquetWarehouseIOManager stores polars DataFrames; output {context.name} is {type(obj).__name__}. "
-                "An asset that stores nothing returns a MaterializeResult (or annotates -> None).")
+                "An asset that stores nothing returns a MaterializeResult (or annotates -> None)."
+            )
         table = self._table(context)
         location = self.location()
-        written = [location.write_bytes(object_name(table, folder), _parquet_bytes(part))  # one PUT each
-                   for folder, part in _split_by_partition(context, obj)]
-        context.add_output_metadata({
-            **table_metadata(obj.height, obj.schema, table),
-            "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{table}",
-            "object": written[0] if len(written) == 1 else dg.MetadataValue.json(written),
-        })
+        written = [
+            location.write_bytes(object_name(table, folder), _parquet_bytes(part))  # one PUT each
+            for folder, part in _split_by_partition(context, obj)
+        ]
+        context.add_output_metadata(
+            {
+                **table_metadata(obj.height, obj.schema, table),
+                "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{table}",
+                "object": written[0] if len(written) == 1 else dg.MetadataValue.json(written),
+            }
+        )
 
     def _write_staged(self, context: dg.OutputContext, staged: StagedTable) -> None:
         """A `StagedTable`'s parts streamed into the partition's one object (a local file, then one upload), the
         parts deleted: the rows never sit in memory as one frame."""
         if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
             raise dg.DagsterInvariantViolationError(
-                f"{context.asset_key.to_user_string()}: a staged table is written one partition per run")
-        folder = (partition_folder(context.asset_partitions_def, context.asset_partition_keys[0])
-                  if context.has_asset_partitions else "")
+                f"{context.asset_key.to_user_string()}: a staged table is written one partition per run"
+            )
+        folder = (
+            partition_folder(context.asset_partitions_def, context.asset_partition_keys[0])
+            if context.has_asset_partitions
+            else ""
+        )
         try:
             local = staged.folder / OBJECT
             staged.scan().sink_parquet(local, statistics=True)
             written = self.location().write_file(object_name(self._table(context), folder), local)
         finally:
             staged.discard()
-        context.add_output_metadata({
-            **table_metadata(staged.rows, staged.schema, self._table(context)),
-            "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{self._table(context)}",
-            "object": written,
-        })
+        context.add_output_metadata(
+            {
+                **table_metadata(staged.rows, staged.schema, self._table(context)),
+                "dagster/table_name": f"{WAREHOUSE_SCHEMA}.{self._table(context)}",
+                "object": written,
+            }
+        )
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
         upstream = context.upstream_output
         table = context.asset_key.path[-1] if context.has_asset_key else upstream.name
         if context.has_asset_partitions:
-            folders = [(key, partition_folder(context.asset_partitions_def, key)) for key in context.asset_partition_keys]
+            folders = [
+                (key, partition_folder(context.asset_partitions_def, key)) for key in context.asset_partition_keys
+            ]
         else:
             folders = [(None, "")]
         location = self.location()
@@ -191,7 +213,8 @@ class ParquetWarehouseIOManager(dg.ConfigurableIOManager):
                 partition = f"partition {key} of " if key is not None else ""
                 raise FileNotFoundError(
                     f"{location.describe(name)} does not exist: {partition}{table} was never materialized in this "
-                    f"warehouse ({self.uri}); materialize it before {context.op_def.name} reads it") from None
+                    f"warehouse ({self.uri}); materialize it before {context.op_def.name} reads it"
+                ) from None
             frames.append(pl.read_parquet(data))
         frame = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
         columns = (context.definition_metadata or {}).get("columns")
@@ -226,7 +249,7 @@ def _fragments(location: Location, entries: Sequence[Entry]) -> list:
 
     if new:
         with ThreadPoolExecutor(min(FOOTER_THREADS, len(new))) as pool:
-            loaded = dict(zip(map(cache_key, new), pool.map(load, new)))
+            loaded = dict(zip(map(cache_key, new), pool.map(load, new), strict=True))
         found.update(loaded)
         with _FRAGMENTS_LOCK:
             if len(_FRAGMENTS) + len(loaded) > FRAGMENT_CACHE_SIZE:
@@ -250,16 +273,23 @@ class ParquetWarehouse(Warehouse):
 
     def objects(self, name: str) -> list[Entry]:
         """The partition objects of table `name` (one LIST; names relative to the warehouse root)."""
-        return sorted((e for e in self.location().listing(f"{TABLES}/{name}") if e.name.rsplit("/", 1)[-1] == OBJECT),
-                      key=lambda e: e.name)
+        return sorted(
+            (e for e in self.location().listing(f"{TABLES}/{name}") if e.name.rsplit("/", 1)[-1] == OBJECT),
+            key=lambda e: e.name,
+        )
 
     def exists(self, name: str) -> bool:
         return bool(self.objects(name))
 
     def tables(self) -> list[str]:
         """Every table with at least one object."""
-        return sorted({e.name.split("/")[1] for e in self.location().listing(TABLES)
-                       if e.name.count("/") >= 2 and e.name.rsplit("/", 1)[-1] == OBJECT})
+        return sorted(
+            {
+                e.name.split("/")[1]
+                for e in self.location().listing(TABLES)
+                if e.name.count("/") >= 2 and e.name.rsplit("/", 1)[-1] == OBJECT
+            }
+        )
 
     def dataset(self, name: str):
         """A pyarrow dataset over table `name`'s objects (None when it has none); columns are the union of the
@@ -275,8 +305,10 @@ class ParquetWarehouse(Warehouse):
         try:
             schema = pa.unify_schemas([f.physical_schema for f in fragments], promote_options="permissive")
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise TypeError(f"{self.table(name)}: the partitions under {location.describe(f'{TABLES}/{name}')} "
-                            f"have incompatible column types: {exc}") from exc
+            raise TypeError(
+                f"{self.table(name)}: the partitions under {location.describe(f'{TABLES}/{name}')} "
+                f"have incompatible column types: {exc}"
+            ) from exc
         filesystem, _ = location.arrow_filesystem()
         return ds.FileSystemDataset(fragments, schema, ds.ParquetFileFormat(), filesystem)
 
@@ -291,7 +323,7 @@ class ParquetWarehouse(Warehouse):
         names = sorted(names)
         if len(names) > 1:
             with ThreadPoolExecutor(min(FOOTER_THREADS, len(names))) as pool:
-                datasets = dict(zip(names, pool.map(self.dataset, names)))
+                datasets = dict(zip(names, pool.map(self.dataset, names), strict=True))
         else:
             datasets = {name: self.dataset(name) for name in names}
         connection = duckdb.connect()  # in memory: nothing on disk, nothing shared
@@ -313,6 +345,8 @@ class ParquetWarehouse(Warehouse):
         with self._connection(self.tables()) as connection:
             yield connection
 
-    def query(self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+    def query(
+        self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None
+    ) -> pl.DataFrame:
         with self._connection(self.referenced_tables(sql)) as connection:
             return registered(connection, frames).execute(sql, params or []).pl()

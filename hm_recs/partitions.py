@@ -19,7 +19,8 @@ def partition_week(context: dg.AssetExecutionContext | dg.AssetCheckExecutionCon
 
 SCHEDULE_HOUR_UTC = 6
 """The weekly schedule builds the week that closed on Tuesday at Wednesday 06:00 UTC."""
-PUBLISHED_BY = dg.FreshnessPolicy.cron(deadline_cron="0 12 * * 3", lower_bound_delta=dt.timedelta(hours=12 - SCHEDULE_HOUR_UTC),
-                                       timezone="UTC")
+PUBLISHED_BY = dg.FreshnessPolicy.cron(
+    deadline_cron="0 12 * * 3", lower_bound_delta=dt.timedelta(hours=12 - SCHEDULE_HOUR_UTC), timezone="UTC"
+)
 """`recommendations` is late (the UI's freshness) when no lists were built between the schedule's start and
 Wednesday noon UTC, when CRM jobs read them."""

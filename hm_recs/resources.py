@@ -1,4 +1,5 @@
-"""Resources: the raw source (local folder or S3), the warehouse (a DuckDB file, or Parquet on S3) and the artefact store.
+"""Resources: the raw source (local folder or S3), the warehouse (a DuckDB file, or Parquet on S3) and the artefact
+store.
 
 Defaults run locally with no setup: everything lives under `.hm_recs/` in the working directory.
 Every path is configuration (environment variables or Dagster run config), not code.
@@ -79,8 +80,14 @@ class ServingPolicy(dg.ConfigurableResource):
     bootstrap_samples: int = GateRule.bootstrap_samples
 
     def gate_rule(self) -> GateRule:
-        return GateRule(self.min_validation_buyers, self.max_validation_weeks, self.required_ratio_to_best_baseline,
-                        self.rule, self.interval_level, self.bootstrap_samples)
+        return GateRule(
+            self.min_validation_buyers,
+            self.max_validation_weeks,
+            self.required_ratio_to_best_baseline,
+            self.rule,
+            self.interval_level,
+            self.bootstrap_samples,
+        )
 
 
 class ExportStore(dg.ConfigurableResource):
@@ -123,7 +130,9 @@ class Warehouse(dg.ConfigurableResource):
     def exists(self, name: str) -> bool:
         raise NotImplementedError
 
-    def query(self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+    def query(
+        self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None
+    ) -> pl.DataFrame:
         """`sql` (DuckDB) with `params`; `frames` are polars frames the SQL names as tables (a chunk's customer
         ids to join with: the join runs in DuckDB, so only the matching rows come back)."""
         raise NotImplementedError
@@ -164,17 +173,23 @@ class DuckDBWarehouse(Warehouse):
 
     def exists(self, name: str) -> bool:
         with self.connect() as c:
-            return bool(c.execute(
-                "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                [self.schema_name, name],
-            ).fetchone()[0])
+            return bool(
+                c.execute(
+                    "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+                    [self.schema_name, name],
+                ).fetchone()[0]
+            )
 
-    def query(self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
+    def query(
+        self, sql: str, params: Sequence | None = None, frames: dict[str, pl.DataFrame] | None = None
+    ) -> pl.DataFrame:
         with self.connect() as c:
             return registered(c, frames).execute(sql, params or []).pl()
 
 
-def registered(connection: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataFrame] | None) -> duckdb.DuckDBPyConnection:
+def registered(
+    connection: duckdb.DuckDBPyConnection, frames: dict[str, pl.DataFrame] | None
+) -> duckdb.DuckDBPyConnection:
     """`connection` with each of `frames` registered under its name (for `Warehouse.query`)."""
     for name, frame in (frames or {}).items():
         connection.register(name, frame.to_arrow())
@@ -204,8 +219,14 @@ def _insert_by_name(context: dg.OutputContext, table_slice: TableSlice, relation
 
 def table_metadata(rows: int, schema: pl.Schema, table: str | None = None) -> dict:
     """Row count and column schema (with each column's description, `core.schema.column_description`)."""
-    return {"dagster/row_count": rows, "dagster/column_schema": dg.TableSchema(columns=[
-        dg.TableColumn(name=n, type=str(t), description=column_description(table, n)) for n, t in schema.items()])}
+    return {
+        "dagster/row_count": rows,
+        "dagster/column_schema": dg.TableSchema(
+            columns=[
+                dg.TableColumn(name=n, type=str(t), description=column_description(table, n)) for n, t in schema.items()
+            ]
+        ),
+    }
 
 
 class ByNameDuckDBPolarsTypeHandler(DuckDBPolarsTypeHandler):
@@ -251,7 +272,8 @@ class StagedTableTypeHandler(DbTypeHandler[StagedTable]):
 
     def load_input(self, context: dg.InputContext, table_slice: TableSlice, connection) -> StagedTable:
         raise dg.DagsterInvariantViolationError(
-            f"{table_slice.table} is written from staged parts; read it as a polars DataFrame or by SQL")
+            f"{table_slice.table} is written from staged parts; read it as a polars DataFrame or by SQL"
+        )
 
     @property
     def supported_types(self):
@@ -269,8 +291,10 @@ class TransactionalDuckDbClient(DuckDbClient):
     def delete_table_slice(context: dg.OutputContext, table_slice: TableSlice, connection) -> None:
         # The stock method swallows the error of a missing table, but inside a transaction a failed statement
         # aborts the transaction: ask first.
-        if connection.execute("select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
-                              [table_slice.schema, table_slice.table]).fetchone()[0]:
+        if connection.execute(
+            "select count(*) from information_schema.tables where table_schema = ? and table_name = ?",
+            [table_slice.schema, table_slice.table],
+        ).fetchone()[0]:
             DuckDbClient.delete_table_slice(context, table_slice, connection)
 
     @staticmethod
@@ -279,7 +303,9 @@ class TransactionalDuckDbClient(DuckDbClient):
         started = time.monotonic()
         with DuckDbClient.connect(context, table_slice) as connection:  # retries while another process writes
             if (waited := time.monotonic() - started) > LOCK_WAIT_REPORT_SECONDS:
-                LOGGER.warning(f"waited {waited:.1f} s for the warehouse lock ({table_slice.table}; another process was writing)")
+                LOGGER.warning(
+                    f"waited {waited:.1f} s for the warehouse lock ({table_slice.table}; another process was writing)"
+                )
             connection.begin()
             try:
                 yield connection
@@ -300,7 +326,10 @@ class EvolvingDbIOManager(DbIOManager):
         handler = self._resolve_handler(type(obj)) if obj is not None else None
         if hasattr(handler, "relation"):
             table_slice = self._get_table_slice(context, context)
-            with self._db_client.connect(context, table_slice) as connection, handler.relation(obj, connection) as relation:
+            with (
+                self._db_client.connect(context, table_slice) as connection,
+                handler.relation(obj, connection) as relation,
+            ):
                 _evolve_table(context, table_slice, relation, connection)
         super().handle_output(context, obj)
 
@@ -316,14 +345,23 @@ class WarehouseIOManager(DuckDBPolarsIOManager):
     def create_io_manager(self, context) -> DbIOManager:
         # DuckDB cannot create the folder, and the stock manager retries a failed open silently.
         Path(self.database).parent.mkdir(parents=True, exist_ok=True)
-        return EvolvingDbIOManager(db_client=TransactionalDuckDbClient(), database=self.database, schema=self.schema_,
-                           type_handlers=self.type_handlers(), default_load_type=self.default_load_type(),
-                           io_manager_name="WarehouseIOManager")
+        return EvolvingDbIOManager(
+            db_client=TransactionalDuckDbClient(),
+            database=self.database,
+            schema=self.schema_,
+            type_handlers=self.type_handlers(),
+            default_load_type=self.default_load_type(),
+            io_manager_name="WarehouseIOManager",
+        )
 
 
 def default_resources(
-    source: str | None = None, warehouse: str | None = None, artefacts: str | None = None,
-    source_format: str | None = None, exports: str | None = None, new_delivery: bool = False,
+    source: str | None = None,
+    warehouse: str | None = None,
+    artefacts: str | None = None,
+    source_format: str | None = None,
+    exports: str | None = None,
+    new_delivery: bool = False,
 ) -> dict:
     """The resources of the code location; arguments override the environment defaults.
 
@@ -331,8 +369,14 @@ def default_resources(
     as Parquet objects on S3, nothing shared between pods but the buckets. Anything else is a DuckDB file."""
     warehouse_path = warehouse or DEFAULT_WAREHOUSE
     if is_s3(warehouse_path):
-        return production_resources(warehouse_path, source or DEFAULT_SOURCE, artefacts or DEFAULT_ARTEFACTS,
-                                    exports or DEFAULT_EXPORTS, source_format=source_format, new_delivery=new_delivery)
+        return production_resources(
+            warehouse_path,
+            source or DEFAULT_SOURCE,
+            artefacts or DEFAULT_ARTEFACTS,
+            exports or DEFAULT_EXPORTS,
+            source_format=source_format,
+            new_delivery=new_delivery,
+        )
     return {
         "raw_source": RawSource(uri=source or DEFAULT_SOURCE, format=source_format, new_delivery=new_delivery),
         "warehouse": DuckDBWarehouse(path=warehouse_path),
@@ -344,8 +388,13 @@ def default_resources(
 
 
 def production_resources(
-    root_uri: str, source: str, artefacts: str, exports: str, endpoint_url: str | None = None,
-    source_format: str | None = None, new_delivery: bool = False,
+    root_uri: str,
+    source: str,
+    artefacts: str,
+    exports: str,
+    endpoint_url: str | None = None,
+    source_format: str | None = None,
+    new_delivery: bool = False,
 ) -> dict:
     """The multi-pod configuration: every warehouse table as Parquet objects under `root_uri`
     (`s3://bucket/prefix`, or a folder), one object per partition, written by `ParquetWarehouseIOManager` and

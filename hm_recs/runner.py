@@ -18,12 +18,12 @@ import polars as pl
 
 from hm_recs.assets.common import TARGET_WEEK_PARTITIONED
 from hm_recs.assets.ingestion import foreign_weeks, one_shop_message, stored_deliveries
+from hm_recs.core.publishing import mark_unavailable
 from hm_recs.core.source import history_file, resolve, weeks_in_listing, weeks_with_transactions
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.core.publishing import mark_unavailable
 from hm_recs.definitions import DATA_ASSETS, EVERY_ASSET, INGESTION_ASSETS, build_definitions
-from hm_recs.fallback import FALLBACK_TAG, RunOutcome, plan
 from hm_recs.deploy import TORCH_THREADS_ENV
+from hm_recs.fallback import FALLBACK_TAG, RunOutcome, plan
 from hm_recs.resources import HOME, default_resources
 
 EVALUATION_ASSETS = INGESTION_ASSETS | dg.AssetSelection.assets("evaluation_report")
@@ -90,19 +90,36 @@ class StageFigures:
             self.seconds[event.step_key] += event.event_specific_data.duration_ms / 1000.0
 
     def as_dict(self) -> dict:
-        return {"rows": dict(self.rows), "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-                "peak_rss_mb": dict(self.peak_rss_mb)}
+        return {
+            "rows": dict(self.rows),
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "peak_rss_mb": dict(self.peak_rss_mb),
+        }
 
 
 class Pipeline:
     """The weekly job bound to one source and warehouse."""
 
-    def __init__(self, source: str, warehouse: str | None = None, artefacts: str | None = None,
-                 source_format: str | None = None, log_level: str = "WARNING", exports: str | None = None,
-                 serving_policy=None, new_delivery: bool = False):
+    def __init__(
+        self,
+        source: str,
+        warehouse: str | None = None,
+        artefacts: str | None = None,
+        source_format: str | None = None,
+        log_level: str = "WARNING",
+        exports: str | None = None,
+        serving_policy=None,
+        new_delivery: bool = False,
+    ):
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-        self.resources = default_resources(source=source, warehouse=warehouse, artefacts=artefacts,
-                                           source_format=source_format, exports=exports, new_delivery=new_delivery)
+        self.resources = default_resources(
+            source=source,
+            warehouse=warehouse,
+            artefacts=artefacts,
+            source_format=source_format,
+            exports=exports,
+            new_delivery=new_delivery,
+        )
         if serving_policy is not None:  # a resources.ServingPolicy other than the default (benchmarks)
             self.resources["serving_policy"] = serving_policy
         self.definitions = build_definitions(self.resources)
@@ -132,16 +149,29 @@ class Pipeline:
             return set()
         return set(self.warehouse.query(f"select distinct week from {self.warehouse.table(table)}")["week"].to_list())
 
-    def execute(self, week: dt.date, selection: dg.AssetSelection | None = None, run_config: dict | None = None,
-                tags: dict | None = None, raise_on_failure: bool = True) -> dg.ExecuteInProcessResult:
+    def execute(
+        self,
+        week: dt.date,
+        selection: dg.AssetSelection | None = None,
+        run_config: dict | None = None,
+        tags: dict | None = None,
+        raise_on_failure: bool = True,
+    ) -> dg.ExecuteInProcessResult:
         keys = None if selection is None else list(selection.resolve(self.asset_graph))
         with every_core_for_torch():
-            result = self.job.execute_in_process(run_config=run_config or self.run_config, partition_key=week.isoformat(),
-                                                 instance=self.instance, asset_selection=keys, raise_on_error=False,
-                                                 tags=tags)
+            result = self.job.execute_in_process(
+                run_config=run_config or self.run_config,
+                partition_key=week.isoformat(),
+                instance=self.instance,
+                asset_selection=keys,
+                raise_on_error=False,
+                tags=tags,
+            )
         self.figures.add(result)
         if not result.success and raise_on_failure:
-            raise PipelineError(f"week {week} failed (run {result.run_id}):\n  " + self.outcome(result).failures().replace("; ", "\n  "))
+            raise PipelineError(
+                f"week {week} failed (run {result.run_id}):\n  " + self.outcome(result).failures().replace("; ", "\n  ")
+            )
         return result
 
     def outcome(self, result: dg.ExecuteInProcessResult) -> RunOutcome:
@@ -174,7 +204,9 @@ class Pipeline:
         location, names = source.location(), None
         checksums: dict[str, str] = {}
         changed = set()
-        for row in deliveries.filter(pl.col("week").is_in(weeks) & pl.col("source_uri").is_not_null()).iter_rows(named=True):
+        for row in deliveries.filter(pl.col("week").is_in(weeks) & pl.col("source_uri").is_not_null()).iter_rows(
+            named=True
+        ):
             if row["source_uri"] != source.identity():
                 changed.add(row["week"])
                 continue
@@ -202,9 +234,17 @@ class Pipeline:
         outcome = self.outcome(result)
         fallback = plan(outcome, DATA_ASSETS)
         if fallback is not None and fallback.publish:
-            log(f"  week {week}: {fallback.reason}; publishing week {shift_weeks(week, 1)} from the best validated baseline")
-            second = self.execute(week, dg.AssetSelection.assets(*fallback.rerun), fallback.run_config(self.run_config),
-                                  {FALLBACK_TAG: result.run_id}, raise_on_failure=False)
+            log(
+                f"  week {week}: {fallback.reason}; publishing week {shift_weeks(week, 1)} from the best validated"
+                " baseline"
+            )
+            second = self.execute(
+                week,
+                dg.AssetSelection.assets(*fallback.rerun),
+                fallback.run_config(self.run_config),
+                {FALLBACK_TAG: result.run_id},
+                raise_on_failure=False,
+            )
             if second.success:
                 return WeekBuild(week, result.run_id, fallback_run_id=second.run_id, failures=outcome.failures())
             outcome = self.outcome(second)
@@ -212,8 +252,10 @@ class Pipeline:
         reason = fallback.reason if fallback is not None else outcome.failures()
         if fallback is not None:
             mark_unavailable(self.resources["exports"].location(), shift_weeks(week, 1), outcome.run_id, reason)
-        raise PipelineError(f"week {week} failed (run {outcome.run_id}), nothing published for week "
-                            f"{shift_weeks(week, 1)}:\n  " + reason.replace("; ", "\n  "))
+        raise PipelineError(
+            f"week {week} failed (run {outcome.run_id}), nothing published for week {shift_weeks(week, 1)}:\n  "
+            + reason.replace("; ", "\n  ")
+        )
 
     def serving(self, week: dt.date) -> dict:
         """Who served the lists built at `week` and why, with the ranker's gate figures (empty when none)."""
@@ -222,20 +264,34 @@ class Pipeline:
         store = self.resources["artefact_store"]
         served = read_record(store, serving_key(week)) or {}
         gate = read_record(store, ranker_decision_key(week)) or {}
-        keys = ("ranker_map_at_12", "best_baseline", "baseline_map_at_12", "difference", "interval",
-                "validation_weeks", "validation_buyers")
-        return {"served_by": served.get("served_by"), "reason": served.get("reason"),
-                "ranker_gate": {k: gate.get(k) for k in keys} if gate else None}
+        keys = (
+            "ranker_map_at_12",
+            "best_baseline",
+            "baseline_map_at_12",
+            "difference",
+            "interval",
+            "validation_weeks",
+            "validation_buyers",
+        )
+        return {
+            "served_by": served.get("served_by"),
+            "reason": served.get("reason"),
+            "ranker_gate": {k: gate.get(k) for k in keys} if gate else None,
+        }
 
     def evaluate_week(self, week: dt.date, log=print) -> dict[str, dict[str, float]]:
         """Score the recommendations built at `week` on week+1's purchases (ingesting week+1 if needed)."""
         target = shift_weeks(week, 1)
         log(f"  scoring on week {target}")
         self.execute(target, EVALUATION_ASSETS)
-        report = self.warehouse.query(f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [target])
+        report = self.warehouse.query(
+            f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [target]
+        )
         figures = [c for c in report.columns if c not in ("recommender", "week", "buying_customers", "served_by")]
-        return {row["recommender"]: {k: row[k] for k in figures if row[k] is not None}
-                for row in report.iter_rows(named=True)}
+        return {
+            row["recommender"]: {k: row[k] for k in figures if row[k] is not None}
+            for row in report.iter_rows(named=True)
+        }
 
     def stage_rows(self, week: dt.date) -> dict[str, int]:
         """Rows per stage stored for partition `week`."""
@@ -244,7 +300,13 @@ class Pipeline:
             name = key.to_user_string()
             if not self.warehouse.exists(name):
                 continue
-            target = self.asset_graph.get(key).metadata.get("partition_expr") == TARGET_WEEK_PARTITIONED["partition_expr"]
+            target = (
+                self.asset_graph.get(key).metadata.get("partition_expr") == TARGET_WEEK_PARTITIONED["partition_expr"]
+            )
             w = shift_weeks(week, 1) if target else week
-            rows[name] = int(self.warehouse.query(f"select count(*) as n from {self.warehouse.table(name)} where week = ?", [w])["n"][0])
+            rows[name] = int(
+                self.warehouse.query(f"select count(*) as n from {self.warehouse.table(name)} where week = ?", [w])[
+                    "n"
+                ][0]
+            )
         return rows

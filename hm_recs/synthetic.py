@@ -381,28 +381,97 @@ DENIM_APPEARANCE: tuple[int, str] = (1010023, "Denim")
 
 #: Words for generated product names and descriptions.
 NAME_STEMS: tuple[str, ...] = (
-    "Luna", "Tilly", "Bella", "Jade", "Mona", "Rex", "Timmy", "Skinny", "Slim", "Relaxed", "Wide",
-    "Cropped", "Basic", "Soft", "Cosy", "Sunny", "Ivy", "Nora", "Vera", "Mia", "Zoe", "Lola",
-    "Ella", "Kim", "Max", "Leo", "Sam", "Alba", "Rosa", "Maja", "Lily", "Stella", "Chloe", "Ava",
-    "Tova", "Ines", "Dixie", "Perrie", "Jordan", "Hudson",
+    "Luna",
+    "Tilly",
+    "Bella",
+    "Jade",
+    "Mona",
+    "Rex",
+    "Timmy",
+    "Skinny",
+    "Slim",
+    "Relaxed",
+    "Wide",
+    "Cropped",
+    "Basic",
+    "Soft",
+    "Cosy",
+    "Sunny",
+    "Ivy",
+    "Nora",
+    "Vera",
+    "Mia",
+    "Zoe",
+    "Lola",
+    "Ella",
+    "Kim",
+    "Max",
+    "Leo",
+    "Sam",
+    "Alba",
+    "Rosa",
+    "Maja",
+    "Lily",
+    "Stella",
+    "Chloe",
+    "Ava",
+    "Tova",
+    "Ines",
+    "Dixie",
+    "Perrie",
+    "Jordan",
+    "Hudson",
 )
 DESC_FITS: tuple[str, ...] = (
-    "Fitted", "Relaxed-fit", "Oversized", "Short", "Long", "Soft", "Loose-fit", "Straight-cut",
+    "Fitted",
+    "Relaxed-fit",
+    "Oversized",
+    "Short",
+    "Long",
+    "Soft",
+    "Loose-fit",
+    "Straight-cut",
 )
 DESC_MATERIALS: tuple[str, ...] = (
-    "soft cotton jersey", "fine-knit viscose", "woven fabric", "washed denim", "ribbed modal",
-    "recycled polyester", "organic cotton", "sturdy twill",
+    "soft cotton jersey",
+    "fine-knit viscose",
+    "woven fabric",
+    "washed denim",
+    "ribbed modal",
+    "recycled polyester",
+    "organic cotton",
+    "sturdy twill",
 )
 #: Sentences naming a hidden visual style (``SyntheticConfig.styles`` wraps around this list).
 DESC_STYLES: tuple[str, ...] = (
-    "A minimalist look", "A romantic feel", "A sporty edge", "A vintage touch", "A boho mood",
-    "A clean Scandinavian line", "A bold graphic statement", "A soft pastel mood", "A utility style",
-    "An elegant evening feel", "A playful twist", "A classic preppy look", "A festival vibe",
-    "A relaxed weekend feel", "A sleek monochrome look", "A retro seventies feel",
+    "A minimalist look",
+    "A romantic feel",
+    "A sporty edge",
+    "A vintage touch",
+    "A boho mood",
+    "A clean Scandinavian line",
+    "A bold graphic statement",
+    "A soft pastel mood",
+    "A utility style",
+    "An elegant evening feel",
+    "A playful twist",
+    "A classic preppy look",
+    "A festival vibe",
+    "A relaxed weekend feel",
+    "A sleek monochrome look",
+    "A retro seventies feel",
 )
 DESC_FEATURES: tuple[str, ...] = (
-    "a round neckline", "short sleeves", "an elasticated waist", "side pockets", "a concealed zip",
-    "adjustable straps", "ribbing at the hems", "a V-neck", "long sleeves", "a drawstring",
+    "a round neckline",
+    "short sleeves",
+    "an elasticated waist",
+    "side pockets",
+    "a concealed zip",
+    "adjustable straps",
+    "ribbing at the hems",
+    "a V-neck",
+    "long sleeves",
+    "a drawstring",
 )
 
 CLUB_STATUSES: tuple[str | None, ...] = ("ACTIVE", "PRE-CREATE", "LEFT CLUB", None)
@@ -557,10 +626,7 @@ class SyntheticConfig:
             or isinstance(self.last_day, dt.datetime)
             or self.last_day.weekday() != 1
         ):
-            raise ValueError(
-                "last_day must be a Tuesday (H&M weeks run Wednesday..Tuesday), "
-                f"got {self.last_day!r}"
-            )
+            raise ValueError(f"last_day must be a Tuesday (H&M weeks run Wednesday..Tuesday), got {self.last_day!r}")
         if self.articles is not None and not _is_count(self.articles, 1):
             raise ValueError(f"articles must be None or an int >= 1, got {self.articles!r}")
         if not self.purchase_rate >= 0:
@@ -576,8 +642,13 @@ class SyntheticConfig:
         if len(self.weekday_weights) != 7:
             raise ValueError("weekday_weights needs 7 values (Wednesday..Tuesday)")
         for name in (
-            "basket_size_probs", "unit_probs", "segment_shares", "club_status_probs",
-            "news_probs_fn", "news_probs_no_fn", "weekday_weights",
+            "basket_size_probs",
+            "unit_probs",
+            "segment_shares",
+            "club_status_probs",
+            "news_probs_fn",
+            "news_probs_no_fn",
+            "weekday_weights",
         ):
             probs = np.asarray(getattr(self, name), dtype=float)
             if probs.size == 0 or (probs < 0).any() or probs.sum() <= 0:
@@ -589,12 +660,27 @@ class SyntheticConfig:
         if {len(self.news_probs_fn), len(self.news_probs_no_fn)} != {len(NEWS_FREQUENCIES)}:
             raise ValueError(f"news_probs_* need {len(NEWS_FREQUENCIES)} values")
         for name in (
-            "prelaunch_share", "late_variant_share", "detail_desc_null_share", "name_suffix_share",
-            "denim_appearance_share", "promo_share", "price_noise_share", "repeat_share",
-            "hunter_taste_share", "same_product_share", "follower_copy_share",
-            "loyal_index_share", "never_buy_share", "male_share", "parent_share",
-            "young_age_share", "age_null_share", "fn_share",
-            "active_given_fn", "active_given_no_fn", "common_postal_share",
+            "prelaunch_share",
+            "late_variant_share",
+            "detail_desc_null_share",
+            "name_suffix_share",
+            "denim_appearance_share",
+            "promo_share",
+            "price_noise_share",
+            "repeat_share",
+            "hunter_taste_share",
+            "same_product_share",
+            "follower_copy_share",
+            "loyal_index_share",
+            "never_buy_share",
+            "male_share",
+            "parent_share",
+            "young_age_share",
+            "age_null_share",
+            "fn_share",
+            "active_given_fn",
+            "active_given_no_fn",
+            "common_postal_share",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -680,11 +766,7 @@ def profile_config(profile: str = "fashion", **fields: object) -> SyntheticConfi
 
 def _is_count(value: object, minimum: int) -> bool:
     """An integer (not a bool) of at least ``minimum``."""
-    return (
-        isinstance(value, (int, np.integer))
-        and not isinstance(value, bool)
-        and int(value) >= minimum
-    )
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= minimum
 
 
 @dataclass(frozen=True)
@@ -739,8 +821,12 @@ def generate(config: SyntheticConfig) -> SyntheticData:
         }
     )
     return SyntheticData(
-        articles=articles, customers=customers, transactions=transactions, planted_segments=planted,
-        article_images=images, demand_shifts=demand_shifts,
+        articles=articles,
+        customers=customers,
+        transactions=transactions,
+        planted_segments=planted,
+        article_images=images,
+        demand_shifts=demand_shifts,
     )
 
 
@@ -929,14 +1015,10 @@ def _build_catalogue(config: SyntheticConfig, rng: np.random.Generator) -> _Cata
     variant_rank = np.arange(n_articles) - product_start[product]
     variant_no = _draw_variant_numbers(rng, variant_rank, product_start, product, int(sizes.max()))
     late = (variant_rank > 0) & (rng.random(n_articles) < config.late_variant_share)
-    article_launch = launch[product] + np.where(
-        late, rng.integers(1, config.late_variant_max_weeks + 1, n_articles), 0
-    )
+    article_launch = launch[product] + np.where(late, rng.integers(1, config.late_variant_max_weeks + 1, n_articles), 0)
     colour = rng.choice(len(COLOURS), size=n_articles, p=_normalised([c[4] for c in COLOURS]))
     appearance_name_idx, appearance_no = _draw_appearances(config, rng, department[product])
-    article_popularity = popularity[product] * rng.lognormal(
-        0.0, config.variant_popularity_sigma, n_articles
-    )
+    article_popularity = popularity[product] * rng.lognormal(0.0, config.variant_popularity_sigma, n_articles)
     name_suffix = rng.random(n_articles) < config.name_suffix_share
     article_section = section[product]
     section_start = np.searchsorted(article_section, np.arange(len(SECTIONS) + 1))
@@ -1062,9 +1144,7 @@ def _draw_appearances(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Graphical appearance per article; denim departments are mostly "Denim"."""
     n = len(department)
-    idx = rng.choice(
-        len(GRAPHICAL_APPEARANCES), size=n, p=_normalised([g[2] for g in GRAPHICAL_APPEARANCES])
-    )
+    idx = rng.choice(len(GRAPHICAL_APPEARANCES), size=n, p=_normalised([g[2] for g in GRAPHICAL_APPEARANCES]))
     garment = np.array([d[3] for d in DEPARTMENTS])[department]
     denim = (garment == DENIM_GARMENT_GROUP) & (rng.random(n) < config.denim_appearance_share)
     idx = np.where(denim, -1, idx)
@@ -1093,9 +1173,7 @@ def _draw_partners(
     return start[:, None] + (local[:, None] + chosen) % size[:, None]
 
 
-def _draw_promotions(
-    config: SyntheticConfig, rng: np.random.Generator, n_articles: int
-) -> np.ndarray:
+def _draw_promotions(config: SyntheticConfig, rng: np.random.Generator, n_articles: int) -> np.ndarray:
     """(blocks, articles) discount depth; promo_share of articles are on promotion per block."""
     n_blocks = -(-config.weeks // config.promo_block_weeks)
     on = rng.random((n_blocks, n_articles)) < config.promo_share
@@ -1143,9 +1221,7 @@ def _build_population(config: SyntheticConfig, rng: np.random.Generator) -> _Pop
     segment = rng.choice(len(SEGMENTS), size=n, p=_normalised(config.segment_shares))
     male = rng.random(n) < config.male_share
     parent = rng.random(n) < config.parent_share * _bump(age, PARENT_PROB_AGE, PARENT_PROB_WIDTH)
-    pref = _index_preferences(age, male, parent) * rng.lognormal(
-        0.0, config.taste_sigma, (n, len(INDEXES))
-    )
+    pref = _index_preferences(age, male, parent) * rng.lognormal(0.0, config.taste_sigma, (n, len(INDEXES)))
     pref /= pref.sum(axis=1, keepdims=True)
     pref = _apply_index_loyalty(config, rng, pref, segment == _LOYAL)
     activity = rng.lognormal(0.0, config.activity_sigma, n)
@@ -1162,7 +1238,8 @@ def _build_population(config: SyntheticConfig, rng: np.random.Generator) -> _Pop
             _stream(config, "population")
             .lognormal(0.0, config.style_taste_sigma, (n, config.styles))
             .astype(np.float32)
-            if config.style_taste_sigma > 0 else None
+            if config.style_taste_sigma > 0
+            else None
         ),
     )
 
@@ -1279,8 +1356,11 @@ def _text_columns(cat: _Catalogue) -> tuple[pl.Series, pl.Series]:
         }
     )
     sentence = pl.format("{} {} in {} with {}.", "fit", "type", "material", "feature")
-    sentence = pl.when(pl.col("named")).then(pl.concat_str([sentence, pl.lit(" "), pl.col("style"), pl.lit(".")]))\
+    sentence = (
+        pl.when(pl.col("named"))
+        .then(pl.concat_str([sentence, pl.lit(" "), pl.col("style"), pl.lit(".")]))
         .otherwise(sentence)
+    )
     desc = parts.select(pl.when(pl.col("null")).then(None).otherwise(sentence)).to_series()
     return prod_name, desc
 
@@ -1295,9 +1375,7 @@ def _articles_frame(cat: _Catalogue) -> tuple[pl.DataFrame, pl.Series]:
     colour_value = np.array([c[2] for c in COLOURS])[colour]
     colour_master = np.array([c[3] for c in COLOURS])[colour]
     garment = np.array([d[3] for d in DEPARTMENTS])[dept]
-    appearance = np.where(
-        cat.appearance_name_idx < 0, len(GRAPHICAL_APPEARANCES), cat.appearance_name_idx
-    )
+    appearance = np.where(cat.appearance_name_idx < 0, len(GRAPHICAL_APPEARANCES), cat.appearance_name_idx)
     prod_name, desc = _text_columns(cat)
     frame = pl.DataFrame(
         {
@@ -1392,9 +1470,7 @@ class _History:
         buyers, bought = np.unique(cust, return_counts=True)
         self.count[buyers] += bought
 
-    def sample(
-        self, customer: np.ndarray, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def sample(self, customer: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """A random remembered article per customer, and whether the customer has any."""
         filled = np.minimum(self.count[customer], self.articles.shape[1])
         slot = (rng.random(customer.size) * np.maximum(filled, 1)).astype(np.int64)
@@ -1409,7 +1485,7 @@ class _History:
         size = self.articles.shape[1]
         article = np.zeros(customer.size, dtype=self.articles.dtype)
         for lo in range(0, customer.size, _DUE_CHUNK):
-            cust = customer[lo:lo + _DUE_CHUNK]
+            cust = customer[lo : lo + _DUE_CHUNK]
             arts, weeks = self.articles[cust], self.weeks[cust]
             valid = np.arange(size)[None, :] < np.minimum(self.count[cust], size)[:, None]
             same = (arts[:, :, None] == arts[:, None, :]) & valid[:, None, :]
@@ -1424,7 +1500,7 @@ class _History:
             due = np.exp(-0.5 * ((week - weeks - c) / (0.5 * c + 0.5)) ** 2) + 0.05
             weight = np.where(latest, times * due, 0.0)
             weight[~valid[:, 0], 0] = 1.0  # no history: any slot (flagged below)
-            article[lo:lo + _DUE_CHUNK] = arts[np.arange(len(cust)), _categorical(weight, rng)]
+            article[lo : lo + _DUE_CHUNK] = arts[np.arange(len(cust)), _categorical(weight, rng)]
         return article, self.count[customer] > 0
 
 
@@ -1473,9 +1549,7 @@ def _activity_groups(pop: _Population) -> tuple[tuple[np.ndarray, ...], tuple[np
     return members, tuple(np.cumsum(pop.activity[m]) for m in members)
 
 
-def _context(
-    config: SyntheticConfig, calendar: _Calendar, cat: _Catalogue, pop: _Population
-) -> _Context:
+def _context(config: SyntheticConfig, calendar: _Calendar, cat: _Catalogue, pop: _Population) -> _Context:
     demand = 1.0 + config.demand_season_amplitude * np.cos(
         2 * np.pi * (calendar.week_doy - config.summer_peak_doy) / 365.0
     )
@@ -1486,7 +1560,8 @@ def _context(
     style_order = np.argsort(block, kind="stable")
     every = config.demand_shift_every_weeks
     shift_starts = frozenset(
-        w for w in range(_SHIFT_MIN_AGE, config.weeks)
+        w
+        for w in range(_SHIFT_MIN_AGE, config.weeks)
         if every and config.demand_shift_articles and (config.weeks - 2 - w) % every == 0
     )
     return _Context(
@@ -1576,14 +1651,10 @@ def _planned_rows_per_occasion(config: SyntheticConfig) -> float:
     """Expected rows per occasion if no basket extra were dropped."""
     basket = _normalised(config.basket_size_probs)
     units = _normalised(config.unit_probs)
-    return float(
-        np.dot(np.arange(1, basket.size + 1), basket) * np.dot(np.arange(1, units.size + 1), units)
-    )
+    return float(np.dot(np.arange(1, basket.size + 1), basket) * np.dot(np.arange(1, units.size + 1), units))
 
 
-def _occasion_customers(
-    ctx: _Context, rng: np.random.Generator, week: int, n_occasions: int
-) -> np.ndarray:
+def _occasion_customers(ctx: _Context, rng: np.random.Generator, week: int, n_occasions: int) -> np.ndarray:
     """Customers of ``n_occasions`` occasions, drawn proportional to their activity this week
     (equivalent to independent Poisson counts per customer).  Only the seasonal segment's
     activity changes with the week, so the occasions are first split between the activity groups
@@ -1596,7 +1667,7 @@ def _occasion_customers(
         return np.zeros(0, dtype=np.int64)
     per_group = rng.multinomial(n_occasions, mass / mass.sum())
     parts = []
-    for members, cum, n in zip(ctx.activity_members, ctx.activity_cum, per_group):
+    for members, cum, n in zip(ctx.activity_members, ctx.activity_cum, per_group, strict=True):
         if n == 0:
             continue
         pick = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
@@ -1624,9 +1695,7 @@ def _simulate_week(
     price = _item_prices(config, rng, cat, weights, article)
     item_customer = customer[occasion]
     history.record(item_customer, article, week)
-    units = 1 + rng.choice(
-        len(config.unit_probs), size=article.size, p=_normalised(config.unit_probs)
-    )
+    units = 1 + rng.choice(len(config.unit_probs), size=article.size, p=_normalised(config.unit_probs))
     rows = np.repeat(np.arange(article.size), units)  # duplicate rows for extra units
     return _Transactions(
         day=day[occasion][rows].astype(np.int32),
@@ -1657,8 +1726,12 @@ def _week_weights(ctx: _Context, season_factor: np.ndarray, week: int) -> _WeekW
             2, len(SECTIONS), config.styles
         )
     return _WeekWeights(
-        live=live, depth=depth, cum=(cum_regular, cum_hunter), section_total=totals,
-        style_cum=style_cum, style_total=style_total,
+        live=live,
+        depth=depth,
+        cum=(cum_regular, cum_hunter),
+        section_total=totals,
+        style_cum=style_cum,
+        style_total=style_total,
     )
 
 
@@ -1703,15 +1776,9 @@ def _first_items(
     )
     result[repeat] = remembered[repeat]
 
-    follower = (
-        (pop.segment[customer] == _FOLLOWER)
-        & (result < 0)
-        & (rng.random(n) < config.follower_copy_share)
-    )
+    follower = (pop.segment[customer] == _FOLLOWER) & (result < 0) & (rng.random(n) < config.follower_copy_share)
     if previous is not None and follower.any():
-        result[follower] = _copy_bestsellers(
-            rng, previous, pop.age_band[customer[follower]], config.follower_top_n
-        )
+        result[follower] = _copy_bestsellers(rng, previous, pop.age_band[customer[follower]], config.follower_top_n)
 
     todo = np.flatnonzero(result < 0)
     if todo.size:
@@ -1750,9 +1817,7 @@ def _copy_bestsellers(
     return np.where(total[band] > 0, keys[pick] % n_articles, -1)
 
 
-def _taste_draw(
-    ctx: _Context, rng: np.random.Generator, weights: _WeekWeights, customer: np.ndarray
-) -> np.ndarray:
+def _taste_draw(ctx: _Context, rng: np.random.Generator, weights: _WeekWeights, customer: np.ndarray) -> np.ndarray:
     """index by personal taste -> section by age affinity x section sales -> article by weight."""
     config, cat, pop = ctx.config, ctx.catalogue, ctx.population
     n = customer.size
@@ -1816,8 +1881,13 @@ def _image_vectors(config: SyntheticConfig, cat: _Catalogue) -> np.ndarray:
     d = config.image_dim
     style, ptype, colour = (rng.normal(size=(k, d)) for k in (config.styles, len(PRODUCT_TYPES), len(COLOURS)))
     product = rng.normal(size=(int(cat.product.max()) + 1, d))
-    v = (1.0 * style[cat.style] + 0.7 * ptype[cat.product_type] + 0.5 * colour[cat.colour]
-         + 0.4 * product[cat.product] + 0.2 * rng.normal(size=(cat.product.size, d)))
+    v = (
+        1.0 * style[cat.style]
+        + 0.7 * ptype[cat.product_type]
+        + 0.5 * colour[cat.colour]
+        + 0.4 * product[cat.product]
+        + 0.2 * rng.normal(size=(cat.product.size, d))
+    )
     return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
 
 

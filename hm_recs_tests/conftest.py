@@ -14,10 +14,10 @@ import pytest
 # Runs of the CLI driver go to a throw-away Dagster instance, never the developer's .hm_recs/.
 os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="hm_recs_dagster_home_")
 
+from benchmarks.ui_launch import free_port  # noqa: E402  (the S3 fixtures bind loopback ports)
 from hm_recs.definitions import all_assets  # noqa: E402
 from hm_recs.resources import default_resources  # noqa: E402
 from hm_recs.synthetic import SyntheticConfig, generate, write  # noqa: E402
-from benchmarks.ui_launch import free_port  # noqa: E402  (the S3 fixtures bind loopback ports)
 
 SMALL = SyntheticConfig(customers=2000, weeks=12, seed=11, purchase_rate=1.2)
 WEEKS = [dt.date(2020, 7, 1) + dt.timedelta(weeks=i) for i in range(12)]  # last_day 2020-09-22
@@ -50,13 +50,24 @@ def source_copy(small_source, tmp_path) -> Path:
 
 
 def materialize_week(week: dt.date, resources: dict, selection=None, instance=None) -> dg.ExecuteInProcessResult:
-    return dg.materialize(all_assets, partition_key=week.isoformat(), resources=resources, selection=selection,
-                          instance=instance or dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    return dg.materialize(
+        all_assets,
+        partition_key=week.isoformat(),
+        resources=resources,
+        selection=selection,
+        instance=instance or dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
 
 
 def resources_for(source: Path | str, tmp: Path, **kw) -> dict:
-    return default_resources(source=str(source), warehouse=str(tmp / "warehouse.duckdb"),
-                             artefacts=str(tmp / "artefacts"), exports=str(tmp / "exports"), **kw)
+    return default_resources(
+        source=str(source),
+        warehouse=str(tmp / "warehouse.duckdb"),
+        artefacts=str(tmp / "artefacts"),
+        exports=str(tmp / "exports"),
+        **kw,
+    )
 
 
 def read_table(resources: dict, sql: str) -> pl.DataFrame:
@@ -77,8 +88,12 @@ def s3_endpoint(monkeypatch):
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
         monkeypatch.setenv(key, value)
     yield endpoint
     server.stop()
@@ -100,11 +115,15 @@ def history_template(small_source, tmp_path_factory) -> Path:
 def with_history(history_template):
     """resources over `source` whose warehouse starts as a copy of the ingested history (weeks before WEEK). The
     tests' sources are copies of the small source (edited, or moved to S3): the same shop's new delivery."""
+
     def make(source: Path | str, tmp: Path, **kw) -> dict:
         tmp.mkdir(parents=True, exist_ok=True)
         shutil.copy(history_template, tmp / "warehouse.duckdb")
         return resources_for(source, tmp, **{"new_delivery": True, **kw})
+
     return make
+
+
 WITHOUT_MODELS = dg.AssetSelection.all() - dg.AssetSelection.groups("models", "segment_models", "ranking").downstream()
 """For tests of a single week without history: the model gates rightly fail with nothing to learn from (so
 the ranker's `recommendations` and what reads them are left out too)."""

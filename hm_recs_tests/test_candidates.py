@@ -26,40 +26,55 @@ def articles() -> pl.DataFrame:
 
 
 CUSTOMERS = pl.DataFrame(
-    {"customer_id": ["rita", "cora", "sam", "b1", "b2", "b3", "young", "old", "newy", "newo", "ageless"],
-     "age": [30, 30, 30, 30, 30, 30, 20, 60, 22, 65, None]},
+    {
+        "customer_id": ["rita", "cora", "sam", "b1", "b2", "b3", "young", "old", "newy", "newo", "ageless"],
+        "age": [30, 30, 30, 30, 30, 30, 20, 60, 22, 65, None],
+    },
     schema={"customer_id": pl.String, "age": pl.Float64},
 )
 
 
 def tx(rows: list[tuple]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"t_dat": pl.Date, "customer_id": pl.String, "article_id": pl.String}, orient="row")
+    return pl.DataFrame(
+        rows, schema={"t_dat": pl.Date, "customer_id": pl.String, "article_id": pl.String}, orient="row"
+    )
 
 
 def history() -> pl.DataFrame:
-    return tx([
-        # repurchase: rita's recent article first; one bought before the 8-week window is not proposed
-        (D(2020, 7, 1), "rita", FILLER[0]),
-        (D(2020, 8, 10), "rita", FILLER[1]),
-        (D(2020, 9, 20), "rita", FILLER[2]),
-        # co-purchase: A and B together in two baskets, A and C in one; cora bought A alone
-        (D(2020, 9, 1), "b1", BASKET_A), (D(2020, 9, 1), "b1", BASKET_B),
-        (D(2020, 9, 8), "b2", BASKET_A), (D(2020, 9, 8), "b2", BASKET_B),
-        (D(2020, 9, 8), "b3", BASKET_A), (D(2020, 9, 8), "b3", BASKET_C),
-        (D(2020, 9, 15), "cora", BASKET_A),
-        # same product: sam bought A1; A1B sold 3 times recently, A1C once
-        (D(2020, 9, 12), "sam", A1),
-        (D(2020, 9, 10), "b1", A1B), (D(2020, 9, 11), "b2", A1B), (D(2020, 9, 12), "b3", A1B),
-        (D(2020, 9, 13), "b1", A1C),
-        # trending per age group
-        (D(2020, 9, 21), "young", YOUNG_HIT), (D(2020, 9, 21), "young", YOUNG_HIT),
-        (D(2020, 9, 21), "old", OLD_HIT), (D(2020, 9, 21), "old", OLD_HIT), (D(2020, 9, 21), "old", OLD_HIT),
-    ])
+    return tx(
+        [
+            # repurchase: rita's recent article first; one bought before the 8-week window is not proposed
+            (D(2020, 7, 1), "rita", FILLER[0]),
+            (D(2020, 8, 10), "rita", FILLER[1]),
+            (D(2020, 9, 20), "rita", FILLER[2]),
+            # co-purchase: A and B together in two baskets, A and C in one; cora bought A alone
+            (D(2020, 9, 1), "b1", BASKET_A),
+            (D(2020, 9, 1), "b1", BASKET_B),
+            (D(2020, 9, 8), "b2", BASKET_A),
+            (D(2020, 9, 8), "b2", BASKET_B),
+            (D(2020, 9, 8), "b3", BASKET_A),
+            (D(2020, 9, 8), "b3", BASKET_C),
+            (D(2020, 9, 15), "cora", BASKET_A),
+            # same product: sam bought A1; A1B sold 3 times recently, A1C once
+            (D(2020, 9, 12), "sam", A1),
+            (D(2020, 9, 10), "b1", A1B),
+            (D(2020, 9, 11), "b2", A1B),
+            (D(2020, 9, 12), "b3", A1B),
+            (D(2020, 9, 13), "b1", A1C),
+            # trending per age group
+            (D(2020, 9, 21), "young", YOUNG_HIT),
+            (D(2020, 9, 21), "young", YOUNG_HIT),
+            (D(2020, 9, 21), "old", OLD_HIT),
+            (D(2020, 9, 21), "old", OLD_HIT),
+            (D(2020, 9, 21), "old", OLD_HIT),
+        ]
+    )
 
 
 def build(hist=None, customer_ids=None, config=C.CandidateConfig(), **models) -> pl.DataFrame:
-    return C.build_candidates(CUSTOMERS, history() if hist is None else hist, articles(), WEEK, config,
-                              customer_ids=customer_ids, **models)
+    return C.build_candidates(
+        CUSTOMERS, history() if hist is None else hist, articles(), WEEK, config, customer_ids=customer_ids, **models
+    )
 
 
 def rows_of(frame: pl.DataFrame, customer: str, source: str) -> pl.DataFrame:
@@ -122,8 +137,10 @@ def test_every_customer_has_at_least_min_candidates_including_cold_start_and_unk
 
 
 def test_no_future_data_is_read():
-    future = tx([(D(2020, 9, 23), who, BASKET_C) for who in ["cora", "b1", "b2", "young", "old", "rita"]]
-                + [(D(2020, 9, 23), "cora", BASKET_A), (D(2020, 9, 24), "sam", A1C), (D(2020, 9, 24), "newy", A1C)])
+    future = tx(
+        [(D(2020, 9, 23), who, BASKET_C) for who in ["cora", "b1", "b2", "young", "old", "rita"]]
+        + [(D(2020, 9, 23), "cora", BASKET_A), (D(2020, 9, 24), "sam", A1C), (D(2020, 9, 24), "newy", A1C)]
+    )
     assert_frame_equal(build(pl.concat([history(), future])), build())
 
 
@@ -140,12 +157,20 @@ def test_chunks_give_the_rows_of_the_whole():
 
 
 def test_model_sources_limit_flags_and_sources_string():
-    two_tower = pl.DataFrame({
-        "customer_id": ["cora"] * 4 + ["rita"],
-        "article_id": [FILLER[5], BASKET_B, FILLER[6], "9999999999", FILLER[7]],  # 9999999999 is not in the catalogue
-        "score": [0.9, 0.8, 0.7, 0.6, 0.5],
-        "rank": [1, 2, 3, 4, 1],
-    })
+    two_tower = pl.DataFrame(
+        {
+            "customer_id": ["cora"] * 4 + ["rita"],
+            "article_id": [
+                FILLER[5],
+                BASKET_B,
+                FILLER[6],
+                "9999999999",
+                FILLER[7],
+            ],  # 9999999999 is not in the catalogue
+            "score": [0.9, 0.8, 0.7, 0.6, 0.5],
+            "rank": [1, 2, 3, 4, 1],
+        }
+    )
     c = build(customer_ids=["cora"], two_tower=two_tower, config=C.CandidateConfig(two_tower=2))
     tt = rows_of(c, "cora", "two_tower")
     assert tt["article_id"].to_list() == [FILLER[5], BASKET_B]
@@ -182,11 +207,15 @@ def test_candidate_recall_on_a_hand_example():
         ("y", "2", {**flags, "trending": True}),
         ("y", "9", {**flags, "repurchase": True}),
     ]
-    candidates = pl.DataFrame([{"customer_id": c, "article_id": a, **{f"from_{s}": v for s, v in f.items()}} for c, a, f in rows])
-    purchases = pl.DataFrame({
-        "customer_id": ["x", "x", "x", "y", "z"],
-        "article_id": ["1", "1", "4", "2", "5"],  # x bought 1 twice (one pair); z has no candidates
-    })
+    candidates = pl.DataFrame(
+        [{"customer_id": c, "article_id": a, **{f"from_{s}": v for s, v in f.items()}} for c, a, f in rows]
+    )
+    purchases = pl.DataFrame(
+        {
+            "customer_id": ["x", "x", "x", "y", "z"],
+            "article_id": ["1", "1", "4", "2", "5"],  # x bought 1 twice (one pair); z has no candidates
+        }
+    )
     r = {row["source"]: row for row in C.candidate_recall(candidates, purchases).iter_rows(named=True)}
     assert list(r) == [C.UNION, *C.SOURCES]
     # in the candidate set: pairs x1, x4, y2 (3); z5 only counts for recall_all_buyers (4 pairs)
@@ -209,7 +238,9 @@ def test_synthetic_week_deterministic_chunkable_and_complete():
     pools = C.candidate_pools(data.customers, transactions, data.articles, week)
     ids = data.customers["customer_id"]
     whole = C.customer_candidates(pools, ids)
-    shuffled = C.build_candidates(data.customers, transactions.sample(fraction=1.0, shuffle=True, seed=1), data.articles, week)
+    shuffled = C.build_candidates(
+        data.customers, transactions.sample(fraction=1.0, shuffle=True, seed=1), data.articles, week
+    )
     assert_frame_equal(shuffled, whole)
     chunks = pl.concat([C.customer_candidates(pools, ids[i::3]) for i in range(3)])
     assert_frame_equal(chunks.sort("customer_id", maintain_order=True), whole)

@@ -21,8 +21,18 @@ def mistake(capsys, argv: list[str]) -> str:
 
 
 def test_a_missing_source_folder(capsys, tmp_path) -> None:
-    err = mistake(capsys, ["run", "--source", str(tmp_path / "nowhere"), "--week", "2020-09-09",
-                           "--warehouse", str(tmp_path / "w.duckdb")])
+    err = mistake(
+        capsys,
+        [
+            "run",
+            "--source",
+            str(tmp_path / "nowhere"),
+            "--week",
+            "2020-09-09",
+            "--warehouse",
+            str(tmp_path / "w.duckdb"),
+        ],
+    )
     assert "nowhere does not exist" in err
 
 
@@ -35,7 +45,10 @@ def test_a_week_that_is_not_a_wednesday(capsys, tmp_path, week, expected) -> Non
 def test_a_week_after_the_last_partition(capsys, tmp_path) -> None:
     last = dt.date.fromisoformat(weekly_partitions.get_last_partition_key())
     later = (last + dt.timedelta(weeks=1)).isoformat()
-    err = mistake(capsys, ["backtest", "--source", str(tmp_path), "--weeks", f"{last},{later}", "--report", str(tmp_path / "r.json")])
+    err = mistake(
+        capsys,
+        ["backtest", "--source", str(tmp_path), "--weeks", f"{last},{later}", "--report", str(tmp_path / "r.json")],
+    )
     assert f"week {later} is not a partition" in err and str(last) in err
     before = (FIRST_WEEK - dt.timedelta(weeks=1)).isoformat()
     assert "is not a partition" in mistake(capsys, ["run", "--source", str(tmp_path), "--week", before])

@@ -16,20 +16,28 @@ def grocery():
     data = generate(profile_config("grocery", customers=1500, weeks=8, seed=2, image_dim=8))
     articles = data.articles.sort("article_id")
     transactions = data.transactions.with_columns(pl.col("t_dat").str.to_date())
-    purchases = encode_purchases(transactions, IdIndex.of(data.customers["customer_id"].sort()),
-                                 IdIndex.of(articles["article_id"]))
+    purchases = encode_purchases(
+        transactions, IdIndex.of(data.customers["customer_id"].sort()), IdIndex.of(articles["article_id"])
+    )
     return articles, purchases, data.article_images
 
 
 def twins(articles: pl.DataFrame) -> pl.DataFrame:
     """Groups of articles that share every attribute and their description (a product's colour variants)."""
-    return (articles.group_by(list(CONTENT_COLUMNS) + ["detail_desc"]).agg("article_id")
-            .filter(pl.col("article_id").list.len() > 1))
+    return (
+        articles.group_by(list(CONTENT_COLUMNS) + ["detail_desc"])
+        .agg("article_id")
+        .filter(pl.col("article_id").list.len() > 1)
+    )
 
 
 def test_text_vocabulary_is_the_catalogues_own_words() -> None:
-    articles = pl.DataFrame({"prod_name": ["Luna top", "Luna dress", "Mia top", "Rex sock"],
-                             "detail_desc": ["Soft top.", None, "Soft top. A boho mood.", "Soft sock."]})
+    articles = pl.DataFrame(
+        {
+            "prod_name": ["Luna top", "Luna dress", "Mia top", "Rex sock"],
+            "detail_desc": ["Soft top.", None, "Soft top. A boho mood.", "Soft sock."],
+        }
+    )
     vocabulary = TextVocabulary.fit(articles, size=10, max_share=0.75)
     # "soft" is in 3 of 4 articles (kept at a 0.75 bound), words of a single article are dropped; ties by name
     assert vocabulary.words == ["soft", "luna", "top"]
@@ -39,13 +47,16 @@ def test_text_vocabulary_is_the_catalogues_own_words() -> None:
 
 def test_words_and_images_tell_apart_articles_that_share_every_attribute(grocery) -> None:
     articles, purchases, images = grocery
-    plain = train_content_encoder(articles, purchases, ContentConfig(epochs=2, text_dim=0, image_dim=0), log=lambda m: None)
+    plain = train_content_encoder(
+        articles, purchases, ContentConfig(epochs=2, text_dim=0, image_dim=0), log=lambda m: None
+    )
     words = train_content_encoder(articles, purchases, ContentConfig(epochs=2, image_dim=0), log=lambda m: None)
     full = train_content_encoder(articles, purchases, ContentConfig(epochs=2), log=lambda m: None, images=images)
     assert plain.text is None and words.text is not None and full.image_input == 8
     # an article and its copy with another description: only the words tell them apart
-    copy = articles.head(1).with_columns(pl.lit("9999999001").alias("article_id"),
-                                         pl.lit("Ribbed cotton with a boho mood.").alias("detail_desc"))
+    copy = articles.head(1).with_columns(
+        pl.lit("9999999001").alias("article_id"), pl.lit("Ribbed cotton with a boho mood.").alias("detail_desc")
+    )
     both = pl.concat([articles.head(1), copy])
     assert torch.equal(plain.vectors(both)[0], plain.vectors(both)[1])
     assert not torch.equal(words.vectors(both)[0], words.vectors(both)[1])
@@ -63,7 +74,9 @@ def test_words_and_images_tell_apart_articles_that_share_every_attribute(grocery
 
 def test_articles_without_an_image_vector_still_get_one(grocery) -> None:
     articles, purchases, images = grocery
-    model = train_content_encoder(articles, purchases, ContentConfig(epochs=1), log=lambda m: None, images=images.head(50))
+    model = train_content_encoder(
+        articles, purchases, ContentConfig(epochs=1), log=lambda m: None, images=images.head(50)
+    )
     without = model.vectors(articles, None)
     assert without.shape == (articles.height, model.config.dim) and torch.isfinite(without).all()
     with_some = model.vectors(articles, images.head(50))

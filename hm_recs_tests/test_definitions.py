@@ -22,14 +22,18 @@ def test_definitions_resolve_job_schedule_and_every_asset_has_a_blocking_check()
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     graph = defs.resolve_asset_graph()
     checked = {key.asset_key for key in graph.asset_check_keys if graph.get_check_spec(key).blocking}
-    tables = {k for k in graph.get_all_asset_keys() if not k.to_user_string().startswith(("quarantine_", "baseline_validation"))}
+    tables = {
+        k
+        for k in graph.get_all_asset_keys()
+        if not k.to_user_string().startswith(("quarantine_", "baseline_validation"))
+    }
     assert tables <= checked, tables - checked
 
 
 def test_schedule_requests_the_week_that_just_closed():
     schedule = defs.resolve_schedule_def("weekly_schedule")
     assert schedule.cron_schedule == "0 6 * * 3"  # Wednesdays 06:00
-    tick = dt.datetime(2020, 9, 23, 6, 0, tzinfo=dt.timezone.utc)
+    tick = dt.datetime(2020, 9, 23, 6, 0, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
         context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
         requests = schedule.evaluate_tick(context).run_requests
@@ -41,19 +45,36 @@ def test_workspace_and_cloud_files():
     assert workspace["load_from"][0]["python_module"]["module_name"] == "hm_recs.definitions"
     cloud = yaml.safe_load((REPO / "dagster_cloud.yaml").read_text())
     assert cloud["locations"][0]["code_source"]["module_name"] == "hm_recs.definitions"
-    result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
-                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def hm_recs(*args, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "hm-recs"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "hm-recs"), *args], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_cli_synth_is_deterministic(tmp_path):
     for out in ("a", "b"):
-        result = hm_recs("synth", "--customers", "200", "--weeks", "3", "--out", str(tmp_path / out), "--format", "parquet", cwd=tmp_path)
+        result = hm_recs(
+            "synth",
+            "--customers",
+            "200",
+            "--weeks",
+            "3",
+            "--out",
+            str(tmp_path / out),
+            "--format",
+            "parquet",
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
     for name in ("articles.parquet", "customers.parquet", "transactions_train.parquet"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
@@ -62,9 +83,22 @@ def test_cli_synth_is_deterministic(tmp_path):
 def test_cli_backtest_report(small_source, with_history, tmp_path):
     with_history(small_source, tmp_path)  # the history weeks already in the warehouse: the CLI skips them
     scored = WEEK + dt.timedelta(weeks=1)  # WEEK itself is the warm-up week
-    result = hm_recs("backtest", "--source", str(small_source), "--weeks", str(scored), "--report", "report.json",
-                     "--warmup-weeks", "1", "--warehouse", str(tmp_path / "warehouse.duckdb"),
-                     "--artefacts", str(tmp_path / "art"), cwd=tmp_path)
+    result = hm_recs(
+        "backtest",
+        "--source",
+        str(small_source),
+        "--weeks",
+        str(scored),
+        "--report",
+        "report.json",
+        "--warmup-weeks",
+        "1",
+        "--warehouse",
+        str(tmp_path / "warehouse.duckdb"),
+        "--artefacts",
+        str(tmp_path / "art"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["weeks"]) == {str(scored)}
@@ -75,7 +109,9 @@ def test_cli_backtest_report(small_source, with_history, tmp_path):
         assert served["served_by"] in {"ranker", "popularity", "trending", "repurchase"} and served["reason"]
         assert gate["best_baseline"] in gate["baseline_map_at_12"] and gate["validation_buyers"] > 0
         assert "ranker" in report["weeks"][week] and f"week {week}: served by {served['served_by']}" in result.stdout
-    assert {"model", "popularity", "trending", "repurchase", "source/trending", "source/two_tower"} <= set(report["mean"])
+    assert {"model", "popularity", "trending", "repurchase", "source/trending", "source/two_tower"} <= set(
+        report["mean"]
+    )
     for figures in report["mean"].values():
         assert {"map_at_12", "recall_at_12", "coverage", "novelty", "mean_price"} <= set(figures)
         assert 0 <= figures["map_at_12"] <= 1
@@ -88,8 +124,16 @@ def test_cli_backtest_report(small_source, with_history, tmp_path):
 
 def test_cli_run_reports_a_clear_failure(tmp_path):
     (tmp_path / "src").mkdir()
-    result = hm_recs("run", "--source", str(tmp_path / "src"), "--week", "2020-09-16",
-                     "--warehouse", str(tmp_path / "warehouse.duckdb"), cwd=tmp_path)
+    result = hm_recs(
+        "run",
+        "--source",
+        str(tmp_path / "src"),
+        "--week",
+        "2020-09-16",
+        "--warehouse",
+        str(tmp_path / "warehouse.duckdb"),
+        cwd=tmp_path,
+    )
     assert result.returncode == 1
     assert "file not found in the source" in result.stderr
 
@@ -108,7 +152,10 @@ def test_warehouse_tables_gain_new_columns_in_place(tmp_path):
     def release(columns: dict):
         @dg.asset(name="lists", partitions_def=weeks, metadata={"partition_expr": "week"})
         def lists(context: dg.AssetExecutionContext) -> pl.DataFrame:
-            return pl.DataFrame({"week": [context.partition_key] * 2, **columns}).with_columns(pl.col("week").str.to_date())
+            return pl.DataFrame({"week": [context.partition_key] * 2, **columns}).with_columns(
+                pl.col("week").str.to_date()
+            )
+
         return lists
 
     old = release({"customer_id": ["a", "b"]})
@@ -140,11 +187,16 @@ def test_a_failed_partition_write_keeps_the_last_good_rows(tmp_path):
         @dg.asset(name="lists", partitions_def=weeks, metadata={"partition_expr": "week"})
         def lists() -> pl.DataFrame:
             return pl.DataFrame({"week": [dt.date(2020, 9, 2)] * 2, "rank": rank_values})
+
         return lists
 
     assert dg.materialize([release([1, 2])], partition_key="2020-09-02", resources={"io_manager": io_manager}).success
-    broken = dg.materialize([release(["first", "second"])], partition_key="2020-09-02",  # text into an integer column
-                            resources={"io_manager": io_manager}, raise_on_error=False)
+    broken = dg.materialize(
+        [release(["first", "second"])],
+        partition_key="2020-09-02",  # text into an integer column
+        resources={"io_manager": io_manager},
+        raise_on_error=False,
+    )
     assert not broken.success
     with duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True) as c:
         assert c.execute(f"select rank from {WAREHOUSE_SCHEMA}.lists order by rank").fetchall() == [(1,), (2,)]
@@ -169,7 +221,9 @@ class IOManager(WarehouseIOManager):
     def type_handlers():
         return [Handler()]
 
-@dg.asset(name="lists", partitions_def=dg.StaticPartitionsDefinition(["2020-09-02"]), metadata={"partition_expr": "week"})
+WEEK = dg.StaticPartitionsDefinition(["2020-09-02"])
+
+@dg.asset(name="lists", partitions_def=WEEK, metadata={"partition_expr": "week"})
 def lists() -> pl.DataFrame:
     return pl.DataFrame({"week": [dt.date(2020, 9, 2)] * rows, "rank": pl.int_range(rows, eager=True)})
 
@@ -192,8 +246,11 @@ def test_a_run_killed_while_writing_leaves_the_previous_week_then_reruns_cleanly
     database = str(tmp_path / "w.duckdb")
 
     def write(rows: int, hang: bool = False) -> str:
-        child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, database, str(rows), "hang" if hang else "-"],
-                                 stdout=subprocess.PIPE, text=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_WRITER, database, str(rows), "hang" if hang else "-"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if not hang:
             return child.communicate(timeout=300)[0]
         assert child.stdout.readline().strip() == "WRITTEN"
@@ -248,8 +305,13 @@ def test_the_critical_path_is_never_starved_by_its_own_ancestors():
     assert priority["two_tower_data"] > priority["sequence_model"]
     # the baselines are the champion recommendations waits for: never behind it
     assert priority["baseline_recommendations"] == priority["recommendations"] > 0
-    starved = {(name, parent) for name, level in priority.items() if level > 0 for parent in ancestors(name)
-               if parent in priority and group[parent] not in ("ingestion", "validation") and priority[parent] < level}
+    starved = {
+        (name, parent)
+        for name, level in priority.items()
+        if level > 0
+        for parent in ancestors(name)
+        if parent in priority and group[parent] not in ("ingestion", "validation") and priority[parent] < level
+    }
     assert not starved, f"ancestors ranked below the step that waits for them: {sorted(starved)}"
 
 
@@ -263,7 +325,7 @@ def test_local_runs_hold_one_large_memory_step_at_a_time():
     job = defs.resolve_job_def("weekly_job")
     run_config = job.get_run_config_for_partition_key(WEEK.isoformat())  # what the schedule and the UI launch
     executor = dg.validate_run_config(job, run_config)["execution"]["multi_or_in_process_executor"]
-    (key, value), = LARGE_MEMORY_TAG.items()
+    ((key, value),) = LARGE_MEMORY_TAG.items()
     assert executor["multiprocess"]["tag_concurrency_limits"] == [{"key": key, "value": value, "limit": 1}]
     large = {k.to_user_string() for a in all_assets if a.op.tags.get(key) == value for k in a.keys}
     assert large == {"ranker_model", "recommendations", "evaluation_report", "recommendations_export"}

@@ -15,24 +15,42 @@ D = dt.date
 def articles(n: int = 30) -> pl.DataFrame:
     rows = []
     for i in range(n):
-        rows.append({"article_id": f"{i:010d}", "colour_group_name": ["Black", "White", "Red"][i % 3],
-                     "garment_group_name": ["Jersey", "Knitwear"][i % 2],
-                     "index_group_name": ["Ladieswear", "Menswear", "Baby/Children", "Divided"][i % 4]})
+        rows.append(
+            {
+                "article_id": f"{i:010d}",
+                "colour_group_name": ["Black", "White", "Red"][i % 3],
+                "garment_group_name": ["Jersey", "Knitwear"][i % 2],
+                "index_group_name": ["Ladieswear", "Menswear", "Baby/Children", "Divided"][i % 4],
+            }
+        )
     return pl.DataFrame(rows)
 
 
 def tx(rows: list[tuple]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"t_dat": pl.Date, "customer_id": pl.String, "article_id": pl.String,
-                                      "price": pl.Float64, "sales_channel_id": pl.Int8}, orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={
+            "t_dat": pl.Date,
+            "customer_id": pl.String,
+            "article_id": pl.String,
+            "price": pl.Float64,
+            "sales_channel_id": pl.Int8,
+        },
+        orient="row",
+    )
 
 
-CUSTOMERS = pl.DataFrame({"customer_id": ["young", "old", "new", "ageless"], "age": [20, 60, 30, None]},
-                         schema={"customer_id": pl.String, "age": pl.Int16})
+CUSTOMERS = pl.DataFrame(
+    {"customer_id": ["young", "old", "new", "ageless"], "age": [20, 60, 30, None]},
+    schema={"customer_id": pl.String, "age": pl.Int16},
+)
 A = [f"{i:010d}" for i in range(30)]
 
 
 def test_weeks_are_wednesday_to_tuesday():
-    assert week_of(D(2020, 9, 22)) == WEEK and week_of(D(2020, 9, 16)) == WEEK and week_of(D(2020, 9, 15)) == D(2020, 9, 9)
+    assert (
+        week_of(D(2020, 9, 22)) == WEEK and week_of(D(2020, 9, 16)) == WEEK and week_of(D(2020, 9, 15)) == D(2020, 9, 9)
+    )
     days = pl.Series([D(2020, 9, 15), D(2020, 9, 16), D(2020, 9, 22), D(2020, 9, 23)])
     assert pl.select(week_expr(pl.lit(days))).to_series().to_list() == [D(2020, 9, 9), WEEK, WEEK, D(2020, 9, 23)]
     with pytest.raises(ValueError, match="not a Wednesday"):
@@ -40,13 +58,15 @@ def test_weeks_are_wednesday_to_tuesday():
 
 
 def test_customer_features():
-    history = tx([
-        (D(2020, 9, 20), "young", A[0], 0.02, 2),  # Black, Jersey, Ladieswear
-        (D(2020, 9, 21), "young", A[3], 0.04, 2),  # Black, Knitwear, Ladieswear? (3 % 4 = Divided)
-        (D(2020, 8, 1), "young", A[1], 0.06, 1),   # White, Knitwear, Menswear (older than 4 weeks)
-        (D(2020, 9, 17), "old", A[2], 0.10, 1),    # Red, Jersey, Baby/Children
-        (D(2020, 9, 23), "old", A[5], 0.10, 1),    # after the week: must be ignored
-    ])
+    history = tx(
+        [
+            (D(2020, 9, 20), "young", A[0], 0.02, 2),  # Black, Jersey, Ladieswear
+            (D(2020, 9, 21), "young", A[3], 0.04, 2),  # Black, Knitwear, Ladieswear? (3 % 4 = Divided)
+            (D(2020, 8, 1), "young", A[1], 0.06, 1),  # White, Knitwear, Menswear (older than 4 weeks)
+            (D(2020, 9, 17), "old", A[2], 0.10, 1),  # Red, Jersey, Baby/Children
+            (D(2020, 9, 23), "old", A[5], 0.10, 1),  # after the week: must be ignored
+        ]
+    )
     f = features.customer_features(CUSTOMERS, history, articles(), WEEK).sort("customer_id")
     young = f.filter(pl.col("customer_id") == "young").row(0, named=True)
     assert young["n_purchases"] == 3 and young["n_purchases_recent"] == 2
@@ -63,9 +83,14 @@ def test_customer_features():
 
 
 def test_article_features():
-    history = tx([(D(2020, 9, 16), c, A[0], 0.02, 2) for c in ["young", "old", "young"]]
-                 + [(D(2020, 9, 10), "old", A[1], 0.03, 1), (D(2020, 9, 11), "old", A[1], 0.05, 1),
-                    (D(2020, 9, 25), "old", A[1], 0.05, 1)])
+    history = tx(
+        [(D(2020, 9, 16), c, A[0], 0.02, 2) for c in ["young", "old", "young"]]
+        + [
+            (D(2020, 9, 10), "old", A[1], 0.03, 1),
+            (D(2020, 9, 11), "old", A[1], 0.05, 1),
+            (D(2020, 9, 25), "old", A[1], 0.05, 1),
+        ]
+    )
     f = features.article_features(articles(), history, CUSTOMERS, WEEK)
     a0 = f.filter(pl.col("article_id") == A[0]).row(0, named=True)
     a1 = f.filter(pl.col("article_id") == A[1]).row(0, named=True)
@@ -80,10 +105,10 @@ def history_for_baselines() -> pl.DataFrame:
     rows = []
     for i in range(5):  # A[0] sold a lot last week, to young and old alike
         rows.append((D(2020, 9, 20), "old" if i % 2 else "young", A[0], 0.02, 1))
-    for i in range(4):  # A[1] is what young people bought last week
+    for _ in range(4):  # A[1] is what young people bought last week
         rows.append((D(2020, 9, 21), "young", A[1], 0.02, 1))
     rows += [(D(2020, 8, 1), "old", A[7], 0.02, 1)] * 20  # old bestseller, not trending
-    rows += [(D(2020, 9, 1), "old", A[9], 0.02, 1)]       # old's own recent article
+    rows += [(D(2020, 9, 1), "old", A[9], 0.02, 1)]  # old's own recent article
     rows += [(D(2020, 9, 30), "young", A[20], 0.02, 1)] * 50  # the future: must never show up
     return tx(rows)
 
@@ -109,9 +134,9 @@ def test_popularity_is_last_weeks_bestsellers_for_everyone():
 
 def test_trending_depends_on_age_group():
     recs = baselines.trending(CUSTOMERS, history_for_baselines(), articles(), WEEK)
-    assert top(recs, "young", 1) == [A[1]]       # young bought A[1] more than A[0]
+    assert top(recs, "young", 1) == [A[1]]  # young bought A[1] more than A[0]
     assert top(recs, "old", 1) == [A[0]]
-    assert A[7] not in top(recs, "old", 2)         # not bought in the trending window
+    assert A[7] not in top(recs, "old", 2)  # not bought in the trending window
 
 
 def test_repurchase_puts_own_recent_articles_first():
@@ -133,13 +158,23 @@ def test_top_up_lists_built_once_complete_every_chunk_as_a_whole_would():
     # what `recommendations` does: the lists are built once from the history (then released) and complete the
     # ranker's lists chunk by chunk; each chunk must get what the one-shot top-up gives those customers
     history = history_for_baselines()
-    own = pl.DataFrame({"customer_id": ["old", "old", "young"], "article_id": [A[3], A[4], A[5]],
-                        "score": [2.0, 1.0, 5.0], "source": ["ranker"] * 3})
+    own = pl.DataFrame(
+        {
+            "customer_id": ["old", "old", "young"],
+            "article_id": [A[3], A[4], A[5]],
+            "score": [2.0, 1.0, 5.0],
+            "source": ["ranker"] * 3,
+        }
+    )
     whole = baselines.top_up(own, CUSTOMERS, history, articles(), WEEK)
     lists = baselines.TopUpLists.build(CUSTOMERS, history, articles(), WEEK)
     del history
-    chunks = [lists.complete(own.filter(pl.col("customer_id").is_in(ids)), CUSTOMERS, wanted=pl.Series(ids))
-              for ids in (["old", "young"], ["new", "ageless"])]
+    chunks = [
+        lists.complete(own.filter(pl.col("customer_id").is_in(ids)), CUSTOMERS, wanted=pl.Series(ids))
+        for ids in (["old", "young"], ["new", "ageless"])
+    ]
     assert pl.concat(chunks).sort("customer_id", "rank").equals(whole.sort("customer_id", "rank"))
-    assert top(whole, "old", 2) == [A[3], A[4]] and whole.filter(pl.col("customer_id") == "old")["source"][2] == "trending"
+    assert (
+        top(whole, "old", 2) == [A[3], A[4]] and whole.filter(pl.col("customer_id") == "old")["source"][2] == "trending"
+    )
     assert A[20] not in whole["article_id"].to_list()  # built as of the week: the future never completes a list

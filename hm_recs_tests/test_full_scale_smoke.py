@@ -32,10 +32,20 @@ def test_full_scale_benchmark_smoke(small_source, small_data, history_template, 
     assert 0 < scores["model"]["map_at_12"] <= 1
 
     references = F.references(small_source, tmp_path / "work", WEEK, refresh, log=lines.append)
-    assert set(references) >= {"scan_week", "history_group_by", "epoch_sequence_model", "retrieval_top100",
-                               "candidate_sort_head", "lightgbm_train", "lightgbm_predict"}
+    assert set(references) >= {
+        "scan_week",
+        "history_group_by",
+        "epoch_sequence_model",
+        "retrieval_top100",
+        "candidate_sort_head",
+        "lightgbm_train",
+        "lightgbm_predict",
+    }
     assert all(r["seconds"] > 0 for r in references.values())
-    assert references["lightgbm_predict"]["rows"] == refresh.steps["recommendations"]["metadata"]["recommendations.scored_rows"]
+    assert (
+        references["lightgbm_predict"]["rows"]
+        == refresh.steps["recommendations"]["metadata"]["recommendations.scored_rows"]
+    )
     unreferenced = [s for s in refresh.steps if F.stage_reference(s) is None]
     assert len(unreferenced) <= len(refresh.steps) // 2, unreferenced  # most stages have a physical reference
     assert pl.Series(list(refresh.steps)).is_unique().all()

@@ -1,6 +1,7 @@
 """The code location's asset and check graph against its snapshot (`asset_graph.json`): keys, groups, dependencies,
 partitioning, checks and whether each blocks, jobs, schedules and sensors. A change to the graph shows up here as
-a reviewable diff; regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest hm_recs_tests/test_graph_snapshot.py`."""
+a reviewable diff; regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest hm_recs_tests/test_graph_snapshot.py`.
+"""
 
 import json
 import os
@@ -16,14 +17,22 @@ def graph_snapshot() -> dict:
     assets = {}
     for key in sorted(graph.get_all_asset_keys(), key=lambda k: k.to_user_string()):
         node = graph.get(key)
-        assets[key.to_user_string()] = {"group": node.group_name, "partitioned": node.partitions_def is not None,
-                                        "deps": sorted(k.to_user_string() for k in node.parent_keys)}
-    checks = {f"{k.asset_key.to_user_string()}:{k.name}": {"blocking": graph.get_check_spec(k).blocking}
-              for k in graph.asset_check_keys}
-    return {"assets": assets, "checks": dict(sorted(checks.items())),
-            "jobs": sorted(job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")),
-            "schedules": sorted(s.name for s in defs.schedules or []),
-            "sensors": sorted(s.name for s in defs.sensors or [])}
+        assets[key.to_user_string()] = {
+            "group": node.group_name,
+            "partitioned": node.partitions_def is not None,
+            "deps": sorted(k.to_user_string() for k in node.parent_keys),
+        }
+    checks = {
+        f"{k.asset_key.to_user_string()}:{k.name}": {"blocking": graph.get_check_spec(k).blocking}
+        for k in graph.asset_check_keys
+    }
+    return {
+        "assets": assets,
+        "checks": dict(sorted(checks.items())),
+        "jobs": sorted(job.name for job in defs.resolve_all_job_defs() if not job.name.startswith("__")),
+        "schedules": sorted(s.name for s in defs.schedules or []),
+        "sensors": sorted(s.name for s in defs.sensors or []),
+    }
 
 
 def test_the_graph_matches_its_snapshot() -> None:
@@ -32,10 +41,15 @@ def test_the_graph_matches_its_snapshot() -> None:
         SNAPSHOT.write_text(json.dumps(current, indent=1) + "\n")
     stored = json.loads(SNAPSHOT.read_text())
     for part in ("assets", "checks"):
-        changed = sorted(k for k in stored[part].keys() | current[part].keys() if stored[part].get(k) != current[part].get(k))
+        changed = sorted(
+            k for k in stored[part].keys() | current[part].keys() if stored[part].get(k) != current[part].get(k)
+        )
         assert not changed, f"{part} changed (stored vs now): " + "; ".join(
-            f"{k}: {stored[part].get(k)} -> {current[part].get(k)}" for k in changed)
-    assert {k: current[k] for k in ("jobs", "schedules", "sensors")} == {k: stored[k] for k in ("jobs", "schedules", "sensors")}
+            f"{k}: {stored[part].get(k)} -> {current[part].get(k)}" for k in changed
+        )
+    assert {k: current[k] for k in ("jobs", "schedules", "sensors")} == {
+        k: stored[k] for k in ("jobs", "schedules", "sensors")
+    }
 
 
 def test_owners_and_the_published_table_s_freshness() -> None:

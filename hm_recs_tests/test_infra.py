@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-TOOLS = ("yamllint", "kubernetes_validate", "hcl2", "dockerfile_parse", "dagster_cloud_cli", "dagster_k8s",
-         "dagster_aws", "dagster_postgres")
+TOOLS = (
+    "yamllint",
+    "kubernetes_validate",
+    "hcl2",
+    "dockerfile_parse",
+    "dagster_cloud_cli",
+    "dagster_k8s",
+    "dagster_aws",
+    "dagster_postgres",
+)
 missing = [name for name in TOOLS if importlib.util.find_spec(name) is None]
 pytestmark = pytest.mark.skipif(bool(missing), reason=f"pip install -e '.[infra]' for {missing}")
 
@@ -21,8 +29,16 @@ def load_validator():
     return module
 
 
-CHECK_NAMES = ["check_yamllint", "check_dockerfile", "check_helm_values", "check_instance_yaml",
-               "check_kubernetes_objects", "check_executor_config", "check_terraform", "check_dagster_cloud_yaml"]
+CHECK_NAMES = [
+    "check_yamllint",
+    "check_dockerfile",
+    "check_helm_values",
+    "check_instance_yaml",
+    "check_kubernetes_objects",
+    "check_executor_config",
+    "check_terraform",
+    "check_dagster_cloud_yaml",
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +55,17 @@ def test_infra(validator, name):
     getattr(validator, name)()
 
 
-@pytest.mark.parametrize(("path", "ignored"), [
-    ("hm_recs/definitions.py", False), ("pyproject.toml", False), (".venv/bin/python", True),
-    (".git/HEAD", True), ("hm_recs/core/__pycache__/io.cpython-311.pyc", True), ("docs/deploy.md", True),
-])
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        ("hm_recs/definitions.py", False),
+        ("pyproject.toml", False),
+        (".venv/bin/python", True),
+        (".git/HEAD", True),
+        ("hm_recs/core/__pycache__/io.cpython-311.pyc", True),
+        ("docs/deploy.md", True),
+    ],
+)
 def test_dockerignore_matching(validator, path, ignored):
     patterns = ["**", "!pyproject.toml", "!hm_recs", "**/__pycache__"]
     assert validator.dockerignored(path, patterns) is ignored

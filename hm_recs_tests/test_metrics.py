@@ -102,10 +102,16 @@ def test_metrics_are_bit_identical_across_calls():
 
     rng = np.random.default_rng(0)
     n = 20000
-    recs = pl.DataFrame({"customer_id": np.repeat(np.arange(n), 12).astype(str),
-                         "article_id": rng.integers(0, 50, n * 12).astype(str), "rank": np.tile(np.arange(1, 13), n)})
-    buys = pl.DataFrame({"customer_id": rng.integers(0, n, 30000).astype(str),
-                         "article_id": rng.integers(0, 50, 30000).astype(str)})
+    recs = pl.DataFrame(
+        {
+            "customer_id": np.repeat(np.arange(n), 12).astype(str),
+            "article_id": rng.integers(0, 50, n * 12).astype(str),
+            "rank": np.tile(np.arange(1, 13), n),
+        }
+    )
+    buys = pl.DataFrame(
+        {"customer_id": rng.integers(0, n, 30000).astype(str), "article_id": rng.integers(0, 50, 30000).astype(str)}
+    )
     assert len({metrics.map_at_k(recs, buys) for _ in range(10)}) == 1
     assert len({metrics.recall_at_k(recs, buys) for _ in range(10)}) == 1
 
@@ -124,7 +130,9 @@ def test_personalisation_extremes_and_hand_case():
 def test_beyond_accuracy_per_segment():
     recs = recs_frame({"c1": ["a", "b"], "c2": ["a", "b"], "c3": ["c", "d"]})
     segments = pl.DataFrame({"customer_id": ["c1", "c2", "c3"], "segment": ["x", "x", "y"]})
-    stats = pl.DataFrame({"article_id": ["a", "b", "c", "d"], "n_sales": [10, 20, 0, 2], "mean_price": [0.1, 0.3, None, 0.2]})
+    stats = pl.DataFrame(
+        {"article_id": ["a", "b", "c", "d"], "n_sales": [10, 20, 0, 2], "mean_price": [0.1, 0.3, None, 0.2]}
+    )
     table = metrics.beyond_accuracy(recs, segments, stats, catalogue_size=8)
     assert table["segment"].to_list() == ["all", "x", "y"]
     x = table.filter(pl.col("segment") == "x").row(0, named=True)

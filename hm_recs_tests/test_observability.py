@@ -21,8 +21,9 @@ def run_ingestion(source, tmp_path):
     defs = build_definitions(resources_for(source, tmp_path), log_format="json")
     job = defs.resolve_job_def("weekly_job")
     selection = INGESTION_ASSETS.resolve(defs.resolve_asset_graph())
-    return job.execute_in_process(partition_key=WEEKS[0].isoformat(), asset_selection=list(selection),
-                                  raise_on_error=False)
+    return job.execute_in_process(
+        partition_key=WEEKS[0].isoformat(), asset_selection=list(selection), raise_on_error=False
+    )
 
 
 def test_a_run_logs_one_json_object_per_line(small_source, tmp_path, capfd):
@@ -30,7 +31,10 @@ def test_a_run_logs_one_json_object_per_line(small_source, tmp_path, capfd):
     assert result.success
     lines = json_lines(capfd.readouterr().err)
     assert {line["run_id"] for line in lines} == {result.run_id}
-    assert all(line["partition"] == WEEKS[0].isoformat() and line["level"] and line["time"].endswith("+00:00") for line in lines)
+    assert all(
+        line["partition"] == WEEKS[0].isoformat() and line["level"] and line["time"].endswith("+00:00")
+        for line in lines
+    )
     materialized = {line["asset"] for line in lines if line.get("event") == "ASSET_MATERIALIZATION"}
     assert {"raw_transactions", "transactions", "customers", "articles"} <= materialized
     steps = {line["step"] for line in lines if line.get("event") == "STEP_SUCCESS"}

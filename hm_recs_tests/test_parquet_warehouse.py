@@ -26,12 +26,16 @@ W1, W2, W3 = (WEEKS[0], WEEKS[1], WEEKS[2])
 
 def lists_asset(rows: dict[dt.date, int], offset: int = 0):
     """A weekly asset with `rows[week]` rows (ids offset by `offset`, so a re-run is told apart)."""
+
     @dg.asset(name="lists", partitions_def=weekly_partitions, metadata=PARTITIONED)
     def lists(context: dg.AssetExecutionContext) -> pl.DataFrame:
         week = dt.date.fromisoformat(context.partition_key)
         n = rows[week]
-        return pl.DataFrame({"customer_id": [f"c{offset + i}" for i in range(n)], "rank": list(range(n)),
-                             "week": [week] * n}, schema={"customer_id": pl.String, "rank": pl.Int64, "week": pl.Date})
+        return pl.DataFrame(
+            {"customer_id": [f"c{offset + i}" for i in range(n)], "rank": list(range(n)), "week": [week] * n},
+            schema={"customer_id": pl.String, "rank": pl.Int64, "week": pl.Date},
+        )
+
     return lists
 
 
@@ -42,8 +46,9 @@ def next_week_lists(lists: pl.DataFrame) -> pl.DataFrame:
 
 
 def run(assets, week: dt.date, resources: dict, selection=None) -> dg.ExecuteInProcessResult:
-    return dg.materialize(assets, partition_key=week.isoformat(), resources=resources, selection=selection,
-                          raise_on_error=False)
+    return dg.materialize(
+        assets, partition_key=week.isoformat(), resources=resources, selection=selection, raise_on_error=False
+    )
 
 
 @pytest.fixture(params=["s3", "folder"])
@@ -64,8 +69,10 @@ def objects(uri: str, endpoint: str | None) -> set[str]:
 
 def test_one_object_per_partition_rerun_replaces_queries_filter(root):
     uri, endpoint = root
-    resources = {"io_manager": ParquetWarehouseIOManager(uri=uri, endpoint_url=endpoint),
-                 "warehouse": ParquetWarehouse(uri=uri, endpoint_url=endpoint)}
+    resources = {
+        "io_manager": ParquetWarehouseIOManager(uri=uri, endpoint_url=endpoint),
+        "warehouse": ParquetWarehouse(uri=uri, endpoint_url=endpoint),
+    }
     warehouse: Warehouse = resources["warehouse"]
     assert not warehouse.exists("lists")
     first = run([lists_asset({W1: 3, W2: 2, W3: 0})], W1, resources)
@@ -74,7 +81,11 @@ def test_one_object_per_partition_rerun_replaces_queries_filter(root):
     assert run([lists_asset({W1: 3, W2: 2, W3: 0})], W3, resources).success  # an empty week: written, with its schema
     (materialization,) = first.asset_materializations_for_node("lists")
     assert materialization.metadata["dagster/row_count"].value == 3
-    assert [c.name for c in materialization.metadata["dagster/column_schema"].value.columns] == ["customer_id", "rank", "week"]
+    assert [c.name for c in materialization.metadata["dagster/column_schema"].value.columns] == [
+        "customer_id",
+        "rank",
+        "week",
+    ]
     assert materialization.metadata["object"].value.endswith(f"tables/lists/week={W1}/data.parquet")
 
     rerun = run([lists_asset({W1: 1, W2: 2, W3: 0}, offset=100)], W1, resources)  # week 1 again, other rows
@@ -92,14 +103,19 @@ def test_one_object_per_partition_rerun_replaces_queries_filter(root):
     both = [lists_asset({W1: 1, W2: 2, W3: 0}), next_week_lists]
     assert run(both, W2, resources, selection=[next_week_lists]).success
     assert f"tables/next_week_lists/week={W2}/data.parquet" in objects(uri, endpoint)
-    assert warehouse.query("select distinct week from hm.next_week_lists")["week"].to_list() == [W2 + dt.timedelta(weeks=1)]
+    assert warehouse.query("select distinct week from hm.next_week_lists")["week"].to_list() == [
+        W2 + dt.timedelta(weeks=1)
+    ]
 
     missing = run(both, WEEKS[5], resources, selection=[next_week_lists])  # `lists` was never built for it
     assert not missing.success
     (failure,) = missing.get_step_failure_events()
     error = failure.event_specific_data.error
     message = error.message + (error.cause.message if error.cause else "")  # the IO manager's error is the cause
-    assert f"tables/lists/week={WEEKS[5]}/data.parquet does not exist" in message and "partition 2020-08-05 of lists" in message
+    assert (
+        f"tables/lists/week={WEEKS[5]}/data.parquet does not exist" in message
+        and "partition 2020-08-05 of lists" in message
+    )
 
     with warehouse.connect() as connection:  # every table as a view of schema hm
         assert connection.execute("select count(*) from hm.next_week_lists").fetchone()[0] == 2
@@ -111,8 +127,10 @@ def test_a_query_reads_only_the_objects_its_filter_keeps(s3_endpoint):
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="hm-warehouse-pruning")
     proxy = Throttle(s3_endpoint, failures=0)  # a recording proxy in front of moto
     uri = "s3://hm-warehouse-pruning/prod"
-    resources = {"io_manager": ParquetWarehouseIOManager(uri=uri, endpoint_url=s3_endpoint),
-                 "warehouse": ParquetWarehouse(uri=uri, endpoint_url=proxy.url)}  # the reads through the proxy
+    resources = {
+        "io_manager": ParquetWarehouseIOManager(uri=uri, endpoint_url=s3_endpoint),
+        "warehouse": ParquetWarehouse(uri=uri, endpoint_url=proxy.url),
+    }  # the reads through the proxy
     rows = {w: 5 for w in WEEKS[:4]}
     for week in WEEKS[:4]:
         assert run([lists_asset(rows)], week, resources).success
@@ -128,16 +146,25 @@ def test_a_query_reads_only_the_objects_its_filter_keeps(s3_endpoint):
 
 
 def test_default_resources_select_parquet_for_an_s3_warehouse(tmp_path):
-    resources = default_resources(source=str(tmp_path), warehouse="s3://bucket/warehouse", artefacts=str(tmp_path / "a"),
-                                  exports=str(tmp_path / "e"))
-    assert isinstance(resources["warehouse"], ParquetWarehouse) and resources["warehouse"].uri == "s3://bucket/warehouse"
+    resources = default_resources(
+        source=str(tmp_path),
+        warehouse="s3://bucket/warehouse",
+        artefacts=str(tmp_path / "a"),
+        exports=str(tmp_path / "e"),
+    )
+    assert (
+        isinstance(resources["warehouse"], ParquetWarehouse) and resources["warehouse"].uri == "s3://bucket/warehouse"
+    )
     assert isinstance(resources["io_manager"], ParquetWarehouseIOManager)
     local = default_resources(source=str(tmp_path), warehouse=str(tmp_path / "w.duckdb"))
     assert isinstance(local["warehouse"], DuckDBWarehouse) and isinstance(local["warehouse"], Warehouse)
 
 
-PIPELINE = INGESTION | dg.AssetSelection.groups("features", "segments") | dg.AssetSelection.assets(
-    "baseline_recommendations", "baseline_validation")
+PIPELINE = (
+    INGESTION
+    | dg.AssetSelection.groups("features", "segments")
+    | dg.AssetSelection.assets("baseline_recommendations", "baseline_validation")
+)
 """Everything up to the baseline recommendations (a target-week table), no model training."""
 
 
@@ -150,19 +177,28 @@ def test_pipeline_on_s3_matches_the_duckdb_warehouse(s3_endpoint, small_source, 
     source = tmp_path / "source"
     shutil.copytree(small_source, source)
     articles = pl.read_csv(source / "articles.csv", columns=["article_id"], schema_overrides={"article_id": pl.String})
-    pl.DataFrame({"article_id": articles["article_id"],
-                  "image": np.random.default_rng(0).normal(size=(articles.height, 4)).astype(np.float32).tolist()}
-                 ).write_parquet(source / "article_images.parquet")
+    pl.DataFrame(
+        {
+            "article_id": articles["article_id"],
+            "image": np.random.default_rng(0).normal(size=(articles.height, 4)).astype(np.float32).tolist(),
+        }
+    ).write_parquet(source / "article_images.parquet")
     small_source = source
     s3 = boto3.client("s3", endpoint_url=s3_endpoint)
     for bucket in ("hm-prod-raw", "hm-prod-artefacts", "hm-prod-exports"):
         s3.create_bucket(Bucket=bucket)
     for path in small_source.iterdir():
         s3.upload_file(str(path), "hm-prod-raw", f"drops/{path.name}")
-    resources = production_resources("s3://hm-prod-artefacts/warehouse", "s3://hm-prod-raw/drops",
-                                      "s3://hm-prod-artefacts/hm_recs", "s3://hm-prod-exports/recommendations",
-                                      endpoint_url=s3_endpoint)
-    resources["raw_source"] = RawSource(uri="s3://hm-prod-raw/drops", endpoint_url=s3_endpoint, cache_dir=str(tmp_path / "cache"))
+    resources = production_resources(
+        "s3://hm-prod-artefacts/warehouse",
+        "s3://hm-prod-raw/drops",
+        "s3://hm-prod-artefacts/hm_recs",
+        "s3://hm-prod-exports/recommendations",
+        endpoint_url=s3_endpoint,
+    )
+    resources["raw_source"] = RawSource(
+        uri="s3://hm-prod-raw/drops", endpoint_url=s3_endpoint, cache_dir=str(tmp_path / "cache")
+    )
     local = resources_for(small_source, tmp_path / "duckdb")
     weeks = WEEKS[:2]
     instance = dg.DagsterInstance.ephemeral()
@@ -171,8 +207,12 @@ def test_pipeline_on_s3_matches_the_duckdb_warehouse(s3_endpoint, small_source, 
         for name, chosen in (("s3", resources), ("duckdb", local)):
             result = materialize_week(week, chosen, PIPELINE, instance)
             assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
-            checks[name].update({(week, c.asset_key.to_user_string(), c.check_name): c.passed
-                                 for c in result.get_asset_check_evaluations()})
+            checks[name].update(
+                {
+                    (week, c.asset_key.to_user_string(), c.check_name): c.passed
+                    for c in result.get_asset_check_evaluations()
+                }
+            )
     assert checks["s3"] == checks["duckdb"] and checks["s3"]
 
     tables = sorted(k.to_user_string() for k in PIPELINE.resolve(all_assets))
@@ -188,8 +228,10 @@ def test_pipeline_on_s3_matches_the_duckdb_warehouse(s3_endpoint, small_source, 
         if "source_uri" in on_s3.columns:
             assert set(on_s3["source_uri"]) == {"s3://hm-prod-raw/drops"}, table
         try:
-            assert_frame_equal(on_s3.select(columns).sort(columns, nulls_last=True),
-                               in_duckdb.select(columns).sort(columns, nulls_last=True))
+            assert_frame_equal(
+                on_s3.select(columns).sort(columns, nulls_last=True),
+                in_duckdb.select(columns).sort(columns, nulls_last=True),
+            )
         except AssertionError as exc:
             raise AssertionError(f"{table}: {exc}") from exc
     recs = resources["warehouse"].query("select distinct week from hm.baseline_recommendations order by week")
@@ -200,18 +242,27 @@ def test_pipeline_on_s3_matches_the_duckdb_warehouse(s3_endpoint, small_source, 
     assert isinstance(pipeline.warehouse, ParquetWarehouse)
     assert pipeline.stored_weeks() == set(weeks)
     rows = pipeline.stage_rows(weeks[1])
-    assert rows["transactions"] == local["warehouse"].query("select count(*) n from hm.transactions where week = ?", [weeks[1]])["n"][0]
+    assert (
+        rows["transactions"]
+        == local["warehouse"].query("select count(*) n from hm.transactions where week = ?", [weeks[1]])["n"][0]
+    )
     assert rows["baseline_recommendations"] > 0
 
 
 def ranged_asset(extra_week: dt.date | None = None):
     """A target-week asset run over a range of weeks at once (a single-run backfill); no rows for W2."""
-    @dg.asset(name="ranged", partitions_def=weekly_partitions, metadata=TARGET_WEEK_PARTITIONED,
-              backfill_policy=dg.BackfillPolicy.single_run())
+
+    @dg.asset(
+        name="ranged",
+        partitions_def=weekly_partitions,
+        metadata=TARGET_WEEK_PARTITIONED,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+    )
     def ranged(context: dg.AssetExecutionContext) -> pl.DataFrame:
         weeks = [dt.date.fromisoformat(k) for k in context.partition_keys if k != W2.isoformat()]
         weeks += [extra_week] if extra_week else []
         return pl.DataFrame({"week": [w + dt.timedelta(weeks=1) for w in weeks for _ in range(2)]})
+
     return ranged
 
 
@@ -222,15 +273,23 @@ def test_a_run_over_several_weeks_is_split_by_partition_expr(tmp_path):
     tags = {"dagster/asset_partition_range_start": W1.isoformat(), "dagster/asset_partition_range_end": W3.isoformat()}
 
     def execute(asset) -> dg.ExecuteInProcessResult:
-        defs = dg.Definitions(assets=[asset], jobs=[dg.define_asset_job("backfill", selection=[asset])],
-                              resources={"io_manager": ParquetWarehouseIOManager(uri=uri)})
+        defs = dg.Definitions(
+            assets=[asset],
+            jobs=[dg.define_asset_job("backfill", selection=[asset])],
+            resources={"io_manager": ParquetWarehouseIOManager(uri=uri)},
+        )
         return defs.resolve_job_def("backfill").execute_in_process(tags=tags, raise_on_error=False)
 
     assert execute(ranged_asset()).success
     assert objects(uri, None) == {f"tables/ranged/week={w}/data.parquet" for w in (W1, W2, W3)}
-    counts = ParquetWarehouse(uri=uri).query("select week - interval 7 day as built, count(*) as n from hm.ranged group by all order by 1")
+    counts = ParquetWarehouse(uri=uri).query(
+        "select week - interval 7 day as built, count(*) as n from hm.ranged group by all order by 1"
+    )
     assert [(d.date(), n) for d, n in counts.rows()] == [(W1, 2), (W3, 2)]  # W2 replaced by an empty object
 
     stray = execute(ranged_asset(extra_week=WEEKS[6]))
     assert not stray.success
-    assert "2 row(s) fall in none of the run's partitions" in stray.get_step_failure_events()[0].event_specific_data.error.message
+    assert (
+        "2 row(s) fall in none of the run's partitions"
+        in stray.get_step_failure_events()[0].event_specific_data.error.message
+    )

@@ -51,7 +51,9 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
         recs = read_table(resources, f"select * from hm.recommendations where week = '{target}'")
         assert recs.columns == list(RECOMMENDATION_COLUMNS)
         assert recs.height == 12 * customers and recs["customer_id"].n_unique() == customers
-        per = recs.group_by("customer_id").agg(pl.col("article_id").n_unique().alias("u"), pl.col("rank").sort().alias("r"))
+        per = recs.group_by("customer_id").agg(
+            pl.col("article_id").n_unique().alias("u"), pl.col("rank").sort().alias("r")
+        )
         assert (per["u"] == 12).all() and per["r"].to_list()[0] == list(range(1, 13))
         assert recs.join(small_data.articles.select("article_id"), on="article_id", how="anti").height == 0
     # the ranker publishes: candidate sources in `source`, calibrated tiers, trending top-up only where short
@@ -62,7 +64,9 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
     (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "ranker_beats_best_baseline"]
     assert gate.passed and set(recs["served_by"]) == {"ranker"}
     report = read_table(resources, f"select * from hm.evaluation_report where week = '{NEXT_WEEK}'")
-    single_sources = {f"source/{s}" for s in ("repurchase", "trending", "copurchase", "same_product", "two_tower", "sequence")}
+    single_sources = {
+        f"source/{s}" for s in ("repurchase", "trending", "copurchase", "same_product", "two_tower", "sequence")
+    }
     assert set(report["recommender"]) == {"model", "ranker", "popularity", "trending", "repurchase"} | single_sources
     assert set(report["served_by"]) == {"ranker"}
     assert report.filter(pl.col("map_at_12").is_between(0, 1)).height == report.height
@@ -77,8 +81,11 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
     assert (coverage["rank_coverage_auc"].is_between(0.5, 1)).all()
     assert (coverage["rank_coverage_recs_for_10pct"] <= coverage["rank_coverage_recs_for_50pct"]).all()
     assert (coverage["rank_coverage_recs_for_50pct"] <= coverage["rank_coverage_recs_for_90pct"]).all()
-    (event,) = [e.materialization for e in results[1].get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == "evaluation_report"]
+    (event,) = [
+        e.materialization
+        for e in results[1].get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "evaluation_report"
+    ]
     by_segment = event.metadata["beyond_accuracy_by_segment"].value
     assert "| segment | customers | mean_popularity |" in by_segment
     assert f"| all | {customers} |" in by_segment  # every customer's published list, not only the buyers' scored ones
@@ -106,8 +113,11 @@ def assert_lists_of(recs: pl.DataFrame, served_by: str, target: dt.date, custome
 
 
 def materialization(result, asset: str):
-    (event,) = [e.materialization for e in result.get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == asset]
+    (event,) = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == asset
+    ]
     return {k: v.value for k, v in event.metadata.items()}
 
 
@@ -125,9 +135,14 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
     resources["serving_policy"] = ServingPolicy(required_ratio_to_best_baseline=100.0, min_validation_buyers=1000)
     target = NEXT_WEEK + dt.timedelta(weeks=1)
     result = dg.materialize(
-        all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
-        selection=dg.AssetSelection.assets("ranker_model").downstream(), instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"ranker_model": {"config": {"objective": "binary", "compared_objectives": []}}}})
+        all_assets,
+        partition_key=NEXT_WEEK.isoformat(),
+        resources=resources,
+        raise_on_error=False,
+        selection=dg.AssetSelection.assets("ranker_model").downstream(),
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"ranker_model": {"config": {"objective": "binary", "compared_objectives": []}}}},
+    )
     assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks["ranker_sound"].passed and not checks["ranker_beats_best_baseline"].passed
@@ -141,8 +156,11 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
     assert stored["validation"]["refit_training_rows"] > stored["validation"]["training_rows"]
     recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
     assert_lists_of(recs, champion, target, small_data.customers.height, small_data.articles)
-    baseline = read_table(resources, f"select customer_id, rank, article_id, source from hm.baseline_recommendations "
-                                     f"where week = '{target}' and recommender = '{champion}'")
+    baseline = read_table(
+        resources,
+        f"select customer_id, rank, article_id, source from hm.baseline_recommendations "
+        f"where week = '{target}' and recommender = '{champion}'",
+    )
     assert recs.select(baseline.columns).sort("customer_id", "rank").equals(baseline.sort("customer_id", "rank"))
     assert set(recs["source"]) <= {champion, "trending", "popularity", "catalogue"}
     published = materialization(result, "recommendations")
@@ -154,12 +172,18 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
     assert manifest["week"] == str(target) and manifest["served_by"] == champion
     assert manifest["serving"]["served_by"] == champion and manifest["serving"]["ranker_map_at_12"] is not None
     # the refused ranker is stored, so the next week's evaluation scores its own lists too
-    assert json.loads(resources["artefact_store"].location().read_bytes(
-        f"models/ranker/week={NEXT_WEEK}/decision.json"))["served_by"] == champion
+    assert (
+        json.loads(resources["artefact_store"].location().read_bytes(f"models/ranker/week={NEXT_WEEK}/decision.json"))[
+            "served_by"
+        ]
+        == champion
+    )
     assert (tmp_path / "artefacts" / "models" / "ranker" / f"week={NEXT_WEEK}" / "model.json").exists()
 
 
-def test_a_ranker_changed_since_its_gate_or_an_unvalidated_week_never_serves(two_weeks, small_source, small_data, tmp_path):
+def test_a_ranker_changed_since_its_gate_or_an_unvalidated_week_never_serves(
+    two_weeks, small_source, small_data, tmp_path
+):
     """A ranker artefact that no longer has the hash its gate judged hands the week to the champion; when no
     recommender can be validated either, the step fails naming the week and the published table stays."""
     resources = copy_of(two_weeks[0], small_source, tmp_path)
@@ -186,7 +210,9 @@ def test_a_ranker_changed_since_its_gate_or_an_unvalidated_week_never_serves(two
     assert table_rows(resources, "recommendations", NEXT_WEEK, True).equals(recs)
 
 
-def test_a_failed_model_step_hands_the_week_to_the_champion_in_a_fallback_run(two_weeks, small_source, small_data, tmp_path):
+def test_a_failed_model_step_hands_the_week_to_the_champion_in_a_fallback_run(
+    two_weeks, small_source, small_data, tmp_path
+):
     """The content encoder fails its gate, so nothing of the model chain runs (nor `recommendations`), while the
     data and the baselines passed theirs: the `serving_fallback` sensor requests the fallback run, the failure
     report says so, and that run publishes W+1 from the best validated baseline, with the reason."""
@@ -195,48 +221,88 @@ def test_a_failed_model_step_hands_the_week_to_the_champion_in_a_fallback_run(tw
 
     resources = copy_of(two_weeks[0], small_source, tmp_path)
     instance = dg.DagsterInstance.ephemeral()
-    result = dg.materialize(all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, instance=instance,
-                            raise_on_error=False, run_config={"ops": {"article_content": {"config": {"content_epochs": 1}}}})
+    result = dg.materialize(
+        all_assets,
+        partition_key=NEXT_WEEK.isoformat(),
+        resources=resources,
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {"article_content": {"config": {"content_epochs": 1}}}},
+    )
     assert not result.success and {e.step_key for e in result.get_step_failure_events()} == {"article_content"}
     run = instance.get_run_by_id(result.run_id)
     context = dg.build_run_status_sensor_context(
-        sensor_name="serving_fallback", dagster_event=result.get_run_failure_event(), dagster_instance=instance,
-        dagster_run=run, resources={"exports": resources["exports"]}).for_run_failure()
+        sensor_name="serving_fallback",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"exports": resources["exports"]},
+    ).for_run_failure()
     request = defs.resolve_sensor_def("serving_fallback")(context)
     assert isinstance(request, dg.RunRequest) and request.partition_key == NEXT_WEEK.isoformat()
-    assert [k.to_user_string() for k in request.asset_selection] == ["recommendations", "recommendations_export", "evaluation_report"]
+    assert [k.to_user_string() for k in request.asset_selection] == [
+        "recommendations",
+        "recommendations_export",
+        "evaluation_report",
+    ]
     assert request.tags[FALLBACK_TAG] == result.run_id
     settings = request.run_config["ops"]["recommendations"]["config"]
     assert settings["serve"] == "champion" and "article_content" in settings["reason"]
     outcome = RunOutcome.of(run, instance, EVERY_ASSET)
     assert "served by the best validated baseline" in describe(outcome, plan(outcome, DATA_ASSETS), str(NEXT_WEEK))
 
-    second = dg.materialize(all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, instance=instance,
-                            selection=request.asset_selection, run_config={"ops": request.run_config["ops"]},
-                            tags=request.tags, raise_on_error=False)
+    second = dg.materialize(
+        all_assets,
+        partition_key=NEXT_WEEK.isoformat(),
+        resources=resources,
+        instance=instance,
+        selection=request.asset_selection,
+        run_config={"ops": request.run_config["ops"]},
+        tags=request.tags,
+        raise_on_error=False,
+    )
     assert_run_ok(second)
     published = materialization(second, "recommendations")
-    assert published["served_by"] in {"popularity", "trending", "repurchase"} and "article_content" in published["serving_reason"]
+    assert (
+        published["served_by"] in {"popularity", "trending", "repurchase"}
+        and "article_content" in published["serving_reason"]
+    )
     recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
-    assert_lists_of(recs, published["served_by"], NEXT_WEEK + dt.timedelta(weeks=1), small_data.customers.height, small_data.articles)
+    assert_lists_of(
+        recs,
+        published["served_by"],
+        NEXT_WEEK + dt.timedelta(weeks=1),
+        small_data.customers.height,
+        small_data.articles,
+    )
     assert materialization(second, "evaluation_report")["evaluated_week"] == str(NEXT_WEEK)
 
 
-def test_a_crashed_ranker_is_replaced_by_the_champion_through_the_cli_runner(two_weeks, small_source, small_data, tmp_path):
+def test_a_crashed_ranker_is_replaced_by_the_champion_through_the_cli_runner(
+    two_weeks, small_source, small_data, tmp_path
+):
     """`hm-recs run`'s path: the ranker step crashes; the runner runs the fallback run as the sensor would, the
     week's lists come from the best validated baseline, and the serving record names the crash."""
     from hm_recs.runner import Pipeline
 
     copy_of(two_weeks[0], small_source, tmp_path)
-    pipeline = Pipeline(str(small_source), warehouse=str(tmp_path / "warehouse.duckdb"), artefacts=str(tmp_path / "artefacts"),
-                        exports=str(tmp_path / "exports"))
+    pipeline = Pipeline(
+        str(small_source),
+        warehouse=str(tmp_path / "warehouse.duckdb"),
+        artefacts=str(tmp_path / "artefacts"),
+        exports=str(tmp_path / "exports"),
+    )
     pipeline.run_config["ops"] = {"ranker_model": {"config": {"objective": "no_such_objective"}}}
     build = pipeline.build_week(NEXT_WEEK, history_weeks=26, log=lambda message: None)
     assert build.fallback_run_id and "ranker_model" in build.failures
     serving = pipeline.serving(NEXT_WEEK)
     assert serving["served_by"] in {"popularity", "trending", "repurchase"} and "ranker_model" in serving["reason"]
-    recs = read_table(pipeline.resources, f"select * from hm.recommendations where week = '{NEXT_WEEK + dt.timedelta(weeks=1)}'")
-    assert_lists_of(recs, serving["served_by"], NEXT_WEEK + dt.timedelta(weeks=1), small_data.customers.height, small_data.articles)
+    recs = read_table(
+        pipeline.resources, f"select * from hm.recommendations where week = '{NEXT_WEEK + dt.timedelta(weeks=1)}'"
+    )
+    assert_lists_of(
+        recs, serving["served_by"], NEXT_WEEK + dt.timedelta(weeks=1), small_data.customers.height, small_data.articles
+    )
 
 
 def test_models_segments_and_candidates(two_weeks, small_data):
@@ -253,16 +319,25 @@ def test_models_segments_and_candidates(two_weeks, small_data):
         decision = json.loads(store.read_bytes(f"models/two_tower_{segment}/week={week}/decision.json"))
         assert decision["serves"] in {"segment", "global"}
         serving[segment] = decision["serves"]
-    candidates = read_table(resources, f"select * from hm.two_tower_candidates where week = '{week}' and target_week = week + 7")
+    candidates = read_table(
+        resources, f"select * from hm.two_tower_candidates where week = '{week}' and target_week = week + 7"
+    )
     per_customer = candidates.group_by("customer_id").agg(pl.len(), pl.col("rank").max(), pl.col("model").unique())
     assert per_customer["len"].n_unique() == 1 and (per_customer["len"] == per_customer["rank"]).all()
-    served = candidates.join(segments.select("customer_id", "segment"), on="customer_id").group_by("segment").agg(pl.col("model").unique())
+    served = (
+        candidates.join(segments.select("customer_id", "segment"), on="customer_id")
+        .group_by("segment")
+        .agg(pl.col("model").unique())
+    )
     for segment, models in served.iter_rows():
         expected = f"two_tower_{segment}" if serving.get(segment) == "segment" else "two_tower_global"
         assert models == [expected], (segment, models)
     (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "two_tower_gate"]
-    (model,) = [e.materialization for e in results[1].get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == "two_tower_global"]
+    (model,) = [
+        e.materialization
+        for e in results[1].get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "two_tower_global"
+    ]
     assert gate.passed and gate.metadata["gate/loss_fell"].value is True
     assert model.metadata["admitted"].value is True and model.metadata["auc_beats_popularity"].value is True
 
@@ -273,17 +348,32 @@ def test_a_segment_model_that_fails_its_gate_leaves_the_segment_to_the_global_mo
     import json
 
     resources = copy_of(two_weeks[0], small_source, tmp_path)
-    result = dg.materialize(all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
-                            selection=dg.AssetSelection.assets("two_tower_index_loyal", "two_tower_candidates"),
-                            instance=dg.DagsterInstance.ephemeral(),
-                            run_config={"ops": {"two_tower_index_loyal": {"config": {"segment_epochs": 0}}}})
+    result = dg.materialize(
+        all_assets,
+        partition_key=NEXT_WEEK.isoformat(),
+        resources=resources,
+        raise_on_error=False,
+        selection=dg.AssetSelection.assets("two_tower_index_loyal", "two_tower_candidates"),
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={"ops": {"two_tower_index_loyal": {"config": {"segment_epochs": 0}}}},
+    )
     assert_run_ok_but(result, {"segment_model_trained"})
-    decision = json.loads(resources["artefact_store"].location().read_bytes(f"models/two_tower_index_loyal/week={NEXT_WEEK}/decision.json"))
+    decision = json.loads(
+        resources["artefact_store"]
+        .location()
+        .read_bytes(f"models/two_tower_index_loyal/week={NEXT_WEEK}/decision.json")
+    )
     assert decision["serves"] == "global" and "failed its gate" in decision["reason"]
-    segments = read_table(resources, f"select customer_id from hm.customer_segments where week = '{NEXT_WEEK}' and segment = 'index_loyal'")
-    served = read_table(resources, f"select distinct model from hm.two_tower_candidates where week = '{NEXT_WEEK}' "
-                                   f"and customer_id in (select customer_id from hm.customer_segments where week = '{NEXT_WEEK}' "
-                                   "and segment = 'index_loyal')")
+    segments = read_table(
+        resources,
+        f"select customer_id from hm.customer_segments where week = '{NEXT_WEEK}' and segment = 'index_loyal'",
+    )
+    served = read_table(
+        resources,
+        f"select distinct model from hm.two_tower_candidates where week = '{NEXT_WEEK}' "
+        f"and customer_id in (select customer_id from hm.customer_segments where week = '{NEXT_WEEK}' "
+        "and segment = 'index_loyal')",
+    )
     assert segments.height and served["model"].to_list() == ["two_tower_global"]
 
 
@@ -293,8 +383,11 @@ def test_sequence_model_and_its_candidates(two_weeks, small_data):
     resources, results = two_weeks
     week = WEEKS_BUILT[1]
     (gate,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "sequence_model_gate"]
-    (materialization,) = [e.materialization for e in results[1].get_asset_materialization_events()
-                          if e.materialization.asset_key.to_user_string() == "sequence_model"]
+    (materialization,) = [
+        e.materialization
+        for e in results[1].get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "sequence_model"
+    ]
     assert gate.passed and materialization.metadata["admitted"].value is True
     assert materialization.metadata["recall_at_100_beats_popularity"].value is True
     assert materialization.metadata["recall_at_100"].value > materialization.metadata["popularity_recall_at_100"].value
@@ -302,7 +395,9 @@ def test_sequence_model_and_its_candidates(two_weeks, small_data):
     candidates = stored.filter(pl.col("target_week") == week + dt.timedelta(weeks=1))
     transactions = small_data.transactions.with_columns(pl.col("t_dat").str.to_date())
     with_history = transactions.filter(pl.col("t_dat") <= week + dt.timedelta(days=6))["customer_id"].unique()
-    per_customer = candidates.group_by("customer_id").agg(pl.len(), pl.col("rank").sort(), pl.col("article_id").n_unique())
+    per_customer = candidates.group_by("customer_id").agg(
+        pl.len(), pl.col("rank").sort(), pl.col("article_id").n_unique()
+    )
     assert set(per_customer["customer_id"]) == set(with_history)
     assert (per_customer["len"] == 100).all() and (per_customer["article_id"] == 100).all()
     assert per_customer["rank"][0].to_list() == list(range(1, 101))
@@ -313,7 +408,9 @@ def test_sequence_model_and_its_candidates(two_weeks, small_data):
     buyers = transactions.filter(pl.col("t_dat").is_between(week, week + dt.timedelta(days=6)))["customer_id"].unique()
     before = transactions.filter(pl.col("t_dat") < week)["customer_id"].unique()
     assert set(labelled["customer_id"]) == set(buyers) & set(before)
-    best_first = candidates.sort("customer_id", "rank").group_by("customer_id", maintain_order=True).agg(pl.col("score"))
+    best_first = (
+        candidates.sort("customer_id", "rank").group_by("customer_id", maintain_order=True).agg(pl.col("score"))
+    )
     assert all(s == sorted(s, reverse=True) for s in best_first["score"].head(50).to_list())
 
 
@@ -322,8 +419,12 @@ def test_tables_round_trip_with_their_counts(two_weeks, small_data):
     week = NEXT_WEEK
     raw = read_table(resources, f"select count(*) n from hm.raw_transactions where week = '{week}'")["n"][0]
     clean = read_table(resources, f"select count(*) n from hm.transactions where week = '{week}'")["n"][0]
-    quarantined = read_table(resources, f"select count(*) n from hm.quarantine_transactions where week = '{week}'")["n"][0]
-    in_week = small_data.transactions.filter(pl.col("t_dat").str.to_date().is_between(week, week + dt.timedelta(days=6))).height
+    quarantined = read_table(resources, f"select count(*) n from hm.quarantine_transactions where week = '{week}'")[
+        "n"
+    ][0]
+    in_week = small_data.transactions.filter(
+        pl.col("t_dat").str.to_date().is_between(week, week + dt.timedelta(days=6))
+    ).height
     assert raw == in_week and clean + quarantined == raw and quarantined == 0
     features = read_table(resources, f"select * from hm.customer_features where week = '{week}'")
     assert features.height == small_data.customers.height
@@ -342,7 +443,9 @@ def test_tables_round_trip_with_their_counts(two_weeks, small_data):
     assert kaggle.columns == ["customer_id", "prediction"] and kaggle.height == small_data.customers.height
     assert all(len(p.split()) == 12 for p in kaggle["prediction"])
     table = pl.read_parquet(io.BytesIO(files["recommendations.parquet"]))
-    assert table.equals(read_table(resources, f"select * from hm.recommendations where week = '{target}'").sort("customer_id", "rank"))
+    assert table.equals(
+        read_table(resources, f"select * from hm.recommendations where week = '{target}'").sort("customer_id", "rank")
+    )
     assert manifest["rows"] == table.height and manifest["week"] == str(target)
     assert set(manifest["models"]) >= {"ranker", "two_tower_global", "sequence"}
     assert json.loads(exports.read_bytes(f"{pointer}/manifest.json"))["files"]["recommendations.csv"]["bytes"] > 0
@@ -351,8 +454,11 @@ def test_tables_round_trip_with_their_counts(two_weeks, small_data):
 
 def test_evaluation_metadata_has_table_and_plot(two_weeks):
     _, results = two_weeks
-    (event,) = [e for e in results[1].get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == "evaluation_report"]
+    (event,) = [
+        e
+        for e in results[1].get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "evaluation_report"
+    ]
     meta = event.materialization.metadata
     assert "| recommender | map_at_12 |" in meta["report"].value
     assert meta["plot"].value.startswith("![plot](data:image/png;base64,")
@@ -368,13 +474,19 @@ def test_the_recommendations_contract_is_described_in_the_column_schema(two_week
     from hm_recs.core.schema import COLUMN_DESCRIPTIONS, RECOMMENDATION_COLUMNS
 
     _, results = two_weeks
-    (event,) = [e for e in results[1].get_asset_materialization_events()
-                if e.materialization.asset_key.to_user_string() == "recommendations"]
+    (event,) = [
+        e
+        for e in results[1].get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "recommendations"
+    ]
     columns = {c.name: c for c in event.materialization.metadata["dagster/column_schema"].value.columns}
     assert set(columns) == set(RECOMMENDATION_COLUMNS)
     assert {name: c.description for name, c in columns.items()} == COLUMN_DESCRIPTIONS["recommendations"]
-    (validated,) = [e for e in results[1].get_asset_materialization_events()
-                    if e.materialization.asset_key.to_user_string() == "transactions"]
+    (validated,) = [
+        e
+        for e in results[1].get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "transactions"
+    ]
     shared = {c.name: c.description for c in validated.materialization.metadata["dagster/column_schema"].value.columns}
     assert shared["customer_id"] and shared["t_dat"] == "purchase day"
 
@@ -388,6 +500,7 @@ def test_validation_check_carries_expectation_results(two_weeks):
 
 # ------------------------------------------------------------------------------------------- leakage
 
+
 def table_rows(resources, table, week, target=False):
     key = week + dt.timedelta(weeks=1) if target else week
     frame = read_table(resources, f"select * from hm.{table} where week = '{key}'")
@@ -400,8 +513,15 @@ def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, 
     future_day = (week + dt.timedelta(days=8)).isoformat()
     star = small_data.articles["article_id"][-1]
     buyers = small_data.customers["customer_id"].to_list()
-    planted = pl.DataFrame({"t_dat": [future_day] * len(buyers), "customer_id": buyers, "article_id": [star] * len(buyers),
-                            "price": [0.05] * len(buyers), "sales_channel_id": [2] * len(buyers)})
+    planted = pl.DataFrame(
+        {
+            "t_dat": [future_day] * len(buyers),
+            "customer_id": buyers,
+            "article_id": [star] * len(buyers),
+            "price": [0.05] * len(buyers),
+            "sales_channel_id": [2] * len(buyers),
+        }
+    )
     history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
     pl.concat([history, planted.cast(pl.String)]).write_csv(source_copy / "transactions_train.csv")
 
@@ -409,14 +529,27 @@ def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, 
     for name, source in (("clean", small_source), ("planted", source_copy)):
         resources = with_history(source, tmp_path / name)
         assert_run_ok(materialize_week(week, resources))
-        outputs[name] = {t: table_rows(resources, t, week, target) for t, target in [
-            ("transactions", False), ("customer_features", False), ("article_features", False),
-            ("baseline_recommendations", True), ("baseline_validation", True), ("recommendations", True)]}
+        outputs[name] = {
+            t: table_rows(resources, t, week, target)
+            for t, target in [
+                ("transactions", False),
+                ("customer_features", False),
+                ("article_features", False),
+                ("baseline_recommendations", True),
+                ("baseline_validation", True),
+                ("recommendations", True),
+            ]
+        }
         if name == "planted":  # the planted rows are real: the next week's lists see them (its baselines suffice)
-            selection = INGESTION | dg.AssetSelection.assets("article_features", "baseline_recommendations", "baseline_validation")
+            selection = INGESTION | dg.AssetSelection.assets(
+                "article_features", "baseline_recommendations", "baseline_validation"
+            )
             assert_run_ok(materialize_week(week + dt.timedelta(weeks=1), resources, selection=selection))
             nxt = table_rows(resources, "baseline_recommendations", week + dt.timedelta(weeks=1), True)
-            assert star in nxt.filter((pl.col("recommender") == "popularity") & (pl.col("rank") == 1))["article_id"].to_list()
+            assert (
+                star
+                in nxt.filter((pl.col("recommender") == "popularity") & (pl.col("rank") == 1))["article_id"].to_list()
+            )
     for table, frame in outputs["clean"].items():
         if table == "recommendations":
             continue  # from trained models: see below
@@ -432,6 +565,7 @@ def test_no_leakage_future_rows_do_not_change_week_w(source_copy, small_source, 
 
 # ------------------------------------------------------------------------------------------- blocking / bad input
 
+
 def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, with_history, tmp_path):
     resources = with_history(source_copy, tmp_path)
     assert_run_ok(materialize_week(WEEK, resources))
@@ -441,7 +575,9 @@ def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, with
     bad_week = NEXT_WEEK
     history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
     rows = history.filter(pl.col("t_dat").str.to_date().is_between(bad_week, bad_week + dt.timedelta(days=6)))
-    broken = rows.with_columns(pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.col("price")).otherwise(pl.lit("-1")).alias("price"))
+    broken = rows.with_columns(
+        pl.when(pl.int_range(pl.len()) % 3 == 0).then(pl.col("price")).otherwise(pl.lit("-1")).alias("price")
+    )
     (source_copy / "transactions").mkdir()
     broken.write_csv(source_copy / "transactions" / f"week={bad_week}.csv")
 
@@ -454,7 +590,13 @@ def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, with
     assert "over the bound of 5.00%" in message and "price_range" in message
     ran = {e.step_key for e in result.get_step_success_events()}
     materialized = {e.materialization.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    downstream = {"customer_features", "article_features", "baseline_recommendations", "recommendations", "evaluation_report"}
+    downstream = {
+        "customer_features",
+        "article_features",
+        "baseline_recommendations",
+        "recommendations",
+        "evaluation_report",
+    }
     assert not downstream & ran and not downstream & materialized
     assert "quarantine_transactions" in materialized and "transactions" not in materialized
     # quarantine stored with file and row, the bad week's transactions not stored, last good output intact
@@ -472,8 +614,12 @@ def test_bad_week_blocks_downstream_and_keeps_last_good_output(source_copy, with
 
     run = instance.get_run_by_id(result.run_id)
     context = dg.build_run_status_sensor_context(
-        sensor_name="serving_fallback", dagster_event=result.get_run_failure_event(), dagster_instance=instance,
-        dagster_run=run, resources={"exports": resources["exports"]}).for_run_failure()
+        sensor_name="serving_fallback",
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"exports": resources["exports"]},
+    ).for_run_failure()
     skipped = defs.resolve_sensor_def("serving_fallback")(context)
     target = bad_week + dt.timedelta(weeks=1)
     assert isinstance(skipped, dg.SkipReason) and f"week {target} has no recommendations" in skipped.skip_message
@@ -488,10 +634,15 @@ def test_few_bad_rows_are_quarantined_and_the_week_builds(source_copy, tmp_path,
     week = WEEK
     history = pl.read_csv(source_copy / "transactions_train.csv", infer_schema=False)
     rows = history.filter(pl.col("t_dat").str.to_date().is_between(week, week + dt.timedelta(days=6)))
-    bad = pl.DataFrame({"t_dat": [str(week), str(week), "2020-01-01", str(week)],
-                        "customer_id": ["f" * 64, rows["customer_id"][0], rows["customer_id"][0], rows["customer_id"][0]],
-                        "article_id": [rows["article_id"][0], "0999999999", rows["article_id"][0], rows["article_id"][0]],
-                        "price": ["0.01", "0.01", "0.01", "0.01"], "sales_channel_id": ["1", "1", "1", "7"]})
+    bad = pl.DataFrame(
+        {
+            "t_dat": [str(week), str(week), "2020-01-01", str(week)],
+            "customer_id": ["f" * 64, rows["customer_id"][0], rows["customer_id"][0], rows["customer_id"][0]],
+            "article_id": [rows["article_id"][0], "0999999999", rows["article_id"][0], rows["article_id"][0]],
+            "price": ["0.01", "0.01", "0.01", "0.01"],
+            "sales_channel_id": ["1", "1", "1", "7"],
+        }
+    )
     (source_copy / "transactions").mkdir()
     pl.concat([rows, bad]).write_csv(source_copy / "transactions" / f"week={week}.csv")
     resources = resources_for(source_copy, tmp_path)
@@ -530,7 +681,11 @@ def test_candidate_union_serving_and_labelled_sets(two_weeks, small_data):
     assert per_customer["len"].max() <= 100 and serving.select("customer_id", "article_id").is_unique().all()
     assert serving["label"].null_count() == serving.height
     transactions = small_data.transactions.with_columns(pl.col("t_dat").str.to_date())
-    bought = transactions.filter(pl.col("t_dat").is_between(week, week + dt.timedelta(days=6))).select("customer_id", "article_id").unique()
+    bought = (
+        transactions.filter(pl.col("t_dat").is_between(week, week + dt.timedelta(days=6)))
+        .select("customer_id", "article_id")
+        .unique()
+    )
     labelled = stored.filter(pl.col("target_week") == week)
     assert set(labelled["customer_id"]) == set(bought["customer_id"])
     hits = labelled.join(bought, on=["customer_id", "article_id"], how="semi")
@@ -539,10 +694,14 @@ def test_candidate_union_serving_and_labelled_sets(two_weeks, small_data):
     earlier = transactions.filter(pl.col("t_dat").is_between(week - dt.timedelta(weeks=8), week - dt.timedelta(days=1)))
     repurchase = labelled.filter(pl.col("from_repurchase"))
     assert repurchase.height and repurchase.join(earlier, on=["customer_id", "article_id"], how="anti").height == 0
-    sequence = read_table(resources, f"select * from hm.sequence_candidates where week = '{week}' and target_week = week + 7")
+    sequence = read_table(
+        resources, f"select * from hm.sequence_candidates where week = '{week}' and target_week = week + 7"
+    )
     flagged = serving.filter(pl.col("from_sequence")).select("customer_id", "article_id")
     assert flagged.height and flagged.join(sequence, on=["customer_id", "article_id"], how="anti").height == 0
-    (check,) = [c for c in results[1].get_asset_check_evaluations() if c.check_name == "candidates_per_customer_and_recall"]
+    (check,) = [
+        c for c in results[1].get_asset_check_evaluations() if c.check_name == "candidates_per_customer_and_recall"
+    ]
     assert check.passed and 0.05 <= check.metadata["union_recall"].value <= 1  # synthetic data: well above the floor
 
 
@@ -560,12 +719,33 @@ def test_retrieval_models_that_do_not_beat_popularity_sit_the_week_out(two_weeks
     resources = resources_for(small_source, tmp_path)
     models = {"config": {"admission_margin": 1.0}}
     result = dg.materialize(
-        all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
-        selection=dg.AssetSelection.assets("two_tower_global", "sequence_model").downstream(), instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {name: models for name in ("two_tower_global", "sequence_model", "two_tower_candidates", "sequence_candidates",
-                                                      *[f"two_tower_{s}" for s in ("bestseller_follower", "index_loyal", "discount_hunter", "seasonal", "default")])}})
+        all_assets,
+        partition_key=NEXT_WEEK.isoformat(),
+        resources=resources,
+        raise_on_error=False,
+        selection=dg.AssetSelection.assets("two_tower_global", "sequence_model").downstream(),
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={
+            "ops": {
+                name: models
+                for name in (
+                    "two_tower_global",
+                    "sequence_model",
+                    "two_tower_candidates",
+                    "sequence_candidates",
+                    *[
+                        f"two_tower_{s}"
+                        for s in ("bestseller_follower", "index_loyal", "discount_hunter", "seasonal", "default")
+                    ],
+                )
+            }
+        },
+    )
     assert_run_ok(result)
-    meta = {e.materialization.asset_key.to_user_string(): e.materialization.metadata for e in result.get_asset_materialization_events()}
+    meta = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
     assert meta["two_tower_global"]["admitted"].value is False and meta["sequence_model"]["admitted"].value is False
     assert "sits the week out" in meta["sequence_candidates"]["source_disabled"].value
     for table in ("two_tower_candidates", "sequence_candidates"):
@@ -573,7 +753,10 @@ def test_retrieval_models_that_do_not_beat_popularity_sit_the_week_out(two_weeks
     union = table_rows(resources, "candidates", NEXT_WEEK)
     assert union["from_two_tower"].sum() == 0 and union["from_sequence"].sum() == 0 and union.height > 0
     recs = table_rows(resources, "recommendations", NEXT_WEEK, True)
-    assert recs.height == 12 * recs["customer_id"].n_unique() and not recs["source"].str.contains("two_tower|sequence").any()
+    assert (
+        recs.height == 12 * recs["customer_id"].n_unique()
+        and not recs["source"].str.contains("two_tower|sequence").any()
+    )
 
 
 def test_truncated_weekly_file_fails_ingestion_by_name_and_keeps_published_weeks(two_weeks, source_copy, tmp_path):
@@ -619,14 +802,31 @@ def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp
     before = {t: table_rows(resources, t, NEXT_WEEK, target=t.endswith("recommendations")) for t in CHUNKED}
     chunk = {"chunk_customers": 300}
     result = dg.materialize(
-        all_assets, partition_key=NEXT_WEEK.isoformat(), resources=resources, raise_on_error=False,
-        selection=dg.AssetSelection.assets(*CHUNKED, "baseline_validation"), instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"two_tower_candidates": {"config": {"retrieval_chunk_customers": 300}},
-                            "sequence_candidates": {"config": {"retrieval_chunk_customers": 300}},
-                            "candidates": {"config": chunk}, "baseline_recommendations": {"config": chunk},
-                            "recommendations": {"config": {**chunk, "scoring_chunk_customers": 120}}}})
+        all_assets,
+        partition_key=NEXT_WEEK.isoformat(),
+        resources=resources,
+        raise_on_error=False,
+        selection=dg.AssetSelection.assets(*CHUNKED, "baseline_validation"),
+        instance=dg.DagsterInstance.ephemeral(),
+        run_config={
+            "ops": {
+                "two_tower_candidates": {"config": {"retrieval_chunk_customers": 300}},
+                "sequence_candidates": {"config": {"retrieval_chunk_customers": 300}},
+                "candidates": {"config": chunk},
+                "baseline_recommendations": {"config": chunk},
+                "recommendations": {"config": {**chunk, "scoring_chunk_customers": 120}},
+            }
+        },
+    )
     assert_run_ok(result)
     assert small_data.customers.height > 6 * 300
     for table, rows in before.items():
-        assert_frame_equal(table_rows(resources, table, NEXT_WEEK, target=table.endswith("recommendations")), rows,
-                           check_exact=False, rtol=1e-5), table
+        (
+            assert_frame_equal(
+                table_rows(resources, table, NEXT_WEEK, target=table.endswith("recommendations")),
+                rows,
+                check_exact=False,
+                rtol=1e-5,
+            ),
+            table,
+        )

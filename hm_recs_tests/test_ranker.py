@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from hm_recs.core.metrics import map_at_k
 from hm_recs.core import tiers as T
+from hm_recs.core.metrics import map_at_k
 from hm_recs.models import ranker as R
 
 FEATURES = ["signal", "noise_a", "noise_b", "colour"]
@@ -31,16 +31,20 @@ def planted(seed: int = 0) -> pl.DataFrame:
         n = CUSTOMERS * CANDIDATES
         latent = rng.normal(size=n)
         bought = rng.uniform(size=n) < 1 / (1 + np.exp(5.0 - 2.0 * latent))
-        weeks.append(pl.DataFrame({
-            "week": np.full(n, week, dtype=np.int32),
-            "customer_id": np.repeat([f"c{i:04d}" for i in range(CUSTOMERS)], CANDIDATES),
-            "article_id": np.tile([f"a{j:04d}" for j in range(CANDIDATES)], CUSTOMERS),
-            "signal": latent + rng.normal(scale=0.7, size=n),
-            "noise_a": rng.normal(size=n),
-            "noise_b": rng.uniform(size=n),
-            "colour": rng.integers(0, 8, size=n),
-            "label": bought.astype(np.int8),
-        }))
+        weeks.append(
+            pl.DataFrame(
+                {
+                    "week": np.full(n, week, dtype=np.int32),
+                    "customer_id": np.repeat([f"c{i:04d}" for i in range(CUSTOMERS)], CANDIDATES),
+                    "article_id": np.tile([f"a{j:04d}" for j in range(CANDIDATES)], CUSTOMERS),
+                    "signal": latent + rng.normal(scale=0.7, size=n),
+                    "noise_a": rng.normal(size=n),
+                    "noise_b": rng.uniform(size=n),
+                    "colour": rng.integers(0, 8, size=n),
+                    "label": bought.astype(np.int8),
+                }
+            )
+        )
     return pl.concat(weeks)
 
 
@@ -64,8 +68,9 @@ def weeks(data):
 def trained(weeks):
     train, validation, _, purchases = weeks
     lines: list[str] = []
-    result = R.train_ranker(train, validation, FEATURES, CATEGORICAL, FAST, log=lines.append,
-                            validation_purchases=purchases)
+    result = R.train_ranker(
+        train, validation, FEATURES, CATEGORICAL, FAST, log=lines.append, validation_purchases=purchases
+    )
     return result, lines
 
 
@@ -73,8 +78,9 @@ def test_ranker_beats_shuffled_label_control(weeks, trained):
     train, validation, _, purchases = weeks
     result, _ = trained
     shuffled = train.with_columns(pl.col("label").shuffle(seed=1))
-    control = R.train_ranker(shuffled, validation, FEATURES, CATEGORICAL, FAST, log=lambda _: None,
-                             validation_purchases=purchases)
+    control = R.train_ranker(
+        shuffled, validation, FEATURES, CATEGORICAL, FAST, log=lambda _: None, validation_purchases=purchases
+    )
     assert result.validation["map_at_12"] > control.validation["map_at_12"] + 0.10
     assert result.validation["map_at_12"] > 0.2
     assert result.importances["feature"][0] == "signal"
@@ -116,8 +122,16 @@ def test_binary_trains_and_the_configured_objective_serves(weeks):
     train, validation, _, purchases = weeks
     for served, compared in (("lambdarank", ["binary"]), ("binary", ["lambdarank", "binary"])):
         config = R.RankerConfig(**{**dataclasses.asdict(FAST), "objective": served})
-        result, figures = R.compare_objectives(train, validation, FEATURES, CATEGORICAL, config, log=lambda _: None,
-                                               validation_purchases=purchases, compared=compared)
+        result, figures = R.compare_objectives(
+            train,
+            validation,
+            FEATURES,
+            CATEGORICAL,
+            config,
+            log=lambda _: None,
+            validation_purchases=purchases,
+            compared=compared,
+        )
         assert set(figures) == {"lambdarank", "binary"}
         assert all(value > 0.2 for value in figures.values())
         # served as configured, whichever scored higher on the validation week (no choice on the gate's week)
@@ -128,8 +142,9 @@ def test_fixed_rounds_by_default(weeks):
     train, validation, _, purchases = weeks
     config = R.RankerConfig(n_estimators=30, num_threads=1)
     assert R.RankerConfig().early_stopping_rounds is None
-    result = R.train_ranker(train, validation, FEATURES, CATEGORICAL, config, log=lambda _: None,
-                            validation_purchases=purchases)
+    result = R.train_ranker(
+        train, validation, FEATURES, CATEGORICAL, config, log=lambda _: None, validation_purchases=purchases
+    )
     assert result.booster.num_trees() == 30 and result.validation["best_iteration"] == 30
     assert len(result.history) == 30  # the learning curve is still recorded
 
@@ -137,8 +152,9 @@ def test_fixed_rounds_by_default(weeks):
 def test_same_seed_same_model(weeks, trained):
     train, validation, _, purchases = weeks
     result, _ = trained
-    again = R.train_ranker(train, validation, FEATURES, CATEGORICAL, FAST, log=lambda _: None,
-                           validation_purchases=purchases)
+    again = R.train_ranker(
+        train, validation, FEATURES, CATEGORICAL, FAST, log=lambda _: None, validation_purchases=purchases
+    )
     assert again.booster.model_to_string() == result.booster.model_to_string()
     # map_at_k's mean follows polars' group order, so its last bit may differ between calls.
     assert again.validation["map_at_12"] == pytest.approx(result.validation["map_at_12"], rel=1e-12)
@@ -169,7 +185,8 @@ def test_top_k_twelve_distinct_ranked_per_customer(weeks, trained):
     result, _ = trained
     top = R.top_k(result.score(test))
     per_customer = top.group_by("customer_id").agg(
-        pl.len().alias("n"), pl.col("article_id").n_unique().alias("distinct"), pl.col("rank").sort().alias("ranks"))
+        pl.len().alias("n"), pl.col("article_id").n_unique().alias("distinct"), pl.col("rank").sort().alias("ranks")
+    )
     assert per_customer.height == CUSTOMERS
     assert (per_customer["n"] == 12).all() and (per_customer["distinct"] == 12).all()
     assert all(ranks == list(range(1, 13)) for ranks in per_customer["ranks"].to_list())
@@ -178,11 +195,13 @@ def test_top_k_twelve_distinct_ranked_per_customer(weeks, trained):
 
 
 def test_top_k_ties_by_article_and_duplicates_once():
-    scored = pl.DataFrame({
-        "customer_id": ["c1"] * 5 + ["c2"] * 2,
-        "article_id": ["a3", "a1", "a2", "a1", "a0", "b1", "b0"],
-        "score": [1.0, 1.0, 1.0, 0.5, 0.2, 0.0, 0.0],
-    })
+    scored = pl.DataFrame(
+        {
+            "customer_id": ["c1"] * 5 + ["c2"] * 2,
+            "article_id": ["a3", "a1", "a2", "a1", "a0", "b1", "b0"],
+            "score": [1.0, 1.0, 1.0, 0.5, 0.2, 0.0, 0.0],
+        }
+    )
     top = R.top_k(scored, k=3)
     assert top.filter(pl.col("customer_id") == "c1")["article_id"].to_list() == ["a1", "a2", "a3"]
     assert top.filter(pl.col("customer_id") == "c2")["article_id"].to_list() == ["b0", "b1"]  # fewer than k
@@ -227,8 +246,9 @@ def test_rejects_bad_inputs(weeks):
     with pytest.raises(ValueError, match="objective"):
         R.RankerConfig(objective="xendcg_typo")
     with pytest.raises(ValueError, match="validation"):
-        R.train_ranker(train, validation.with_columns(pl.lit(0).alias("label")), FEATURES, CATEGORICAL, FAST,
-                       log=lambda _: None)
+        R.train_ranker(
+            train, validation.with_columns(pl.lit(0).alias("label")), FEATURES, CATEGORICAL, FAST, log=lambda _: None
+        )
     assert math.isfinite(T.fit_tiers([1.0], [0]).high_score)
 
 

@@ -14,52 +14,69 @@ from hm_recs.core.segments import SEGMENTS
 WEEK = dt.date(2020, 9, 16)  # Wednesday; its Tuesday is 2020-09-22
 D = dt.date
 A1, A1B = "0100001001", "0100001002"  # one product, department 10
-D1 = "0100002001"                     # another product of department 10
-E1 = "0200001001"                     # department 20
-Z1 = "0300001001"                     # never sold
+D1 = "0100002001"  # another product of department 10
+E1 = "0200001001"  # department 20
+Z1 = "0300001001"  # never sold
 ARTICLE_IDS = [A1, A1B, D1, E1, Z1]
 
 
 def articles() -> pl.DataFrame:
     n = len(ARTICLE_IDS)
-    return pl.DataFrame({
-        "article_id": ARTICLE_IDS,
-        "product_code": [int(a[:7]) for a in ARTICLE_IDS],
-        "product_type_no": [253, 253, 272, 255, 265],
-        "department_no": [10, 10, 10, 20, 30],
-        "section_no": [16] * n,
-        "garment_group_no": [1002, 1002, 1009, 1005, 1003],
-        "index_group_no": [1, 1, 1, 2, 4],
-        "colour_group_code": [9, 10, 9, 9, 73],
-        "perceived_colour_master_id": [5, 9, 5, 5, 2],
-        "graphical_appearance_no": [1010016] * n,
-        "colour_group_name": ["Black", "White", "Black", "Black", "Dark Blue"],
-        "garment_group_name": ["Jersey Basic", "Jersey Basic", "Knitwear", "Trousers", "Jersey Fancy"],
-        "index_group_name": ["Ladieswear", "Ladieswear", "Ladieswear", "Divided", "Menswear"],
-    })
+    return pl.DataFrame(
+        {
+            "article_id": ARTICLE_IDS,
+            "product_code": [int(a[:7]) for a in ARTICLE_IDS],
+            "product_type_no": [253, 253, 272, 255, 265],
+            "department_no": [10, 10, 10, 20, 30],
+            "section_no": [16] * n,
+            "garment_group_no": [1002, 1002, 1009, 1005, 1003],
+            "index_group_no": [1, 1, 1, 2, 4],
+            "colour_group_code": [9, 10, 9, 9, 73],
+            "perceived_colour_master_id": [5, 9, 5, 5, 2],
+            "graphical_appearance_no": [1010016] * n,
+            "colour_group_name": ["Black", "White", "Black", "Black", "Dark Blue"],
+            "garment_group_name": ["Jersey Basic", "Jersey Basic", "Knitwear", "Trousers", "Jersey Fancy"],
+            "index_group_name": ["Ladieswear", "Ladieswear", "Ladieswear", "Divided", "Menswear"],
+        }
+    )
 
 
-CUSTOMERS = pl.DataFrame({"customer_id": ["ann", "carl", "bob", "nora"], "age": [20, 22, 60, None]},
-                         schema={"customer_id": pl.String, "age": pl.Float64})
-SEGMENTS_FRAME = pl.DataFrame({"customer_id": ["ann", "carl", "bob"], "segment": ["index_loyal", "default", "cold_start"]})
+CUSTOMERS = pl.DataFrame(
+    {"customer_id": ["ann", "carl", "bob", "nora"], "age": [20, 22, 60, None]},
+    schema={"customer_id": pl.String, "age": pl.Float64},
+)
+SEGMENTS_FRAME = pl.DataFrame(
+    {"customer_id": ["ann", "carl", "bob"], "segment": ["index_loyal", "default", "cold_start"]}
+)
 
 
 def tx(rows: list[tuple]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"t_dat": pl.Date, "customer_id": pl.String, "article_id": pl.String,
-                                      "price": pl.Float64, "sales_channel_id": pl.Int8}, orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={
+            "t_dat": pl.Date,
+            "customer_id": pl.String,
+            "article_id": pl.String,
+            "price": pl.Float64,
+            "sales_channel_id": pl.Int8,
+        },
+        orient="row",
+    )
 
 
 def history() -> pl.DataFrame:
-    return tx([
-        (D(2020, 9, 10), "ann", A1, 0.02, 2),
-        (D(2020, 9, 20), "ann", A1, 0.02, 2),
-        (D(2020, 9, 15), "ann", A1B, 0.04, 1),
-        (D(2020, 9, 1), "ann", D1, 0.03, 1),
-        (D(2020, 9, 20), "carl", E1, 0.01, 1),
-        (D(2020, 9, 20), "carl", E1, 0.01, 1),
-        (D(2020, 9, 20), "carl", E1, 0.01, 1),
-        (D(2020, 9, 21), "bob", A1, 0.05, 2),
-    ])
+    return tx(
+        [
+            (D(2020, 9, 10), "ann", A1, 0.02, 2),
+            (D(2020, 9, 20), "ann", A1, 0.02, 2),
+            (D(2020, 9, 15), "ann", A1B, 0.04, 1),
+            (D(2020, 9, 1), "ann", D1, 0.03, 1),
+            (D(2020, 9, 20), "carl", E1, 0.01, 1),
+            (D(2020, 9, 20), "carl", E1, 0.01, 1),
+            (D(2020, 9, 20), "carl", E1, 0.01, 1),
+            (D(2020, 9, 21), "bob", A1, 0.05, 2),
+        ]
+    )
 
 
 def inputs(hist: pl.DataFrame | None = None) -> R.RankingInputs:
@@ -89,7 +106,11 @@ def test_columns_types_and_order():
     for column in R.FEATURE_COLUMNS:
         assert m.schema[column] == (R.CATEGORICAL_TYPE if column in R.CATEGORICAL_FEATURES else R.NUMERIC_TYPE), column
     assert m.select("customer_id", "article_id").rows() == PAIRS  # the candidates' order
-    assert R.ranking_features(inputs(), candidate_pairs(PAIRS)).columns == ["customer_id", "article_id", *R.FEATURE_COLUMNS]
+    assert R.ranking_features(inputs(), candidate_pairs(PAIRS)).columns == [
+        "customer_id",
+        "article_id",
+        *R.FEATURE_COLUMNS,
+    ]
 
 
 def test_interaction_counts_and_recency():
@@ -154,8 +175,15 @@ def test_codes_are_stable():
 
 def test_labels():
     m = R.ranking_features(inputs(), candidate_pairs(PAIRS), NEXT_WEEK)
-    assert dict(zip(m.select("customer_id", "article_id").rows(), m[R.LABEL].to_list())) == {
-        ("ann", A1): 0, ("ann", A1B): 1, ("ann", E1): 0, ("ann", Z1): 0, ("nora", A1): 0, ("bob", A1): 0, ("ghost", A1): 0}
+    assert dict(zip(m.select("customer_id", "article_id").rows(), m[R.LABEL].to_list(), strict=True)) == {
+        ("ann", A1): 0,
+        ("ann", A1B): 1,
+        ("ann", E1): 0,
+        ("ann", Z1): 0,
+        ("nora", A1): 0,
+        ("bob", A1): 0,
+        ("ghost", A1): 0,
+    }
     assert m.schema[R.LABEL] == pl.Int8
     labelled = R.label_candidates(candidate_pairs([("bob", D1), ("bob", A1)]), NEXT_WEEK)
     assert labelled[R.LABEL].to_list() == [1, 0]
@@ -176,8 +204,12 @@ def test_candidate_columns_become_features_and_chunks_match():
     assert whole["from_repurchase"].to_list() == cands["from_repurchase"].cast(pl.Float32).to_list()
     assert whole["trending_rank"].to_list() == cands["trending_rank"].cast(pl.Float32).to_list()
     ids = CUSTOMERS["customer_id"]
-    chunks = pl.concat([R.ranking_features(inp, cands.filter(pl.col("customer_id").is_in(part.implode())), NEXT_WEEK)
-                        for part in (ids[:2], ids[2:])])
+    chunks = pl.concat(
+        [
+            R.ranking_features(inp, cands.filter(pl.col("customer_id").is_in(part.implode())), NEXT_WEEK)
+            for part in (ids[:2], ids[2:])
+        ]
+    )
     assert_frame_equal(chunks.sort("customer_id", maintain_order=True), whole.sort("customer_id", maintain_order=True))
     # frames without the model columns still give every feature (null)
     bare = R.ranking_features(inp, cands.select("customer_id", "article_id"))
@@ -196,9 +228,14 @@ def test_week_inputs_builds_what_the_feature_assets_build_over_its_windows():
     built = R.week_inputs(CUSTOMERS, catalogue, pl.concat([hist, outside]), WEEK, windows)
     recent = hist.filter(pl.col("t_dat") >= pl.lit(WEEK - dt.timedelta(weeks=1)))
     indices = segment_indices(CUSTOMERS, recent, catalogue, WEEK)
-    by_hand = R.ranking_inputs(F.customer_features(CUSTOMERS, recent, catalogue, WEEK),
-                               F.article_features(catalogue, recent, CUSTOMERS, WEEK), catalogue, recent,
-                               assign_segments(indices, thresholds(indices)), WEEK)
+    by_hand = R.ranking_inputs(
+        F.customer_features(CUSTOMERS, recent, catalogue, WEEK),
+        F.article_features(catalogue, recent, CUSTOMERS, WEEK),
+        catalogue,
+        recent,
+        assign_segments(indices, thresholds(indices)),
+        WEEK,
+    )
     pairs = candidate_pairs(PAIRS)
     assert_frame_equal(R.ranking_features(built, pairs), R.ranking_features(by_hand, pairs))
     # the window matters: ann's purchase of D1 on 2020-09-01 is outside 2 weeks, inside 26

@@ -15,8 +15,18 @@ from hm_recs.models.training_data import TwoTowerData
 from hm_recs.models.two_tower import PurchaseHistory, TwoTowerConfig, evaluate, train_two_tower
 from hm_recs.synthetic import generate, profile_config
 
-INTS = ["product_code", "product_type_no", "graphical_appearance_no", "colour_group_code", "perceived_colour_value_id",
-        "perceived_colour_master_id", "department_no", "index_group_no", "section_no", "garment_group_no"]
+INTS = [
+    "product_code",
+    "product_type_no",
+    "graphical_appearance_no",
+    "colour_group_code",
+    "perceived_colour_value_id",
+    "perceived_colour_master_id",
+    "department_no",
+    "index_group_no",
+    "section_no",
+    "garment_group_no",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,23 +34,35 @@ def grocery():
     data = generate(profile_config("grocery", customers=2500, weeks=14, seed=8))
     articles = data.articles.with_columns([pl.col(c).cast(pl.Int64) for c in INTS]).sort("article_id")
     customers = data.customers.with_columns(pl.col("age").cast(pl.Int16))
-    transactions = data.transactions.with_columns(pl.col("t_dat").str.to_date(), pl.col("sales_channel_id").cast(pl.Int8))
+    transactions = data.transactions.with_columns(
+        pl.col("t_dat").str.to_date(), pl.col("sales_channel_id").cast(pl.Int8)
+    )
     week = week_of(transactions["t_dat"].max())
     past = transactions.filter(pl.col("t_dat") < week)
     index_c, index_a = IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"])
-    content = train_content_encoder(articles, encode_purchases(past, index_c, index_a), ContentConfig(epochs=2),
-                                    log=lambda m: None).vectors(articles)
+    content = train_content_encoder(
+        articles, encode_purchases(past, index_c, index_a), ContentConfig(epochs=2), log=lambda m: None
+    ).vectors(articles)
     return articles, customers, transactions, week, content, encode_purchases(transactions, index_c, index_a)
 
 
 def test_purchase_history_looks_up_what_each_customer_bought_before_each_snapshot() -> None:
     day = dt.date(2020, 9, 2)
-    frame = pl.DataFrame({"customer_idx": [0, 0, 0, 1], "article_idx": [2, 2, 1, 2],
-                          "t_dat": [day, day + dt.timedelta(days=7), day, day]})
-    snapshots = [frame.filter(pl.col("t_dat") <= day).with_columns(pl.lit(day + dt.timedelta(days=7)).alias("scored")),
-                 frame.with_columns(pl.lit(day + dt.timedelta(days=14)).alias("scored"))]
+    frame = pl.DataFrame(
+        {
+            "customer_idx": [0, 0, 0, 1],
+            "article_idx": [2, 2, 1, 2],
+            "t_dat": [day, day + dt.timedelta(days=7), day, day],
+        }
+    )
+    snapshots = [
+        frame.filter(pl.col("t_dat") <= day).with_columns(pl.lit(day + dt.timedelta(days=7)).alias("scored")),
+        frame.with_columns(pl.lit(day + dt.timedelta(days=14)).alias("scored")),
+    ]
     history = PurchaseHistory.build(snapshots, frame, n_customers=2, n_articles=3)
-    found, times, since = history.lookup(torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([[2, 1, 0], [2, 1, 0]]))
+    found, times, since = history.lookup(
+        torch.tensor([0, 0]), torch.tensor([0, 1]), torch.tensor([[2, 1, 0], [2, 1, 0]])
+    )
     assert found.tolist() == [[True, True, False], [True, True, False]]
     assert times[:, 0].tolist() == [1.0, 2.0] and since[:, 0].tolist() == [7.0, 7.0] and since[1, 1] == 14.0
     lo, hi = history.ranges(torch.tensor([0, 1]), torch.tensor([1, 1]))
@@ -72,9 +94,12 @@ def test_the_repeat_term_lets_the_sequence_model_follow_re_buys(grocery) -> None
     cutoff = week - dt.timedelta(days=1)
     held_out = purchases.filter(pl.col("t_dat") >= week).select("customer_idx", "article_idx").unique()
     config = dict(epochs=5, batch_size=64, article_identity=False)
-    plain = train_sequence_model(purchases, content, cutoff, SequenceConfig(repeat=False, **config), held_out=held_out,
-                                 log=lambda m: None)
-    aware = train_sequence_model(purchases, content, cutoff, SequenceConfig(**config), held_out=held_out, log=lambda m: None)
+    plain = train_sequence_model(
+        purchases, content, cutoff, SequenceConfig(repeat=False, **config), held_out=held_out, log=lambda m: None
+    )
+    aware = train_sequence_model(
+        purchases, content, cutoff, SequenceConfig(**config), held_out=held_out, log=lambda m: None
+    )
     without, with_repeat = plain.history[-1]["recall_at_100"], aware.history[-1]["recall_at_100"]
     print(f"sequence recall@100 without the repeat term {without:.3f}, with {with_repeat:.3f}")
     assert with_repeat > without + 0.02 and aware.loss_fell
@@ -84,8 +109,9 @@ def test_the_repeat_term_lets_the_sequence_model_follow_re_buys(grocery) -> None
 def test_identity_tells_apart_articles_that_share_every_attribute_and_leaves_new_ones_to_content(grocery) -> None:
     articles, customers, transactions, week, content, _ = grocery
     data = TwoTowerData.build(transactions, customers, articles, week, content)
-    result = train_two_tower(data.train_inputs, data.labels, TwoTowerConfig(epochs=2, dim=32, hidden=64, repeat=False),
-                             log=lambda m: None)
+    result = train_two_tower(
+        data.train_inputs, data.labels, TwoTowerConfig(epochs=2, dim=32, hidden=64, repeat=False), log=lambda m: None
+    )
     model = result.model.eval()
     known = model.known_article
     assert 0 < int(known.sum()) < len(known)  # articles with enough sales, not the rarely sold ones
@@ -93,10 +119,14 @@ def test_identity_tells_apart_articles_that_share_every_attribute_and_leaves_new
     both = torch.nonzero(known).squeeze(1)[:2]
     with torch.no_grad():
         vectors = model.article_vectors(both)
-        tower = model.article_tower(torch.cat([model.inputs.article_numeric[-1, both], model.inputs.article_content[both]], 1))
+        tower = model.article_tower(
+            torch.cat([model.inputs.article_numeric[-1, both], model.inputs.article_content[both]], 1)
+        )
         assert not torch.allclose(vectors - tower, torch.zeros_like(vectors))  # the identity adds something
         cold = torch.nonzero(~known).squeeze(1)[:1]
-        cold_tower = model.article_tower(torch.cat([model.inputs.article_numeric[-1, cold], model.inputs.article_content[cold]], 1))
+        cold_tower = model.article_tower(
+            torch.cat([model.inputs.article_numeric[-1, cold], model.inputs.article_content[cold]], 1)
+        )
         assert torch.equal(model.article_vectors(cold), cold_tower)  # a new article: content and features alone
     assert same.shape == (2, content.shape[1])
 
@@ -118,7 +148,9 @@ def test_prefix_matches_counts_each_item_among_the_earlier_items_and_finds_the_l
     times, last_day = prefix_matches(articles, days, lengths, seq, pos, items, n)
     for t in range(len(seq)):
         for k in range(items.shape[1]):
-            earlier = [int(days[seq[t], j]) for j in range(int(pos[t]) + 1) if int(articles[seq[t], j]) == int(items[t, k])]
+            earlier = [
+                int(days[seq[t], j]) for j in range(int(pos[t]) + 1) if int(articles[seq[t], j]) == int(items[t, k])
+            ]
             assert int(times[t, k]) == len(earlier)
             if earlier:
                 assert int(last_day[t, k]) == earlier[-1]

@@ -14,18 +14,53 @@ D = dt.date
 FULL, HALF = 0.05, 0.025
 INDEXES = ("Ladieswear", "Menswear", "Divided", "Sport")
 # two purchase days in each season (autumn 2019, winter, spring, summer 2020)
-SPREAD = [D(2019, 10, 15), D(2019, 11, 15), D(2020, 1, 15), D(2020, 2, 15),
-          D(2020, 4, 15), D(2020, 5, 15), D(2020, 7, 15), D(2020, 8, 15)]
-SUMMER = [D(2020, 6, 3), D(2020, 6, 17), D(2020, 7, 1), D(2020, 7, 15),
-          D(2020, 7, 29), D(2020, 8, 5), D(2020, 8, 12), D(2020, 8, 26)]
+SPREAD = [
+    D(2019, 10, 15),
+    D(2019, 11, 15),
+    D(2020, 1, 15),
+    D(2020, 2, 15),
+    D(2020, 4, 15),
+    D(2020, 5, 15),
+    D(2020, 7, 15),
+    D(2020, 8, 15),
+]
+SUMMER = [
+    D(2020, 6, 3),
+    D(2020, 6, 17),
+    D(2020, 7, 1),
+    D(2020, 7, 15),
+    D(2020, 7, 29),
+    D(2020, 8, 5),
+    D(2020, 8, 12),
+    D(2020, 8, 26),
+]
 PLAIN = [f"plain{i}" for i in range(6)]
-AGES = {**{p: 40 for p in PLAIN}, "trendsetter": 30, "follower": 30, "loyal": 45, "hunter": 60,
-        "seasonal": 20, "loyal_hunter": 55, "light": 40, "cold": 40, "old_copycat": 65,
-        "ageless": None}
-EXPECTED = {**{p: "default" for p in PLAIN}, "trendsetter": "default", "follower": "bestseller_follower",
-            "loyal": "index_loyal", "hunter": "discount_hunter", "seasonal": "seasonal",
-            "loyal_hunter": "discount_hunter", "light": "default", "cold": "cold_start", "old_copycat": "default",
-            "ageless": "bestseller_follower"}
+AGES = {
+    **{p: 40 for p in PLAIN},
+    "trendsetter": 30,
+    "follower": 30,
+    "loyal": 45,
+    "hunter": 60,
+    "seasonal": 20,
+    "loyal_hunter": 55,
+    "light": 40,
+    "cold": 40,
+    "old_copycat": 65,
+    "ageless": None,
+}
+EXPECTED = {
+    **{p: "default" for p in PLAIN},
+    "trendsetter": "default",
+    "follower": "bestseller_follower",
+    "loyal": "index_loyal",
+    "hunter": "discount_hunter",
+    "seasonal": "seasonal",
+    "loyal_hunter": "discount_hunter",
+    "light": "default",
+    "cold": "cold_start",
+    "old_copycat": "default",
+    "ageless": "bestseller_follower",
+}
 HAND = seg.SegmentConfig(min_purchases=5, min_segment_size=1, top_n=1)
 
 
@@ -59,15 +94,25 @@ def hand_made() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     for article in list(index_of):
         for day in (D(2019, 9, 25), D(2019, 9, 26), D(2019, 9, 27)):
             buy("walk-in", day, article, index_of[article])
-    customers = pl.DataFrame({"customer_id": list(AGES), "age": list(AGES.values())},
-                             schema={"customer_id": pl.String, "age": pl.Int16})
+    customers = pl.DataFrame(
+        {"customer_id": list(AGES), "age": list(AGES.values())}, schema={"customer_id": pl.String, "age": pl.Int16}
+    )
     articles = pl.DataFrame({"article_id": list(index_of), "index_name": list(index_of.values())})
     return customers, tx(rows), articles
 
 
 def tx(rows: list[tuple]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"t_dat": pl.Date, "customer_id": pl.String, "article_id": pl.String,
-                                      "price": pl.Float64, "sales_channel_id": pl.Int8}, orient="row")
+    return pl.DataFrame(
+        rows,
+        schema={
+            "t_dat": pl.Date,
+            "customer_id": pl.String,
+            "article_id": pl.String,
+            "price": pl.Float64,
+            "sales_channel_id": pl.Int8,
+        },
+        orient="row",
+    )
 
 
 def segments_of(assignment: pl.DataFrame) -> dict[str, str]:
@@ -132,8 +177,12 @@ def test_priority_resolves_double_membership_and_can_be_revised(hand):
 def test_every_customer_gets_exactly_one_segment(hand):
     customers, _, _, indices = hand
     assignment = seg.assign_segments(indices, seg.thresholds(indices, HAND), HAND)
-    assert assignment.columns == ["customer_id", "segment", *[f"member_{s}" for s in seg.BEHAVIOUR_SEGMENTS],
-                                  "n_purchases"]
+    assert assignment.columns == [
+        "customer_id",
+        "segment",
+        *[f"member_{s}" for s in seg.BEHAVIOUR_SEGMENTS],
+        "n_purchases",
+    ]
     assert sorted(assignment["customer_id"].to_list()) == sorted(customers["customer_id"].to_list())
     assert assignment["customer_id"].is_unique().all() and assignment["segment"].null_count() == 0
     assert set(assignment["segment"]) <= set(seg.SEGMENTS)
@@ -156,9 +205,11 @@ def test_small_segments_fold_into_default_never_cold_start(hand):
 def test_no_future_data(hand):
     customers, transactions, articles, indices = hand
     after = D(2020, 9, 23)  # the Wednesday after the cutoff
-    future = tx([(after, "cold", "plain0-0", FULL, 1)] * 10            # the cold-start customer buys
-                + [(after, "hunter", f"hunter-{j}", FULL, 1) for j in range(8)] * 5  # prices move
-                + [(after, "plain1", "B0", HALF, 1)] * 30)               # a new bestseller
+    future = tx(
+        [(after, "cold", "plain0-0", FULL, 1)] * 10  # the cold-start customer buys
+        + [(after, "hunter", f"hunter-{j}", FULL, 1) for j in range(8)] * 5  # prices move
+        + [(after, "plain1", "B0", HALF, 1)] * 30
+    )  # a new bestseller
     later = seg.segment_indices(customers, pl.concat([transactions, future]), articles, WEEK, HAND)
     assert later.equals(indices)
     assert segments_of(seg.assign_segments(later, seg.thresholds(later, HAND), HAND))["cold"] == "cold_start"
@@ -166,15 +217,21 @@ def test_no_future_data(hand):
 
 def test_thresholds_come_from_the_distribution_with_a_floor():
     n = 200
-    uniform = pl.DataFrame({"customer_id": [str(i) for i in range(n)], "n_purchases": [10] * n,
-                            **{c: [0.6] * n for c in seg.INDEX_COLUMNS.values()}})
+    uniform = pl.DataFrame(
+        {
+            "customer_id": [str(i) for i in range(n)],
+            "n_purchases": [10] * n,
+            **{c: [0.6] * n for c in seg.INDEX_COLUMNS.values()},
+        }
+    )
     limits = seg.thresholds(uniform)
     assert all(v > 0.6 for v in limits.values())  # a population where everybody is alike has no member
     alike = seg.assign_segments(uniform, limits, seg.SegmentConfig(min_segment_size=1))
     assert alike["segment"].unique().to_list() == ["default"]
     spread = uniform.with_columns(
         *[pl.Series(c, [i / n for i in range(n)]) for c in seg.INDEX_COLUMNS.values()],
-        pl.Series("n_purchases", [10] * (n - 20) + [1] * 20))  # light buyers do not shape the threshold
+        pl.Series("n_purchases", [10] * (n - 20) + [1] * 20),
+    )  # light buyers do not shape the threshold
     limits = seg.thresholds(spread)
     assert limits["index_loyal"] == pytest.approx((n - 20 - 1) / n * 0.85)  # the 85% quantile beats the 0.5 floor
     low = seg.thresholds(spread.with_columns(pl.col("loyalty_index") * 0.2))
@@ -211,7 +268,8 @@ def test_empty_history_is_all_cold_start():
 def synthetic():
     data = generate(SyntheticConfig(customers=3000, weeks=30, seed=5))
     transactions = data.transactions.with_columns(  # as the pipeline validates them
-        pl.col("t_dat").str.to_date(), pl.col("sales_channel_id").cast(pl.Int8))
+        pl.col("t_dat").str.to_date(), pl.col("sales_channel_id").cast(pl.Int8)
+    )
     return data, transactions
 
 
@@ -220,11 +278,14 @@ def recovery(assignment: pl.DataFrame, planted: pl.DataFrame) -> dict[str, dict[
     figures = {}
     for s in seg.BEHAVIOUR_SEGMENTS:
         predicted, truth = pl.col("segment") == s, pl.col("planted") == s
-        counts = joined.select(predicted.sum().alias("pred"), truth.sum().alias("true"),
-                               (predicted & truth).sum().alias("hit")).row(0, named=True)
+        counts = joined.select(
+            predicted.sum().alias("pred"), truth.sum().alias("true"), (predicted & truth).sum().alias("hit")
+        ).row(0, named=True)
         figures[s] = {
-            "precision": counts["hit"] / max(counts["pred"], 1), "recall": counts["hit"] / counts["true"],
-            "base_rate": counts["true"] / joined.height, "predicted_share": counts["pred"] / joined.height,
+            "precision": counts["hit"] / max(counts["pred"], 1),
+            "recall": counts["hit"] / counts["true"],
+            "base_rate": counts["true"] / joined.height,
+            "predicted_share": counts["pred"] / joined.height,
         }
     return figures
 
@@ -237,8 +298,10 @@ def test_assignment_recovers_planted_segments(synthetic):
     assignment = seg.assign_segments(indices, seg.thresholds(indices))
     figures = recovery(assignment, data.planted_segments)
     for s, f in figures.items():
-        print(f"{s:20s} precision {f['precision']:.3f} (planted base rate {f['base_rate']:.3f})  "
-              f"recall {f['recall']:.3f} (random assignment of that size {f['predicted_share']:.3f})")
+        print(
+            f"{s:20s} precision {f['precision']:.3f} (planted base rate {f['base_rate']:.3f})  "
+            f"recall {f['recall']:.3f} (random assignment of that size {f['predicted_share']:.3f})"
+        )
     for s, f in figures.items():
         assert f["predicted_share"] > 0.02, s  # the segment exists
         assert f["precision"] > 2.5 * f["base_rate"], (s, f)

@@ -71,8 +71,9 @@ def test_run_failure_report_names_the_stage_and_the_reason(source_copy, tmp_path
     assert summary["partition"] == WEEK.isoformat()
     assert "customers.csv: file not found in the source" in summary["failed_steps"]["raw_customers"]
     failure = result.get_run_failure_event()
-    context = dg.build_run_status_sensor_context(sensor_name="run_failure_report", dagster_event=failure,
-                                                 dagster_instance=instance, dagster_run=run).for_run_failure()
+    context = dg.build_run_status_sensor_context(
+        sensor_name="run_failure_report", dagster_event=failure, dagster_instance=instance, dagster_run=run
+    ).for_run_failure()
     defs.resolve_sensor_def("run_failure_report")(context)
     (message,) = webhook
     assert f"week {WEEK}" in message["text"] and "raw_customers: " in message["text"]

@@ -10,8 +10,17 @@ import torch
 
 from hm_recs.models.common import IdentityOptimiser, IdIndex, finite, from_bytes, popularity_retrieval, to_bytes
 from hm_recs.models.sequence import (
-    SequenceConfig, SequenceModel, add_repeat_scores, batch_loss, build_sequences, evaluate, load, state, top_k,
-    train_sequence_model, trend_table,
+    SequenceConfig,
+    SequenceModel,
+    add_repeat_scores,
+    batch_loss,
+    build_sequences,
+    evaluate,
+    load,
+    state,
+    top_k,
+    train_sequence_model,
+    trend_table,
 )
 from hm_recs.synthetic import SyntheticConfig, generate
 
@@ -29,11 +38,13 @@ def synthetic(config: SyntheticConfig):
     catalogue columns (no learned embedding), rows following the articles sorted by article_id."""
     data = generate(config)
     articles = data.articles.sort("article_id")
-    content = torch.as_tensor(articles.select([pl.col(c).cast(pl.String) for c in CONTENT_COLUMNS])
-                              .to_dummies().to_numpy().astype(np.float32))
+    content = torch.as_tensor(
+        articles.select([pl.col(c).cast(pl.String) for c in CONTENT_COLUMNS]).to_dummies().to_numpy().astype(np.float32)
+    )
     customers, index = IdIndex.of(data.customers["customer_id"]), IdIndex.of(articles["article_id"])
-    purchases = customers.encode(index.encode(data.transactions, "article_id", "article_idx"), "customer_id",
-                                 "customer_idx").select("customer_idx", "article_idx", pl.col("t_dat").str.to_date())
+    purchases = customers.encode(
+        index.encode(data.transactions, "article_id", "article_idx"), "customer_id", "customer_idx"
+    ).select("customer_idx", "article_idx", pl.col("t_dat").str.to_date())
     return purchases, content
 
 
@@ -52,15 +63,23 @@ def trained(small):
 
 
 def frame(rows: list[tuple[int, int, dt.date]]) -> pl.DataFrame:
-    return pl.DataFrame(rows, schema={"customer_idx": pl.Int64, "article_idx": pl.Int64, "t_dat": pl.Date},
-                        orient="row")
+    return pl.DataFrame(
+        rows, schema={"customer_idx": pl.Int64, "article_idx": pl.Int64, "t_dat": pl.Date}, orient="row"
+    )
 
 
 def handmade() -> pl.DataFrame:
     """Customer 7: baskets on D (3 items, article 2 bought twice), D+3 (1), D+10 (2), given out of order;
     customer 2: 6 single-item baskets; customer 4: one item."""
-    rows = [(7, 5, D + dt.timedelta(days=10)), (7, 1, D), (7, 2, D), (7, 2, D), (7, 3, D),
-            (7, 4, D + dt.timedelta(days=3)), (7, 6, D + dt.timedelta(days=10))]
+    rows = [
+        (7, 5, D + dt.timedelta(days=10)),
+        (7, 1, D),
+        (7, 2, D),
+        (7, 2, D),
+        (7, 3, D),
+        (7, 4, D + dt.timedelta(days=3)),
+        (7, 6, D + dt.timedelta(days=10)),
+    ]
     rows += [(2, a, D + dt.timedelta(days=a)) for a in (6, 0, 5, 1, 4, 2)]
     rows += [(4, 9, D + dt.timedelta(days=2))]
     return frame(rows)
@@ -95,8 +114,14 @@ def test_build_sequences_orders_baskets_and_truncates():
 
 def test_baskets_are_shuffled_by_the_generator_only():
     rows = frame([(1, a, D) for a in range(8)] + [(1, 9, D + dt.timedelta(days=1))])
-    orders = {tuple(build_sequences(rows, 10, D + dt.timedelta(days=5), 20, torch.Generator().manual_seed(s))
-                    .articles[0, :8].tolist()) for s in range(6)}
+    orders = {
+        tuple(
+            build_sequences(rows, 10, D + dt.timedelta(days=5), 20, torch.Generator().manual_seed(s))
+            .articles[0, :8]
+            .tolist()
+        )
+        for s in range(6)
+    }
     assert len(orders) > 1 and all(sorted(o) == list(range(8)) for o in orders)
     a = build_sequences(rows, 10, D + dt.timedelta(days=5), 20, torch.Generator().manual_seed(3))
     b = build_sequences(rows.reverse(), 10, D + dt.timedelta(days=5), 20, torch.Generator().manual_seed(3))
@@ -167,11 +192,15 @@ def test_repeatable_with_several_torch_threads(small):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        a, b = [train_sequence_model(purchases, content, cutoff, SequenceConfig(epochs=2), held_out=held_out, log=quiet)
-                for _ in range(2)]
+        a, b = [
+            train_sequence_model(purchases, content, cutoff, SequenceConfig(epochs=2), held_out=held_out, log=quiet)
+            for _ in range(2)
+        ]
     finally:
         torch.set_num_threads(threads)
-    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
+    )
     untimed = [[{k: v for k, v in h.items() if k != "seconds"} for h in r.history] for r in (a, b)]
     assert untimed[0] == untimed[1]  # losses and held-out figures too (only the epoch timings differ)
 
@@ -183,15 +212,16 @@ def test_deterministic_for_a_seed(small):
     try:
         a = train_sequence_model(purchases, content, cutoff, TINY, held_out=held_out, log=quiet)
         b = train_sequence_model(purchases, content, cutoff, TINY, held_out=held_out, log=quiet)
-        other = train_sequence_model(purchases, content, cutoff, replace(TINY, seed=1),
-                                     log=quiet)
+        other = train_sequence_model(purchases, content, cutoff, replace(TINY, seed=1), log=quiet)
     finally:
         torch.set_num_threads(threads)
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
     assert a.history[-1]["recall_at_100"] == b.history[-1]["recall_at_100"]
     # retrieval_metrics sums its AUC terms in the order of an unordered `unique()`: equal up to rounding
     assert a.history[-1]["auc"] == pytest.approx(b.history[-1]["auc"], abs=1e-6)
-    assert all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()))
+    assert all(
+        torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values(), strict=True)
+    )
     assert [h["loss"] for h in other.history] != [h["loss"] for h in a.history]
     data = build_sequences(purchases, content.shape[0], cutoff, TINY.max_len, torch.Generator().manual_seed(0))
     customers, candidates = np.arange(0, 300, 3), np.arange(content.shape[0])
@@ -203,8 +233,11 @@ def test_each_epoch_trains_on_at_most_its_budget_and_figures_come_at_the_end(sma
     """Above `max_sequences_per_epoch` an epoch trains on a fresh sample of that many sequences (the gate's fixed
     loss on a fixed sample of as many); held-out figures only after the last epoch unless `evaluate_every` asks."""
     purchases, content, cutoff, held_out = small
-    trainable = int(build_sequences(purchases, content.shape[0], cutoff, TINY.max_len,
-                                    torch.Generator().manual_seed(0)).targets.any(1).sum())
+    trainable = int(
+        build_sequences(purchases, content.shape[0], cutoff, TINY.max_len, torch.Generator().manual_seed(0))
+        .targets.any(1)
+        .sum()
+    )
     assert [h["examples"] for h in trained.history] == [trainable] * TINY.epochs  # the default budget: everyone
     assert ["auc" in h for h in trained.history] == [False, True]
     touched = {"train": [], "fixed": []}
@@ -212,6 +245,7 @@ def test_each_epoch_trains_on_at_most_its_budget_and_figures_come_at_the_end(sma
     def spy(model, data, rows, *args, **kwargs):
         touched["train" if model.training else "fixed"].append(rows.tolist())
         return batch_loss(model, data, rows, *args, **kwargs)
+
     monkeypatch.setattr("hm_recs.models.sequence.batch_loss", spy)
     budget = trainable // 4
     config = replace(TINY, epochs=3, max_sequences_per_epoch=budget, evaluate_every=2)
@@ -219,7 +253,7 @@ def test_each_epoch_trains_on_at_most_its_budget_and_figures_come_at_the_end(sma
     assert [h["examples"] for h in result.history] == [budget] * 3
     assert ["auc" in h for h in result.history] == [False, True, True] and result.history[-1]["recall_at_100"] >= 0
     per_epoch = -(-budget // config.batch_size)  # batches per epoch
-    epochs = [sum(touched["train"][e * per_epoch:(e + 1) * per_epoch], []) for e in range(3)]
+    epochs = [sum(touched["train"][e * per_epoch : (e + 1) * per_epoch], []) for e in range(3)]
     assert all(len(rows) == len(set(rows)) == budget for rows in epochs) and len({frozenset(r) for r in epochs}) == 3
     fixed = sum(touched["fixed"], [])
     assert len(fixed) == 2 * budget and set(fixed[:budget]) == set(fixed[budget:])  # before and after: the same
@@ -239,7 +273,8 @@ def test_round_trip_through_the_artefact_store(small, trained):
     assert torch.equal(original, again) and int(restored.trend_day) == int(trained.model.trend_day)
     customers, candidates = data.customers.numpy(), np.arange(content.shape[0])
     assert top_k(trained, data, customers, candidates, as_of, k=10).equals(
-        top_k(restored, data, customers, candidates, as_of, k=10))
+        top_k(restored, data, customers, candidates, as_of, k=10)
+    )
     with pytest.raises(ValueError):
         load(from_bytes(blob), content[:, :-1])
 
@@ -293,17 +328,20 @@ def test_learns_planted_structure_better_than_popularity():
     held_out = purchases.filter(pl.col("t_dat") > cutoff).select("customer_idx", "article_idx").unique()
     past = purchases.filter(pl.col("t_dat") <= cutoff)
     known = held_out.filter(pl.col("customer_idx").is_in(past["customer_idx"].unique().implode()))
-    baseline = popularity_retrieval(past.filter(pl.col("t_dat") > cutoff - dt.timedelta(days=14)), known,
-                                    content.shape[0])
+    baseline = popularity_retrieval(
+        past.filter(pl.col("t_dat") > cutoff - dt.timedelta(days=14)), known, content.shape[0]
+    )
     config = SequenceConfig(batch_size=64, epochs=12)
     result = train_sequence_model(purchases, content, cutoff, config, held_out=held_out, log=quiet)
     learned = result.history[-1]
     untrained = train_sequence_model(purchases, content, cutoff, SequenceConfig(epochs=0), log=quiet)
     data = build_sequences(purchases, content.shape[0], cutoff, config.max_len, torch.Generator().manual_seed(0))
     prior = evaluate(untrained.model, data, held_out, cutoff + dt.timedelta(days=1))
-    print(f"sequence recall@100 {learned['recall_at_100']:.3f} AUC {learned['auc']:.3f} "
-          f"({learned['customers']} customers) vs popularity {baseline.recall_at_k:.3f} / {baseline.auc:.3f}, "
-          f"untrained {prior.recall_at_k:.3f} / {prior.auc:.3f}")
+    print(
+        f"sequence recall@100 {learned['recall_at_100']:.3f} AUC {learned['auc']:.3f} "
+        f"({learned['customers']} customers) vs popularity {baseline.recall_at_k:.3f} / {baseline.auc:.3f}, "
+        f"untrained {prior.recall_at_k:.3f} / {prior.auc:.3f}"
+    )
     assert learned["customers"] == baseline.customers
     assert learned["recall_at_100"] > baseline.recall_at_k + 0.04, (learned, baseline)
     assert learned["auc"] > baseline.auc + 0.02, (learned, baseline)

@@ -8,7 +8,14 @@ import polars as pl
 import pytest
 
 from hm_recs.core.metrics import average_precision, map_at_k, paired_bootstrap
-from hm_recs.core.publishing import LATEST, UNAVAILABLE, latest_published, mark_unavailable, publish_week, read_published
+from hm_recs.core.publishing import (
+    LATEST,
+    UNAVAILABLE,
+    latest_published,
+    mark_unavailable,
+    publish_week,
+    read_published,
+)
 from hm_recs.core.serving import RANKER, GateRule, ServingDecision, champion, decide, training_weeks, validation_weeks
 from hm_recs.core.storage import Location
 from hm_recs.core.tiers import ListTiers
@@ -22,7 +29,9 @@ def test_validation_pools_the_latest_weeks_until_enough_buyers():
     rule = GateRule(min_validation_buyers=200, max_validation_weeks=6)
     assert validation_weeks(buyers, WEEKS[0], rule) == WEEKS[:3]  # 70 + 70 + 70 >= 200
     assert validation_weeks({**buyers, WEEKS[1]: 0}, WEEKS[0], rule) == [WEEKS[0], WEEKS[2], WEEKS[3]]
-    assert validation_weeks(buyers, WEEKS[0], GateRule(min_validation_buyers=10_000, max_validation_weeks=4)) == WEEKS[:4]
+    assert (
+        validation_weeks(buyers, WEEKS[0], GateRule(min_validation_buyers=10_000, max_validation_weeks=4)) == WEEKS[:4]
+    )
     assert validation_weeks({w: 5_000 for w in WEEKS}, WEEKS[2], rule) == [WEEKS[2]]  # never a week after W
 
 
@@ -49,7 +58,11 @@ def test_the_ranker_serves_only_when_it_beats_the_best_baseline():
     rng = np.random.default_rng(0)
     baseline = rng.random(600) * (rng.random(600) < 0.2)
     better, worse = np.clip(baseline + 0.05, 0, 1), baseline * 0.8
-    baselines = {"repurchase": queries(baseline), "trending": queries(baseline * 0.5), "popularity": queries(baseline * 0.1)}
+    baselines = {
+        "repurchase": queries(baseline),
+        "trending": queries(baseline * 0.5),
+        "popularity": queries(baseline * 0.1),
+    }
     wins = decide(queries(better), baselines, GateRule())
     assert wins.served_by == RANKER and wins.best_baseline == "repurchase" and wins.ranker_serves
     assert wins.interval[0] < wins.difference < wins.interval[1] and wins.interval[0] > 0
@@ -83,11 +96,19 @@ def test_average_precision_is_what_map_averages():
 
 
 def test_champion_is_the_best_baseline_over_the_pooled_validation_weeks():
-    rows = [("repurchase", WEEKS[0], 0.10, 60), ("trending", WEEKS[0], 0.12, 60),
-            ("repurchase", WEEKS[1], 0.20, 90), ("trending", WEEKS[1], 0.05, 90),
-            ("repurchase", WEEKS[2], 0.00, 500), ("trending", WEEKS[2], 0.90, 500)]  # beyond the pool
-    validation = pl.DataFrame(rows, schema={"recommender": pl.String, "validated_on": pl.Date, "map_at_12": pl.Float64,
-                                            "buyers": pl.Int64}, orient="row")
+    rows = [
+        ("repurchase", WEEKS[0], 0.10, 60),
+        ("trending", WEEKS[0], 0.12, 60),
+        ("repurchase", WEEKS[1], 0.20, 90),
+        ("trending", WEEKS[1], 0.05, 90),
+        ("repurchase", WEEKS[2], 0.00, 500),
+        ("trending", WEEKS[2], 0.90, 500),
+    ]  # beyond the pool
+    validation = pl.DataFrame(
+        rows,
+        schema={"recommender": pl.String, "validated_on": pl.Date, "map_at_12": pl.Float64, "buyers": pl.Int64},
+        orient="row",
+    )
     name, maps, weeks, buyers = champion(validation, WEEKS[0], GateRule(min_validation_buyers=150))
     assert name == "repurchase" and weeks == WEEKS[:2] and buyers == 150
     assert maps["repurchase"] == pytest.approx((0.10 * 60 + 0.20 * 90) / 150)  # buyer-weighted
@@ -115,21 +136,44 @@ def test_list_tiers_rank_rows_by_their_validated_purchase_rate():
     assert shuffled.state() == tiers.state() and ListTiers.load(tiers.state()) == tiers  # order-independent, stored
 
 
-EVERY = frozenset({"raw_transactions", "transactions", "article_features", "baseline_recommendations",
-                   "baseline_validation", "article_content", "candidates", "ranker_model", "recommendations",
-                   "recommendations_export", "evaluation_report"})
+EVERY = frozenset(
+    {
+        "raw_transactions",
+        "transactions",
+        "article_features",
+        "baseline_recommendations",
+        "baseline_validation",
+        "article_content",
+        "candidates",
+        "ranker_model",
+        "recommendations",
+        "recommendations_export",
+        "evaluation_report",
+    }
+)
 DATA = frozenset({"raw_transactions", "transactions", "article_features"})
 
 
 def outcome(materialized, failed_steps=None, failed_checks=(), fallback_for=None, targeted=EVERY):
-    return RunOutcome("r1", "2020-09-09", frozenset(targeted), frozenset(materialized), failed_steps or {},
-                      frozenset(failed_checks), fallback_for)
+    return RunOutcome(
+        "r1",
+        "2020-09-09",
+        frozenset(targeted),
+        frozenset(materialized),
+        failed_steps or {},
+        frozenset(failed_checks),
+        fallback_for,
+    )
 
 
 def test_fallback_plan_publishes_the_champion_only_when_its_inputs_passed():
     built = {"raw_transactions", "transactions", "article_features", "baseline_recommendations", "baseline_validation"}
     model_failed = plan(outcome(built, {"article_content": "gate failed"}), DATA)
-    assert model_failed.publish and model_failed.rerun == ("recommendations", "recommendations_export", "evaluation_report")
+    assert model_failed.publish and model_failed.rerun == (
+        "recommendations",
+        "recommendations_export",
+        "evaluation_report",
+    )
     assert "article_content: gate failed" in model_failed.reason
     config = model_failed.run_config({"loggers": {"console": {}}, "ops": {"ranker_model": {"config": {}}}})
     assert config["loggers"] and set(config["ops"]) == {"recommendations"}  # no settings for steps it does not run
@@ -177,16 +221,30 @@ def test_a_small_shop_learns_from_more_weeks_and_is_judged_on_pooled_buyers(hist
     week, windows = DATA_WEEKS[HISTORY_WEEKS - 1], InputWindows(feature_weeks=4, segment_weeks=4)
 
     def weeks_for(training: TrainingWeeks, rule: GateRule):
-        return assemble(week, ranker_sources(warehouse, week, training, rule), training, rule, RankerConfig(), windows,
-                        log=lambda message: None)
+        return assemble(
+            week,
+            ranker_sources(warehouse, week, training, rule),
+            training,
+            rule,
+            RankerConfig(),
+            windows,
+            log=lambda message: None,
+        )
 
-    few = weeks_for(TrainingWeeks(min_training_weeks=2, min_positive_groups=1, max_training_weeks=4),
-                    GateRule(min_validation_buyers=1))
-    assert few.validation_weeks == [week] and few.training_weeks == [DATA_WEEKS[HISTORY_WEEKS - 2], DATA_WEEKS[HISTORY_WEEKS - 3]]
-    many = weeks_for(TrainingWeeks(min_training_weeks=2, min_positive_groups=10**6, max_training_weeks=4),
-                     GateRule(min_validation_buyers=1000))
+    few = weeks_for(
+        TrainingWeeks(min_training_weeks=2, min_positive_groups=1, max_training_weeks=4),
+        GateRule(min_validation_buyers=1),
+    )
+    assert few.validation_weeks == [week] and few.training_weeks == [
+        DATA_WEEKS[HISTORY_WEEKS - 2],
+        DATA_WEEKS[HISTORY_WEEKS - 3],
+    ]
+    many = weeks_for(
+        TrainingWeeks(min_training_weeks=2, min_positive_groups=10**6, max_training_weeks=4),
+        GateRule(min_validation_buyers=1000),
+    )
     assert many.validation_weeks == [week, DATA_WEEKS[HISTORY_WEEKS - 2]]  # about 680 buyers a week
-    assert many.training_weeks == DATA_WEEKS[HISTORY_WEEKS - 3:HISTORY_WEEKS - 7:-1]
+    assert many.training_weeks == DATA_WEEKS[HISTORY_WEEKS - 3 : HISTORY_WEEKS - 7 : -1]
     assert not set(many.validation_weeks) & set(many.training_weeks)
     assert set(many.built_here) == set(many.validation_weeks) | set(many.training_weeks)
     assert many.positive_groups > few.positive_groups > 0 and set(many.train["week"]) == set(many.training_weeks)

@@ -56,10 +56,14 @@ def test_fashion_profile_is_the_default_configuration() -> None:
 
 def test_grocery_rebuys_follow_each_articles_cycle(grocery) -> None:
     """Re-buys come about one cycle (median 3 weeks) after the last purchase, not right after it."""
-    pairs = (grocery.transactions.select(pl.col("t_dat").str.to_date(), "customer_id", "article_id").unique()
-             .sort("customer_id", "article_id", "t_dat"))
-    gaps = pairs.with_columns(gap=(pl.col("t_dat") - pl.col("t_dat").shift(1)).dt.total_days()
-                              .over("customer_id", "article_id")).drop_nulls("gap")
+    pairs = (
+        grocery.transactions.select(pl.col("t_dat").str.to_date(), "customer_id", "article_id")
+        .unique()
+        .sort("customer_id", "article_id", "t_dat")
+    )
+    gaps = pairs.with_columns(
+        gap=(pl.col("t_dat") - pl.col("t_dat").shift(1)).dt.total_days().over("customer_id", "article_id")
+    ).drop_nulls("gap")
     weeks = (gaps["gap"] / 7).round()
     median = float(weeks.median())
     assert 2.0 <= median <= 5.0
@@ -69,7 +73,9 @@ def test_grocery_rebuys_follow_each_articles_cycle(grocery) -> None:
 def test_planted_demand_shifts_are_what_the_statistics_detect(grocery, fashion) -> None:
     for data in (grocery, fashion):
         planted = data.demand_shifts
-        assert planted.height and planted["week"].n_unique() == 4 * 2  # 30 weeks: 2-week shifts from weeks 4, 12, 20, 28
+        assert (
+            planted.height and planted["week"].n_unique() == 4 * 2
+        )  # 30 weeks: 2-week shifts from weeks 4, 12, 20, 28
         last_start = dt.date(2020, 9, 22) - dt.timedelta(days=13)  # the second-to-last week's Wednesday
         assert planted["week"].max() == (last_start + dt.timedelta(days=7)).isoformat()
         detected = demand_shifts(data.transactions)
@@ -91,8 +97,14 @@ def test_image_vectors_carry_the_planted_visual_taste(grocery, fashion, tmp_path
     # one's section picked at random: the hidden style the customer likes shows in the images (no column names it)
     shown = np.stack(fashion.article_images["image"].to_numpy())
     catalogue = fashion.articles.select("article_id", "section_no").with_row_index("i")
-    bought = (fashion.transactions.select("customer_id", "article_id").unique().join(catalogue, on="article_id")
-              .group_by("customer_id").agg("i", "section_no").filter(pl.col("i").list.len() >= 2))
+    bought = (
+        fashion.transactions.select("customer_id", "article_id")
+        .unique()
+        .join(catalogue, on="article_id")
+        .group_by("customer_id")
+        .agg("i", "section_no")
+        .filter(pl.col("i").list.len() >= 2)
+    )
     rng = np.random.default_rng(0)
     sections = catalogue["section_no"].to_numpy()
     same_customer, same_section = [], []
@@ -118,11 +130,13 @@ def test_no_visual_taste_and_no_shifts_still_generate() -> None:
 
 
 def test_statistics_on_a_hand_made_shop() -> None:
-    tx = pl.DataFrame({
-        "t_dat": ["2020-09-02", "2020-09-02", "2020-09-09", "2020-09-09", "2020-09-16", "2020-09-16"],
-        "customer_id": ["a", "a", "a", "b", "b", "a"],
-        "article_id": ["1", "2", "1", "3", "3", "4"],
-    })
+    tx = pl.DataFrame(
+        {
+            "t_dat": ["2020-09-02", "2020-09-02", "2020-09-09", "2020-09-09", "2020-09-16", "2020-09-16"],
+            "customer_id": ["a", "a", "a", "b", "b", "a"],
+            "article_id": ["1", "2", "1", "3", "3", "4"],
+        }
+    )
     shares = rebuy_share_by_week(tx)
     assert shares["rebuys"].to_list() == [0, 1, 1] and shares["pairs"].to_list() == [2, 2, 2]
     # a bought in 3 of 3 weeks, b in 2 of the 2 weeks since its first purchase
@@ -132,8 +146,24 @@ def test_statistics_on_a_hand_made_shop() -> None:
 
 
 def test_cli_synth_writes_a_profile_with_images(tmp_path: Path, capsys) -> None:
-    assert cli(["synth", "--profile", "grocery", "--customers", "400", "--weeks", "6", "--out", str(tmp_path),
-                "--image-dim", "4"]) == 0
+    assert (
+        cli(
+            [
+                "synth",
+                "--profile",
+                "grocery",
+                "--customers",
+                "400",
+                "--weeks",
+                "6",
+                "--out",
+                str(tmp_path),
+                "--image-dim",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert "grocery shop" in capsys.readouterr().out
     assert (tmp_path / "article_images.csv").exists()
     rows = pl.read_csv(tmp_path / "transactions_train.csv").height

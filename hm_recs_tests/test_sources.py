@@ -9,7 +9,16 @@ import pytest
 
 from hm_recs.resources import ArtefactStore, ExportStore, RawSource
 from hm_recs.synthetic import write
-from hm_recs_tests.conftest import HISTORY_WEEKS, INGESTION, REAL_SAMPLE, WEEK, WEEKS, materialize_week, read_table, resources_for
+from hm_recs_tests.conftest import (
+    HISTORY_WEEKS,
+    INGESTION,
+    REAL_SAMPLE,
+    WEEK,
+    WEEKS,
+    materialize_week,
+    read_table,
+    resources_for,
+)
 from hm_recs_tests.test_pipeline import assert_run_ok
 
 
@@ -30,14 +39,19 @@ def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_histor
     result = materialize_week(WEEK, resources)
     assert_run_ok(result)
 
-    (raw,) = [e.materialization for e in result.get_asset_materialization_events()
-              if e.materialization.asset_key.to_user_string() == "raw_transactions"]
+    (raw,) = [
+        e.materialization
+        for e in result.get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() == "raw_transactions"
+    ]
     assert raw.metadata["source_file"].value == "s3://hm-raw/drops/transactions_train.parquet"
     assert raw.metadata["checksum"].value.startswith("s3-etag:")
     pointer = s3.get_object(Bucket="hm-exports", Key="recommendations/LATEST")["Body"].read().decode()
     assert pointer.startswith(f"week={WEEK + dt.timedelta(weeks=1)}/run=")
     assert s3.head_object(Bucket="hm-exports", Key=f"recommendations/{pointer}/_SUCCESS")["ContentLength"] == 64
-    body = s3.get_object(Bucket="hm-exports", Key=f"recommendations/{pointer}/recommendations.csv")["Body"].read().decode()
+    body = (
+        s3.get_object(Bucket="hm-exports", Key=f"recommendations/{pointer}/recommendations.csv")["Body"].read().decode()
+    )
     assert body.startswith("customer_id,prediction\n") and body.count("\n") == small_data.customers.height + 1
     model = s3.head_object(Bucket="hm-artefacts", Key=f"weekly/models/two_tower_global/week={WEEK}/model.pt")
     assert model["ContentLength"] > 0
@@ -72,9 +86,13 @@ def test_real_hm_sample(tmp_path):
     """Real files: float-typed FN/Active/age, real ids with leading zeros, nulls; the last weeks of the sample."""
     source = tmp_path / "real"
     source.mkdir()
-    transactions = pl.read_csv(REAL_SAMPLE / "transactions_train.csv", infer_schema=False).filter(pl.col("t_dat") >= "2020-07-29")
+    transactions = pl.read_csv(REAL_SAMPLE / "transactions_train.csv", infer_schema=False).filter(
+        pl.col("t_dat") >= "2020-07-29"
+    )
     articles = pl.read_csv(REAL_SAMPLE / "articles.csv", infer_schema=False)
-    articles.join(transactions.select("article_id").unique(), on="article_id", how="semi").write_csv(source / "articles.csv")
+    articles.join(transactions.select("article_id").unique(), on="article_id", how="semi").write_csv(
+        source / "articles.csv"
+    )
     transactions.write_csv(source / "transactions_train.csv")
     (source / "customers.csv").write_bytes((REAL_SAMPLE / "customers.csv").read_bytes())
     resources = resources_for(source, tmp_path)
@@ -179,7 +197,9 @@ def test_one_warehouse_holds_one_shop(tmp_path):
     warehouse = str(tmp_path / "warehouse.duckdb")
 
     def pipeline(shop, **kw):
-        return Pipeline(str(shops[shop]), warehouse=warehouse, artefacts=str(tmp_path / "art"), exports=str(tmp_path / "exp"), **kw)
+        return Pipeline(
+            str(shops[shop]), warehouse=warehouse, artefacts=str(tmp_path / "art"), exports=str(tmp_path / "exp"), **kw
+        )
 
     a = pipeline("shop_a")
     weeks = a.source_weeks()
@@ -188,12 +208,16 @@ def test_one_warehouse_holds_one_shop(tmp_path):
     assert a.ensure_history(after, 26, log=lambda m: None) == []  # nothing new, nothing re-ingested
 
     def stored_sources():
-        return read_table({"warehouse": a.warehouse}, "select distinct source_uri from hm.raw_transactions")["source_uri"].to_list()
+        return read_table({"warehouse": a.warehouse}, "select distinct source_uri from hm.raw_transactions")[
+            "source_uri"
+        ].to_list()
 
     with pytest.raises(PipelineError) as stopped:
         pipeline("shop_b").ensure_history(after, 26, log=lambda m: None)
     (line,) = str(stopped.value).splitlines()
-    assert warehouse in line and str(shops["shop_a"]) in line and str(shops["shop_b"]) in line and "--new-delivery" in line
+    assert (
+        warehouse in line and str(shops["shop_a"]) in line and str(shops["shop_b"]) in line and "--new-delivery" in line
+    )
     # the Dagster path stops the same way, at the first asset, and stores nothing of shop B
     result = materialize_week(weeks[-1], resources_for(shops["shop_b"], tmp_path), INGESTION)
     assert not result.success

@@ -19,14 +19,17 @@ SCHEMA = {"customer_id": pl.String, "score": pl.Float32, "label": pl.Int8, "week
 
 
 def chunk(week: dt.date, start: int, n: int, label_null: bool = False) -> pl.DataFrame:
-    frame = pl.DataFrame({"customer_id": [f"c{start + i:05d}" for i in range(n)], "score": [float(i) for i in range(n)]},
-                         schema={"customer_id": pl.String, "score": pl.Float32})
+    frame = pl.DataFrame(
+        {"customer_id": [f"c{start + i:05d}" for i in range(n)], "score": [float(i) for i in range(n)]},
+        schema={"customer_id": pl.String, "score": pl.Float32},
+    )
     label = pl.lit(None) if label_null else pl.lit(1, dtype=pl.Int8)  # a Null-typed column, as a serving set's label
     return frame.with_columns(label.alias("label"), pl.lit(week).alias("week"))
 
 
 def staged_asset(chunks: dict[dt.date, list[int]], seen: list, fail_after_staging: bool = False):
     """A weekly asset writing `chunks[week]` chunks (sizes) as one staged table; `seen` collects the tables."""
+
     @dg.asset(name="candidates_like", partitions_def=weekly_partitions, metadata=PARTITIONED)
     def candidates_like(context: dg.AssetExecutionContext):
         week = dt.date.fromisoformat(context.partition_key)
@@ -38,6 +41,7 @@ def staged_asset(chunks: dict[dt.date, list[int]], seen: list, fail_after_stagin
         if fail_after_staging:
             staged.parts[-1].unlink()  # a part lost before the write: the load fails inside the partition's write
         return staged
+
     return candidates_like
 
 
@@ -58,8 +62,10 @@ def warehouse_resources(request, tmp_path) -> dict:
         endpoint = request.getfixturevalue("s3_endpoint")
         boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="hm-staged-unit")
         uri = "s3://hm-staged-unit/prod"
-    return {"io_manager": ParquetWarehouseIOManager(uri=uri, endpoint_url=endpoint),
-            "warehouse": ParquetWarehouse(uri=uri, endpoint_url=endpoint)}
+    return {
+        "io_manager": ParquetWarehouseIOManager(uri=uri, endpoint_url=endpoint),
+        "warehouse": ParquetWarehouse(uri=uri, endpoint_url=endpoint),
+    }
 
 
 def test_a_staged_partition_is_loaded_whole_replaced_on_rerun_and_read_downstream(warehouse_resources):
@@ -67,8 +73,12 @@ def test_a_staged_partition_is_loaded_whole_replaced_on_rerun_and_read_downstrea
     warehouse = warehouse_resources["warehouse"]
 
     def run(chunks, week, assets=None, **kwargs):
-        return dg.materialize(assets or [staged_asset(chunks, seen, **kwargs)], partition_key=week.isoformat(),
-                              resources=warehouse_resources, raise_on_error=False)
+        return dg.materialize(
+            assets or [staged_asset(chunks, seen, **kwargs)],
+            partition_key=week.isoformat(),
+            resources=warehouse_resources,
+            raise_on_error=False,
+        )
 
     first = run({W1: [3, 0, 4], W2: [2, 5]}, W1)
     assert first.success and run({W1: [3, 0, 4], W2: [2, 5]}, W2).success
@@ -82,7 +92,10 @@ def test_a_staged_partition_is_loaded_whole_replaced_on_rerun_and_read_downstrea
     assert stored.filter(pl.col("week") == W2)["label"].null_count() == 5  # the second chunk's nulls, cast to Int8
 
     assert run({W1: [1], W2: [2, 5]}, W1).success  # a re-run replaces the week: no duplicates, the other week intact
-    assert warehouse.query("select week, count(*) as n from hm.candidates_like group by week order by week").rows() == [(W1, 1), (W2, 7)]
+    assert warehouse.query("select week, count(*) as n from hm.candidates_like group by week order by week").rows() == [
+        (W1, 1),
+        (W2, 7),
+    ]
 
     assets = [staged_asset({W1: [1], W2: [2, 5]}, seen), downstream]
     read = dg.materialize(assets, partition_key=W2.isoformat(), resources=warehouse_resources, selection=[downstream])
@@ -112,8 +125,13 @@ def test_staged_parts_keep_the_first_schema_and_refuse_other_columns(tmp_path):
 def test_chunk_summaries_are_plain_counts_and_previews_detached():
     from hm_recs.assets.common import detached, tally
 
-    chunk = pl.DataFrame({"customer_id": [f"{'c' * 60}{i:04d}" for i in range(1000)],
-                          "source": ["two_tower|repurchase", "trending"] * 500, "rank": list(range(1000))})
+    chunk = pl.DataFrame(
+        {
+            "customer_id": [f"{'c' * 60}{i:04d}" for i in range(1000)],
+            "source": ["two_tower|repurchase", "trending"] * 500,
+            "rank": list(range(1000)),
+        }
+    )
     counts = tally(chunk, "source") + tally(chunk.head(10), "source")
     assert counts == {"two_tower|repurchase": 505, "trending": 505}
     assert all(type(k) is str and type(v) is int for k, v in counts.items())  # nothing keeps the chunk alive
@@ -121,15 +139,25 @@ def test_chunk_summaries_are_plain_counts_and_previews_detached():
     assert first.equals(chunk.head(5)) and first.schema == chunk.schema
     assert _shares_memory(chunk.head(5), chunk) and not _shares_memory(first, chunk)
     # a large subset (what ranker_model keeps of each earlier week) too, every column type unchanged
-    subset = chunk.with_columns(pl.col("source").cast(pl.Categorical), pl.lit(None, pl.Float32).alias("score")
-                                ).sort("rank", descending=True).filter(pl.col("rank") % 3 == 0)
+    subset = (
+        chunk.with_columns(pl.col("source").cast(pl.Categorical), pl.lit(None, pl.Float32).alias("score"))
+        .sort("rank", descending=True)
+        .filter(pl.col("rank") % 3 == 0)
+    )
     kept = detached(subset)
     assert kept.equals(subset) and kept.schema == subset.schema and not _shares_memory(kept, chunk)
 
 
 def _shares_memory(a: pl.DataFrame, b: pl.DataFrame) -> bool:
     """Whether any Arrow buffer of `a` overlaps one of `b` (as exported, zero-copy)."""
+
     def spans(frame):
-        return [(buf.address, buf.size) for column in frame.to_arrow().columns for chunk in column.chunks
-                for buf in chunk.buffers() if buf is not None and buf.size]
+        return [
+            (buf.address, buf.size)
+            for column in frame.to_arrow().columns
+            for chunk in column.chunks
+            for buf in chunk.buffers()
+            if buf is not None and buf.size
+        ]
+
     return any(x < y + ys and y < x + xs for x, xs in spans(a) for y, ys in spans(b))

@@ -28,9 +28,13 @@ def test_a_torch_step_sets_its_threads(configured, expected, small_source, with_
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:
-        result = dg.materialize(all_assets, partition_key=WEEKS[HISTORY_WEEKS - 1].isoformat(),
-                                resources=with_history(small_source, tmp_path), selection=["article_content"],
-                                instance=dg.DagsterInstance.ephemeral())
+        result = dg.materialize(
+            all_assets,
+            partition_key=WEEKS[HISTORY_WEEKS - 1].isoformat(),
+            resources=with_history(small_source, tmp_path),
+            selection=["article_content"],
+            instance=dg.DagsterInstance.ephemeral(),
+        )
         assert result.success
         assert torch.get_num_threads() == expected  # the in-process step set it
     finally:

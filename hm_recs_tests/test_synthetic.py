@@ -200,13 +200,15 @@ def test_article_vocabularies(year: SyntheticData) -> None:
     assert indexes["A"] == "Ladieswear" and indexes["D"] == "Divided"
     assert indexes["F"] == "Menswear" and indexes["G"] == "Baby Sizes 50-98"
     assert set(art["index_group_name"]) <= {
-        "Ladieswear", "Divided", "Menswear", "Baby/Children", "Sport",
+        "Ladieswear",
+        "Divided",
+        "Menswear",
+        "Baby/Children",
+        "Sport",
     }
     assert {"Black", "White", "Dark Blue"} <= set(art["colour_group_name"])
     assert {"Trousers", "Dress", "Sweater", "T-shirt"} <= set(art["product_type_name"])
-    assert {"Jersey Basic", "Knitwear", "Trousers", "Shoes", "Accessories"} <= set(
-        art["garment_group_name"]
-    )
+    assert {"Jersey Basic", "Knitwear", "Trousers", "Shoes", "Accessories"} <= set(art["garment_group_name"])
 
 
 def test_detail_desc_is_a_sentence_and_rarely_null() -> None:
@@ -278,9 +280,7 @@ def test_duplicate_rows_and_cold_start_customers(year: SyntheticData) -> None:
     assert 0.05 < 1 - buyers / year.customers.height < 0.5
 
 
-def test_mean_rows_per_customer_week_matches_purchase_rate(
-    year: SyntheticData, default: SyntheticData
-) -> None:
+def test_mean_rows_per_customer_week_matches_purchase_rate(year: SyntheticData, default: SyntheticData) -> None:
     for data, cfg in ((year, YEAR_CONFIG), (default, SyntheticConfig())):
         rate = data.transactions.height / (cfg.customers * cfg.weeks)
         assert rate == pytest.approx(cfg.purchase_rate, rel=0.1)
@@ -333,9 +333,7 @@ def test_round_trip(default: SyntheticData, tmp_path: Path, fmt: str) -> None:
         "customers": tmp_path / "out" / f"customers.{fmt}",
         "transactions": tmp_path / "out" / f"transactions_train.{fmt}",
     }
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
-        p.name for p in paths.values()
-    )
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths.values())
     frames = {
         "articles": (default.articles, ARTICLE_SCHEMA),
         "customers": (default.customers, CUSTOMER_SCHEMA),
@@ -396,6 +394,7 @@ def test_trending_beats_all_time_popularity(enriched: pl.DataFrame) -> None:
     weekly = enriched.group_by("week", "article_id").len()
     top_n, covered_trend, covered_all = 12, 0, 0
     for week in range(30, YEAR_CONFIG.weeks):
+
         def top(frame: pl.DataFrame) -> pl.Series:
             totals = frame.group_by("article_id").agg(pl.col("len").sum())
             ranked = totals.sort(["len", "article_id"], descending=[True, False])
@@ -430,9 +429,7 @@ def test_repeat_purchases(enriched: pl.DataFrame) -> None:
     lines = (
         enriched.unique(["customer_id", "article_id", "t_dat"])
         .join(propensity, on="product_type_name")
-        .with_columns(
-            repeat=pl.col("date") > pl.col("date").min().over("customer_id", "article_id")
-        )
+        .with_columns(repeat=pl.col("date") > pl.col("date").min().over("customer_id", "article_id"))
     )
     assert lines["repeat"].mean() > 0.03
     basics = lines.filter(pl.col("propensity") >= 0.6)["repeat"].mean()
@@ -446,9 +443,7 @@ def test_co_purchase_pairs_recur(year: SyntheticData) -> None:
     )
 
     def pairs_per_distinct_pair(frame: pl.DataFrame) -> float:
-        pairs = frame.join(frame, on=["customer_id", "t_dat"]).filter(
-            pl.col("article_id") < pl.col("article_id_right")
-        )
+        pairs = frame.join(frame, on=["customer_id", "t_dat"]).filter(pl.col("article_id") < pl.col("article_id_right"))
         return pairs.height / pairs.select("article_id", "article_id_right").n_unique()
 
     shuffled = baskets.with_columns(pl.col("article_id").shuffle(seed=1))
@@ -482,9 +477,7 @@ def test_index_loyal_customers(enriched: pl.DataFrame) -> None:
 
 def test_discount_hunters_buy_on_promotion(enriched: pl.DataFrame) -> None:
     usual = enriched.group_by("article_id").agg(pl.col("price").max().alias("usual"))
-    rows = enriched.join(usual, on="article_id").with_columns(
-        discounted=pl.col("price") < 0.85 * pl.col("usual")
-    )
+    rows = enriched.join(usual, on="article_id").with_columns(discounted=pl.col("price") < 0.85 * pl.col("usual"))
     means = _segment_means(rows, "discounted")
     assert means["discount_hunter"] > 2.5 * means["default"]
     assert means["default"] > 0.03  # promotions exist and lift everybody's sales

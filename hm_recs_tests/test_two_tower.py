@@ -9,7 +9,15 @@ import torch
 
 from hm_recs.core.weeks import week_of
 from hm_recs.models.common import (
-    IdIndex, RetrievalFigures, encode_purchases, finite, fixed_sample, from_bytes, popularity_retrieval, serving_choice, to_bytes,
+    IdIndex,
+    RetrievalFigures,
+    encode_purchases,
+    finite,
+    fixed_sample,
+    from_bytes,
+    popularity_retrieval,
+    serving_choice,
+    to_bytes,
 )
 from hm_recs.models.content import CategoricalVocabulary, ContentConfig, ContentModel, train_content_encoder
 from hm_recs.models.training_data import TwoTowerData
@@ -23,11 +31,23 @@ FAST = TwoTowerConfig(epochs=2, dim=16, hidden=32)
 def tables():
     """Typed tables as the pipeline stores them, from synthetic data with strong planted taste."""
     data = generate(SyntheticConfig(customers=3000, weeks=12, seed=3, purchase_rate=1.0))
-    ints = ["product_code", "product_type_no", "graphical_appearance_no", "colour_group_code", "perceived_colour_value_id",
-            "perceived_colour_master_id", "department_no", "index_group_no", "section_no", "garment_group_no"]
+    ints = [
+        "product_code",
+        "product_type_no",
+        "graphical_appearance_no",
+        "colour_group_code",
+        "perceived_colour_value_id",
+        "perceived_colour_master_id",
+        "department_no",
+        "index_group_no",
+        "section_no",
+        "garment_group_no",
+    ]
     articles = data.articles.with_columns([pl.col(c).cast(pl.Int64) for c in ints]).sort("article_id")
     customers = data.customers.with_columns(pl.col("age").cast(pl.Int16))
-    transactions = data.transactions.with_columns(pl.col("t_dat").str.to_date(), pl.col("sales_channel_id").cast(pl.Int8))
+    transactions = data.transactions.with_columns(
+        pl.col("t_dat").str.to_date(), pl.col("sales_channel_id").cast(pl.Int8)
+    )
     week = week_of(transactions["t_dat"].max())  # the last week: held out
     return articles, customers, transactions, week
 
@@ -49,7 +69,9 @@ def data(tables, content):
 def test_content_encoder_vectors_for_unsold_articles_and_round_trip(tables, content):
     articles = tables[0]
     assert content.history[-1]["loss"] < content.history[0]["loss"]
-    unseen = articles.head(3).with_columns(pl.lit("9999999001").alias("article_id"), pl.lit(999999).alias("department_no"))
+    unseen = articles.head(3).with_columns(
+        pl.lit("9999999001").alias("article_id"), pl.lit(999999).alias("department_no")
+    )
     vectors = content.vectors(unseen)
     assert vectors.shape == (3, content.config.dim) and torch.isfinite(vectors).all()
     restored = ContentModel.load(from_bytes(to_bytes(content.state())[0]))
@@ -58,14 +80,21 @@ def test_content_encoder_vectors_for_unsold_articles_and_round_trip(tables, cont
 
 def test_content_encoder_trains_on_at_most_its_budget_per_epoch(tables, content):
     articles, customers, transactions, week = tables
-    purchases = encode_purchases(transactions.filter(pl.col("t_dat") < week), IdIndex.of(customers["customer_id"]),
-                                 IdIndex.of(articles["article_id"]))
+    purchases = encode_purchases(
+        transactions.filter(pl.col("t_dat") < week),
+        IdIndex.of(customers["customer_id"]),
+        IdIndex.of(articles["article_id"]),
+    )
     assert [h["examples"] for h in content.history] == [purchases.height] * 3  # the default budget: every purchase
-    small = train_content_encoder(articles, purchases, ContentConfig(epochs=2, max_pairs_per_epoch=1000), log=lambda m: None)
+    small = train_content_encoder(
+        articles, purchases, ContentConfig(epochs=2, max_pairs_per_epoch=1000), log=lambda m: None
+    )
     assert [h["examples"] for h in small.history] == [1000, 1000]
     # and from the purchases of a fixed sample of at most max_customers customers (its embedding table's rows)
     buyers = purchases["customer_idx"].unique().sort()
-    kept = buyers.gather(pl.Series(fixed_sample(buyers.len(), 300, seed=ContentConfig().seed + 2).numpy()))  # its sample
+    kept = buyers.gather(
+        pl.Series(fixed_sample(buyers.len(), 300, seed=ContentConfig().seed + 2).numpy())
+    )  # its sample
     theirs = purchases.filter(pl.col("customer_idx").is_in(kept.implode())).height
     lines = []
     few = train_content_encoder(articles, purchases, ContentConfig(epochs=2, max_customers=300), log=lines.append)
@@ -143,21 +172,29 @@ def test_repeatable_with_several_torch_threads(tables, data):
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        contents = [train_content_encoder(articles, purchases, ContentConfig(epochs=2), log=lambda m: None).encoder
-                    for _ in range(2)]
-        towers = [train_two_tower(data.train_inputs, data.labels, FAST, held_out=data.held_out, log=lambda m: None)
-                  for _ in range(2)]
+        contents = [
+            train_content_encoder(articles, purchases, ContentConfig(epochs=2), log=lambda m: None).encoder
+            for _ in range(2)
+        ]
+        towers = [
+            train_two_tower(data.train_inputs, data.labels, FAST, held_out=data.held_out, log=lambda m: None)
+            for _ in range(2)
+        ]
     finally:
         torch.set_num_threads(threads)
     for a, b in [contents, [t.model for t in towers]]:
-        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     assert towers[0].history[-1]["auc"] == towers[1].history[-1]["auc"]
 
 
 def test_an_artefact_from_before_the_trend_term_still_loads(data):
     """States written before the trend term have no trend/article_bias in their config (and an id embedding)."""
-    old = train_two_tower(data.train_inputs, data.labels, TwoTowerConfig(epochs=1, dim=16, hidden=32, id_dim=16, trend=False,
-                                                                          article_bias=False), log=lambda m: None).state()
+    old = train_two_tower(
+        data.train_inputs,
+        data.labels,
+        TwoTowerConfig(epochs=1, dim=16, hidden=32, id_dim=16, trend=False, article_bias=False),
+        log=lambda m: None,
+    ).state()
     for key in ("trend", "article_bias", "logq_correction"):
         del old["config"][key]
     restored = load(from_bytes(to_bytes(old)[0]), data.serving_inputs)
@@ -166,8 +203,13 @@ def test_an_artefact_from_before_the_trend_term_still_loads(data):
 
 def test_warm_start_copies_the_global_model(data):
     base = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
-    warm = train_two_tower(data.train_inputs, data.labels.head(10), TwoTowerConfig(epochs=0, dim=16, hidden=32),
-                           init_from=base.model, log=lambda m: None)
+    warm = train_two_tower(
+        data.train_inputs,
+        data.labels.head(10),
+        TwoTowerConfig(epochs=0, dim=16, hidden=32),
+        init_from=base.model,
+        log=lambda m: None,
+    )
     assert torch.equal(warm.model.article_vectors(), base.model.article_vectors())
 
 
@@ -185,7 +227,10 @@ def test_learns_planted_taste_better_than_popularity(data):
     result = train_two_tower(data.train_inputs, data.labels, held_out=data.held_out, log=lambda m: None)
     baseline = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= 2), data.held_out, len(data.articles))
     learned = result.history[-1]
-    print(f"two-tower recall@100 {learned['recall_at_100']:.3f} AUC {learned['auc']:.3f} vs popularity {baseline.recall_at_k:.3f} / {baseline.auc:.3f}")
+    print(
+        f"two-tower recall@100 {learned['recall_at_100']:.3f} AUC {learned['auc']:.3f} vs popularity"
+        f" {baseline.recall_at_k:.3f} / {baseline.auc:.3f}"
+    )
     assert learned["recall_at_100"] > baseline.recall_at_k + 0.015, (learned, baseline)
     assert learned["auc"] > baseline.auc + 0.02, (learned, baseline)
 
@@ -196,15 +241,23 @@ def test_training_starts_from_the_popularity_prior(data):
     bar = popularity_retrieval(data.labels.filter(pl.col("snapshot") >= 2), data.held_out, len(data.articles))
 
     def untrained(config: TwoTowerConfig):
-        return evaluate(train_two_tower(data.train_inputs, data.labels, config, log=lambda m: None).model, data.held_out)
+        return evaluate(
+            train_two_tower(data.train_inputs, data.labels, config, log=lambda m: None).model, data.held_out
+        )
 
     prior = untrained(TwoTowerConfig(epochs=0))
     assert (prior.auc, prior.recall_at_k) == pytest.approx((bar.auc, bar.recall_at_k), abs=1e-9)
     assert untrained(TwoTowerConfig(epochs=0, trend=False)).auc < bar.auc - 0.1
 
 
-def shifting_demand(seed: int = 0, customers: int = 2000, articles: int = 300, label_weeks: int = 4, per_week: int = 3000,
-                    drift: float = 0.7):
+def shifting_demand(
+    seed: int = 0,
+    customers: int = 2000,
+    articles: int = 300,
+    label_weeks: int = 4,
+    per_week: int = 3000,
+    drift: float = 0.7,
+):
     """Tower inputs, labels and held-out purchases where each article's demand drifts week to week (log demand a
     random walk, steps of sd `drift`) and nothing but the trend term shows it: every customer alike, article
     features constant, random content. Snapshot s scores week s with the sales of weeks s-1 and s-2, as
@@ -216,16 +269,27 @@ def shifting_demand(seed: int = 0, customers: int = 2000, articles: int = 300, l
         bought[week] = torch.multinomial(log_demand.exp(), per_week, replacement=True, generator=g)
     sales = {week: torch.bincount(a, minlength=articles).numpy() for week, a in bought.items()}
     snapshots = label_weeks + 1
-    trend = [article_trend(pl.DataFrame({"sales_last_week": sales[s - 1], "sales_previous_week": sales[s - 2]}))
-             for s in range(snapshots)]
+    trend = [
+        article_trend(pl.DataFrame({"sales_last_week": sales[s - 1], "sales_previous_week": sales[s - 2]}))
+        for s in range(snapshots)
+    ]
     inputs = TowerInputs(
-        customer_numeric=torch.zeros(snapshots, customers, 1), customer_codes=torch.zeros(snapshots, customers, 1, dtype=torch.long),
-        article_numeric=torch.zeros(snapshots, articles, 1), article_content=torch.randn(articles, 8, generator=g),
-        article_trend=torch.stack(trend), vocabulary=CategoricalVocabulary({"segment": []}))
+        customer_numeric=torch.zeros(snapshots, customers, 1),
+        customer_codes=torch.zeros(snapshots, customers, 1, dtype=torch.long),
+        article_numeric=torch.zeros(snapshots, articles, 1),
+        article_content=torch.randn(articles, 8, generator=g),
+        article_trend=torch.stack(trend),
+        vocabulary=CategoricalVocabulary({"segment": []}),
+    )
 
     def purchases(week: int) -> pl.DataFrame:
-        return pl.DataFrame({"customer_idx": torch.randint(0, customers, (per_week,), generator=g).numpy(),
-                             "article_idx": bought[week].numpy()})
+        return pl.DataFrame(
+            {
+                "customer_idx": torch.randint(0, customers, (per_week,), generator=g).numpy(),
+                "article_idx": bought[week].numpy(),
+            }
+        )
+
     labels = pl.concat([purchases(w).with_columns(pl.lit(w).alias("snapshot")) for w in range(label_weeks)])
     return inputs, labels, purchases(label_weeks).unique()
 
@@ -236,13 +300,21 @@ def test_trend_term_follows_demand_that_shifts_between_weeks():
     (On the pipeline's data the article tower also sees recent sales as features: docs/models.md has the figures.)"""
     inputs, labels, held_out = shifting_demand()
     # the identity embedding off in both: it learns the training weeks' average too, and this test is the trend's
-    with_trend = train_two_tower(inputs, labels, TwoTowerConfig(epochs=3, dim=16, hidden=32, article_identity=False),
-                                 log=lambda m: None)
-    without = train_two_tower(inputs, labels, TwoTowerConfig(epochs=3, dim=16, hidden=32, trend=False, article_identity=False),
-                              log=lambda m: None)
+    with_trend = train_two_tower(
+        inputs, labels, TwoTowerConfig(epochs=3, dim=16, hidden=32, article_identity=False), log=lambda m: None
+    )
+    without = train_two_tower(
+        inputs,
+        labels,
+        TwoTowerConfig(epochs=3, dim=16, hidden=32, trend=False, article_identity=False),
+        log=lambda m: None,
+    )
     bar = popularity_retrieval(labels.filter(pl.col("snapshot") >= 2), held_out, inputs.n_articles)
     learned, static = evaluate(with_trend.model, held_out), evaluate(without.model, held_out)
-    print(f"recall@100 with the trend {learned.recall_at_k:.3f}, without {static.recall_at_k:.3f}, popularity {bar.recall_at_k:.3f}")
+    print(
+        f"recall@100 with the trend {learned.recall_at_k:.3f}, without {static.recall_at_k:.3f}, popularity"
+        f" {bar.recall_at_k:.3f}"
+    )
     assert with_trend.loss_fell and without.loss_fell
     assert learned.recall_at_k > static.recall_at_k + 0.15 and learned.auc > static.auc + 0.08
     assert learned.recall_at_k > bar.recall_at_k - 0.02 and learned.auc > bar.auc - 0.02
@@ -269,7 +341,7 @@ def test_each_epoch_trains_on_at_most_its_budget_and_figures_come_at_the_end(dat
 def test_segment_serving_choice():
     global_model = RetrievalFigures(auc=0.8, recall_at_k=0.70, customers=100, k=100)
     assert serving_choice(global_model, RetrievalFigures(0.7, 0.71, 100, 100)) == "segment"  # recall decides
-    assert serving_choice(global_model, RetrievalFigures(0.9, 0.70, 100, 100)) == "global"   # a tie keeps global
+    assert serving_choice(global_model, RetrievalFigures(0.9, 0.70, 100, 100)) == "global"  # a tie keeps global
     assert serving_choice(global_model, RetrievalFigures(0.9, 0.60, 100, 100)) == "global"
 
 
@@ -280,8 +352,14 @@ def test_segment_model_fine_tunes_on_its_customers(data):
     group = data.labels["customer_idx"].unique().sort().head(400).implode()
     labels = data.labels.filter(pl.col("customer_idx").is_in(group))
     held = data.held_out.filter(pl.col("customer_idx").is_in(group))
-    tuned = train_two_tower(data.train_inputs, labels, TwoTowerConfig(epochs=2, dim=16, hidden=32, lr=1e-3, batch_size=256),
-                            held_out=held, init_from=base.model, log=lambda m: None)
+    tuned = train_two_tower(
+        data.train_inputs,
+        labels,
+        TwoTowerConfig(epochs=2, dim=16, hidden=32, lr=1e-3, batch_size=256),
+        held_out=held,
+        init_from=base.model,
+        log=lambda m: None,
+    )
     assert tuned.loss_fell and tuned.starting_loss < base.starting_loss  # it started from the trained model
     assert serving_choice(evaluate(base.model, held), evaluate(tuned.model, held)) in {"segment", "global"}
 
@@ -291,8 +369,12 @@ def test_held_out_sample_keeps_whole_customers_up_to_the_bound():
     their held-out purchases; untouched when there are fewer customers."""
     from hm_recs.models.common import held_out_sample
 
-    held_out = pl.DataFrame({"customer_idx": [c for c in range(50) for _ in range(c % 3 + 1)],
-                             "article_idx": [a for c in range(50) for a in range(c % 3 + 1)]})
+    held_out = pl.DataFrame(
+        {
+            "customer_idx": [c for c in range(50) for _ in range(c % 3 + 1)],
+            "article_idx": [a for c in range(50) for a in range(c % 3 + 1)],
+        }
+    )
     assert held_out_sample(held_out, 50).equals(held_out)
     sample = held_out_sample(held_out, 20, seed=3)
     assert sample["customer_idx"].n_unique() == 20 and sample.equals(held_out_sample(held_out, 20, seed=3))
@@ -311,8 +393,9 @@ def test_a_step_without_its_weeks_training_data_fails_clearly(tmp_path):
     store, week = ArtefactStore(uri=str(tmp_path)), dt.date(2020, 9, 9)
     with pytest.raises(dg.Failure, match="materialize `two_tower_data` for this week"):
         load_two_tower_data(store, week, ModelConfig())
-    store.location().write_bytes(training_data_key(week), to_bytes({"windows": {"history_weeks": 26, "label_weeks": 3},
-                                                                    "data": {}})[0])
+    store.location().write_bytes(
+        training_data_key(week), to_bytes({"windows": {"history_weeks": 26, "label_weeks": 3}, "data": {}})[0]
+    )
     with pytest.raises(dg.Failure, match="built with .*'label_weeks': 3.*configured with .*'label_weeks': 4"):
         load_two_tower_data(store, week, ModelConfig())
 
@@ -328,4 +411,6 @@ def test_local_retention_of_training_data_keeps_recent_and_newer_weeks(tmp_path)
     for w in weeks:
         store.location().write_bytes(training_data_key(w), b"x")
     assert prune_training_data(store, week, keep_weeks=8) == [f"week={week - dt.timedelta(weeks=n)}" for n in (20, 9)]
-    assert {n.split("/")[2] for n in store.location().names()} == {f"week={week - dt.timedelta(weeks=n)}" for n in (-2, 0, 1, 8)}
+    assert {n.split("/")[2] for n in store.location().names()} == {
+        f"week={week - dt.timedelta(weeks=n)}" for n in (-2, 0, 1, 8)
+    }

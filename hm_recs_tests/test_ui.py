@@ -11,7 +11,6 @@ import pytest
 from benchmarks.ui_launch import launch_to_success, running_dagster_dev
 from hm_recs_tests.conftest import WEEK
 
-
 BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -35,7 +34,9 @@ query($runId: ID!) {
     ... on Run { status assetCheckSelection { name } }
   }
   logsForRun(runId: $runId, limit: 5000) {
-    ... on EventConnection { events { __typename ... on AssetCheckEvaluationEvent { evaluation { checkName success } } } }
+    ... on EventConnection {
+      events { __typename ... on AssetCheckEvaluationEvent { evaluation { checkName success } } }
+    }
   }
 }"""
 
@@ -58,11 +59,14 @@ def test_weekly_job_launched_through_graphql_succeeds_with_every_check(dagster_d
     assert len(checks) >= 20 and all(c["success"] for c in checks), [c for c in checks if not c["success"]]
     target = WEEK + dt.timedelta(weeks=1)
     with duckdb.connect(str(tmp / "warehouse.duckdb"), read_only=True) as c:
-        rows, customers = c.execute("select count(*), count(distinct customer_id) from hm.recommendations where week = ?",
-                                    [target]).fetchone()
+        rows, customers = c.execute(
+            "select count(*), count(distinct customer_id) from hm.recommendations where week = ?", [target]
+        ).fetchone()
     assert rows == 12 * customers > 0
     (tmp / "launch_to_success_seconds.txt").write_text(f"{seconds:.1f} (dagster dev up in {startup:.1f} s)\n")
-    print(f"GraphQL-launched weekly_job for {WEEK}: launch to success {seconds:.1f} s; dagster dev up in {startup:.1f} s")
+    print(
+        f"GraphQL-launched weekly_job for {WEEK}: launch to success {seconds:.1f} s; dagster dev up in {startup:.1f} s"
+    )
 
 
 def test_backfill_through_graphql_materialises_every_partition(dagster_dev):
@@ -70,9 +74,22 @@ def test_backfill_through_graphql_materialises_every_partition(dagster_dev):
     built again), run by the daemon."""
     client, tmp, _ = dagster_dev
     weeks = [(WEEK + dt.timedelta(weeks=1)).isoformat(), (WEEK - dt.timedelta(weeks=9)).isoformat()]
-    assets = ["raw_articles", "raw_customers", "raw_transactions", "articles", "customers", "transactions",
-              "quarantine_articles", "quarantine_customers", "quarantine_transactions", "customer_features", "article_features"]
-    answer = client._execute(BACKFILL, {"params": {"partitionNames": weeks, "assetSelection": [{"path": [a]} for a in assets]}})
+    assets = [
+        "raw_articles",
+        "raw_customers",
+        "raw_transactions",
+        "articles",
+        "customers",
+        "transactions",
+        "quarantine_articles",
+        "quarantine_customers",
+        "quarantine_transactions",
+        "customer_features",
+        "article_features",
+    ]
+    answer = client._execute(
+        BACKFILL, {"params": {"partitionNames": weeks, "assetSelection": [{"path": [a]} for a in assets]}}
+    )
     launched = answer["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     deadline = time.time() + 600

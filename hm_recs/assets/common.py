@@ -1,6 +1,5 @@
 """Helpers shared by the asset modules: stored-partition reads, metadata, measured stages."""
 
-
 import base64
 import collections
 import contextlib
@@ -19,7 +18,9 @@ TARGET_WEEK_PARTITIONED = {"partition_expr": "CAST(week - INTERVAL 7 DAY AS DATE
 """Recommendation tables carry the week they are *for* (W+1); their partition is the week built (W)."""
 
 
-def partition_rows(warehouse: Warehouse, table: str, week: dt.date, columns: str = "*", *, target_week: bool = False) -> pl.DataFrame:
+def partition_rows(
+    warehouse: Warehouse, table: str, week: dt.date, columns: str = "*", *, target_week: bool = False
+) -> pl.DataFrame:
     """The stored rows of one weekly partition (empty if the table does not exist yet)."""
     if not warehouse.exists(table):
         return pl.DataFrame()
@@ -27,15 +28,18 @@ def partition_rows(warehouse: Warehouse, table: str, week: dt.date, columns: str
     return warehouse.query(f"select {columns} from {warehouse.table(table)} where week = ?", [key])
 
 
-def partition_rows_between(warehouse: Warehouse, table: str, week: dt.date, weeks: int, columns: str = "*",
-                           *, target_week: bool = True) -> pl.DataFrame:
+def partition_rows_between(
+    warehouse: Warehouse, table: str, week: dt.date, weeks: int, columns: str = "*", *, target_week: bool = True
+) -> pl.DataFrame:
     """The stored rows of the `weeks` partitions up to `week` (a recommendation table's rows carry the week they
     are for: `target_week`); empty if the table does not exist yet."""
     if not warehouse.exists(table):
         return pl.DataFrame()
     last = week + dt.timedelta(weeks=1) if target_week else week
-    return warehouse.query(f"select {columns} from {warehouse.table(table)} where week between ? and ?",
-                           [last - dt.timedelta(weeks=weeks - 1), last])
+    return warehouse.query(
+        f"select {columns} from {warehouse.table(table)} where week between ? and ?",
+        [last - dt.timedelta(weeks=weeks - 1), last],
+    )
 
 
 def customer_chunks(customer_ids: pl.Series, size: int) -> Iterator[pl.Series]:
@@ -63,8 +67,15 @@ def detached(frame: pl.DataFrame) -> pl.DataFrame:
     return pl.from_arrow(copied.to_arrow(compat_level=pl.CompatLevel.oldest())).cast(frame.schema)
 
 
-def customer_rows(warehouse: Warehouse, table: str, week: dt.date, customers: pl.Series, columns: str = "*",
-                  where: str = "", params: list | None = None) -> pl.DataFrame:
+def customer_rows(
+    warehouse: Warehouse,
+    table: str,
+    week: dt.date,
+    customers: pl.Series,
+    columns: str = "*",
+    where: str = "",
+    params: list | None = None,
+) -> pl.DataFrame:
     """The rows of partition `week` of `table` for the given customers only, sorted by customer: the semi-join
     runs in DuckDB, so the rest of the partition never reaches this process. `where` adds SQL conditions
     (`and target_week = ?`) with their `params`. A range filter on the chunk's first and last id lets DuckDB
@@ -75,7 +86,9 @@ def customer_rows(warehouse: Warehouse, table: str, week: dt.date, customers: pl
     return warehouse.query(
         f"select {columns} from {warehouse.table(table)} where week = ? and customer_id between ? and ? {where} "
         "and customer_id in (select customer_id from wanted_customers) order by customer_id",
-        [week, customers.min(), customers.max(), *(params or [])], frames={"wanted_customers": wanted})
+        [week, customers.min(), customers.max(), *(params or [])],
+        frames={"wanted_customers": wanted},
+    )
 
 
 HISTORY_COLUMNS = "t_dat, customer_id, article_id, price, sales_channel_id"
@@ -90,7 +103,9 @@ def history(warehouse: Warehouse, week: dt.date, weeks: int, columns: str = HIST
     )
 
 
-def catalogue_tables(warehouse: Warehouse, week: dt.date, history_weeks: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+def catalogue_tables(
+    warehouse: Warehouse, week: dt.date, history_weeks: int
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Week W's validated customers and articles (sorted by article_id) and the transactions up to W."""
     customers = partition_rows(warehouse, "customers", week).drop("week")
     articles = partition_rows(warehouse, "articles", week).drop("week").sort("article_id")
@@ -102,7 +117,10 @@ def markdown_table(frame: pl.DataFrame, limit: int = 10, digits: int = 4) -> str
     if frame.width == 0:
         return "_(empty)_"
     head = frame.head(limit)
-    rows = [[f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in r] for r in head.iter_rows()]
+    rows = [
+        [f"{v:.{digits}f}" if isinstance(v, float) else ("" if v is None else str(v)) for v in r]
+        for r in head.iter_rows()
+    ]
     lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * head.width]
     lines += ["| " + " | ".join(x.replace("|", "/") for x in r) + " |" for r in rows]
     if frame.height > limit:

@@ -1,6 +1,5 @@
 """Raw ingestion: the source's files for week W, as text, with lineage (file, row) and checksums."""
 
-
 import datetime as dt
 
 import dagster as dg
@@ -30,7 +29,10 @@ def ingest(source: RawSource, table: str, week: dt.date) -> tuple[pl.DataFrame, 
         raise dg.Failure(description=f"{source.uri}: {exc}", metadata={"rule": "source_present"}) from exc
     if frame.height == 0:
         raise dg.Failure(
-            description=f"{chosen.name}: no transactions dated in week {week}..{week + dt.timedelta(days=6)} [rule: week_has_rows]",
+            description=(
+                f"{chosen.name}: no transactions dated in week {week}..{week + dt.timedelta(days=6)} [rule:"
+                " week_has_rows]"
+            ),
             metadata={"file": location.describe(chosen.name), "rule": "week_has_rows"},
         )
     metadata = {
@@ -41,21 +43,35 @@ def ingest(source: RawSource, table: str, week: dt.date) -> tuple[pl.DataFrame, 
         "preview": preview(frame.drop("source_file")),
     }
     # provenance of the stored week: which source, and which file at which checksum (one warehouse, one shop)
-    return frame.with_columns(pl.lit(source.identity()).alias("source_uri"), pl.lit(checksum).alias("source_sha256"),
-                              pl.lit(week).alias("week")), metadata
+    return (
+        frame.with_columns(
+            pl.lit(source.identity()).alias("source_uri"),
+            pl.lit(checksum).alias("source_sha256"),
+            pl.lit(week).alias("week"),
+        ),
+        metadata,
+    )
 
 
 def stored_deliveries(warehouse: Warehouse, weeks: tuple[dt.date, dt.date] | None = None) -> pl.DataFrame:
     """Per stored week of raw transactions: the source it was ingested from, the file and its checksum (weeks
     ingested before provenance was recorded have nulls). `weeks`: only those between the two (inclusive)."""
     if not warehouse.exists("raw_transactions"):
-        return pl.DataFrame(schema={"week": pl.Date, "source_uri": pl.String, "source_file": pl.String, "source_sha256": pl.String})
+        return pl.DataFrame(
+            schema={"week": pl.Date, "source_uri": pl.String, "source_file": pl.String, "source_sha256": pl.String}
+        )
     columns = set(warehouse.query(f"select * from {warehouse.table('raw_transactions')} limit 0").columns)
-    provenance = "any_value(source_uri) as source_uri, any_value(source_sha256) as source_sha256" if "source_uri" in columns \
+    provenance = (
+        "any_value(source_uri) as source_uri, any_value(source_sha256) as source_sha256"
+        if "source_uri" in columns
         else "null::varchar as source_uri, null::varchar as source_sha256"
+    )
     where, params = ("where week between ? and ?", list(weeks)) if weeks else ("", [])
-    return warehouse.query(f"select week, {provenance}, any_value(source_file) as source_file "
-                           f"from {warehouse.table('raw_transactions')} {where} group by week order by week", params)
+    return warehouse.query(
+        f"select week, {provenance}, any_value(source_file) as source_file "
+        f"from {warehouse.table('raw_transactions')} {where} group by week order by week",
+        params,
+    )
 
 
 def foreign_weeks(deliveries: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -66,10 +82,12 @@ def foreign_weeks(deliveries: pl.DataFrame, source: str) -> pl.DataFrame:
 def one_shop_message(warehouse: Warehouse, foreign: pl.DataFrame, source: str) -> str:
     """One line: which warehouse holds whose weeks, what this run reads, and the two ways on."""
     stored = ", ".join(sorted(set(foreign["source_uri"])))
-    return (f"warehouse {warehouse.describe()} holds {foreign.height} week(s) ({foreign['week'].min()}..{foreign['week'].max()}) "
-            f"ingested from {stored}, and this run reads {source}: for another shop use another warehouse "
-            "(--warehouse); if it is the same shop's new delivery, say so (--new-delivery, RawSource.new_delivery) "
-            "and its stored weeks are re-ingested from it")
+    return (
+        f"warehouse {warehouse.describe()} holds {foreign.height} week(s)"
+        f" ({foreign['week'].min()}..{foreign['week'].max()}) ingested from {stored}, and this run reads {source}: for"
+        " another shop use another warehouse (--warehouse); if it is the same shop's new delivery, say so"
+        " (--new-delivery, RawSource.new_delivery) and its stored weeks are re-ingested from it"
+    )
 
 
 def raw_asset(table: str):
@@ -83,18 +101,28 @@ def raw_asset(table: str):
         group_name="ingestion",
         kinds={"duckdb", "polars"},
         metadata=PARTITIONED,
-        description=(f"The source's {table} file{' (a snapshot as of week W)' if snapshot else ' rows of week W'}, "
-                     "all columns as text, with source_file and source_row."),
-        check_specs=[dg.AssetCheckSpec("source_readable", asset=name, blocking=True,
-                                       description="file present and readable, H&M columns, stored rows = rows read")],
+        description=(
+            f"The source's {table} file{' (a snapshot as of week W)' if snapshot else ' rows of week W'}, "
+            "all columns as text, with source_file and source_row."
+        ),
+        check_specs=[
+            dg.AssetCheckSpec(
+                "source_readable",
+                asset=name,
+                blocking=True,
+                description="file present and readable, H&M columns, stored rows = rows read",
+            )
+        ],
     )
     def _raw(context: dg.AssetExecutionContext, raw_source: RawSource, warehouse: Warehouse):
         week = partition_week(context)
         if table == "transactions" and not raw_source.new_delivery:  # one warehouse, one shop: never a silent mix
             foreign = foreign_weeks(stored_deliveries(warehouse).filter(pl.col("week") != week), raw_source.identity())
             if foreign.height:
-                raise dg.Failure(description=one_shop_message(warehouse, foreign, raw_source.identity()),
-                                 metadata={"rule": "one_shop"})
+                raise dg.Failure(
+                    description=one_shop_message(warehouse, foreign, raw_source.identity()),
+                    metadata={"rule": "one_shop"},
+                )
         with measured(context, name) as figures:
             frame, metadata = ingest(raw_source, table, week)
         yield dg.Output(frame, metadata={**metadata, **figures})
@@ -103,8 +131,12 @@ def raw_asset(table: str):
         yield dg.AssetCheckResult(
             check_name="source_readable",
             passed=bool(stored == frame.height and frame.columns[: len(expected_columns)] == expected_columns),
-            metadata={"rows_read": frame.height, "rows_stored": int(stored), "checksum": metadata["checksum"],
-                      "source_file": metadata["source_file"]},
+            metadata={
+                "rows_read": frame.height,
+                "rows_stored": int(stored),
+                "checksum": metadata["checksum"],
+                "source_file": metadata["source_file"],
+            },
         )
 
     return _raw

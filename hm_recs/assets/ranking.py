@@ -17,24 +17,42 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import (
-    PARTITIONED, catalogue_tables, customer_chunks, customer_rows, detached, markdown_table, measured, png_markdown, preview,
+    PARTITIONED,
+    catalogue_tables,
+    customer_chunks,
+    customer_rows,
+    detached,
+    markdown_table,
+    measured,
+    png_markdown,
+    preview,
     tally,
 )
 from hm_recs.assets.models import artefact_check, ranker_decision_key, store_artefact, write_record
-from hm_recs.core.baselines import BaselineConfig, TopUpLists, recommend_all
+from hm_recs.core.baselines import BaselineConfig, TopUpLists
 from hm_recs.core.candidates import (
-    UNION, CandidateConfig, candidate_pools, candidate_recall, combined_recall, customer_candidates,
+    UNION,
+    CandidateConfig,
+    candidate_pools,
+    candidate_recall,
+    combined_recall,
+    customer_candidates,
 )
 from hm_recs.core.metrics import K
+from hm_recs.core.ranking_features import (
+    CATEGORICAL_FEATURES,
+    FEATURE_COLUMNS,
+    InputWindows,
+    label_candidates,
+    ranking_features,
+    week_inputs,
+)
 from hm_recs.core.serving import GateRule, decide
 from hm_recs.core.staged import StagedTable
-from hm_recs.core.ranking_features import (
-    CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows, label_candidates, ranking_features, week_inputs,
-)
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY, TRAINING_STEP_TAGS
-from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.models.ranker_data import TrainingWeeks, WeekSources
+from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import ArtefactStore, ServingPolicy, Warehouse
 
 
@@ -42,7 +60,7 @@ class CandidatesConfig(dg.Config):
     history_weeks: int = 26
     max_per_customer: int = CandidateConfig.max_per_customer
     min_per_customer: int = CandidateConfig.min_per_customer
-    chunk_customers: int = 100_000   # customers per chunk: memory is about chunk x max_per_customer rows
+    chunk_customers: int = 100_000  # customers per chunk: memory is about chunk x max_per_customer rows
     # blocking: share of week W's bought pairs the labelled union must cover. A floor that catches a broken
     # union, not a target: measured 0.03 on the 0.1% real H&M sample (3 weeks of history), 0.2+ on synthetic data
     min_union_recall: float = 0.02
@@ -51,23 +69,43 @@ class CandidatesConfig(dg.Config):
         return CandidateConfig(max_per_customer=self.max_per_customer, min_per_customer=self.min_per_customer)
 
 
-def chunk_candidates(warehouse: Warehouse, pools, chunk: pl.Series, week: dt.date, target: dt.date,
-                     config: CandidateConfig) -> pl.DataFrame:
+def chunk_candidates(
+    warehouse: Warehouse, pools, chunk: pl.Series, week: dt.date, target: dt.date, config: CandidateConfig
+) -> pl.DataFrame:
     """The union for one chunk of customers (sorted ids) from `pools`, with the two models' retrieval rows of
     those customers for `target` read from the warehouse (only the ranks the union takes)."""
     models = {}
     for source, table in (("two_tower", "two_tower_candidates"), ("sequence", "sequence_candidates")):
-        rows = customer_rows(warehouse, table, week, chunk, "customer_id, article_id, score, rank",
-                             "and target_week = ? and rank <= ?", [target, config.limit(source)])
+        rows = customer_rows(
+            warehouse,
+            table,
+            week,
+            chunk,
+            "customer_id, article_id, score, rank",
+            "and target_week = ? and rank <= ?",
+            [target, config.limit(source)],
+        )
         models[source] = rows if rows.width else None
     return customer_candidates(pools, chunk, models["two_tower"], models["sequence"])
 
 
-@dg.asset(op_tags=RANKING_PRIORITY, partitions_def=weekly_partitions, group_name="ranking", kinds={"polars", "duckdb"}, metadata=PARTITIONED,
-          deps=["transactions", "customers", "articles", "two_tower_candidates", "sequence_candidates"],
-          check_specs=[dg.AssetCheckSpec("candidates_per_customer_and_recall", asset="candidates", blocking=True,
-                                         description="every customer at least min_per_customer candidates in both sets; "
-                                                     "the labelled union covers at least min_union_recall of week W's purchases")])
+@dg.asset(
+    op_tags=RANKING_PRIORITY,
+    partitions_def=weekly_partitions,
+    group_name="ranking",
+    kinds={"polars", "duckdb"},
+    metadata=PARTITIONED,
+    deps=["transactions", "customers", "articles", "two_tower_candidates", "sequence_candidates"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "candidates_per_customer_and_recall",
+            asset="candidates",
+            blocking=True,
+            description="every customer at least min_per_customer candidates in both sets; "
+            "the labelled union covers at least min_union_recall of week W's purchases",
+        )
+    ],
+)
 def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, warehouse: Warehouse):
     """Candidate union per customer (repurchase, age-group trending, co-purchase, same product, two-tower and
     sequence retrieval, fallback top-up) with each source's flag, score and rank."""
@@ -95,30 +133,54 @@ def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, ware
                     first_rows = detached(rows.head(5)) if first_rows is None else first_rows
                 else:
                     rows = label_candidates(rows, this_week).with_columns(pl.col("label").cast(pl.Int8))
-                    recall_parts.append(candidate_recall(rows, this_week.filter(pl.col("customer_id").is_in(chunk.implode()))))
+                    recall_parts.append(
+                        candidate_recall(rows, this_week.filter(pl.col("customer_id").is_in(chunk.implode())))
+                    )
                 per_customer.append(rows.group_by("customer_id").len()["len"])
                 table.append(rows.with_columns(pl.lit(target_week).alias("target_week"), pl.lit(week).alias("week")))
-                context.log.info(f"candidates ({kind} set): {table.rows:,} rows staged, {chunk.len():,} customers in the last chunk")
+                context.log.info(
+                    f"candidates ({kind} set): {table.rows:,} rows staged, {chunk.len():,} customers in the last chunk"
+                )
             counts[kind] = pl.concat(per_customer) if per_customer else pl.Series("len", [], dtype=pl.UInt32)
         recall = combined_recall(recall_parts)
     union = recall.filter(pl.col("source") == UNION).row(0, named=True)
     for row in recall.iter_rows(named=True):
-        context.log.info(f"candidate recall on week {week}: {row['source']} {row['recall_all_buyers']:.3f} "
-                         f"({row['candidates_per_customer']:.1f} per customer)")
+        context.log.info(
+            f"candidate recall on week {week}: {row['source']} {row['recall_all_buyers']:.3f} "
+            f"({row['candidates_per_customer']:.1f} per customer)"
+        )
     enough = {kind: int((n >= config.min_per_customer).sum()) for kind, n in counts.items()}
     serving_rows, labelled_rows = int(counts["serving"].sum()), int(counts["labelled"].sum())
-    yield dg.Output(table, metadata={
-        "rows": table.rows, "serving_rows": serving_rows, "labelled_rows": labelled_rows,
-        "candidates_per_customer": round(serving_rows / max(customers.height, 1), 1),
-        "recall_by_source": dg.MetadataValue.md(markdown_table(recall, limit=20)),
-        "sources": dg.MetadataValue.json(dict(sources.most_common(15))),
-        "preview": preview(first_rows.select("customer_id", "article_id", "sources", "n_sources")), **figures})
-    passed = (counts["serving"].len() == customers.height and enough["serving"] == customers.height
-              and enough["labelled"] == buyers.len() and union["recall_all_buyers"] >= config.min_union_recall)
-    yield dg.AssetCheckResult(passed=bool(passed), metadata={
-        "customers": customers.height, "customers_with_enough": enough["serving"], "buyers": buyers.len(),
-        "buyers_with_enough": enough["labelled"], "union_recall": union["recall_all_buyers"],
-        "min_union_recall": config.min_union_recall})
+    yield dg.Output(
+        table,
+        metadata={
+            "rows": table.rows,
+            "serving_rows": serving_rows,
+            "labelled_rows": labelled_rows,
+            "candidates_per_customer": round(serving_rows / max(customers.height, 1), 1),
+            "recall_by_source": dg.MetadataValue.md(markdown_table(recall, limit=20)),
+            "sources": dg.MetadataValue.json(dict(sources.most_common(15))),
+            "preview": preview(first_rows.select("customer_id", "article_id", "sources", "n_sources")),
+            **figures,
+        },
+    )
+    passed = (
+        counts["serving"].len() == customers.height
+        and enough["serving"] == customers.height
+        and enough["labelled"] == buyers.len()
+        and union["recall_all_buyers"] >= config.min_union_recall
+    )
+    yield dg.AssetCheckResult(
+        passed=bool(passed),
+        metadata={
+            "customers": customers.height,
+            "customers_with_enough": enough["serving"],
+            "buyers": buyers.len(),
+            "buyers_with_enough": enough["labelled"],
+            "union_recall": union["recall_all_buyers"],
+            "min_union_recall": config.min_union_recall,
+        },
+    )
 
 
 def labelled_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
@@ -126,15 +188,25 @@ def labelled_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
     before, with `label` (empty when that partition was never built)."""
     if not warehouse.exists("candidates"):
         return pl.DataFrame()
-    return warehouse.query(f"select * exclude (week, target_week) from {warehouse.table('candidates')} "
-                           "where week = ? and target_week = ? order by customer_id, article_id", [week, week])
+    return warehouse.query(
+        f"select * exclude (week, target_week) from {warehouse.table('candidates')} "
+        "where week = ? and target_week = ? order by customer_id, article_id",
+        [week, week],
+    )
 
 
 def serving_set(warehouse: Warehouse, week: dt.date, customers: pl.Series) -> pl.DataFrame:
     """The serving candidates stored at partition `week` (for week+1) of the given customers (a chunk, or the
     buyers an evaluation scores): only their rows are read."""
-    rows = customer_rows(warehouse, "candidates", week, customers, "* exclude (week, target_week, label)",
-                         "and target_week = ?", [shift_weeks(week, 1)])
+    rows = customer_rows(
+        warehouse,
+        "candidates",
+        week,
+        customers,
+        "* exclude (week, target_week, label)",
+        "and target_week = ?",
+        [shift_weeks(week, 1)],
+    )
     return rows.sort("customer_id", "article_id") if rows.width else rows
 
 
@@ -147,8 +219,10 @@ def load_ranker(artefact_store: ArtefactStore, week: dt.date):
     try:
         state, digest = load_artefact(artefact_store, "ranker", week)
     except Exception as exc:  # missing (local or S3) or unreadable: the same answer for the operator
-        raise dg.Failure(f"no ranker artefact for week {week} ({type(exc).__name__}: {exc}): `ranker_model` was not "
-                         "built for this week or did not pass its gate") from exc
+        raise dg.Failure(
+            f"no ranker artefact for week {week} ({type(exc).__name__}: {exc}): `ranker_model` was not "
+            "built for this week or did not pass its gate"
+        ) from exc
     return RankerResult.load(state), InputWindows(**state["windows"]), digest
 
 
@@ -168,18 +242,33 @@ class ServingRanker:
     @classmethod
     def load(cls, warehouse: Warehouse, artefact_store: ArtefactStore, week: dt.date) -> "ServingRanker":
         ranker, windows, digest = load_ranker(artefact_store, week)
-        customers, articles, transactions = catalogue_tables(warehouse, week, max(windows.feature_weeks, windows.segment_weeks))
-        return cls(ranker, digest, customers, articles, week_inputs(customers, articles, transactions, week, windows),
-                   TopUpLists.build(customers, transactions, articles, week, BaselineConfig(K)))
+        customers, articles, transactions = catalogue_tables(
+            warehouse, week, max(windows.feature_weeks, windows.segment_weeks)
+        )
+        return cls(
+            ranker,
+            digest,
+            customers,
+            articles,
+            week_inputs(customers, articles, transactions, week, windows),
+            TopUpLists.build(customers, transactions, articles, week, BaselineConfig(K)),
+        )
 
-    def rank(self, candidates: pl.DataFrame, k: int, chunk_customers: int | None = None,
-             keep: tuple[str, ...] = ()) -> pl.DataFrame:
+    def rank(
+        self, candidates: pl.DataFrame, k: int, chunk_customers: int | None = None, keep: tuple[str, ...] = ()
+    ) -> pl.DataFrame:
         """Each customer's top k candidates (`models.ranker.rank_in_chunks`; `chunk_customers` scored at once,
         its default when None)."""
         from hm_recs.models.ranker import SCORING_CHUNK_CUSTOMERS, rank_in_chunks
 
-        return rank_in_chunks(self.ranker, candidates, lambda chunk: ranking_features(self.inputs, chunk), k,
-                              chunk_customers or SCORING_CHUNK_CUSTOMERS, keep)
+        return rank_in_chunks(
+            self.ranker,
+            candidates,
+            lambda chunk: ranking_features(self.inputs, chunk),
+            k,
+            chunk_customers or SCORING_CHUNK_CUSTOMERS,
+            keep,
+        )
 
 
 class RankerModelConfig(dg.Config):
@@ -212,14 +301,26 @@ class RankerModelConfig(dg.Config):
     def ranker_config(self):
         from hm_recs.models.ranker import RankerConfig
 
-        return RankerConfig(objective=self.objective, negatives_per_positive=self.negatives_per_positive,
-                            n_estimators=self.n_estimators, early_stopping_rounds=self.early_stopping_rounds,
-                            learning_rate=self.learning_rate, num_leaves=self.num_leaves,
-                            min_data_in_leaf=self.min_data_in_leaf, num_threads=self.num_threads, seed=self.seed)
+        return RankerConfig(
+            objective=self.objective,
+            negatives_per_positive=self.negatives_per_positive,
+            n_estimators=self.n_estimators,
+            early_stopping_rounds=self.early_stopping_rounds,
+            learning_rate=self.learning_rate,
+            num_leaves=self.num_leaves,
+            min_data_in_leaf=self.min_data_in_leaf,
+            num_threads=self.num_threads,
+            seed=self.seed,
+        )
 
     def training_weeks(self) -> TrainingWeeks:
-        return TrainingWeeks(self.min_training_weeks, self.min_positive_groups, self.max_training_weeks,
-                             self.max_validation_customers, self.validation_share)
+        return TrainingWeeks(
+            self.min_training_weeks,
+            self.min_positive_groups,
+            self.max_training_weeks,
+            self.max_validation_customers,
+            self.validation_share,
+        )
 
     def windows(self) -> InputWindows:
         return InputWindows(feature_weeks=self.feature_history_weeks, segment_weeks=self.segment_history_weeks)
@@ -229,17 +330,28 @@ def ranker_sources(warehouse: Warehouse, week: dt.date, weeks: TrainingWeeks, ru
     """What `ranker_data.assemble` reads for week W: buyers per stored week, the stored labelled sets (and their
     groups with a bought candidate, counted in SQL) and the catalogue tables."""
     first = shift_weeks(week, -(rule.max_validation_weeks + weeks.max_training_weeks + 1))
-    buyers = warehouse.query(f"select week, count(distinct customer_id) as n from {warehouse.table('transactions')} "
-                             "where week between ? and ? group by week", [first, week])
-    stored = {} if not warehouse.exists("candidates") else dict(warehouse.query(
-        f"select week, count(distinct case when label = 1 then customer_id end) as positives from "
-        f"{warehouse.table('candidates')} where target_week = week and week between ? and ? group by week",
-        [first, week]).iter_rows())
+    buyers = warehouse.query(
+        f"select week, count(distinct customer_id) as n from {warehouse.table('transactions')} "
+        "where week between ? and ? group by week",
+        [first, week],
+    )
+    stored = (
+        {}
+        if not warehouse.exists("candidates")
+        else dict(
+            warehouse.query(
+                f"select week, count(distinct case when label = 1 then customer_id end) as positives from "
+                f"{warehouse.table('candidates')} where target_week = week and week between ? and ? group by week",
+                [first, week],
+            ).iter_rows()
+        )
+    )
     return WeekSources(
         buyers_per_week=dict(buyers.iter_rows()),
         stored_positive_groups=lambda t: stored.get(t),
         stored_labelled=lambda t: labelled_set(warehouse, t) if t in stored else None,
-        tables=lambda n: catalogue_tables(warehouse, week, n))
+        tables=lambda n: catalogue_tables(warehouse, week, n),
+    )
 
 
 def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataValue:
@@ -259,17 +371,35 @@ def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataVal
     return value
 
 
-@dg.asset(op_tags={**TRAINING_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="ranking", kinds={"lightgbm"},
-          deps=["candidates", "transactions", "customers", "articles"],
-          check_specs=[
-              dg.AssetCheckSpec("ranker_sound", asset="ranker_model", blocking=True,
-                                description="trained, finite validation figures, artefact reloads with its hash, "
-                                            "serving decision recorded"),
-              dg.AssetCheckSpec("ranker_beats_best_baseline", asset="ranker_model", blocking=False,
-                                description="pooled validation MAP@12 at least the best baseline's on the same buyers "
-                                            "(serving policy's rule); when not, that baseline serves the week")])
-def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, warehouse: Warehouse,
-                 artefact_store: ArtefactStore, serving_policy: ServingPolicy):
+@dg.asset(
+    op_tags={**TRAINING_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG},
+    partitions_def=weekly_partitions,
+    group_name="ranking",
+    kinds={"lightgbm"},
+    deps=["candidates", "transactions", "customers", "articles"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "ranker_sound",
+            asset="ranker_model",
+            blocking=True,
+            description="trained, finite validation figures, artefact reloads with its hash, serving decision recorded",
+        ),
+        dg.AssetCheckSpec(
+            "ranker_beats_best_baseline",
+            asset="ranker_model",
+            blocking=False,
+            description="pooled validation MAP@12 at least the best baseline's on the same buyers "
+            "(serving policy's rule); when not, that baseline serves the week",
+        ),
+    ],
+)
+def ranker_model(
+    context: dg.AssetExecutionContext,
+    config: RankerModelConfig,
+    warehouse: Warehouse,
+    artefact_store: ArtefactStore,
+    serving_policy: ServingPolicy,
+):
     """LightGBM ranker over the candidates: learns from the labelled sets of the weeks before its validation weeks
     (each week's buyers' candidates as of the week before, features as of then; `models/ranker_data.py` says
     which weeks), and is compared with the baselines on the same validation buyers. The configured objective
@@ -285,11 +415,19 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
         sources = ranker_sources(warehouse, week, config.training_weeks(), rule)
         if sources.stored_positive_groups(week) is None:
             raise dg.Failure(f"no labelled candidates for week {week}: materialise `candidates` for {week} first")
-        weeks = assemble(week, sources, config.training_weeks(), rule, ranker_config, windows, log=context.log.info,
-                         detach=detached)
+        weeks = assemble(
+            week, sources, config.training_weeks(), rule, ranker_config, windows, log=context.log.info, detach=detached
+        )
         result, by_objective = compare_objectives(
-            weeks.train, weeks.validation, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info,
-            weeks.validation_purchases, compared=config.compared_objectives)
+            weeks.train,
+            weeks.validation,
+            FEATURE_COLUMNS,
+            CATEGORICAL_FEATURES,
+            ranker_config,
+            context.log.info,
+            weeks.validation_purchases,
+            compared=config.compared_objectives,
+        )
     ranker_map = result.validation["map_at_12"]
     if config.refit not in ("pooled", "always", "never"):
         raise dg.Failure(f"ranker_model: refit must be 'pooled', 'always' or 'never', not {config.refit!r}")
@@ -298,39 +436,73 @@ def ranker_model(context: dg.AssetExecutionContext, config: RankerModelConfig, w
 
         result = refit(weeks, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info)
     if not math.isfinite(ranker_map) or result.tiers is None:
-        raise dg.Failure(f"ranker for week {week} is not sound (validation MAP@12 {ranker_map}); no artefact written: "
-                         "the best validated baseline serves the week (fallback run)")
+        raise dg.Failure(
+            f"ranker for week {week} is not sound (validation MAP@12 {ranker_map}); no artefact written: "
+            "the best validated baseline serves the week (fallback run)"
+        )
     state = {**result.state(), "windows": dataclasses.asdict(windows), "week": week.isoformat()}
     uri, digest = store_artefact(context, artefact_store, "ranker", week, state)
-    decision = decide(result.validation_ap.rename({"customer_id": "query"}), weeks.baseline_ap, rule,
-                      validation_weeks=weeks.validation_weeks, ranker_artefact_hash=digest)
+    decision = decide(
+        result.validation_ap.rename({"customer_id": "query"}),
+        weeks.baseline_ap,
+        rule,
+        validation_weeks=weeks.validation_weeks,
+        ranker_artefact_hash=digest,
+    )
     write_record(artefact_store, ranker_decision_key(week), decision.state())
-    (context.log.info if decision.ranker_serves else context.log.warning)(f"week {shift_weeks(week, 1)}: {decision.summary()}")
-    comparison = pl.DataFrame({"recommender": [f"ranker ({result.config.objective})", *decision.baseline_map_at_12],
-                               "map_at_12": [ranker_map, *decision.baseline_map_at_12.values()]}).sort("map_at_12", descending=True)
+    (context.log.info if decision.ranker_serves else context.log.warning)(
+        f"week {shift_weeks(week, 1)}: {decision.summary()}"
+    )
+    comparison = pl.DataFrame(
+        {
+            "recommender": [f"ranker ({result.config.objective})", *decision.baseline_map_at_12],
+            "map_at_12": [ranker_map, *decision.baseline_map_at_12.values()],
+        }
+    ).sort("map_at_12", descending=True)
     best = decision.best_baseline
     metadata = {
-        "served_by": decision.served_by, "serving_reason": decision.reason,
-        "objective": result.config.objective, "map_at_12": ranker_map, "recall_at_12": result.validation["recall_at_12"],
-        "best_baseline": best, "best_baseline_map_at_12": decision.baseline_map_at_12[best],
-        "ratio_to_best_baseline": ranker_map / decision.baseline_map_at_12[best] if decision.baseline_map_at_12[best] else None,
+        "served_by": decision.served_by,
+        "serving_reason": decision.reason,
+        "objective": result.config.objective,
+        "map_at_12": ranker_map,
+        "recall_at_12": result.validation["recall_at_12"],
+        "best_baseline": best,
+        "best_baseline_map_at_12": decision.baseline_map_at_12[best],
+        "ratio_to_best_baseline": ranker_map / decision.baseline_map_at_12[best]
+        if decision.baseline_map_at_12[best]
+        else None,
         "paired_difference": decision.difference,
         "paired_difference_interval": dg.MetadataValue.json(list(decision.interval)),
         "map_at_12_by_objective": dg.MetadataValue.json(by_objective),
         "comparison": dg.MetadataValue.md(markdown_table(comparison)),
-        **{name: (dg.MetadataValue.json(value) if isinstance(value, list) else value) for name, value in weeks.figures().items()},
+        **{
+            name: (dg.MetadataValue.json(value) if isinstance(value, list) else value)
+            for name, value in weeks.figures().items()
+        },
         "refit_on_validation_weeks": "refit_training_rows" in result.validation,
         "best_iteration": result.validation["best_iteration"],
         "importances": dg.MetadataValue.md(markdown_table(result.importances, limit=20)),
         "importance_plot": _importance_plot(result.importances),
         "tiers": dg.MetadataValue.md(markdown_table(pl.DataFrame(list(result.tiers.summary)))),
-        "artefact": uri, "artefact_hash": digest, **figures,
+        "artefact": uri,
+        "artefact_hash": digest,
+        **figures,
     }
     yield dg.MaterializeResult(metadata=metadata)
     yield artefact_check(artefact_store, "ranker", week, digest, {"finite": True}, check_name="ranker_sound")
     yield dg.AssetCheckResult(
-        check_name="ranker_beats_best_baseline", passed=decision.ranker_serves, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"served_by": decision.served_by, "map_at_12": ranker_map, "best_baseline": best,
-                  "best_baseline_map_at_12": decision.baseline_map_at_12[best], "paired_difference": decision.difference,
-                  "interval": dg.MetadataValue.json(list(decision.interval)), "validation_buyers": decision.validation_buyers,
-                  "rule": rule.rule, "required_ratio": rule.required_ratio})
+        check_name="ranker_beats_best_baseline",
+        passed=decision.ranker_serves,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "served_by": decision.served_by,
+            "map_at_12": ranker_map,
+            "best_baseline": best,
+            "best_baseline_map_at_12": decision.baseline_map_at_12[best],
+            "paired_difference": decision.difference,
+            "interval": dg.MetadataValue.json(list(decision.interval)),
+            "validation_buyers": decision.validation_buyers,
+            "rule": rule.rule,
+            "required_ratio": rule.required_ratio,
+        },
+    )

@@ -5,7 +5,6 @@ Built at partition W from data up to W's Tuesday; the rows are *for* week W+1 (t
 baseline); the baselines stay as the ranker's bar, the evaluation's comparison and the top-up.
 """
 
-
 import collections
 import datetime as dt
 import io
@@ -15,21 +14,30 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import (
-    TARGET_WEEK_PARTITIONED, catalogue_tables, customer_chunks, customer_rows, detached, history, markdown_table, measured,
-    partition_rows_between, preview, tally,
+    TARGET_WEEK_PARTITIONED,
+    catalogue_tables,
+    customer_chunks,
+    customer_rows,
+    detached,
+    history,
+    markdown_table,
+    measured,
+    partition_rows_between,
+    preview,
+    tally,
 )
 from hm_recs.assets.models import ranker_decision_key, read_record, serving_key, write_record
 from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
 from hm_recs.core.metrics import K, evaluate
+from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.serving import ServingDecision, champion
 from hm_recs.core.staged import StagedTable
-from hm_recs.core.tiers import ListTiers
 from hm_recs.core.storage import content_digest
+from hm_recs.core.tiers import ListTiers
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import CHAMPION_PRIORITY, LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
 from hm_recs.partitions import PUBLISHED_BY, partition_week, weekly_partitions
-from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
 from hm_recs.resources import ArtefactStore, ExportStore, ServingPolicy, Warehouse
 
 
@@ -42,41 +50,67 @@ class BaselinesConfig(dg.Config):
     repurchase_half_life_days: float = BaselineConfig.repurchase_half_life_days
 
     def baseline(self) -> BaselineConfig:
-        return BaselineConfig(K, self.trending_weeks, self.trending_half_life_days, self.repurchase_weeks,
-                              self.repurchase_half_life_days)
+        return BaselineConfig(
+            K, self.trending_weeks, self.trending_half_life_days, self.repurchase_weeks, self.repurchase_half_life_days
+        )
 
 
-def recommendations_check(recs: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame, by: list[str]) -> tuple[bool, dict]:
+def recommendations_check(
+    recs: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame, by: list[str]
+) -> tuple[bool, dict]:
     """Every customer has exactly K distinct catalogue articles ranked 1..K (per `by` group)."""
     per_customer = recs.group_by(by + ["customer_id"]).agg(
-        pl.len().alias("n"), pl.col("article_id").n_unique().alias("distinct"),
-        (pl.col("rank").sort() == pl.int_range(1, pl.len() + 1)).all().alias("ranks_ok"))
+        pl.len().alias("n"),
+        pl.col("article_id").n_unique().alias("distinct"),
+        (pl.col("rank").sort() == pl.int_range(1, pl.len() + 1)).all().alias("ranks_ok"),
+    )
     groups = recs.select(by).unique().height if by else 1
     bad_lists = per_customer.filter((pl.col("n") != K) | (pl.col("distinct") != K) | ~pl.col("ranks_ok")).height
     missing = customers.height * groups - per_customer.height
     unknown_articles = recs.join(articles.select("article_id"), on="article_id", how="anti").height
-    figures = {"customers": customers.height, "customers_without_list": missing, "lists_not_12_distinct_ranked": bad_lists,
-               "rows_with_unknown_article": unknown_articles}
+    figures = {
+        "customers": customers.height,
+        "customers_without_list": missing,
+        "lists_not_12_distinct_ranked": bad_lists,
+        "rows_with_unknown_article": unknown_articles,
+    }
     return bad_lists == 0 and missing == 0 and unknown_articles == 0, figures
 
 
 def combined_checks(results: list[tuple[bool, dict]]) -> tuple[bool, dict]:
     """`recommendations_check` of customer chunks (disjoint customers) added up."""
-    return all(passed for passed, _ in results), {key: sum(figures[key] for _, figures in results) for key in results[0][1]}
+    return all(passed for passed, _ in results), {
+        key: sum(figures[key] for _, figures in results) for key in results[0][1]
+    }
 
 
 @dg.multi_asset(
     outs={
-        "baseline_recommendations": dg.AssetOut(metadata=TARGET_WEEK_PARTITIONED, kinds={"duckdb", "polars"},
-                                                description="Each baseline's 12 articles per customer for week W+1."),
-        "baseline_validation": dg.AssetOut(metadata=TARGET_WEEK_PARTITIONED, kinds={"duckdb"},
-                                           description="Each baseline rebuilt as of W-1 and scored on week W."),
+        "baseline_recommendations": dg.AssetOut(
+            metadata=TARGET_WEEK_PARTITIONED,
+            kinds={"duckdb", "polars"},
+            description="Each baseline's 12 articles per customer for week W+1.",
+        ),
+        "baseline_validation": dg.AssetOut(
+            metadata=TARGET_WEEK_PARTITIONED,
+            kinds={"duckdb"},
+            description="Each baseline rebuilt as of W-1 and scored on week W.",
+        ),
     },
-    partitions_def=weekly_partitions, group_name="recommend", deps=["transactions"], op_tags=CHAMPION_PRIORITY,
+    partitions_def=weekly_partitions,
+    group_name="recommend",
+    deps=["transactions"],
+    op_tags=CHAMPION_PRIORITY,
     check_specs=[dg.AssetCheckSpec("twelve_per_customer", asset="baseline_recommendations", blocking=True)],
 )
-def baseline_recommendations(context: dg.AssetExecutionContext, config: BaselinesConfig, warehouse: Warehouse,
-                             customers: pl.DataFrame, articles: pl.DataFrame, article_features: pl.DataFrame):
+def baseline_recommendations(
+    context: dg.AssetExecutionContext,
+    config: BaselinesConfig,
+    warehouse: Warehouse,
+    customers: pl.DataFrame,
+    articles: pl.DataFrame,
+    article_features: pl.DataFrame,
+):
     week = partition_week(context)
     target = shift_weeks(week, 1)
     cfg = config.baseline()
@@ -85,36 +119,75 @@ def baseline_recommendations(context: dg.AssetExecutionContext, config: Baseline
         previous = shift_weeks(week, -1)
         this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
         # validated on week W's buyers' lists (what MAP@12 scores; coverage and novelty of the lists they got)
-        validation_recs = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(week)), articles, previous,
-                                        cfg, wanted=this_week["customer_id"].unique())
+        validation_recs = recommend_all(
+            customers,
+            transactions.filter(pl.col("t_dat") < pl.lit(week)),
+            articles,
+            previous,
+            cfg,
+            wanted=this_week["customer_id"].unique(),
+        )
         stats = article_features.select("article_id", "n_sales", "mean_price")
-        validation = pl.DataFrame([
-            {"recommender": name, **evaluate(lists, this_week, stats, articles.height),
-             # the tiers each baseline's lists would get, were it to serve W+1 as the champion
-             "tiers": json.dumps(ListTiers.fit(lists, this_week).state()) if lists.height else None}
-            for name in BASELINES
-            for lists in [validation_recs.filter(pl.col("recommender") == name)]
-        ]).with_columns(pl.lit(week).alias("validated_on"), pl.lit(target).alias("week"),
-                        pl.lit(this_week["customer_id"].n_unique(), dtype=pl.Int64).alias("buyers"))
+        validation = pl.DataFrame(
+            [
+                {
+                    "recommender": name,
+                    **evaluate(lists, this_week, stats, articles.height),
+                    # the tiers each baseline's lists would get, were it to serve W+1 as the champion
+                    "tiers": json.dumps(ListTiers.fit(lists, this_week).state()) if lists.height else None,
+                }
+                for name in BASELINES
+                for lists in [validation_recs.filter(pl.col("recommender") == name)]
+            ]
+        ).with_columns(
+            pl.lit(week).alias("validated_on"),
+            pl.lit(target).alias("week"),
+            pl.lit(this_week["customer_id"].n_unique(), dtype=pl.Int64).alias("buyers"),
+        )
         recs, checks = StagedTable("baseline_recommendations"), []
         for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's lists
-            lists = recommend_all(customers, transactions, articles, week, cfg, wanted=chunk).with_columns(pl.lit(target).alias("week"))
-            checks.append(recommendations_check(lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())),
-                                                articles, by=["recommender"]))
+            lists = recommend_all(customers, transactions, articles, week, cfg, wanted=chunk).with_columns(
+                pl.lit(target).alias("week")
+            )
+            checks.append(
+                recommendations_check(
+                    lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())), articles, by=["recommender"]
+                )
+            )
             recs.append(lists)
         if not checks:  # no customers: the table keeps its schema
-            recs.append(recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week")))
+            recs.append(
+                recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week"))
+            )
     for row in validation.iter_rows(named=True):
-        context.log.info(f"validation on week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}")
-    yield dg.Output(recs, output_name="baseline_recommendations",
-                    metadata={"rows": recs.rows, "preview": preview(recs.scan().head(5).collect()), **figures})
-    yield dg.Output(validation, output_name="baseline_validation",
-                    metadata={"validation": dg.MetadataValue.md(
-                        "\n".join(f"- {r['recommender']}: MAP@12 {r['map_at_12']:.4f}" for r in validation.iter_rows(named=True)))})
-    passed, check_figures = combined_checks(checks) if checks else recommendations_check(
-        recs.scan().collect(), customers, articles, by=["recommender"])
-    yield dg.AssetCheckResult(check_name="twelve_per_customer", asset_key="baseline_recommendations", passed=passed,
-                              metadata=check_figures)
+        context.log.info(
+            f"validation on week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f}"
+            f" recall@12={row['recall_at_12']:.4f}"
+        )
+    yield dg.Output(
+        recs,
+        output_name="baseline_recommendations",
+        metadata={"rows": recs.rows, "preview": preview(recs.scan().head(5).collect()), **figures},
+    )
+    yield dg.Output(
+        validation,
+        output_name="baseline_validation",
+        metadata={
+            "validation": dg.MetadataValue.md(
+                "\n".join(
+                    f"- {r['recommender']}: MAP@12 {r['map_at_12']:.4f}" for r in validation.iter_rows(named=True)
+                )
+            )
+        },
+    )
+    passed, check_figures = (
+        combined_checks(checks)
+        if checks
+        else recommendations_check(recs.scan().collect(), customers, articles, by=["recommender"])
+    )
+    yield dg.AssetCheckResult(
+        check_name="twelve_per_customer", asset_key="baseline_recommendations", passed=passed, metadata=check_figures
+    )
 
 
 class RecommendationsConfig(dg.Config):
@@ -131,20 +204,34 @@ class RecommendationsConfig(dg.Config):
 def champion_decision(warehouse: Warehouse, week: dt.date, rule, reason: str) -> ServingDecision:
     """The best baseline on the stored validation of the latest weeks (pooled as the ranker's gate pools them)
     serves week W+1 because of `reason`; a clear failure naming the week when no baseline was validated."""
-    validation = partition_rows_between(warehouse, "baseline_validation", week, rule.max_validation_weeks,
-                                        "recommender, validated_on, map_at_12, buyers")
+    validation = partition_rows_between(
+        warehouse,
+        "baseline_validation",
+        week,
+        rule.max_validation_weeks,
+        "recommender, validated_on, map_at_12, buyers",
+    )
     chosen = champion(validation, week, rule) if validation.height and "buyers" in validation.columns else None
     if chosen is None:
-        raise dg.Failure(f"week {shift_weeks(week, 1)} has no recommender that can serve it: {reason}, and no baseline "
-                         f"was validated on buyers of the weeks up to {week} (baseline_validation is empty there); "
-                         "the last published week stays in place")
+        raise dg.Failure(
+            f"week {shift_weeks(week, 1)} has no recommender that can serve it: {reason}, and no baseline "
+            f"was validated on buyers of the weeks up to {week} (baseline_validation is empty there); "
+            "the last published week stays in place"
+        )
     name, maps, weeks, buyers = chosen
-    return ServingDecision(served_by=name, reason=reason, best_baseline=name, baseline_map_at_12=maps,
-                           validation_weeks=tuple(str(w) for w in weeks), validation_buyers=buyers)
+    return ServingDecision(
+        served_by=name,
+        reason=reason,
+        best_baseline=name,
+        baseline_map_at_12=maps,
+        validation_weeks=tuple(str(w) for w in weeks),
+        validation_buyers=buyers,
+    )
 
 
-def planned_server(config: RecommendationsConfig, warehouse: Warehouse, artefact_store: ArtefactStore, week: dt.date,
-                   rule) -> ServingDecision:
+def planned_server(
+    config: RecommendationsConfig, warehouse: Warehouse, artefact_store: ArtefactStore, week: dt.date, rule
+) -> ServingDecision:
     """Who should serve week W+1 before anything is loaded: the fallback run's champion, else the ranker's gate
     decision (a stored ranker decision, which names the baseline that beat the ranker when it lost)."""
     if config.serve == "champion":
@@ -153,17 +240,22 @@ def planned_server(config: RecommendationsConfig, warehouse: Warehouse, artefact
         raise dg.Failure(f"recommendations: serve must be 'auto' or 'champion', not {config.serve!r}")
     record = read_record(artefact_store, ranker_decision_key(week))
     if record is None:
-        return champion_decision(warehouse, week, rule, f"no ranker decision stored for week {week} (ranker_model not built)")
+        return champion_decision(
+            warehouse, week, rule, f"no ranker decision stored for week {week} (ranker_model not built)"
+        )
     return ServingDecision.load(record)
 
 
 def champion_tiers(warehouse: Warehouse, week: dt.date, name: str, rule) -> ListTiers | None:
     """The relevance tiers of baseline `name`'s lists, fitted on its latest validation week (baseline_validation)."""
-    rows = partition_rows_between(warehouse, "baseline_validation", week, rule.max_validation_weeks,
-                                  "recommender, validated_on, tiers")
+    rows = partition_rows_between(
+        warehouse, "baseline_validation", week, rule.max_validation_weeks, "recommender, validated_on, tiers"
+    )
     if not rows.height or "tiers" not in rows.columns:
         return None
-    fitted = rows.filter((pl.col("recommender") == name) & pl.col("tiers").is_not_null()).sort("validated_on", descending=True)
+    fitted = rows.filter((pl.col("recommender") == name) & pl.col("tiers").is_not_null()).sort(
+        "validated_on", descending=True
+    )
     return ListTiers.load(json.loads(fitted["tiers"][0])) if fitted.height else None
 
 
@@ -171,8 +263,11 @@ class BrokenRanker(Exception):
     """The ranker chosen to serve cannot: its artefact is missing, changed since its gate, or scores non-finite."""
 
 
-def ranker_lists(serving, warehouse: Warehouse, week: dt.date, chunk: pl.Series, config: RecommendationsConfig) -> tuple[pl.DataFrame, int, int]:
-    """The ranker's top 12 of one chunk's serving candidates, topped up with trending; candidate rows scored, rows ranked."""
+def ranker_lists(
+    serving, warehouse: Warehouse, week: dt.date, chunk: pl.Series, config: RecommendationsConfig
+) -> tuple[pl.DataFrame, int, int]:
+    """The ranker's top 12 of one chunk's serving candidates, topped up with trending; returns the lists, the
+    candidate rows scored and the rows ranked."""
     from hm_recs.assets.ranking import serving_set
 
     candidates = serving_set(warehouse, week, chunk)
@@ -182,28 +277,66 @@ def ranker_lists(serving, warehouse: Warehouse, week: dt.date, chunk: pl.Series,
     own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
     lists = (
         serving.top_up.complete(own, serving.customers, wanted=chunk)
-        .join(ranked.select("customer_id", "article_id", "relevance_tier"), on=["customer_id", "article_id"],
-              how="left", maintain_order="left")
+        .join(
+            ranked.select("customer_id", "article_id", "relevance_tier"),
+            on=["customer_id", "article_id"],
+            how="left",
+            maintain_order="left",
+        )
         .with_columns(pl.col("relevance_tier").fill_null(TIERS[-1]))
     )
     return lists, candidates.height, ranked.height
 
 
-def champion_lists(warehouse: Warehouse, target: dt.date, name: str, tiers: ListTiers | None, chunk: pl.Series) -> pl.DataFrame:
+def champion_lists(
+    warehouse: Warehouse, target: dt.date, name: str, tiers: ListTiers | None, chunk: pl.Series
+) -> pl.DataFrame:
     """Baseline `name`'s stored lists for week W+1 of one chunk, with the tiers fitted on its validation week."""
-    lists = customer_rows(warehouse, "baseline_recommendations", target, chunk, "customer_id, rank, article_id, score, source",
-                          "and recommender = ?", [name]).sort("customer_id", "rank")
+    lists = customer_rows(
+        warehouse,
+        "baseline_recommendations",
+        target,
+        chunk,
+        "customer_id, rank, article_id, score, source",
+        "and recommender = ?",
+        [name],
+    ).sort("customer_id", "rank")
     tier = tiers.assign(lists) if tiers is not None and lists.height else pl.repeat(TIERS[1], lists.height, eager=True)
     return lists.with_columns(tier.alias("relevance_tier"))
 
 
-@dg.asset(op_tags={**LARGE_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG}, partitions_def=weekly_partitions, group_name="recommend", kinds={"duckdb", "polars", "lightgbm"},
-          metadata=TARGET_WEEK_PARTITIONED, freshness_policy=PUBLISHED_BY,
-          deps=["ranker_model", "candidates", "baseline_recommendations", "baseline_validation", "transactions", "customers", "articles"],
-          check_specs=[dg.AssetCheckSpec("twelve_distinct_catalogue_articles", asset="recommendations", blocking=True,
-                                         description="every customer exactly 12 distinct catalogue articles, ranks 1..12")])
-def recommendations(context: dg.AssetExecutionContext, config: RecommendationsConfig, warehouse: Warehouse,
-                    artefact_store: ArtefactStore, serving_policy: ServingPolicy):
+@dg.asset(
+    op_tags={**LARGE_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG},
+    partitions_def=weekly_partitions,
+    group_name="recommend",
+    kinds={"duckdb", "polars", "lightgbm"},
+    metadata=TARGET_WEEK_PARTITIONED,
+    freshness_policy=PUBLISHED_BY,
+    deps=[
+        "ranker_model",
+        "candidates",
+        "baseline_recommendations",
+        "baseline_validation",
+        "transactions",
+        "customers",
+        "articles",
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "twelve_distinct_catalogue_articles",
+            asset="recommendations",
+            blocking=True,
+            description="every customer exactly 12 distinct catalogue articles, ranks 1..12",
+        )
+    ],
+)
+def recommendations(
+    context: dg.AssetExecutionContext,
+    config: RecommendationsConfig,
+    warehouse: Warehouse,
+    artefact_store: ArtefactStore,
+    serving_policy: ServingPolicy,
+):
     """The published table for week W+1 (contract in the README), from the recommender chosen to serve the week:
     the ranker when it passed its gate (week W's ranker orders each customer's serving candidates, features as
     of W, the best 12 kept, short lists topped up with trending), else the champion: the baseline that beat it on
@@ -226,24 +359,46 @@ def recommendations(context: dg.AssetExecutionContext, config: RecommendationsCo
         recs, passed, figures, summary = built
     if not passed:
         recs.discard()
-        raise dg.Failure(f"recommendations for week {target} ({decision.summary()}) break the contract: {figures}; "
-                         "the last good week stays published")
+        raise dg.Failure(
+            f"recommendations for week {target} ({decision.summary()}) break the contract: {figures}; "
+            "the last good week stays published"
+        )
     (context.log.info if decision.ranker_serves else context.log.warning)(
-        f"publishing week {target}, {decision.summary()}: {recs.rows:,} rows")
-    write_record(artefact_store, serving_key(week), {**decision.state(), "week": str(target), "built_from_week": str(week)})
-    yield dg.Output(recs, metadata={
-        "served_by": decision.served_by, "serving_reason": decision.reason, "serving": decision.summary(),
-        "ranker_served": int(decision.ranker_serves),  # numeric: the UI plots it across the weeks
-        "validation_buyers": decision.validation_buyers,
-        "validation_map_at_12": dg.MetadataValue.json({**({"ranker": decision.ranker_map_at_12}
-                                                          if decision.ranker_map_at_12 is not None else {}),
-                                                       **decision.baseline_map_at_12}),
-        "rows": recs.rows, **summary, **stage})
+        f"publishing week {target}, {decision.summary()}: {recs.rows:,} rows"
+    )
+    write_record(
+        artefact_store, serving_key(week), {**decision.state(), "week": str(target), "built_from_week": str(week)}
+    )
+    yield dg.Output(
+        recs,
+        metadata={
+            "served_by": decision.served_by,
+            "serving_reason": decision.reason,
+            "serving": decision.summary(),
+            "ranker_served": int(decision.ranker_serves),  # numeric: the UI plots it across the weeks
+            "validation_buyers": decision.validation_buyers,
+            "validation_map_at_12": dg.MetadataValue.json(
+                {
+                    **({"ranker": decision.ranker_map_at_12} if decision.ranker_map_at_12 is not None else {}),
+                    **decision.baseline_map_at_12,
+                }
+            ),
+            "rows": recs.rows,
+            **summary,
+            **stage,
+        },
+    )
     yield dg.AssetCheckResult(passed=passed, metadata=figures)
 
 
-def publish_from_ranker(context, config: RecommendationsConfig, warehouse: Warehouse, artefact_store: ArtefactStore,
-                        week: dt.date, decision: ServingDecision):
+def publish_from_ranker(
+    context,
+    config: RecommendationsConfig,
+    warehouse: Warehouse,
+    artefact_store: ArtefactStore,
+    week: dt.date,
+    decision: ServingDecision,
+):
     """The ranker's lists, staged chunk by chunk: (staged table, contract passed, contract figures, metadata)."""
     from hm_recs.assets.ranking import ServingRanker
 
@@ -252,8 +407,10 @@ def publish_from_ranker(context, config: RecommendationsConfig, warehouse: Wareh
     except dg.Failure as exc:
         raise BrokenRanker(str(exc)) from exc
     if decision.ranker_artefact_hash and serving.digest != decision.ranker_artefact_hash:
-        raise BrokenRanker(f"week {week}'s ranker artefact changed since its gate ({serving.digest[:19]}... stored, "
-                           f"{decision.ranker_artefact_hash[:19]}... judged)")
+        raise BrokenRanker(
+            f"week {week}'s ranker artefact changed since its gate ({serving.digest[:19]}... stored, "
+            f"{decision.ranker_artefact_hash[:19]}... judged)"
+        )
     counts = {"scored": 0, "ranked": 0}
 
     def lists_of(chunk: pl.Series) -> pl.DataFrame:
@@ -262,44 +419,74 @@ def publish_from_ranker(context, config: RecommendationsConfig, warehouse: Wareh
         counts["ranked"] += ranked
         return lists
 
-    recs, passed, figures, tallies = stage_lists(context, serving.customers, serving.articles, lists_of, week,
-                                                 config.chunk_customers, "ranker")
+    recs, passed, figures, tallies = stage_lists(
+        context, serving.customers, serving.articles, lists_of, week, config.chunk_customers, "ranker"
+    )
     if not passed:
         recs.discard()
         raise BrokenRanker(f"the ranker's lists break the contract: {figures}")
-    summary = {"ranker_artefact_hash": serving.digest, "ranker_objective": serving.ranker.config.objective,
-               "ranker_validation_map_at_12": serving.ranker.validation["map_at_12"], "scored_rows": counts["scored"],
-               "topped_up_rows": recs.rows - counts["ranked"],
-               "tiers": dg.MetadataValue.md(markdown_table(pl.DataFrame(list(serving.ranker.tiers.summary)))) if serving.ranker.tiers else "",
-               **tallies}
+    summary = {
+        "ranker_artefact_hash": serving.digest,
+        "ranker_objective": serving.ranker.config.objective,
+        "ranker_validation_map_at_12": serving.ranker.validation["map_at_12"],
+        "scored_rows": counts["scored"],
+        "topped_up_rows": recs.rows - counts["ranked"],
+        "tiers": (
+            dg.MetadataValue.md(markdown_table(pl.DataFrame(list(serving.ranker.tiers.summary))))
+            if serving.ranker.tiers
+            else ""
+        ),
+        **tallies,
+    }
     return recs, passed, figures, summary
 
 
-def publish_from_champion(context, config: RecommendationsConfig, warehouse: Warehouse, week: dt.date,
-                          decision: ServingDecision, rule):
+def publish_from_champion(
+    context, config: RecommendationsConfig, warehouse: Warehouse, week: dt.date, decision: ServingDecision, rule
+):
     """The champion baseline's stored lists for W+1 with its tiers: (staged table, passed, figures, metadata)."""
     customers, articles, _ = catalogue_tables(warehouse, week, 1)
     tiers = champion_tiers(warehouse, week, decision.served_by, rule)
     if tiers is None:
         context.log.warning(f"no validated tiers for {decision.served_by}: every row is {TIERS[1]}")
     recs, passed, figures, tallies = stage_lists(
-        context, customers, articles, lambda chunk: champion_lists(warehouse, shift_weeks(week, 1), decision.served_by, tiers, chunk),
-        week, config.chunk_customers, decision.served_by)
+        context,
+        customers,
+        articles,
+        lambda chunk: champion_lists(warehouse, shift_weeks(week, 1), decision.served_by, tiers, chunk),
+        week,
+        config.chunk_customers,
+        decision.served_by,
+    )
     summary = {"tiers": dg.MetadataValue.md(markdown_table(tiers.summary())) if tiers else "", **tallies}
     return recs, passed, figures, summary
 
 
-def stage_lists(context, customers: pl.DataFrame, articles: pl.DataFrame, lists_of, week: dt.date, chunk_customers: int,
-                served_by: str):
+def stage_lists(
+    context,
+    customers: pl.DataFrame,
+    articles: pl.DataFrame,
+    lists_of,
+    week: dt.date,
+    chunk_customers: int,
+    served_by: str,
+):
     """Every customer's list for W+1 from `lists_of(chunk)`, checked and staged one chunk of customers at a time:
     (staged table, contract passed, contract figures, metadata tallies)."""
     target = shift_weeks(week, 1)
     recs, checks, first = StagedTable("recommendations"), [], None
     tiers, sources = collections.Counter(), collections.Counter()
     for chunk in customer_chunks(customers["customer_id"], chunk_customers):  # memory: one chunk's candidates
-        lists = lists_of(chunk).with_columns(pl.lit(target).alias("week"), pl.lit(served_by).alias("served_by")).select(RECOMMENDATION_COLUMNS)
-        checks.append(recommendations_check(lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())),
-                                            articles, by=[]))
+        lists = (
+            lists_of(chunk)
+            .with_columns(pl.lit(target).alias("week"), pl.lit(served_by).alias("served_by"))
+            .select(RECOMMENDATION_COLUMNS)
+        )
+        checks.append(
+            recommendations_check(
+                lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())), articles, by=[]
+            )
+        )
         tiers += tally(lists, "relevance_tier")
         sources += tally(lists, "source")
         first = detached(lists.head(2 * K)) if first is None else first
@@ -308,27 +495,54 @@ def stage_lists(context, customers: pl.DataFrame, articles: pl.DataFrame, lists_
     if not checks:
         raise dg.Failure(f"no customers in week {week}'s validated customers table: nothing to recommend")
     passed, figures = combined_checks(checks)
-    return recs, passed, figures, {
-        "customers": customers.height, "relevance_tiers": dg.MetadataValue.json(dict(sorted(tiers.items()))),
-        "sources": dg.MetadataValue.json(dict(sources.most_common(15))), "preview": preview(first, 12)}
+    return (
+        recs,
+        passed,
+        figures,
+        {
+            "customers": customers.height,
+            "relevance_tiers": dg.MetadataValue.json(dict(sorted(tiers.items()))),
+            "sources": dg.MetadataValue.json(dict(sources.most_common(15))),
+            "preview": preview(first, 12),
+        },
+    )
 
 
 def model_versions(artefact_store: ArtefactStore, week: dt.date) -> dict[str, str]:
     """sha256 of every model artefact stored for week W (what produced the week's lists), by model name."""
     location = artefact_store.location()
     try:
-        names = sorted(n for n in location.names() if n.startswith("models/") and f"/week={week.isoformat()}/model." in n)
+        names = sorted(
+            n for n in location.names() if n.startswith("models/") and f"/week={week.isoformat()}/model." in n
+        )
     except FileNotFoundError:
         return {}
     return {name.split("/")[1]: content_digest(location.read_bytes(name)) for name in names}
 
 
-@dg.asset(op_tags=LARGE_MEMORY_TAG, partitions_def=weekly_partitions, group_name="recommend", kinds={"parquet", "csv", "s3"},
-          check_specs=[dg.AssetCheckSpec("published_complete", asset="recommendations_export", blocking=True,
-                                         description="the published files read back through LATEST/CURRENT match the "
-                                                     "manifest's checksums; one Kaggle line per customer")])
-def recommendations_export(context: dg.AssetExecutionContext, exports: ExportStore, artefact_store: ArtefactStore,
-                           recommendations: pl.DataFrame) -> dg.MaterializeResult:
+@dg.asset(
+    op_tags=LARGE_MEMORY_TAG,
+    partitions_def=weekly_partitions,
+    group_name="recommend",
+    kinds={"parquet", "csv", "s3"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "published_complete",
+            asset="recommendations_export",
+            blocking=True,
+            description=(
+                "the published files read back through LATEST/CURRENT match the "
+                "manifest's checksums; one Kaggle line per customer"
+            ),
+        )
+    ],
+)
+def recommendations_export(
+    context: dg.AssetExecutionContext,
+    exports: ExportStore,
+    artefact_store: ArtefactStore,
+    recommendations: pl.DataFrame,
+) -> dg.MaterializeResult:
     """The week's files for CRM jobs (layout and visibility rules in `core/publishing.py`): the contract table as
     Parquet, the Kaggle `customer_id,prediction` CSV and a manifest (rows, checksums, model versions), written to a
     run folder of their own; `_SUCCESS`, then the week's CURRENT and the LATEST pointer make them visible."""
@@ -337,26 +551,48 @@ def recommendations_export(context: dg.AssetExecutionContext, exports: ExportSto
     served_by = recommendations["served_by"][0]
     location = exports.location()
     with measured(context, "recommendations_export") as stage:
-        kaggle = (recommendations.sort("customer_id", "rank").group_by("customer_id", maintain_order=True)
-                  .agg(pl.col("article_id").str.join(" ").alias("prediction")))
+        kaggle = (
+            recommendations.sort("customer_id", "rank")
+            .group_by("customer_id", maintain_order=True)
+            .agg(pl.col("article_id").str.join(" ").alias("prediction"))
+        )
         parquet = io.BytesIO()
         recommendations.sort("customer_id", "rank").write_parquet(parquet)
         manifest = publish_week(
-            location, target, context.run_id,
+            location,
+            target,
+            context.run_id,
             {"recommendations.parquet": parquet.getvalue(), "recommendations.csv": kaggle.write_csv().encode()},
-            {"rows": recommendations.height, "customers": kaggle.height, "built_from_week": week.isoformat(),
-             "columns": list(recommendations.columns), "models": model_versions(artefact_store, week),
-             "served_by": served_by, "serving": read_record(artefact_store, serving_key(week))},
-            keep_weeks=exports.keep_weeks)
+            {
+                "rows": recommendations.height,
+                "customers": kaggle.height,
+                "built_from_week": week.isoformat(),
+                "columns": list(recommendations.columns),
+                "models": model_versions(artefact_store, week),
+                "served_by": served_by,
+                "serving": read_record(artefact_store, serving_key(week)),
+            },
+            keep_weeks=exports.keep_weeks,
+        )
         pointer = published_run(location, target)
         read_manifest, files = read_published(location, pointer)  # what a reader gets, checksums verified
         lines = pl.read_csv(io.BytesIO(files["recommendations.csv"])).height
     latest = latest_published(location)
     return dg.MaterializeResult(
-        metadata={"served_by": served_by, "published": location.describe(pointer), "latest": location.describe(latest[1]) if latest else "",
-                  "customers": lines, "manifest": dg.MetadataValue.json(manifest), "preview": preview(kaggle, 3), **stage},
-        check_results=[dg.AssetCheckResult(
-            check_name="published_complete",
-            passed=bool(read_manifest == manifest and lines == recommendations["customer_id"].n_unique()),
-            metadata={"lines": lines, "run_folder": pointer})],
+        metadata={
+            "served_by": served_by,
+            "published": location.describe(pointer),
+            "latest": location.describe(latest[1]) if latest else "",
+            "customers": lines,
+            "manifest": dg.MetadataValue.json(manifest),
+            "preview": preview(kaggle, 3),
+            **stage,
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="published_complete",
+                passed=bool(read_manifest == manifest and lines == recommendations["customer_id"].n_unique()),
+                metadata={"lines": lines, "run_folder": pointer},
+            )
+        ],
     )

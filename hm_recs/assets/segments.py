@@ -51,11 +51,23 @@ def overlap_heatmap(matrix: pl.DataFrame) -> dg.MetadataValue:
     return value
 
 
-@dg.asset(op_tags=TWO_TOWER_PRIORITY, partitions_def=weekly_partitions, group_name="segments", kinds={"duckdb", "polars"}, metadata=PARTITIONED,
-          deps=["transactions", "customers", "articles"],
-          check_specs=[dg.AssetCheckSpec("one_primary_segment", asset="customer_segments", blocking=True,
-                                         description="every customer exactly one known primary segment; no behaviour "
-                                                     "segment under the minimum size; cold start = customers without purchases")])
+@dg.asset(
+    op_tags=TWO_TOWER_PRIORITY,
+    partitions_def=weekly_partitions,
+    group_name="segments",
+    kinds={"duckdb", "polars"},
+    metadata=PARTITIONED,
+    deps=["transactions", "customers", "articles"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "one_primary_segment",
+            asset="customer_segments",
+            blocking=True,
+            description="every customer exactly one known primary segment; no behaviour "
+            "segment under the minimum size; cold start = customers without purchases",
+        )
+    ],
+)
 def customer_segments(context: dg.AssetExecutionContext, config: SegmentsConfig, warehouse: Warehouse):
     """Bestseller followers, index loyalists, discount hunters, seasonal shoppers, default and cold start."""
     week = partition_week(context)
@@ -65,21 +77,44 @@ def customer_segments(context: dg.AssetExecutionContext, config: SegmentsConfig,
         indices = segment_indices(customers, transactions, articles, week, segment_config)
         cutoffs = thresholds(indices, segment_config)
         assignment = assign_segments(indices, cutoffs, segment_config)
-    table = assignment.join(indices.drop("n_purchases"), on="customer_id", how="left").with_columns(pl.lit(week).alias("week"))
+    table = assignment.join(indices.drop("n_purchases"), on="customer_id", how="left").with_columns(
+        pl.lit(week).alias("week")
+    )
     sizes = segment_sizes(assignment)
     matrix = overlaps(assignment)
-    yield dg.Output(table, metadata={
-        "rows": table.height, "sizes": dg.MetadataValue.md(markdown_table(sizes)),
-        "thresholds": dg.MetadataValue.json({k: (None if v == float("inf") else round(v, 4)) for k, v in cutoffs.items()}),
-        "priority": ", ".join(segment_config.priority), "overlaps": overlap_heatmap(matrix),
-        **{f"size/{r[0]}": int(r[1]) for r in sizes.select(sizes.columns[:2]).iter_rows()},
-        "preview": preview(table), **figures})
+    yield dg.Output(
+        table,
+        metadata={
+            "rows": table.height,
+            "sizes": dg.MetadataValue.md(markdown_table(sizes)),
+            "thresholds": dg.MetadataValue.json(
+                {k: (None if v == float("inf") else round(v, 4)) for k, v in cutoffs.items()}
+            ),
+            "priority": ", ".join(segment_config.priority),
+            "overlaps": overlap_heatmap(matrix),
+            **{f"size/{r[0]}": int(r[1]) for r in sizes.select(sizes.columns[:2]).iter_rows()},
+            "preview": preview(table),
+            **figures,
+        },
+    )
     per_segment = dict(assignment.group_by("segment").len().iter_rows())
-    too_small = {s: n for s, n in per_segment.items() if s in BEHAVIOUR_SEGMENTS and n < segment_config.min_segment_size}
+    too_small = {
+        s: n for s, n in per_segment.items() if s in BEHAVIOUR_SEGMENTS and n < segment_config.min_segment_size
+    }
     cold = int((assignment["n_purchases"] == 0).sum())
     yield dg.AssetCheckResult(
-        passed=bool(assignment.height == customers.height and assignment["customer_id"].n_unique() == customers.height
-                    and set(per_segment) <= set(SEGMENTS) and not too_small and per_segment.get(COLD_START, 0) == cold),
-        metadata={"customers": customers.height, "assigned": assignment.height, "segments": dg.MetadataValue.json(per_segment),
-                  "under_minimum": dg.MetadataValue.json(too_small),
-                  "folded_or_empty": dg.MetadataValue.json([s for s in BEHAVIOUR_SEGMENTS if s not in per_segment])})
+        passed=bool(
+            assignment.height == customers.height
+            and assignment["customer_id"].n_unique() == customers.height
+            and set(per_segment) <= set(SEGMENTS)
+            and not too_small
+            and per_segment.get(COLD_START, 0) == cold
+        ),
+        metadata={
+            "customers": customers.height,
+            "assigned": assignment.height,
+            "segments": dg.MetadataValue.json(per_segment),
+            "under_minimum": dg.MetadataValue.json(too_small),
+            "folded_or_empty": dg.MetadataValue.json([s for s in BEHAVIOUR_SEGMENTS if s not in per_segment]),
+        },
+    )

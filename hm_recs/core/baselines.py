@@ -18,7 +18,13 @@ from hm_recs.core.features import UNKNOWN_AGE_GROUP, age_group, history_until
 from hm_recs.core.weeks import shift_weeks, week_end
 
 BASELINES = ("popularity", "trending", "repurchase")
-RECS_SCHEMA = {"customer_id": pl.String, "rank": pl.Int16, "article_id": pl.String, "score": pl.Float64, "source": pl.String}
+RECS_SCHEMA = {
+    "customer_id": pl.String,
+    "rank": pl.Int16,
+    "article_id": pl.String,
+    "score": pl.Float64,
+    "source": pl.String,
+}
 
 
 @dataclass(frozen=True)
@@ -71,20 +77,30 @@ def _complete(
     own: customer_id, article_id, score, source. group_lists: group, article_id, score, source.
     customers: customer_id, group.
     """
-    parts = [own.select("customer_id", "article_id", "score", "source").with_columns(pl.lit(0).alias("priority"),
-                                                                                     (-pl.col("score")).alias("order"))]
+    parts = [
+        own.select("customer_id", "article_id", "score", "source").with_columns(
+            pl.lit(0).alias("priority"), (-pl.col("score")).alias("order")
+        )
+    ]
     if group_lists is not None:
         grouped = customers.join(group_lists, on="group", how="inner")
-        parts.append(grouped.select("customer_id", "article_id", "score", "source").with_columns(
-            pl.lit(1).alias("priority"), (-pl.col("score")).alias("order")))
+        parts.append(
+            grouped.select("customer_id", "article_id", "score", "source").with_columns(
+                pl.lit(1).alias("priority"), (-pl.col("score")).alias("order")
+            )
+        )
     need = customers.select("customer_id")
-    parts.append(need.join(fallback.select("article_id", "score", "source", pl.col("order").cast(pl.Float64)), how="cross")
-                 .with_columns(pl.lit(2).alias("priority")).select("customer_id", "article_id", "score", "source", "priority", "order"))
+    parts.append(
+        need.join(fallback.select("article_id", "score", "source", pl.col("order").cast(pl.Float64)), how="cross")
+        .with_columns(pl.lit(2).alias("priority"))
+        .select("customer_id", "article_id", "score", "source", "priority", "order")
+    )
     return (
         pl.concat(parts, how="vertical_relaxed")
         .sort("customer_id", "priority", "order", "article_id")
         .unique(subset=["customer_id", "article_id"], keep="first", maintain_order=True)
-        .group_by("customer_id", maintain_order=True).head(k)
+        .group_by("customer_id", maintain_order=True)
+        .head(k)
         .with_columns(pl.int_range(1, pl.len() + 1).over("customer_id").cast(pl.Int16).alias("rank"))
         .select(list(RECS_SCHEMA))
         .cast(RECS_SCHEMA)
@@ -96,7 +112,8 @@ def global_trending(history: pl.DataFrame, week: dt.date, cfg: BaselineConfig) -
     return (
         history.filter(pl.col("t_dat") >= pl.lit(start))
         .with_columns(_decay(week_end(week), cfg.trending_half_life_days).alias("w"))
-        .group_by("article_id").agg(pl.col("w").sum().alias("score"))
+        .group_by("article_id")
+        .agg(pl.col("w").sum().alias("score"))
     )
 
 
@@ -105,7 +122,9 @@ def _only(customers: pl.DataFrame, wanted: pl.Series | None) -> pl.DataFrame:
     return customers if wanted is None else customers.filter(pl.col("customer_id").is_in(wanted.implode()))
 
 
-def popularity(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
+def popularity(
+    customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
+) -> pl.DataFrame:
     """The k best sellers of the last week, the same for everyone."""
     history = history_until(history, week)
     last_week = history.filter(pl.col("t_dat") >= pl.lit(week))
@@ -125,23 +144,37 @@ def trending_lists(history: pl.DataFrame, customers: pl.DataFrame, week: dt.date
     per_group = (
         history.filter(pl.col("t_dat") >= pl.lit(start))
         .join(_age_groups(customers), on="customer_id", how="left")
-        .with_columns(pl.col("group").fill_null(UNKNOWN_AGE_GROUP), _decay(week_end(week), cfg.trending_half_life_days).alias("w"))
-        .group_by("group", "article_id").agg(pl.col("w").sum().alias("score"))
+        .with_columns(
+            pl.col("group").fill_null(UNKNOWN_AGE_GROUP), _decay(week_end(week), cfg.trending_half_life_days).alias("w")
+        )
+        .group_by("group", "article_id")
+        .agg(pl.col("w").sum().alias("score"))
         .filter(pl.col("group") != UNKNOWN_AGE_GROUP)
     )
     return _top(per_group, 2 * cfg.k, by=["group"]).with_columns(pl.lit("trending").alias("source"))
 
 
-def trending(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
+def trending(
+    customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
+) -> pl.DataFrame:
     """Each customer gets their age group's trending articles (unknown age: global trending)."""
     history = history_until(history, week)
     groups = _age_groups(_only(customers, wanted))
-    empty_own = pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "source": pl.String})
-    return _complete(empty_own, groups, trending_lists(history, customers, week, cfg),
-                     fallback_ranking(history, articles, week, cfg), cfg.k)
+    empty_own = pl.DataFrame(
+        schema={"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "source": pl.String}
+    )
+    return _complete(
+        empty_own,
+        groups,
+        trending_lists(history, customers, week, cfg),
+        fallback_ranking(history, articles, week, cfg),
+        cfg.k,
+    )
 
 
-def repurchase(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
+def repurchase(
+    customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
+) -> pl.DataFrame:
     """The customer's own recent articles (recency-weighted), topped up with their age group's trending."""
     history = history_until(history, week)
     start = shift_weeks(week, -(cfg.repurchase_weeks - 1))
@@ -149,7 +182,8 @@ def repurchase(customers, history, articles, week, cfg: BaselineConfig = Baselin
         history.filter(pl.col("t_dat") >= pl.lit(start))
         .join(_only(customers, wanted).select("customer_id"), on="customer_id", how="semi")
         .with_columns(_decay(week_end(week), cfg.repurchase_half_life_days).alias("w"))
-        .group_by("customer_id", "article_id").agg(pl.col("w").sum().alias("score"))
+        .group_by("customer_id", "article_id")
+        .agg(pl.col("w").sum().alias("score"))
         .with_columns(pl.lit("repurchase").alias("source"))
     )
     return top_up(own, customers, history, articles, week, cfg, wanted)
@@ -161,12 +195,18 @@ class TopUpLists:
     fallback ranking. A stage that tops up many customer chunks builds it once and needs no history after."""
 
     group_lists: pl.DataFrame  # group, article_id, score, source (`trending_lists`)
-    fallback: pl.DataFrame     # article_id, score, tier, source, order (`fallback_ranking`)
+    fallback: pl.DataFrame  # article_id, score, tier, source, order (`fallback_ranking`)
     k: int
 
     @classmethod
-    def build(cls, customers: pl.DataFrame, history: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
-              cfg: BaselineConfig = BaselineConfig()) -> TopUpLists:
+    def build(
+        cls,
+        customers: pl.DataFrame,
+        history: pl.DataFrame,
+        articles: pl.DataFrame,
+        week: dt.date,
+        cfg: BaselineConfig = BaselineConfig(),
+    ) -> TopUpLists:
         history = history_until(history, week)
         return cls(trending_lists(history, customers, week, cfg), fallback_ranking(history, articles, week, cfg), cfg.k)
 
@@ -177,8 +217,15 @@ class TopUpLists:
         return _complete(own, _age_groups(_only(customers, wanted)), self.group_lists, self.fallback, self.k)
 
 
-def top_up(own: pl.DataFrame, customers: pl.DataFrame, history: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
-           cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None) -> pl.DataFrame:
+def top_up(
+    own: pl.DataFrame,
+    customers: pl.DataFrame,
+    history: pl.DataFrame,
+    articles: pl.DataFrame,
+    week: dt.date,
+    cfg: BaselineConfig = BaselineConfig(),
+    wanted: pl.Series | None = None,
+) -> pl.DataFrame:
     """`TopUpLists.complete` with the lists built from `history` as of `week`: how the repurchase baseline
     completes its lists."""
     return TopUpLists.build(customers, history, articles, week, cfg).complete(own, customers, wanted)
@@ -187,10 +234,13 @@ def top_up(own: pl.DataFrame, customers: pl.DataFrame, history: pl.DataFrame, ar
 RECOMMENDERS = {"popularity": popularity, "trending": trending, "repurchase": repurchase}
 
 
-def recommend_all(customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(),
-                  wanted: pl.Series | None = None) -> pl.DataFrame:
+def recommend_all(
+    customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
+) -> pl.DataFrame:
     """Every baseline's recommendations, stacked with a `recommender` column."""
-    return pl.concat([
-        fn(customers, history, articles, week, cfg, wanted).with_columns(pl.lit(name).alias("recommender"))
-        for name, fn in RECOMMENDERS.items()
-    ]).select("recommender", *RECS_SCHEMA)
+    return pl.concat(
+        [
+            fn(customers, history, articles, week, cfg, wanted).with_columns(pl.lit(name).alias("recommender"))
+            for name, fn in RECOMMENDERS.items()
+        ]
+    ).select("recommender", *RECS_SCHEMA)

@@ -53,7 +53,15 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from hm_recs.core.baselines import BaselineConfig, _age_groups, _decay, _top, fallback_ranking, global_trending, trending_lists
+from hm_recs.core.baselines import (
+    BaselineConfig,
+    _age_groups,
+    _decay,
+    _top,
+    fallback_ranking,
+    global_trending,
+    trending_lists,
+)
 from hm_recs.core.features import UNKNOWN_AGE_GROUP, history_until
 from hm_recs.core.weeks import shift_weeks, week_end
 
@@ -97,22 +105,35 @@ class CandidateConfig:
 
     def baseline(self, k: int) -> BaselineConfig:
         """The baseline recommenders' config with this config's windows, lists of 2k articles."""
-        return BaselineConfig(k=k, trending_weeks=self.trending_weeks, trending_half_life_days=self.trending_half_life_days,
-                              repurchase_weeks=self.repurchase_weeks, repurchase_half_life_days=self.repurchase_half_life_days)
+        return BaselineConfig(
+            k=k,
+            trending_weeks=self.trending_weeks,
+            trending_half_life_days=self.trending_half_life_days,
+            repurchase_weeks=self.repurchase_weeks,
+            repurchase_half_life_days=self.repurchase_half_life_days,
+        )
 
     def validate(self) -> None:
         limits = {s: self.limit(s) for s in SOURCES if s != FALLBACK}
         if any(n < 0 for n in limits.values()):
             raise ValueError(f"per-source limits must be >= 0, got {limits}")
         if not 1 <= self.min_per_customer <= self.max_per_customer:
-            raise ValueError(f"need 1 <= min_per_customer ({self.min_per_customer}) "
-                             f"<= max_per_customer ({self.max_per_customer})")
+            raise ValueError(
+                f"need 1 <= min_per_customer ({self.min_per_customer}) <= max_per_customer ({self.max_per_customer})"
+            )
 
 
 def candidate_columns() -> list[str]:
     """The output columns of `customer_candidates`, in order."""
-    return ["customer_id", "article_id", "sources", "n_sources", *[f"from_{s}" for s in SOURCES],
-            *[f"{s}_score" for s in SOURCES], *[f"{s}_rank" for s in SOURCES]]
+    return [
+        "customer_id",
+        "article_id",
+        "sources",
+        "n_sources",
+        *[f"from_{s}" for s in SOURCES],
+        *[f"{s}_score" for s in SOURCES],
+        *[f"{s}_rank" for s in SOURCES],
+    ]
 
 
 @dataclass(frozen=True)
@@ -122,13 +143,13 @@ class CandidatePools:
 
     week: dt.date
     config: CandidateConfig
-    article_ids: pl.Series     # a -> article_id
-    recent: pl.DataFrame       # customer_id, a, weight: recency-weighted own purchases (repurchase window)
-    age_groups: pl.DataFrame   # customer_id, group
-    trending: pl.DataFrame     # group, a, score, rank (group UNKNOWN_AGE_GROUP: global trending)
-    partners: pl.DataFrame     # a, partner, strength
-    products: pl.DataFrame     # a, product_code, sales (recent rows, for same_product)
-    fallback: pl.DataFrame     # a, score, rank
+    article_ids: pl.Series  # a -> article_id
+    recent: pl.DataFrame  # customer_id, a, weight: recency-weighted own purchases (repurchase window)
+    age_groups: pl.DataFrame  # customer_id, group
+    trending: pl.DataFrame  # group, a, score, rank (group UNKNOWN_AGE_GROUP: global trending)
+    partners: pl.DataFrame  # a, partner, strength
+    products: pl.DataFrame  # a, product_code, sales (recent rows, for same_product)
+    fallback: pl.DataFrame  # a, score, rank
 
 
 _FIXED_POINT = float(1 << 40)
@@ -146,13 +167,13 @@ def _ranked(scored: pl.DataFrame, n: int, by: str) -> pl.DataFrame:
     others = [c for c in scored.columns if c != by]
     best = (
         scored.with_columns(pl.col("score").cast(SCORE_TYPE).alias("_key"))
-        .group_by(by).agg(pl.col(others).top_k_by(["_key", "a"], n, reverse=[False, True]))
+        .group_by(by)
+        .agg(pl.col(others).top_k_by(["_key", "a"], n, reverse=[False, True]))
         .explode(others)
         .drop_nulls("a")
     )
-    return (
-        best.sort([by, pl.col("score").cast(SCORE_TYPE), "a"], descending=[False, True, False])
-        .with_columns((pl.int_range(pl.len()).over(by) + 1).alias("rank"))
+    return best.sort([by, pl.col("score").cast(SCORE_TYPE), "a"], descending=[False, True, False]).with_columns(
+        (pl.int_range(pl.len()).over(by) + 1).alias("rank")
     )
 
 
@@ -161,7 +182,8 @@ def _partners(history: pl.DataFrame, week: dt.date, config: CandidateConfig) -> 
     start = shift_weeks(week, -(config.copurchase_weeks - 1))
     lines = (
         history.filter(pl.col("t_dat") >= pl.lit(start))
-        .select("customer_id", "t_dat", "a").unique()
+        .select("customer_id", "t_dat", "a")
+        .unique()
         .with_columns(pl.len().over("customer_id", "t_dat").alias("_size"))
     )
     baskets_with = lines.group_by("a").agg(pl.len().alias("n_a"))
@@ -169,7 +191,8 @@ def _partners(history: pl.DataFrame, week: dt.date, config: CandidateConfig) -> 
     pairs = (
         mates.join(mates.rename({"a": "partner"}), on=["customer_id", "t_dat"])
         .filter(pl.col("a") != pl.col("partner"))
-        .group_by("a", "partner").agg(pl.len().alias("n_ab"))
+        .group_by("a", "partner")
+        .agg(pl.len().alias("n_ab"))
         .filter(pl.col("n_ab") >= config.copurchase_min_baskets)
         .join(baskets_with, on="a")
         .with_columns((pl.col("n_ab") / pl.col("n_a")).alias("strength"))
@@ -209,14 +232,18 @@ def candidate_pools(
     recent = (
         indexed.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(config.repurchase_weeks - 1))))
         .with_columns(_decay(cutoff, config.repurchase_half_life_days).alias("weight"))
-        .group_by("customer_id", "a").agg(fixed_sum(pl.col("weight")).alias("weight"))
+        .group_by("customer_id", "a")
+        .agg(fixed_sum(pl.col("weight")).alias("weight"))
     )
     n_trending = max(config.trending, 1)
     baseline = config.baseline(k=-(-n_trending // 2))  # trending_lists keeps 2k per group
     by_group = trending_lists(history, customers, week, baseline).select("group", "article_id", "score")
-    overall = _top(global_trending(history, week, baseline), n_trending).with_columns(pl.lit(UNKNOWN_AGE_GROUP).alias("group"))
-    trending = _ranked(_article_index(article_ids, pl.concat([by_group, overall.select(by_group.columns)])),
-                       config.trending, "group")
+    overall = _top(global_trending(history, week, baseline), n_trending).with_columns(
+        pl.lit(UNKNOWN_AGE_GROUP).alias("group")
+    )
+    trending = _ranked(
+        _article_index(article_ids, pl.concat([by_group, overall.select(by_group.columns)])), config.trending, "group"
+    )
     sales_start = shift_weeks(week, -(config.same_product_sales_weeks - 1))
     sales = indexed.filter(pl.col("t_dat") >= pl.lit(sales_start)).group_by("a").agg(pl.len().alias("sales"))
     catalogue = articles.select("article_id", "product_code").unique("article_id", keep="first", maintain_order=True)
@@ -225,11 +252,22 @@ def candidate_pools(
         .join(sales, on="a", how="left")
         .with_columns(pl.col("sales").fill_null(0).cast(pl.Float64))
     )
-    fallback = _article_index(article_ids, fallback_ranking(history, articles, week, config.baseline(k=config.min_per_customer))
-                              .select("article_id", "score", (pl.col("order") + 1).alias("rank")))
+    fallback = _article_index(
+        article_ids,
+        fallback_ranking(history, articles, week, config.baseline(k=config.min_per_customer)).select(
+            "article_id", "score", (pl.col("order") + 1).alias("rank")
+        ),
+    )
     return CandidatePools(
-        week=week, config=config, article_ids=article_ids, recent=recent, age_groups=_age_groups(customers),
-        trending=trending, partners=_partners(indexed, week, config), products=products, fallback=fallback,
+        week=week,
+        config=config,
+        article_ids=article_ids,
+        recent=recent,
+        age_groups=_age_groups(customers),
+        trending=trending,
+        partners=_partners(indexed, week, config),
+        products=products,
+        fallback=fallback,
     )
 
 
@@ -250,21 +288,29 @@ def _pair(customer: str = "c", article: str = "a") -> pl.Expr:
 
 
 def _unpair() -> list[pl.Expr]:
-    return [(pl.col("k") // _PAIR_BASE).cast(pl.UInt32).alias("c"), (pl.col("k") % _PAIR_BASE).cast(pl.UInt32).alias("a")]
+    return [
+        (pl.col("k") // _PAIR_BASE).cast(pl.UInt32).alias("c"),
+        (pl.col("k") % _PAIR_BASE).cast(pl.UInt32).alias("a"),
+    ]
 
 
-def _source_frames(pools: CandidatePools, ids: pl.DataFrame, models: dict[str, pl.DataFrame | None]) -> dict[str, pl.DataFrame]:
+def _source_frames(
+    pools: CandidatePools, ids: pl.DataFrame, models: dict[str, pl.DataFrame | None]
+) -> dict[str, pl.DataFrame]:
     """Per source (fallback excepted): k (the pair key), <source>_score, <source>_rank for the customers `ids`."""
     cfg = pools.config
     seeds = pools.recent.join(ids, on="customer_id").select("c", "a", "weight", _pair())
     frames = {"repurchase": _ranked(seeds.rename({"weight": "score"}), cfg.repurchase, "c")}
 
-    groups = ids.join(pools.age_groups, on="customer_id", how="left").with_columns(pl.col("group").fill_null(UNKNOWN_AGE_GROUP))
+    groups = ids.join(pools.age_groups, on="customer_id", how="left").with_columns(
+        pl.col("group").fill_null(UNKNOWN_AGE_GROUP)
+    )
     frames["trending"] = groups.join(pools.trending, on="group")
 
     copurchase = (
         seeds.join(pools.partners, on="a")
-        .group_by(_pair("c", "partner")).agg(fixed_sum(pl.col("weight") * pl.col("strength")).alias("score"))
+        .group_by(_pair("c", "partner"))
+        .agg(fixed_sum(pl.col("weight") * pl.col("strength")).alias("score"))
         .join(seeds.select("k"), on="k", how="anti")
         .with_columns(_unpair())
     )
@@ -287,8 +333,14 @@ def _source_frames(pools: CandidatePools, ids: pl.DataFrame, models: dict[str, p
             .sort("c", "rank", "a")
             .unique(["c", "a"], keep="first", maintain_order=True)
         )
-    return {s: f.select(_pair(), pl.col("score").cast(SCORE_TYPE).alias(f"{s}_score"),
-                        pl.col("rank").cast(RANK_TYPE).alias(f"{s}_rank")) for s, f in frames.items()}
+    return {
+        s: f.select(
+            _pair(),
+            pl.col("score").cast(SCORE_TYPE).alias(f"{s}_score"),
+            pl.col("rank").cast(RANK_TYPE).alias(f"{s}_rank"),
+        )
+        for s, f in frames.items()
+    }
 
 
 _SOURCE_BITS = {s: 1 << i for i, s in enumerate(SOURCES)}
@@ -300,14 +352,22 @@ def _widen(frames: dict[str, pl.DataFrame]) -> pl.DataFrame:
     wide = None
     for frame in frames.values():
         wide = frame if wide is None else wide.join(frame, on="k", how="full", coalesce=True)
-    wide = wide.with_columns(pl.lit(None, dtype=t).alias(f"{s}_{k}") for s in SOURCES if s not in frames
-                             for k, t in (("score", SCORE_TYPE), ("rank", RANK_TYPE)))
-    mask = pl.sum_horizontal([pl.col(f"{s}_rank").is_not_null().cast(pl.Int32) * bit for s, bit in _SOURCE_BITS.items()])
+    wide = wide.with_columns(
+        pl.lit(None, dtype=t).alias(f"{s}_{k}")
+        for s in SOURCES
+        if s not in frames
+        for k, t in (("score", SCORE_TYPE), ("rank", RANK_TYPE))
+    )
+    mask = pl.sum_horizontal(
+        [pl.col(f"{s}_rank").is_not_null().cast(pl.Int32) * bit for s, bit in _SOURCE_BITS.items()]
+    )
     return wide.with_columns(
         *_unpair(),
         *[pl.col(f"{s}_rank").is_not_null().alias(f"from_{s}") for s in SOURCES],
         mask.replace_strict(_SOURCES_NAMES, return_dtype=pl.String).alias("sources"),
-        pl.sum_horizontal([pl.col(f"{s}_rank").is_not_null().cast(pl.Int8) for s in SOURCES]).cast(pl.Int8).alias("n_sources"),
+        pl.sum_horizontal([pl.col(f"{s}_rank").is_not_null().cast(pl.Int8) for s in SOURCES])
+        .cast(pl.Int8)
+        .alias("n_sources"),
         pl.min_horizontal([pl.col(f"{s}_rank") for s in SOURCES]).alias("_best_rank"),
     )
 
@@ -333,7 +393,9 @@ def customer_candidates(
         .sort(["c", "_best_rank", "n_sources", "a"], descending=[False, False, True, False])
         .filter(pl.int_range(pl.len()).over("c") < cfg.max_per_customer)
     )
-    counts = ids.join(union.group_by("c").agg(pl.len().alias("_n")), on="c", how="left").with_columns(pl.col("_n").fill_null(0))
+    counts = ids.join(union.group_by("c").agg(pl.len().alias("_n")), on="c", how="left").with_columns(
+        pl.col("_n").fill_null(0)
+    )
     short = counts.filter(pl.col("_n") < cfg.min_per_customer)
     if short.height:
         topup = (
@@ -342,13 +404,21 @@ def customer_candidates(
             .join(union.select("k"), on="k", how="anti")
             .sort("c", "rank")
             .filter(pl.int_range(pl.len()).over("c") < cfg.min_per_customer - pl.col("_n"))
-            .select("k", pl.col("score").cast(SCORE_TYPE).alias(f"{FALLBACK}_score"),
-                    pl.col("rank").cast(RANK_TYPE).alias(f"{FALLBACK}_rank"))
+            .select(
+                "k",
+                pl.col("score").cast(SCORE_TYPE).alias(f"{FALLBACK}_score"),
+                pl.col("rank").cast(RANK_TYPE).alias(f"{FALLBACK}_rank"),
+            )
         )
         # The fallback rows go after the customer's own rows.
-        union = pl.concat([union.with_columns(pl.lit(0, dtype=pl.Int8).alias("_tier")),
-                           _widen({FALLBACK: topup}).with_columns(pl.lit(1, dtype=pl.Int8).alias("_tier")).select(
-                               *union.columns, "_tier")]).sort("c", "_tier", maintain_order=True)
+        union = pl.concat(
+            [
+                union.with_columns(pl.lit(0, dtype=pl.Int8).alias("_tier")),
+                _widen({FALLBACK: topup})
+                .with_columns(pl.lit(1, dtype=pl.Int8).alias("_tier"))
+                .select(*union.columns, "_tier"),
+            ]
+        ).sort("c", "_tier", maintain_order=True)
     return _decode(union, ids, pools.article_ids)
 
 
@@ -372,7 +442,9 @@ def build_candidates(
 ) -> pl.DataFrame:
     """`candidate_pools` then `customer_candidates` in one call (default: every customer of `customers`)."""
     pools = candidate_pools(customers, transactions, articles, week, config)
-    return customer_candidates(pools, customers["customer_id"] if customer_ids is None else customer_ids, two_tower, sequence)
+    return customer_candidates(
+        pools, customers["customer_id"] if customer_ids is None else customer_ids, two_tower, sequence
+    )
 
 
 def candidate_recall(candidates: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
@@ -389,33 +461,63 @@ def candidate_recall(candidates: pl.DataFrame, purchases: pl.DataFrame) -> pl.Da
     customers = candidates.select("customer_id").unique()
     in_set = bought.join(customers, on="customer_id", how="semi")
     flags = [f"from_{s}" for s in SOURCES]
-    hit = in_set.join(candidates.select("customer_id", "article_id", *flags), on=["customer_id", "article_id"], how="inner")
+    hit = in_set.join(
+        candidates.select("customer_id", "article_id", *flags), on=["customer_id", "article_id"], how="inner"
+    )
     n_customers = max(customers.height, 1)
     rows = [(UNION, candidates.height / n_customers, hit.height)]
     rows += [(s, float(candidates[f"from_{s}"].sum()) / n_customers, int(hit[f"from_{s}"].sum())) for s in SOURCES]
-    return _with_recall(pl.DataFrame(
-        [(s, per, h, in_set.height, bought.height, customers.height) for s, per, h in rows],
-        schema={"source": pl.String, "candidates_per_customer": pl.Float64, "hits": pl.Int64, "bought_pairs": pl.Int64,
-                "bought_pairs_all": pl.Int64, "customers": pl.Int64},
-        orient="row",
-    ))
+    return _with_recall(
+        pl.DataFrame(
+            [(s, per, h, in_set.height, bought.height, customers.height) for s, per, h in rows],
+            schema={
+                "source": pl.String,
+                "candidates_per_customer": pl.Float64,
+                "hits": pl.Int64,
+                "bought_pairs": pl.Int64,
+                "bought_pairs_all": pl.Int64,
+                "customers": pl.Int64,
+            },
+            orient="row",
+        )
+    )
 
 
 def _with_recall(counts: pl.DataFrame) -> pl.DataFrame:
     def share(hits: str, pairs: str) -> pl.Expr:
         return pl.when(pl.col(pairs) > 0).then(pl.col(hits) / pl.col(pairs)).otherwise(float("nan"))
 
-    return counts.with_columns(share("hits", "bought_pairs").alias("recall"), share("hits", "bought_pairs_all").alias("recall_all_buyers")).select(
-        "source", "candidates_per_customer", "hits", "bought_pairs", "recall", "bought_pairs_all", "recall_all_buyers", "customers")
+    return counts.with_columns(
+        share("hits", "bought_pairs").alias("recall"), share("hits", "bought_pairs_all").alias("recall_all_buyers")
+    ).select(
+        "source",
+        "candidates_per_customer",
+        "hits",
+        "bought_pairs",
+        "recall",
+        "bought_pairs_all",
+        "recall_all_buyers",
+        "customers",
+    )
 
 
 def combined_recall(parts: list[pl.DataFrame]) -> pl.DataFrame:
     """`candidate_recall` of customer chunks (disjoint customers, each with its own purchases) combined into the
     figures of all of them at once."""
     if not parts:
-        return candidate_recall(pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String,
-                                                     **{f"from_{s}": pl.Boolean for s in SOURCES}}),
-                                pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String}))
-    return _with_recall(pl.concat(parts).group_by("source", maintain_order=True).agg(
-        ((pl.col("candidates_per_customer") * pl.col("customers")).sum() / pl.col("customers").sum().clip(1)).alias("candidates_per_customer"),
-        pl.col("hits", "bought_pairs", "bought_pairs_all", "customers").sum()))
+        return candidate_recall(
+            pl.DataFrame(
+                schema={"customer_id": pl.String, "article_id": pl.String, **{f"from_{s}": pl.Boolean for s in SOURCES}}
+            ),
+            pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String}),
+        )
+    return _with_recall(
+        pl.concat(parts)
+        .group_by("source", maintain_order=True)
+        .agg(
+            ((pl.col("candidates_per_customer") * pl.col("customers")).sum() / pl.col("customers").sum().clip(1)).alias(
+                "candidates_per_customer"
+            ),
+            pl.col("hits", "bought_pairs", "bought_pairs_all", "customers").sum(),
+        )
+    )

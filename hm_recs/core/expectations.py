@@ -66,16 +66,20 @@ def run_suite(table: str, frame: pl.DataFrame, ctx: RuleContext, *, examples: in
         column = config.kwargs.get("column")
         type_name = "".join(part.capitalize() for part in config.type.split("_"))
         res = r.result or {}
-        outcomes.append(ExpectationOutcome(
-            rule=by_config.get((type_name, column), "?"),
-            expectation=config.type,
-            column=column,
-            success=bool(r.success),
-            element_count=res.get("element_count"),
-            unexpected_count=res.get("unexpected_count"),
-            unexpected_percent=None if res.get("unexpected_percent") is None else round(float(res["unexpected_percent"]), 4),
-            examples=[str(x)[:80] for x in (res.get("partial_unexpected_list") or [])][:examples],
-        ))
+        outcomes.append(
+            ExpectationOutcome(
+                rule=by_config.get((type_name, column), "?"),
+                expectation=config.type,
+                column=column,
+                success=bool(r.success),
+                element_count=res.get("element_count"),
+                unexpected_count=res.get("unexpected_count"),
+                unexpected_percent=None
+                if res.get("unexpected_percent") is None
+                else round(float(res["unexpected_percent"]), 4),
+                examples=[str(x)[:80] for x in (res.get("partial_unexpected_list") or [])][:examples],
+            )
+        )
     return outcomes
 
 

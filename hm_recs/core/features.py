@@ -10,10 +10,27 @@ import polars as pl
 from hm_recs.core.schema import INDEX_GROUP_SHARES
 from hm_recs.core.weeks import shift_weeks, week_end
 
-AGE_GROUPS: tuple[tuple[int, int, str], ...] = ((16, 24, "16-24"), (25, 34, "25-34"), (35, 49, "35-49"), (50, 200, "50+"))
+AGE_GROUPS: tuple[tuple[int, int, str], ...] = (
+    (16, 24, "16-24"),
+    (25, 34, "25-34"),
+    (35, 49, "35-49"),
+    (50, 200, "50+"),
+)
 UNKNOWN_AGE_GROUP = "unknown"
-SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-           6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
+SEASONS = {
+    12: "winter",
+    1: "winter",
+    2: "winter",
+    3: "spring",
+    4: "spring",
+    5: "spring",
+    6: "summer",
+    7: "summer",
+    8: "summer",
+    9: "autumn",
+    10: "autumn",
+    11: "autumn",
+}
 ONLINE_CHANNEL = 2
 
 
@@ -41,9 +58,11 @@ def history_until(transactions: pl.DataFrame, week: dt.date) -> pl.DataFrame:
 def _favourite(purchases: pl.DataFrame, key: str, column: str, alias: str) -> pl.DataFrame:
     """Most frequent `column` per `key` (ties broken by name, so it is deterministic)."""
     return (
-        purchases.group_by(key, column).agg(pl.len().alias("_n"))
+        purchases.group_by(key, column)
+        .agg(pl.len().alias("_n"))
         .sort([key, "_n", column], descending=[False, True, False])
-        .group_by(key, maintain_order=True).first()
+        .group_by(key, maintain_order=True)
+        .first()
         .select(key, pl.col(column).alias(alias))
     )
 
@@ -59,7 +78,8 @@ def customer_features(
     cutoff = week_end(week)
     history = history_until(transactions, week).join(
         articles.select("article_id", "colour_group_name", "garment_group_name", "index_group_name"),
-        on="article_id", how="left",
+        on="article_id",
+        how="left",
     )
     recent_start = shift_weeks(week, -(config.recent_weeks - 1))
     aggregates = history.group_by("customer_id").agg(
@@ -68,15 +88,21 @@ def customer_features(
         (pl.lit(cutoff) - pl.col("t_dat").max()).dt.total_days().alias("days_since_last_purchase"),
         pl.col("price").mean().alias("mean_price"),
         (pl.col("sales_channel_id") == ONLINE_CHANNEL).mean().alias("online_share"),
-        *[pl.col("index_group_name").fill_null("").str.contains(pattern).mean().alias(name)
-          for name, pattern in INDEX_GROUP_SHARES.items()],
+        *[
+            pl.col("index_group_name").fill_null("").str.contains(pattern).mean().alias(name)
+            for name, pattern in INDEX_GROUP_SHARES.items()
+        ],
     )
     features = (
         customers.select("customer_id", "age")
         .with_columns(age_group(pl.col("age")).alias("age_group"))
         .join(aggregates, on="customer_id", how="left")
         .join(_favourite(history, "customer_id", "colour_group_name", "favourite_colour"), on="customer_id", how="left")
-        .join(_favourite(history, "customer_id", "garment_group_name", "favourite_garment_group"), on="customer_id", how="left")
+        .join(
+            _favourite(history, "customer_id", "garment_group_name", "favourite_garment_group"),
+            on="customer_id",
+            how="left",
+        )
         .with_columns(
             pl.col("n_purchases", "n_purchases_recent").fill_null(0).cast(pl.Int64),
             pl.col("online_share", *INDEX_GROUP_SHARES).fill_null(0.0),
@@ -86,10 +112,26 @@ def customer_features(
 
 
 CUSTOMER_FEATURE_COLUMNS = [
-    "customer_id", "age", "age_group", "n_purchases", "n_purchases_recent", "days_since_last_purchase",
-    "mean_price", "online_share", *INDEX_GROUP_SHARES, "favourite_colour", "favourite_garment_group",
+    "customer_id",
+    "age",
+    "age_group",
+    "n_purchases",
+    "n_purchases_recent",
+    "days_since_last_purchase",
+    "mean_price",
+    "online_share",
+    *INDEX_GROUP_SHARES,
+    "favourite_colour",
+    "favourite_garment_group",
 ]
-CUSTOMER_FEATURES_NOT_NULL = ["customer_id", "age_group", "n_purchases", "n_purchases_recent", "online_share", *INDEX_GROUP_SHARES]
+CUSTOMER_FEATURES_NOT_NULL = [
+    "customer_id",
+    "age_group",
+    "n_purchases",
+    "n_purchases_recent",
+    "online_share",
+    *INDEX_GROUP_SHARES,
+]
 
 
 def article_features(
@@ -115,15 +157,20 @@ def article_features(
         pl.col("t_dat").min().alias("first_sale"),
     )
     # Age-group preference: the group whose share of the article's buyers most exceeds its share overall.
-    group_share = with_age.group_by("age_group").agg(pl.len().alias("_g")).with_columns(
-        (pl.col("_g") / pl.col("_g").sum()).alias("_overall"))
+    group_share = (
+        with_age.group_by("age_group")
+        .agg(pl.len().alias("_g"))
+        .with_columns((pl.col("_g") / pl.col("_g").sum()).alias("_overall"))
+    )
     preference = (
-        with_age.group_by("article_id", "age_group").agg(pl.len().alias("_n"))
+        with_age.group_by("article_id", "age_group")
+        .agg(pl.len().alias("_n"))
         .with_columns((pl.col("_n") / pl.col("_n").sum().over("article_id")).alias("_share"))
         .join(group_share, on="age_group")
         .with_columns((pl.col("_share") / pl.col("_overall")).alias("_lift"))
         .sort(["article_id", "_lift", "age_group"], descending=[False, True, False])
-        .group_by("article_id", maintain_order=True).first()
+        .group_by("article_id", maintain_order=True)
+        .first()
         .select("article_id", pl.col("age_group").alias("preferred_age_group"))
     )
     features = (
@@ -141,7 +188,24 @@ def article_features(
 
 
 ARTICLE_FEATURE_COLUMNS = [
-    "article_id", "n_sales", "sales_last_week", "sales_previous_week", "trend", "popularity_rank",
-    "mean_price", "online_share", "seasonal_share", "preferred_age_group", "first_sale", "days_on_sale",
+    "article_id",
+    "n_sales",
+    "sales_last_week",
+    "sales_previous_week",
+    "trend",
+    "popularity_rank",
+    "mean_price",
+    "online_share",
+    "seasonal_share",
+    "preferred_age_group",
+    "first_sale",
+    "days_on_sale",
 ]
-ARTICLE_FEATURES_NOT_NULL = ["article_id", "n_sales", "sales_last_week", "sales_previous_week", "trend", "popularity_rank"]
+ARTICLE_FEATURES_NOT_NULL = [
+    "article_id",
+    "n_sales",
+    "sales_last_week",
+    "sales_previous_week",
+    "trend",
+    "popularity_rank",
+]

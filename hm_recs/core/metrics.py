@@ -51,10 +51,14 @@ def average_precision(recommendations: pl.DataFrame, purchases: pl.DataFrame, k:
         .agg((pl.col("hits_so_far") / pl.col("position")).sum().alias("sum_precision"))
     )
     return truth_sizes.join(ap, on="customer_id", how="left", maintain_order="left").select(
-        "customer_id", (pl.col("sum_precision").fill_null(0.0) / pl.min_horizontal(pl.col("n_bought"), pl.lit(k))).alias("ap"))
+        "customer_id",
+        (pl.col("sum_precision").fill_null(0.0) / pl.min_horizontal(pl.col("n_bought"), pl.lit(k))).alias("ap"),
+    )
 
 
-def paired_bootstrap(differences, samples: int = 1000, level: float = 0.90, seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(
+    differences, samples: int = 1000, level: float = 0.90, seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of per-customer paired `differences` (one recommender's AP minus another's on the same buyers) and
     its percentile bootstrap interval at `level` (customers resampled with replacement, `samples` times, seeded).
     Resamples are drawn 100 at a time, so memory is 100 x customers whatever `samples` is."""
@@ -124,8 +128,9 @@ def evaluate(
 
 def mean_popularity(recommendations: pl.DataFrame, article_purchase_counts: pl.DataFrame) -> float:
     """Mean past sales (`n_sales`) of the recommended articles (never sold: 0): how mainstream the lists are."""
-    joined = recommendations.select("article_id").join(article_purchase_counts.select("article_id", "n_sales"),
-                                                       on="article_id", how="left")
+    joined = recommendations.select("article_id").join(
+        article_purchase_counts.select("article_id", "n_sales"), on="article_id", how="left"
+    )
     return float(joined["n_sales"].fill_null(0).cast(pl.Float64).mean()) if joined.height else float("nan")
 
 
@@ -138,27 +143,38 @@ def personalisation(recommendations: pl.DataFrame) -> float:
     if n < 2:
         return float("nan")
     size = lists.height / n
-    shared = lists.group_by("article_id").len().select((pl.col("len").cast(pl.Float64) * (pl.col("len") - 1)).sum()).item()
+    shared = (
+        lists.group_by("article_id").len().select((pl.col("len").cast(pl.Float64) * (pl.col("len") - 1)).sum()).item()
+    )
     return 1.0 - float(shared) / (n * (n - 1) * size)
 
 
 BEYOND_ACCURACY = ("customers", "mean_popularity", "mean_price", "coverage", "personalisation")
 
 
-def beyond_accuracy(recommendations: pl.DataFrame, segments: pl.DataFrame, article_stats: pl.DataFrame,
-                    catalogue_size: int) -> pl.DataFrame:
+def beyond_accuracy(
+    recommendations: pl.DataFrame, segments: pl.DataFrame, article_stats: pl.DataFrame, catalogue_size: int
+) -> pl.DataFrame:
     """Per customer segment (and `all`): customers, mean popularity and mean price of the recommended
     articles, catalogue coverage and personalisation, the figures the Heinz et al. study compared besides
     accuracy. segments: customer_id, segment; article_stats: article_id, n_sales, mean_price."""
-    with_segment = recommendations.join(segments.select("customer_id", "segment"), on="customer_id", how="left").with_columns(
-        pl.col("segment").fill_null("unknown"))
-    groups = [("all", with_segment)] + [(name, group) for (name,), group in
-                                        with_segment.group_by("segment", maintain_order=True)]
-    rows = [{"segment": name, "customers": group["customer_id"].n_unique(),
-             "mean_popularity": mean_popularity(group, article_stats),
-             "mean_price": mean_price(group, article_stats.select("article_id", "mean_price")),
-             "coverage": catalogue_coverage(group, catalogue_size), "personalisation": personalisation(group)}
-            for name, group in groups]
+    with_segment = recommendations.join(
+        segments.select("customer_id", "segment"), on="customer_id", how="left"
+    ).with_columns(pl.col("segment").fill_null("unknown"))
+    groups = [("all", with_segment)] + [
+        (name, group) for (name,), group in with_segment.group_by("segment", maintain_order=True)
+    ]
+    rows = [
+        {
+            "segment": name,
+            "customers": group["customer_id"].n_unique(),
+            "mean_popularity": mean_popularity(group, article_stats),
+            "mean_price": mean_price(group, article_stats.select("article_id", "mean_price")),
+            "coverage": catalogue_coverage(group, catalogue_size),
+            "personalisation": personalisation(group),
+        }
+        for name, group in groups
+    ]
     return pl.DataFrame(rows).sort(pl.col("segment") != "all", "segment")
 
 
@@ -178,27 +194,35 @@ def purchase_ranks(ranked: pl.DataFrame, purchases: pl.DataFrame, popularity_ord
         pairs.join(ranked.select("customer_id", "article_id", "rank"), on=["customer_id", "article_id"], how="left")
         .join(depth, on="customer_id", how="left")
         .join(popularity_order.select("article_id", "popularity"), on="article_id", how="left")
-        .select(pl.coalesce(pl.col("rank").cast(pl.Int64),
-                            pl.col("_depth").fill_null(0).cast(pl.Int64) + pl.col("popularity").fill_null(last).cast(pl.Int64))
-                .alias("rank"))
+        .select(
+            pl.coalesce(
+                pl.col("rank").cast(pl.Int64),
+                pl.col("_depth").fill_null(0).cast(pl.Int64) + pl.col("popularity").fill_null(last).cast(pl.Int64),
+            ).alias("rank")
+        )
         .to_series()
     )
 
 
-def rank_coverage(ranks: pl.Series, catalogue_size: int, levels: tuple[float, ...] = COVERAGE_LEVELS) -> dict[str, float]:
+def rank_coverage(
+    ranks: pl.Series, catalogue_size: int, levels: tuple[float, ...] = COVERAGE_LEVELS
+) -> dict[str, float]:
     """Heinz et al.'s rank-coverage figures: how many recommendations per customer cover 10%, 50% and 90% of
     the purchases (the level quantile of their ranks) and the area under the coverage curve (1 = every purchase
     at rank 1, 0.5 = random order of the catalogue)."""
     if ranks.len() == 0 or catalogue_size < 2:
         return {**{f"recs_for_{round(level * 100)}pct": float("nan") for level in levels}, "auc": float("nan")}
     ordered = ranks.sort().cast(pl.Float64)
-    figures = {f"recs_for_{round(level * 100)}pct": float(ordered[max(int(-(-level * ordered.len() // 1)) - 1, 0)])
-               for level in levels}
+    figures = {
+        f"recs_for_{round(level * 100)}pct": float(ordered[max(int(-(-level * ordered.len() // 1)) - 1, 0)])
+        for level in levels
+    }
     figures["auc"] = float(1.0 - ((ordered.clip(upper_bound=catalogue_size) - 1) / (catalogue_size - 1)).mean())
     return figures
 
 
 def popularity_order(article_stats: pl.DataFrame) -> pl.DataFrame:
     """article_id, popularity (1..N, strict): last week's sales, then all-time sales, then article_id."""
-    return (article_stats.sort(["sales_last_week", "n_sales", "article_id"], descending=[True, True, False])
-            .select("article_id", pl.int_range(1, pl.len() + 1).alias("popularity")))
+    return article_stats.sort(["sales_last_week", "n_sales", "article_id"], descending=[True, True, False]).select(
+        "article_id", pl.int_range(1, pl.len() + 1).alias("popularity")
+    )

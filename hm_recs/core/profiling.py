@@ -33,7 +33,7 @@ class StageMeter:
             self.peak_rss_bytes = max(self.peak_rss_bytes, current_rss_bytes())
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "StageMeter":
+    def __enter__(self) -> StageMeter:
         self._start = time.perf_counter()
         self.peak_rss_bytes = current_rss_bytes()
         self._thread = threading.Thread(target=self._sample, daemon=True)

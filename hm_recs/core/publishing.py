@@ -15,13 +15,13 @@ Layout under the exports location (a folder or an S3 prefix, `HM_RECS_EXPORTS`):
 Every publication goes to a folder of its own, and becomes visible only through the pointers, which are
 single small writes made after `_SUCCESS` (an atomic rename locally, one PUT on S3). So a reader that
 follows `LATEST` (or a week's `CURRENT`) never sees a half-written week. A re-run of a week publishes a new
-run folder and moves the pointers: the old files are never overwritten in place, and nothing needs deleting
-(the S3 role has no delete right). `LATEST` only moves forward: re-running an older week updates that week's
-`CURRENT`, not `LATEST`. A week whose run could publish nothing (a failed data gate) gets `UNAVAILABLE.json`
-instead, and `LATEST` points at that marker when the week is the newest: a reader following `LATEST` then
-learns that this week has no lists rather than taking last week's for this week's (`read_published` refuses
-the marker with its reason). A week that already has published lists keeps them. Local retention (`keep_weeks`) removes the oldest week folders and superseded run
-folders; on S3, the bucket's lifecycle rule expires objects instead (infra/terraform).
+run folder and moves the pointers: the old files are never overwritten in place, and nothing needs deleting (the S3
+role has no delete right). `LATEST` only moves forward: re-running an older week updates that week's `CURRENT`, not
+`LATEST`. A week whose run could publish nothing (a failed data gate) gets `UNAVAILABLE.json` instead, and `LATEST`
+points at that marker when the week is the newest: a reader following `LATEST` then learns that this week has no
+lists rather than taking last week's for this week's (`read_published` refuses the marker with its reason). A week
+that already has published lists keeps them. Local retention (`keep_weeks`) removes the oldest week folders and
+superseded run folders; on S3, the bucket's lifecycle rule expires objects instead (infra/terraform).
 """
 
 from __future__ import annotations
@@ -74,16 +74,27 @@ def latest_published(location: Location) -> tuple[dt.date, str] | None:
     return dt.date.fromisoformat(match.group(1)), pointer
 
 
-def mark_unavailable(location: Location, week: dt.date, run_id: str, reason: str,
-                     now: dt.datetime | None = None) -> str | None:
+def mark_unavailable(
+    location: Location, week: dt.date, run_id: str, reason: str, now: dt.datetime | None = None
+) -> str | None:
     """Mark week `week` as having no lists (why, which run) unless it already has a published run; `LATEST`
     moves to the marker when the week is at least the newest one. Returns the marker's name, or None."""
     if published_run(location, week):
         return None
     marker = f"{week_folder(week)}/{UNAVAILABLE}"
-    location.write_bytes(marker, json.dumps({
-        "week": week.isoformat(), "run_id": run_id, "reason": reason,
-        "marked_at": (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")}, indent=2, sort_keys=True).encode())
+    location.write_bytes(
+        marker,
+        json.dumps(
+            {
+                "week": week.isoformat(),
+                "run_id": run_id,
+                "reason": reason,
+                "marked_at": (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
+            },
+            indent=2,
+            sort_keys=True,
+        ).encode(),
+    )
     latest = latest_published(location)
     if latest is None or week >= latest[0]:
         location.write_bytes(LATEST, marker.encode())
@@ -96,8 +107,15 @@ def published_run(location: Location, week: dt.date) -> str | None:
     return f"{week_folder(week)}/{current}" if current else None
 
 
-def publish_week(location: Location, week: dt.date, run_id: str, files: dict[str, bytes], details: dict,
-                 keep_weeks: int | None = None, now: dt.datetime | None = None) -> dict:
+def publish_week(
+    location: Location,
+    week: dt.date,
+    run_id: str,
+    files: dict[str, bytes],
+    details: dict,
+    keep_weeks: int | None = None,
+    now: dt.datetime | None = None,
+) -> dict:
     """Write `files` for week `week` into a run folder of their own, then the manifest, `_SUCCESS` and the
     pointers, in that order; return the manifest. `details` (rows, customers, model versions, ...) go into the
     manifest as they are. `keep_weeks`: on a local folder, keep only the newest that many week folders."""
@@ -106,8 +124,13 @@ def publish_week(location: Location, week: dt.date, run_id: str, files: dict[str
     for name, data in files.items():
         location.write_bytes(f"{run_folder}/{name}", data)
         entries[name] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    manifest = {"week": week.isoformat(), "run_id": run_id, "files": entries, **details,
-                "published_at": (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds")}
+    manifest = {
+        "week": week.isoformat(),
+        "run_id": run_id,
+        "files": entries,
+        **details,
+        "published_at": (now or dt.datetime.now(dt.UTC)).isoformat(timespec="seconds"),
+    }
     manifest_bytes = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
     location.write_bytes(f"{run_folder}/{MANIFEST}", manifest_bytes)
     location.write_bytes(f"{run_folder}/{SUCCESS}", hashlib.sha256(manifest_bytes).hexdigest().encode())
@@ -125,10 +148,10 @@ def apply_retention(root: Path, keep_weeks: int) -> list[str]:
     the run folders their CURRENT no longer points at. Returns what was removed (relative names)."""
     weeks = sorted((p for p in root.iterdir() if p.is_dir() and _WEEK_FOLDER.match(p.name)), reverse=True)
     removed = []
-    for old in weeks[max(keep_weeks, 1):]:
+    for old in weeks[max(keep_weeks, 1) :]:
         shutil.rmtree(old)
         removed.append(old.name)
-    for folder in weeks[:max(keep_weeks, 1)]:
+    for folder in weeks[: max(keep_weeks, 1)]:
         current = (folder / CURRENT).read_text().strip() if (folder / CURRENT).exists() else None
         for run in folder.glob("run=*"):
             if current and run.name != current and run.is_dir():
@@ -142,7 +165,9 @@ def read_published(location: Location, pointer: str) -> tuple[dict, dict[str, by
     (what a careful reader does; `_SUCCESS` must be there). A week marked unavailable is refused with its reason."""
     if pointer.endswith(f"/{UNAVAILABLE}"):
         marker = json.loads(location.read_bytes(pointer))
-        raise ValueError(f"week {marker['week']} has no recommendations ({location.describe(pointer)}): {marker['reason']}")
+        raise ValueError(
+            f"week {marker['week']} has no recommendations ({location.describe(pointer)}): {marker['reason']}"
+        )
     location.read_bytes(f"{pointer}/{SUCCESS}")
     manifest = json.loads(location.read_bytes(f"{pointer}/{MANIFEST}"))
     files = {}

@@ -52,7 +52,14 @@ import polars as pl
 
 from hm_recs.core.baselines import _decay
 from hm_recs.core.candidates import SOURCES, fixed_sum
-from hm_recs.core.features import AGE_GROUPS, UNKNOWN_AGE_GROUP, FeatureConfig, article_features, customer_features, history_until
+from hm_recs.core.features import (
+    AGE_GROUPS,
+    UNKNOWN_AGE_GROUP,
+    FeatureConfig,
+    article_features,
+    customer_features,
+    history_until,
+)
 from hm_recs.core.schema import INDEX_GROUP_SHARES
 from hm_recs.core.segments import SEGMENTS, SegmentConfig, assign_segments, segment_indices, thresholds
 from hm_recs.core.weeks import shift_weeks, week_end
@@ -61,43 +68,96 @@ AGE_GROUP_CODES: dict[str, int] = {name: i for i, name in enumerate([*(g[2] for 
 SEGMENT_CODES: dict[str, int] = {name: i for i, name in enumerate(SEGMENTS)}
 MISSING_CODE = -1
 ARTICLE_CODES: tuple[str, ...] = (
-    "product_type_no", "department_no", "section_no", "garment_group_no", "index_group_no",
-    "colour_group_code", "perceived_colour_master_id", "graphical_appearance_no",
+    "product_type_no",
+    "department_no",
+    "section_no",
+    "garment_group_no",
+    "index_group_no",
+    "colour_group_code",
+    "perceived_colour_master_id",
+    "graphical_appearance_no",
 )
 """Integer codes of the H&M catalogue used as categorical features, under their own names."""
 
 CUSTOMER_FEATURES: list[str] = [
-    "customer_age", "customer_age_group", "customer_segment", "customer_n_purchases", "customer_n_purchases_recent",
-    "customer_days_since_last_purchase", "customer_mean_price", "customer_online_share",
+    "customer_age",
+    "customer_age_group",
+    "customer_segment",
+    "customer_n_purchases",
+    "customer_n_purchases_recent",
+    "customer_days_since_last_purchase",
+    "customer_mean_price",
+    "customer_online_share",
     *[f"customer_{share}" for share in INDEX_GROUP_SHARES],
 ]
 ARTICLE_FEATURES: list[str] = [
-    "article_n_sales", "article_sales_last_week", "article_sales_previous_week", "article_trend",
-    "article_popularity_rank", "article_mean_price", "article_online_share", "article_seasonal_share",
-    "article_days_on_sale", "article_preferred_age_group", *ARTICLE_CODES,
+    "article_n_sales",
+    "article_sales_last_week",
+    "article_sales_previous_week",
+    "article_trend",
+    "article_popularity_rank",
+    "article_mean_price",
+    "article_online_share",
+    "article_seasonal_share",
+    "article_days_on_sale",
+    "article_preferred_age_group",
+    *ARTICLE_CODES,
 ]
 INTERACTION_FEATURES: list[str] = [
-    "customer_article_purchases", "customer_product_purchases", "customer_department_purchases",
-    "days_since_article_purchase", "days_since_product_purchase", "days_since_department_purchase",
-    "price_ratio", "age_group_popularity_rank", "age_group_trend_score",
-    "is_preferred_age_group", "is_favourite_colour", "is_favourite_garment_group",
+    "customer_article_purchases",
+    "customer_product_purchases",
+    "customer_department_purchases",
+    "days_since_article_purchase",
+    "days_since_product_purchase",
+    "days_since_department_purchase",
+    "price_ratio",
+    "age_group_popularity_rank",
+    "age_group_trend_score",
+    "is_preferred_age_group",
+    "is_favourite_colour",
+    "is_favourite_garment_group",
 ]
-SHARE_KEYS: dict[str, str] = {"section": "section_no", "product_type": "product_type_no", "index_group": "index_group_no"}
+SHARE_KEYS: dict[str, str] = {
+    "section": "section_no",
+    "product_type": "product_type_no",
+    "index_group": "index_group_no",
+}
 """Catalogue levels at which the customer's share of purchases in the candidate's own category is a feature."""
 CONTEXT_FEATURES: list[str] = [
-    "article_week_price_ratio", "article_previous_week_price_ratio", "article_price_change",
-    "age_group_week_rank", "age_group_week_sales",
-    "article_recency_position", "article_recency_gap", "product_recency_gap", "article_share_of_customer",
-    "customer_discount_share", "promotion_for_discount_customer",
+    "article_week_price_ratio",
+    "article_previous_week_price_ratio",
+    "article_price_change",
+    "age_group_week_rank",
+    "age_group_week_sales",
+    "article_recency_position",
+    "article_recency_gap",
+    "product_recency_gap",
+    "article_share_of_customer",
+    "customer_discount_share",
+    "promotion_for_discount_customer",
     *[f"customer_{level}_share" for level in SHARE_KEYS],
 ]
 PROMOTION_PRICE_RATIO = 0.85
 """A purchase paid below this share of the article's usual price counts as bought on promotion."""
 CANDIDATE_FEATURES: list[str] = [
-    "n_sources", *[f"from_{s}" for s in SOURCES], *[f"{s}_score" for s in SOURCES], *[f"{s}_rank" for s in SOURCES],
+    "n_sources",
+    *[f"from_{s}" for s in SOURCES],
+    *[f"{s}_score" for s in SOURCES],
+    *[f"{s}_rank" for s in SOURCES],
 ]
-FEATURE_COLUMNS: list[str] = [*CUSTOMER_FEATURES, *ARTICLE_FEATURES, *INTERACTION_FEATURES, *CONTEXT_FEATURES, *CANDIDATE_FEATURES]
-CATEGORICAL_FEATURES: list[str] = ["customer_age_group", "customer_segment", "article_preferred_age_group", *ARTICLE_CODES]
+FEATURE_COLUMNS: list[str] = [
+    *CUSTOMER_FEATURES,
+    *ARTICLE_FEATURES,
+    *INTERACTION_FEATURES,
+    *CONTEXT_FEATURES,
+    *CANDIDATE_FEATURES,
+]
+CATEGORICAL_FEATURES: list[str] = [
+    "customer_age_group",
+    "customer_segment",
+    "article_preferred_age_group",
+    *ARTICLE_CODES,
+]
 LABEL = "label"
 KEYS = ["customer_id", "article_id"]
 CATEGORICAL_TYPE = pl.Int32
@@ -126,12 +186,14 @@ class RankingInputs:
     integer indexes `c` / `a` so that a chunk joins its strings once and everything else on integers."""
 
     week: dt.date
-    customers: pl.DataFrame          # customer_id, c, _colour, _garment, _rows, customer features, customer_discount_share
-    articles: pl.DataFrame           # article_id, a, product_code, _preferred, _colour, _garment, article features, prices
-    group_popularity: pl.DataFrame   # customer_age_group (code), a, age_group_popularity_rank, age_group_trend_score,
-                                     # age_group_week_rank, age_group_week_sales
-    bought_article: pl.DataFrame     # c, a, customer_article_purchases, days_since_article_purchase, article_recency_position
-    bought_product: pl.DataFrame     # c, product_code, customer_product_purchases, days_since_product_purchase
+    customers: pl.DataFrame  # customer_id, c, _colour, _garment, _rows, customer features, customer_discount_share
+    articles: pl.DataFrame  # article_id, a, product_code, _preferred, _colour, _garment, article features, prices
+    group_popularity: pl.DataFrame  # customer_age_group (code), a, age_group_popularity_rank, age_group_trend_score,
+    # age_group_week_rank, age_group_week_sales
+    bought_article: (
+        pl.DataFrame
+    )  # c, a, customer_article_purchases, days_since_article_purchase, article_recency_position
+    bought_product: pl.DataFrame  # c, product_code, customer_product_purchases, days_since_product_purchase
     bought_department: pl.DataFrame  # c, department_no, customer_department_purchases, days_since_department_purchase
     bought_levels: dict[str, pl.DataFrame]  # per SHARE_KEYS level: c, <code column>, _<level>_rows
 
@@ -144,53 +206,80 @@ def _by_age_group(rows: pl.DataFrame, value: pl.Expr, rank_name: str, value_name
     """customer_age_group, a, `rank_name` (1 = highest), `value_name`: `value` aggregated per article within each
     age group, and over all buyers for the unknown group (customers of unknown age see everyone's sales)."""
     unknown = AGE_GROUP_CODES[UNKNOWN_AGE_GROUP]
-    per_group = rows.filter(pl.col("customer_age_group") != unknown).group_by("customer_age_group", "a").agg(value.alias("_value"))
-    overall = (rows.group_by("a").agg(value.alias("_value"))
-               .with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group")))
+    per_group = (
+        rows.filter(pl.col("customer_age_group") != unknown)
+        .group_by("customer_age_group", "a")
+        .agg(value.alias("_value"))
+    )
+    overall = (
+        rows.group_by("a")
+        .agg(value.alias("_value"))
+        .with_columns(pl.lit(unknown, dtype=CATEGORICAL_TYPE).alias("customer_age_group"))
+    )
     return pl.concat([per_group, overall.select(per_group.columns)]).select(
-        "customer_age_group", "a",
+        "customer_age_group",
+        "a",
         pl.col("_value").rank("min", descending=True).over("customer_age_group").cast(NUMERIC_TYPE).alias(rank_name),
         pl.col("_value").cast(NUMERIC_TYPE).alias(value_name),
     )
 
 
-def _group_popularity(history: pl.DataFrame, groups: pl.DataFrame, week: dt.date, config: RankingFeatureConfig) -> pl.DataFrame:
+def _group_popularity(
+    history: pl.DataFrame, groups: pl.DataFrame, week: dt.date, config: RankingFeatureConfig
+) -> pl.DataFrame:
     """Per age group (and unknown = all buyers) every article sold in the window: decayed sales and their rank,
     and the week's own sales and their rank (null where the article did not sell that week)."""
     recent = (
         history.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(config.popularity_weeks - 1))))
         .join(groups, on="c", how="left")
-        .with_columns(pl.col("customer_age_group").fill_null(AGE_GROUP_CODES[UNKNOWN_AGE_GROUP]),
-                      _decay(week_end(week), config.popularity_half_life_days).alias("w"))
+        .with_columns(
+            pl.col("customer_age_group").fill_null(AGE_GROUP_CODES[UNKNOWN_AGE_GROUP]),
+            _decay(week_end(week), config.popularity_half_life_days).alias("w"),
+        )
     )
     decayed = _by_age_group(recent, fixed_sum(pl.col("w")), "age_group_popularity_rank", "age_group_trend_score")
-    week_sales = _by_age_group(recent.filter(pl.col("t_dat") >= pl.lit(week)), pl.len(),
-                               "age_group_week_rank", "age_group_week_sales")
+    week_sales = _by_age_group(
+        recent.filter(pl.col("t_dat") >= pl.lit(week)), pl.len(), "age_group_week_rank", "age_group_week_sales"
+    )
     return decayed.join(week_sales, on=["customer_age_group", "a"], how="left")
 
 
 def _article_prices(history: pl.DataFrame, week: dt.date) -> pl.DataFrame:
     """a, the week's and the week before's median price over the usual price (the highest weekly median of the
     history), and their change; null where the article did not sell in that week."""
-    weekly = (history.with_columns(((pl.col("t_dat") - pl.lit(week)).dt.total_days() // 7).alias("_week"))
-              .group_by("a", "_week").agg(pl.col("price").median().alias("_median")))
+    weekly = (
+        history.with_columns(((pl.col("t_dat") - pl.lit(week)).dt.total_days() // 7).alias("_week"))
+        .group_by("a", "_week")
+        .agg(pl.col("price").median().alias("_median"))
+    )
     return (
-        weekly.group_by("a").agg(
+        weekly.group_by("a")
+        .agg(
             pl.col("_median").max().alias("_usual"),
             pl.col("_median").filter(pl.col("_week") == 0).first().alias("_this"),
-            pl.col("_median").filter(pl.col("_week") == -1).first().alias("_before"))
-        .select("a",
-                (pl.col("_this") / pl.col("_usual")).cast(NUMERIC_TYPE).alias("article_week_price_ratio"),
-                (pl.col("_before") / pl.col("_usual")).cast(NUMERIC_TYPE).alias("article_previous_week_price_ratio"),
-                (pl.col("_this") / pl.col("_before")).cast(NUMERIC_TYPE).alias("article_price_change"),
-                pl.col("_usual"))
+            pl.col("_median").filter(pl.col("_week") == -1).first().alias("_before"),
+        )
+        .select(
+            "a",
+            (pl.col("_this") / pl.col("_usual")).cast(NUMERIC_TYPE).alias("article_week_price_ratio"),
+            (pl.col("_before") / pl.col("_usual")).cast(NUMERIC_TYPE).alias("article_previous_week_price_ratio"),
+            (pl.col("_this") / pl.col("_before")).cast(NUMERIC_TYPE).alias("article_price_change"),
+            pl.col("_usual"),
+        )
     )
 
 
 def _bought(history: pl.DataFrame, key: str, name: str, cutoff: dt.date) -> pl.DataFrame:
-    return history.drop_nulls(key).group_by("c", key).agg(
-        pl.len().cast(NUMERIC_TYPE).alias(f"customer_{name}_purchases"),
-        (pl.lit(cutoff) - pl.col("t_dat").max()).dt.total_days().cast(NUMERIC_TYPE).alias(f"days_since_{name}_purchase"),
+    return (
+        history.drop_nulls(key)
+        .group_by("c", key)
+        .agg(
+            pl.len().cast(NUMERIC_TYPE).alias(f"customer_{name}_purchases"),
+            (pl.lit(cutoff) - pl.col("t_dat").max())
+            .dt.total_days()
+            .cast(NUMERIC_TYPE)
+            .alias(f"days_since_{name}_purchase"),
+        )
     )
 
 
@@ -223,9 +312,17 @@ def ranking_inputs(
             pl.col("age").cast(NUMERIC_TYPE).alias("customer_age"),
             _code("age_group", AGE_GROUP_CODES).alias("customer_age_group"),
             _code("segment", SEGMENT_CODES).alias("customer_segment"),
-            *[pl.col(c).cast(NUMERIC_TYPE).alias(f"customer_{c}") for c in
-              ["n_purchases", "n_purchases_recent", "days_since_last_purchase", "mean_price", "online_share",
-               *INDEX_GROUP_SHARES]],
+            *[
+                pl.col(c).cast(NUMERIC_TYPE).alias(f"customer_{c}")
+                for c in [
+                    "n_purchases",
+                    "n_purchases_recent",
+                    "days_since_last_purchase",
+                    "mean_price",
+                    "online_share",
+                    *INDEX_GROUP_SHARES,
+                ]
+            ],
         )
     )
     article_table = (
@@ -237,9 +334,20 @@ def ranking_inputs(
             "product_code",
             pl.col("colour_group_name").alias("_colour"),
             pl.col("garment_group_name").alias("_garment"),
-            *[pl.col(c).cast(NUMERIC_TYPE).alias(f"article_{c}") for c in
-              ["n_sales", "sales_last_week", "sales_previous_week", "trend", "popularity_rank", "mean_price", "online_share",
-               "seasonal_share", "days_on_sale"]],
+            *[
+                pl.col(c).cast(NUMERIC_TYPE).alias(f"article_{c}")
+                for c in [
+                    "n_sales",
+                    "sales_last_week",
+                    "sales_previous_week",
+                    "trend",
+                    "popularity_rank",
+                    "mean_price",
+                    "online_share",
+                    "seasonal_share",
+                    "days_on_sale",
+                ]
+            ],
             _code("preferred_age_group", AGE_GROUP_CODES).alias("article_preferred_age_group"),
             *[pl.col(c).fill_null(MISSING_CODE).cast(CATEGORICAL_TYPE) for c in ARTICLE_CODES],
         )
@@ -255,9 +363,14 @@ def ranking_inputs(
     paid = history.join(prices.select("a", "_usual"), on="a", how="left")
     per_customer = paid.group_by("c").agg(
         pl.len().cast(NUMERIC_TYPE).alias("_rows"),
-        (pl.col("price") < PROMOTION_PRICE_RATIO * pl.col("_usual")).mean().cast(NUMERIC_TYPE).alias("customer_discount_share"))
+        (pl.col("price") < PROMOTION_PRICE_RATIO * pl.col("_usual"))
+        .mean()
+        .cast(NUMERIC_TYPE)
+        .alias("customer_discount_share"),
+    )
     bought_article = _bought(history, "a", "article", cutoff).with_columns(
-        pl.col("days_since_article_purchase").rank("max").over("c").cast(NUMERIC_TYPE).alias("article_recency_position"))
+        pl.col("days_since_article_purchase").rank("max").over("c").cast(NUMERIC_TYPE).alias("article_recency_position")
+    )
     return RankingInputs(
         week=week,
         customers=customers.join(per_customer, on="c", how="left", maintain_order="left"),
@@ -266,8 +379,12 @@ def ranking_inputs(
         bought_article=bought_article,
         bought_product=_bought(history, "product_code", "product", cutoff),
         bought_department=_bought(history, "department_no", "department", cutoff),
-        bought_levels={level: history.drop_nulls(column).group_by("c", column).agg(pl.len().cast(NUMERIC_TYPE).alias(f"_{level}_rows"))
-                       for level, column in SHARE_KEYS.items()},
+        bought_levels={
+            level: history.drop_nulls(column)
+            .group_by("c", column)
+            .agg(pl.len().cast(NUMERIC_TYPE).alias(f"_{level}_rows"))
+            for level, column in SHARE_KEYS.items()
+        },
     )
 
 
@@ -276,8 +393,8 @@ class InputWindows:
     """How much history each input of `week_inputs` reads (weeks up to and including the week): the ranker's
     artefact records them, so that scoring builds its matrix exactly as training did."""
 
-    feature_weeks: int = 26   # customer and article features (the features assets' default)
-    segment_weeks: int = 52   # segment indices (the segments asset's default)
+    feature_weeks: int = 26  # customer and article features (the features assets' default)
+    segment_weeks: int = 52  # segment indices (the segments asset's default)
     recent_weeks: int = FeatureConfig.recent_weeks
 
 
@@ -294,6 +411,7 @@ def week_inputs(
     assignment built by the same functions as their weekly assets, over `windows` weeks of `transactions` up
     to `week` (later rows ignored). Training weeks (as of W-k) and the serving week (as of W) go through this one
     function, so the ranker never scores a matrix built differently from the one it learned on."""
+
     def window(weeks: int) -> pl.DataFrame:
         return history_until(transactions, week).filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(weeks - 1))))
 
@@ -303,7 +421,12 @@ def week_inputs(
     return ranking_inputs(
         customer_features(customers, recent, articles, week, FeatureConfig(windows.recent_weeks)),
         article_features(articles, recent, customers, week),
-        articles, recent, segments, week, config)
+        articles,
+        recent,
+        segments,
+        week,
+        config,
+    )
 
 
 def label_candidates(candidates: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
@@ -316,7 +439,9 @@ def _flag(expr: pl.Expr) -> pl.Expr:
     return expr.fill_null(False).cast(NUMERIC_TYPE)
 
 
-def ranking_features(inputs: RankingInputs, candidates: pl.DataFrame, purchases: pl.DataFrame | None = None) -> pl.DataFrame:
+def ranking_features(
+    inputs: RankingInputs, candidates: pl.DataFrame, purchases: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """customer_id, article_id, [label,] *FEATURE_COLUMNS for each candidate row, in the candidates' order.
 
     candidates: customer_id, article_id and the candidate columns of `candidates.customer_candidates` (source
@@ -329,7 +454,8 @@ def ranking_features(inputs: RankingInputs, candidates: pl.DataFrame, purchases:
     # Eager joins that ignore order, then one sort back into the candidates' order: measured 2x faster than
     # order-keeping joins and 7x faster than the same plan on polars' streaming engine.
     matrix = (
-        frame.select(*KEYS, *CANDIDATE_FEATURES).with_row_index("_row")
+        frame.select(*KEYS, *CANDIDATE_FEATURES)
+        .with_row_index("_row")
         .join(inputs.customers, on="customer_id", how="left")
         .join(inputs.articles, on="article_id", how="left", suffix="_article")
         .join(inputs.group_popularity, on=["customer_age_group", "a"], how="left")
@@ -342,14 +468,27 @@ def ranking_features(inputs: RankingInputs, candidates: pl.DataFrame, purchases:
     matrix = (
         matrix.sort("_row")
         .with_columns(
-            pl.col("customer_article_purchases", "customer_product_purchases", "customer_department_purchases").fill_null(0),
+            pl.col(
+                "customer_article_purchases", "customer_product_purchases", "customer_department_purchases"
+            ).fill_null(0),
             (pl.col("article_mean_price") / pl.col("customer_mean_price")).cast(NUMERIC_TYPE).alias("price_ratio"),
-            (pl.col("days_since_article_purchase") - pl.col("customer_days_since_last_purchase")).alias("article_recency_gap"),
-            (pl.col("days_since_product_purchase") - pl.col("customer_days_since_last_purchase")).alias("product_recency_gap"),
+            (pl.col("days_since_article_purchase") - pl.col("customer_days_since_last_purchase")).alias(
+                "article_recency_gap"
+            ),
+            (pl.col("days_since_product_purchase") - pl.col("customer_days_since_last_purchase")).alias(
+                "product_recency_gap"
+            ),
             (pl.col("customer_article_purchases").fill_null(0) / pl.col("_rows")).alias("article_share_of_customer"),
-            (pl.col("article_week_price_ratio") * pl.col("customer_discount_share")).alias("promotion_for_discount_customer"),
-            *[(pl.col(f"_{level}_rows").fill_null(0) / pl.col("_rows")).alias(f"customer_{level}_share") for level in SHARE_KEYS],
-            _flag(pl.col("article_preferred_age_group") == pl.col("customer_age_group")).alias("is_preferred_age_group"),
+            (pl.col("article_week_price_ratio") * pl.col("customer_discount_share")).alias(
+                "promotion_for_discount_customer"
+            ),
+            *[
+                (pl.col(f"_{level}_rows").fill_null(0) / pl.col("_rows")).alias(f"customer_{level}_share")
+                for level in SHARE_KEYS
+            ],
+            _flag(pl.col("article_preferred_age_group") == pl.col("customer_age_group")).alias(
+                "is_preferred_age_group"
+            ),
             _flag(pl.col("_colour") == pl.col("_colour_article")).alias("is_favourite_colour"),
             _flag(pl.col("_garment") == pl.col("_garment_article")).alias("is_favourite_garment_group"),
             *[pl.col(c).cast(CATEGORICAL_TYPE).fill_null(MISSING_CODE) for c in CATEGORICAL_FEATURES],
@@ -358,4 +497,6 @@ def ranking_features(inputs: RankingInputs, candidates: pl.DataFrame, purchases:
         .with_columns(pl.col(CONTEXT_FEATURES).cast(NUMERIC_TYPE))
         .select(*KEYS, *FEATURE_COLUMNS)
     )
-    return label_candidates(matrix, purchases).select(*KEYS, LABEL, *FEATURE_COLUMNS) if purchases is not None else matrix
+    return (
+        label_candidates(matrix, purchases).select(*KEYS, LABEL, *FEATURE_COLUMNS) if purchases is not None else matrix
+    )

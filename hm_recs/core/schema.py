@@ -5,28 +5,62 @@ from __future__ import annotations
 import polars as pl
 
 ARTICLE_COLUMNS: tuple[str, ...] = (
-    "article_id", "product_code", "prod_name", "product_type_no", "product_type_name",
-    "product_group_name", "graphical_appearance_no", "graphical_appearance_name",
-    "colour_group_code", "colour_group_name", "perceived_colour_value_id",
-    "perceived_colour_value_name", "perceived_colour_master_id", "perceived_colour_master_name",
-    "department_no", "department_name", "index_code", "index_name", "index_group_no",
-    "index_group_name", "section_no", "section_name", "garment_group_no", "garment_group_name",
+    "article_id",
+    "product_code",
+    "prod_name",
+    "product_type_no",
+    "product_type_name",
+    "product_group_name",
+    "graphical_appearance_no",
+    "graphical_appearance_name",
+    "colour_group_code",
+    "colour_group_name",
+    "perceived_colour_value_id",
+    "perceived_colour_value_name",
+    "perceived_colour_master_id",
+    "perceived_colour_master_name",
+    "department_no",
+    "department_name",
+    "index_code",
+    "index_name",
+    "index_group_no",
+    "index_group_name",
+    "section_no",
+    "section_name",
+    "garment_group_no",
+    "garment_group_name",
     "detail_desc",
 )
 ARTICLE_INT_COLUMNS: tuple[str, ...] = (
-    "product_code", "product_type_no", "graphical_appearance_no", "colour_group_code",
-    "perceived_colour_value_id", "perceived_colour_master_id", "department_no",
-    "index_group_no", "section_no", "garment_group_no",
+    "product_code",
+    "product_type_no",
+    "graphical_appearance_no",
+    "colour_group_code",
+    "perceived_colour_value_id",
+    "perceived_colour_master_id",
+    "department_no",
+    "index_group_no",
+    "section_no",
+    "garment_group_no",
 )
 ARTICLE_OPTIONAL_COLUMNS: tuple[str, ...] = ("detail_desc",)
 """Text columns that may be empty; every other article column is required."""
 
 CUSTOMER_COLUMNS: tuple[str, ...] = (
-    "customer_id", "FN", "Active", "club_member_status", "fashion_news_frequency", "age",
+    "customer_id",
+    "FN",
+    "Active",
+    "club_member_status",
+    "fashion_news_frequency",
+    "age",
     "postal_code",
 )
 TRANSACTION_COLUMNS: tuple[str, ...] = (
-    "t_dat", "customer_id", "article_id", "price", "sales_channel_id",
+    "t_dat",
+    "customer_id",
+    "article_id",
+    "price",
+    "sales_channel_id",
 )
 
 IMAGE_COLUMNS: tuple[str, ...] = ("article_id", "image")
@@ -36,7 +70,8 @@ Raw rows hold `image` as the text of its values joined by commas (core.source.re
 SOURCE_COLUMNS: tuple[str, ...] = ("source_file", "source_row")
 """Lineage kept on every raw row: the file it came from and its 1-based data row (header excluded)."""
 PROVENANCE_COLUMNS: tuple[str, ...] = ("source_uri", "source_sha256")
-"""On every raw row: the source (folder or S3 URI) and the file checksum of its week's delivery (one shop per warehouse)."""
+"""On every raw row: the source (folder or S3 URI) and the file checksum of its week's delivery (one shop per
+warehouse)."""
 
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "articles": ARTICLE_COLUMNS,
@@ -46,16 +81,23 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 CUSTOMER_DTYPES: dict[str, pl.DataType] = {
-    "customer_id": pl.String(), "FN": pl.Int8(), "Active": pl.Int8(),
-    "club_member_status": pl.String(), "fashion_news_frequency": pl.String(),
-    "age": pl.Int16(), "postal_code": pl.String(),
+    "customer_id": pl.String(),
+    "FN": pl.Int8(),
+    "Active": pl.Int8(),
+    "club_member_status": pl.String(),
+    "fashion_news_frequency": pl.String(),
+    "age": pl.Int16(),
+    "postal_code": pl.String(),
 }
 TRANSACTION_DTYPES: dict[str, pl.DataType] = {
-    "t_dat": pl.Date(), "customer_id": pl.String(), "article_id": pl.String(),
-    "price": pl.Float64(), "sales_channel_id": pl.Int8(),
+    "t_dat": pl.Date(),
+    "customer_id": pl.String(),
+    "article_id": pl.String(),
+    "price": pl.Float64(),
+    "sales_channel_id": pl.Int8(),
 }
 ARTICLE_DTYPES: dict[str, pl.DataType] = {
-    name: (pl.Int64() if name in ARTICLE_INT_COLUMNS else pl.String()) for name in ARTICLE_COLUMNS
+    name: pl.Int64() if name in ARTICLE_INT_COLUMNS else pl.String() for name in ARTICLE_COLUMNS
 }
 TABLE_DTYPES: dict[str, dict[str, pl.DataType]] = {
     "articles": ARTICLE_DTYPES,
@@ -64,8 +106,16 @@ TABLE_DTYPES: dict[str, dict[str, pl.DataType]] = {
     "article_images": {"article_id": pl.String(), "image": pl.List(pl.Float32())},
 }
 
-RECOMMENDATION_COLUMNS: tuple[str, ...] = ("customer_id", "rank", "article_id", "score", "source", "relevance_tier", "week",
-                                           "served_by")
+RECOMMENDATION_COLUMNS: tuple[str, ...] = (
+    "customer_id",
+    "rank",
+    "article_id",
+    "score",
+    "source",
+    "relevance_tier",
+    "week",
+    "served_by",
+)
 """The published contract of `recommendations` (CRM jobs read it): 12 ranks per customer (README). `served_by`
 names the week's recommender: `ranker`, or the baseline that served as the champion."""
 TIERS: tuple[str, ...] = ("high", "medium", "low")
@@ -106,11 +156,17 @@ COMMON_COLUMN_DESCRIPTIONS: dict[str, str] = {
 
 COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "recommendations": {  # the CRM contract (README, "The recommendations table")
-        "customer_id": "64-hex H&M customer id; every customer of `customers` has 12 rows, cold-start customers included",
+        "customer_id": (
+            "64-hex H&M customer id; every customer of `customers` has 12 rows, cold-start customers included"
+        ),
         "rank": "1..12, 1 = best",
         "article_id": "10-digit article id with its leading zero, always in the catalogue",
-        "score": "the week's recommender's score (comparable within one week's table only); top-up rows: the trending score",
-        "source": "the candidate source(s) of the article joined by '+', or the serving baseline's name, or the top-up list",
+        "score": (
+            "the week's recommender's score (comparable within one week's table only); top-up rows: the trending score"
+        ),
+        "source": (
+            "the candidate source(s) of the article joined by '+', or the serving baseline's name, or the top-up list"
+        ),
         "relevance_tier": "high / medium / low: calibrated bands of the week's recommender (README)",
         "week": "the Wednesday of the week the recommendations are FOR",
         "served_by": "who produced the week's lists: ranker, or the baseline serving as champion",

@@ -163,8 +163,10 @@ def segment_indices(
     first_day = history["t_dat"].min()
     if first_day is None:  # no history at all: everybody is cold start
         return out.select(
-            "customer_id", pl.lit(0, dtype=pl.Int64).alias("n_purchases"),
-            *[pl.lit(None, dtype=pl.Float64).alias(c) for c in INDEX_COLUMNS.values()])
+            "customer_id",
+            pl.lit(0, dtype=pl.Int64).alias("n_purchases"),
+            *[pl.lit(None, dtype=pl.Float64).alias(c) for c in INDEX_COLUMNS.values()],
+        )
 
     # Every row up to the cutoff on integer codes.  Rows of customers outside `customers` keep a
     # null _c (they count for the bestseller rankings and usual prices only); rows of articles
@@ -177,7 +179,11 @@ def segment_indices(
         .join(people.lazy(), on="customer_id", how="left")
         .join(catalogue.lazy(), on="article_id", how="left")
         .select(
-            "_c", "_a", "_ix", "price", pl.col("_g").fill_null(_UNKNOWN_CODE),
+            "_c",
+            "_a",
+            "_ix",
+            "price",
+            pl.col("_g").fill_null(_UNKNOWN_CODE),
             (pl.col("t_dat") - pl.lit(first_day)).dt.total_days().cast(pl.UInt32).alias("_day"),
             ((pl.col("t_dat") - pl.lit(first_week)).dt.total_days() // 7).cast(pl.UInt32).alias("_w"),
         )
@@ -196,14 +202,18 @@ def segment_indices(
     else:  # astronomically large inputs: fall back to the (memory-hungrier) struct key
         first_of_line = pl.struct("_c", "_day", "_a").is_first_distinct()
     lines = (
-        rows.filter(pl.col("_c").is_not_null() & pl.col("_a").is_not_null()).filter(first_of_line)
+        rows.filter(pl.col("_c").is_not_null() & pl.col("_a").is_not_null())
+        .filter(first_of_line)
         .with_columns(day_key.alias("_cd"))
     )
     del rows
 
     w = config.prior_weight
-    for part in (_bestseller_counts(lines, top, n_articles), _discount_counts(lines, usual, config),
-                 _loyalty_counts(lines)):
+    for part in (
+        _bestseller_counts(lines, top, n_articles),
+        _discount_counts(lines, usual, config),
+        _loyalty_counts(lines),
+    ):
         out = out.join(part, on="_c", how="left", maintain_order="left")
     out = out.join(n_rows, on="_c", how="left", maintain_order="left").with_columns(
         _smoothed("_bs_hits", "_bs_n", out, w).alias("bestseller_index"),
@@ -224,20 +234,26 @@ def _bestseller_keys(rows: pl.DataFrame, n_articles: int, config: SegmentConfig)
     n_groups = _UNKNOWN_CODE + 1
     sold = (
         rows.filter(pl.col("_a").is_not_null())
-        .group_by(((pl.col("_w").cast(pl.UInt64) * n_groups + pl.col("_g")) * n_articles + pl.col("_a"))
-                  .alias("_key"))
+        .group_by(((pl.col("_w").cast(pl.UInt64) * n_groups + pl.col("_g")) * n_articles + pl.col("_a")).alias("_key"))
         .agg(pl.len().alias("_sold"))
-        .with_columns((pl.col("_key") // (n_groups * n_articles)).alias("_w"),
-                      (pl.col("_key") // n_articles % n_groups).alias("_g"),
-                      (pl.col("_key") % n_articles).alias("_a"))
+        .with_columns(
+            (pl.col("_key") // (n_groups * n_articles)).alias("_w"),
+            (pl.col("_key") // n_articles % n_groups).alias("_g"),
+            (pl.col("_key") % n_articles).alias("_a"),
+        )
     )
     overall = sold.group_by("_w", "_a").agg(pl.col("_sold").sum()).with_columns(pl.lit(_UNKNOWN_CODE).alias("_g"))
     keys = ["_w", "_g"]
     n_top = pl.min_horizontal(
-        pl.lit(float(config.top_n)), (config.top_share * pl.len().over(keys)).ceil().clip(lower_bound=1.0))
+        pl.lit(float(config.top_n)), (config.top_share * pl.len().over(keys)).ceil().clip(lower_bound=1.0)
+    )
     return (
-        pl.concat([sold.filter(pl.col("_g") != _UNKNOWN_CODE).select("_w", "_g", "_a", "_sold"),
-                   overall.select("_w", pl.col("_g").cast(pl.UInt64), "_a", "_sold")])
+        pl.concat(
+            [
+                sold.filter(pl.col("_g") != _UNKNOWN_CODE).select("_w", "_g", "_a", "_sold"),
+                overall.select("_w", pl.col("_g").cast(pl.UInt64), "_a", "_sold"),
+            ]
+        )
         .filter(pl.col("_sold").rank("min", descending=True).over(keys) <= n_top)
         .select(((pl.col("_w") * n_groups + pl.col("_g")) * n_articles + pl.col("_a")).alias("_key"))
         .to_series()
@@ -249,14 +265,15 @@ def _usual_prices(rows: pl.DataFrame, n_articles: int) -> pl.Series:
     n_days = int(rows["_day"].max()) + 1
     per_article = (
         rows.filter(pl.col("_a").is_not_null())
-        .group_by((pl.col("_a").cast(pl.UInt64) * n_days + pl.col("_day")).alias("_ad")).agg(pl.col("price").max())
+        .group_by((pl.col("_a").cast(pl.UInt64) * n_days + pl.col("_day")).alias("_ad"))
+        .agg(pl.col("price").max())
         .select((pl.col("_ad") // n_days).cast(pl.UInt32).alias("_a"), "price")
-        .group_by("_a").agg(pl.col("price").median())
+        .group_by("_a")
+        .agg(pl.col("price").median())
     )
-    return (
-        pl.DataFrame({"_a": pl.arange(0, n_articles, eager=True).cast(pl.UInt32)})
-        .join(per_article, on="_a", how="left", maintain_order="left")["price"]
-    )
+    return pl.DataFrame({"_a": pl.arange(0, n_articles, eager=True).cast(pl.UInt32)}).join(
+        per_article, on="_a", how="left", maintain_order="left"
+    )["price"]
 
 
 def _bestseller_counts(lines: pl.DataFrame, top: pl.Series, n_articles: int) -> pl.DataFrame:
@@ -267,8 +284,10 @@ def _bestseller_counts(lines: pl.DataFrame, top: pl.Series, n_articles: int) -> 
     eligible = lines.filter(pl.col("_w") > 0).select("_c", "_cd", previous.is_in(top.implode()).alias("_hit"))
     days = eligible.filter(pl.col("_cd").is_first_distinct()).group_by("_c").agg(pl.len().alias("_bs_n"))
     hits = (
-        eligible.filter(pl.col("_hit")).filter(pl.col("_cd").is_first_distinct())
-        .group_by("_c").agg(pl.len().alias("_bs_hits"))
+        eligible.filter(pl.col("_hit"))
+        .filter(pl.col("_cd").is_first_distinct())
+        .group_by("_c")
+        .agg(pl.len().alias("_bs_hits"))
     )
     return days.join(hits, on="_c", how="left").with_columns(pl.col("_bs_hits").fill_null(0))
 
@@ -279,7 +298,8 @@ def _discount_counts(lines: pl.DataFrame, usual: pl.Series, config: SegmentConfi
     return (
         lines.select("_c", "price", pl.lit(usual).gather(pl.col("_a")).alias("_usual"))
         .filter(pl.col("_usual").is_not_null())
-        .group_by("_c").agg(
+        .group_by("_c")
+        .agg(
             pl.len().alias("_disc_n"),
             (pl.col("price") <= (1.0 - config.discount_depth) * pl.col("_usual")).sum().alias("_disc_hits"),
         )
@@ -291,7 +311,8 @@ def _loyalty_counts(lines: pl.DataFrame) -> pl.DataFrame:
     n_ix = int(lines["_ix"].max() or 0) + 1
     return (
         lines.filter(pl.col("_ix").is_not_null())
-        .group_by((pl.col("_c").cast(pl.UInt64) * n_ix + pl.col("_ix")).alias("_cix")).agg(pl.len().alias("_k"))
+        .group_by((pl.col("_c").cast(pl.UInt64) * n_ix + pl.col("_ix")).alias("_cix"))
+        .agg(pl.len().alias("_k"))
         .group_by((pl.col("_cix") // n_ix).cast(pl.UInt32).alias("_c"))
         .agg(pl.col("_k").sum().alias("_ix_n"), pl.col("_k").max().alias("_ix_top"))
     )
@@ -303,23 +324,29 @@ def _seasonal_index(lines: pl.DataFrame, first_day: dt.date, n_days: int, weight
     has p_s > q_s, while a season without purchase days has p_s < q_s."""
     calendar = pl.select(pl.date_range(first_day, first_day + dt.timedelta(days=n_days - 1)).alias("_d"))
     season_of_day = calendar.select(
-        season(pl.col("_d")).replace_strict(_SEASON_CODES, return_dtype=pl.UInt64)).to_series()
+        season(pl.col("_d")).replace_strict(_SEASON_CODES, return_dtype=pl.UInt64)
+    ).to_series()
     days = (
         lines.filter(pl.col("_cd").is_first_distinct())
         .group_by((pl.col("_c").cast(pl.UInt64) * 4 + pl.lit(season_of_day).gather(pl.col("_day"))).alias("_cs"))
         .agg(pl.len().alias("_days"))
         .select((pl.col("_cs") // 4).cast(pl.UInt32).alias("_c"), (pl.col("_cs") % 4).alias("_s"), "_days")
     )
-    population = days.group_by("_s").agg(pl.col("_days").sum()).with_columns(
-        (pl.col("_days") / pl.col("_days").sum()).alias("_q")).select("_s", "_q")
+    population = (
+        days.group_by("_s")
+        .agg(pl.col("_days").sum())
+        .with_columns((pl.col("_days") / pl.col("_days").sum()).alias("_q"))
+        .select("_s", "_q")
+    )
     if population.height < 2:  # a single season: concentration is undefined
         return days.select("_c").unique().with_columns(pl.lit(None, dtype=pl.Float64).alias("seasonal_index"))
     return (
         days.join(population, on="_s", how="left")
-        .with_columns(((pl.col("_days") + weight * pl.col("_q")) / (pl.col("_days").sum().over("_c") + weight))
-                      .alias("_p"))
-        .group_by("_c").agg(((pl.col("_p") - pl.col("_q")) / (1.0 - pl.col("_q"))).max().clip(0.0, 1.0)
-                            .alias("seasonal_index"))
+        .with_columns(
+            ((pl.col("_days") + weight * pl.col("_q")) / (pl.col("_days").sum().over("_c") + weight)).alias("_p")
+        )
+        .group_by("_c")
+        .agg(((pl.col("_p") - pl.col("_q")) / (1.0 - pl.col("_q"))).max().clip(0.0, 1.0).alias("seasonal_index"))
     )
 
 
@@ -347,9 +374,14 @@ def assign_segments(
     priority = _check_priority(config.priority if priority is None else priority)
     qualified = pl.col("n_purchases") >= config.min_purchases
     members = indices.select(
-        "customer_id", "n_purchases",
-        *[(qualified & (pl.col(column) >= thresholds.get(segment, math.inf)).fill_null(False))
-          .alias(f"member_{segment}") for segment, column in INDEX_COLUMNS.items()],
+        "customer_id",
+        "n_purchases",
+        *[
+            (qualified & (pl.col(column) >= thresholds.get(segment, math.inf)).fill_null(False)).alias(
+                f"member_{segment}"
+            )
+            for segment, column in INDEX_COLUMNS.items()
+        ],
     )
     primary = pl.when(pl.col("n_purchases") == 0).then(pl.lit(COLD_START))
     for segment in priority:
@@ -358,8 +390,10 @@ def assign_segments(
     sizes = assigned.group_by("segment").agg(pl.len().alias("_size"))
     small = sizes.filter(pl.col("segment").is_in(BEHAVIOUR_SEGMENTS) & (pl.col("_size") < config.min_segment_size))
     return assigned.with_columns(
-        pl.when(pl.col("segment").is_in(small["segment"].implode())).then(pl.lit(DEFAULT))
-        .otherwise(pl.col("segment")).alias("segment")
+        pl.when(pl.col("segment").is_in(small["segment"].implode()))
+        .then(pl.lit(DEFAULT))
+        .otherwise(pl.col("segment"))
+        .alias("segment")
     ).select("customer_id", "segment", *[f"member_{s}" for s in BEHAVIOUR_SEGMENTS], "n_purchases")
 
 
@@ -379,7 +413,10 @@ def overlaps(assignment: pl.DataFrame) -> pl.DataFrame:
     """Behaviour segment x behaviour segment: customers who are members of both (diagonal: of the segment)."""
     flags = assignment.select([pl.col(f"member_{s}").cast(pl.Int64) for s in BEHAVIOUR_SEGMENTS])
     return pl.DataFrame({"segment": list(BEHAVIOUR_SEGMENTS)}).with_columns(
-        pl.Series(other, [int((flags[f"member_{s}"] * flags[f"member_{other}"]).sum()) for s in BEHAVIOUR_SEGMENTS],
-                  dtype=pl.Int64)
+        pl.Series(
+            other,
+            [int((flags[f"member_{s}"] * flags[f"member_{other}"]).sum()) for s in BEHAVIOUR_SEGMENTS],
+            dtype=pl.Int64,
+        )
         for other in BEHAVIOUR_SEGMENTS
     )

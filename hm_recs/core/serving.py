@@ -56,8 +56,13 @@ def validation_weeks(buyers_per_week: Mapping[dt.date, int], week: dt.date, rule
     return chosen
 
 
-def training_weeks(candidates: Iterable[dt.date], positive_groups: Callable[[dt.date], int], min_weeks: int,
-                   min_positive_groups: int, max_weeks: int) -> tuple[list[dt.date], int]:
+def training_weeks(
+    candidates: Iterable[dt.date],
+    positive_groups: Callable[[dt.date], int],
+    min_weeks: int,
+    min_positive_groups: int,
+    max_weeks: int,
+) -> tuple[list[dt.date], int]:
     """The ranker's training weeks: from `candidates` (newest first, all before the validation weeks) at least
     `min_weeks` and then more until they hold `min_positive_groups` query groups with a bought candidate, at most
     `max_weeks`. `positive_groups(week)` is asked only for the weeks taken (it may have to build the week's
@@ -75,13 +80,13 @@ def training_weeks(candidates: Iterable[dt.date], positive_groups: Callable[[dt.
 class ServingDecision:
     """What serves a week and why, with the gate's figures (JSON-able through `state`)."""
 
-    served_by: str                                   # RANKER or a baseline's name
+    served_by: str  # RANKER or a baseline's name
     reason: str
     best_baseline: str | None = None
     ranker_map_at_12: float | None = None
     baseline_map_at_12: dict[str, float] = field(default_factory=dict)
-    difference: float | None = None                  # pooled ranker MAP@12 - required_ratio x best baseline's
-    interval: tuple[float, float] | None = None      # bootstrap interval of that difference
+    difference: float | None = None  # pooled ranker MAP@12 - required_ratio x best baseline's
+    interval: tuple[float, float] | None = None  # bootstrap interval of that difference
     validation_weeks: tuple[str, ...] = ()
     validation_buyers: int = 0
     rule: dict = field(default_factory=dict)
@@ -92,22 +97,35 @@ class ServingDecision:
         return self.served_by == RANKER
 
     def state(self) -> dict:
-        return {**asdict(self), "interval": list(self.interval) if self.interval else None,
-                "validation_weeks": list(self.validation_weeks)}
+        return {
+            **asdict(self),
+            "interval": list(self.interval) if self.interval else None,
+            "validation_weeks": list(self.validation_weeks),
+        }
 
     @classmethod
     def load(cls, state: dict) -> ServingDecision:
-        return cls(**{**state, "interval": tuple(state["interval"]) if state.get("interval") else None,
-                      "validation_weeks": tuple(state.get("validation_weeks") or ())})
+        return cls(
+            **{
+                **state,
+                "interval": tuple(state["interval"]) if state.get("interval") else None,
+                "validation_weeks": tuple(state.get("validation_weeks") or ()),
+            }
+        )
 
     def summary(self) -> str:
         """One line for logs, metadata and the failure report."""
         figures = ""
         if self.best_baseline is not None and self.ranker_map_at_12 is not None:
-            figures = (f" (validation MAP@12: ranker {self.ranker_map_at_12:.4f}, {self.best_baseline} "
-                       f"{self.baseline_map_at_12[self.best_baseline]:.4f}")
+            figures = (
+                f" (validation MAP@12: ranker {self.ranker_map_at_12:.4f}, {self.best_baseline} "
+                f"{self.baseline_map_at_12[self.best_baseline]:.4f}"
+            )
             if self.interval:
-                figures += f"; paired difference {self.difference:+.4f}, interval [{self.interval[0]:+.4f}, {self.interval[1]:+.4f}]"
+                figures += (
+                    f"; paired difference {self.difference:+.4f}, interval [{self.interval[0]:+.4f},"
+                    f" {self.interval[1]:+.4f}]"
+                )
             figures += f"; {self.validation_buyers:,} buyers of {len(self.validation_weeks)} week(s))"
         return f"served by {self.served_by}: {self.reason}{figures}"
 
@@ -116,35 +134,59 @@ def best_baseline(baseline_map: Mapping[str, float]) -> str:
     return max(baseline_map, key=lambda name: (baseline_map[name], name))
 
 
-def decide(ranker_ap: pl.DataFrame, baseline_ap: Mapping[str, pl.DataFrame], rule: GateRule, *,
-           validation_weeks: Iterable[dt.date] = (), ranker_artefact_hash: str | None = None) -> ServingDecision:
+def decide(
+    ranker_ap: pl.DataFrame,
+    baseline_ap: Mapping[str, pl.DataFrame],
+    rule: GateRule,
+    *,
+    validation_weeks: Iterable[dt.date] = (),
+    ranker_artefact_hash: str | None = None,
+) -> ServingDecision:
     """The serving decision from per-buyer AP@12 frames (query, ap) of the ranker and of each baseline, all on
     the same validation queries (one query = one buyer in one week)."""
     baseline_map = {name: float(ap["ap"].mean()) for name, ap in baseline_ap.items()}
     best = best_baseline(baseline_map)
     paired = ranker_ap.join(baseline_ap[best], on="query", how="inner", suffix="_baseline")
     differences = paired["ap"] - rule.required_ratio * paired["ap_baseline"]
-    difference, low, high = paired_bootstrap(differences.to_numpy(), rule.bootstrap_samples, rule.interval_level, rule.seed)
+    difference, low, high = paired_bootstrap(
+        differences.to_numpy(), rule.bootstrap_samples, rule.interval_level, rule.seed
+    )
     ranker_map = float(ranker_ap["ap"].mean()) if ranker_ap.height else float("nan")
     bar = rule.required_ratio * baseline_map[best]
     if not math.isfinite(ranker_map):
         serves, why = False, "the ranker's validation MAP@12 is not finite"
     elif rule.rule == "interval":
         serves = low > 0
-        why = (f"the ranker beats {best} beyond noise (interval above 0)" if serves
-               else f"the ranker does not beat {best} beyond noise (interval reaches {low:+.4f})")
+        why = (
+            f"the ranker beats {best} beyond noise (interval above 0)"
+            if serves
+            else f"the ranker does not beat {best} beyond noise (interval reaches {low:+.4f})"
+        )
     else:
         serves = ranker_map > 0 and ranker_map >= bar
-        why = (f"the ranker's MAP@12 reaches {rule.required_ratio:g} x {best}'s" if serves
-               else f"the ranker's MAP@12 is below {rule.required_ratio:g} x {best}'s")
+        why = (
+            f"the ranker's MAP@12 reaches {rule.required_ratio:g} x {best}'s"
+            if serves
+            else f"the ranker's MAP@12 is below {rule.required_ratio:g} x {best}'s"
+        )
     return ServingDecision(
-        served_by=RANKER if serves else best, reason=why, best_baseline=best, ranker_map_at_12=ranker_map,
-        baseline_map_at_12=baseline_map, difference=difference, interval=(low, high),
-        validation_weeks=tuple(str(w) for w in validation_weeks), validation_buyers=int(paired.height),
-        rule=asdict(rule), ranker_artefact_hash=ranker_artefact_hash)
+        served_by=RANKER if serves else best,
+        reason=why,
+        best_baseline=best,
+        ranker_map_at_12=ranker_map,
+        baseline_map_at_12=baseline_map,
+        difference=difference,
+        interval=(low, high),
+        validation_weeks=tuple(str(w) for w in validation_weeks),
+        validation_buyers=int(paired.height),
+        rule=asdict(rule),
+        ranker_artefact_hash=ranker_artefact_hash,
+    )
 
 
-def champion(validation: pl.DataFrame, week: dt.date, rule: GateRule) -> tuple[str, dict[str, float], list[dt.date], int] | None:
+def champion(
+    validation: pl.DataFrame, week: dt.date, rule: GateRule
+) -> tuple[str, dict[str, float], list[dt.date], int] | None:
     """The best baseline on the stored validation of the latest weeks up to `week`, pooled as the ranker's gate
     pools them (`validation_weeks`): `validation` holds one row per recommender and validated week
     (recommender, validated_on, map_at_12, buyers). Pooled MAP@12 = the buyer-weighted mean over the weeks.
@@ -158,7 +200,8 @@ def champion(validation: pl.DataFrame, week: dt.date, rule: GateRule) -> tuple[s
         return None
     rows = validation.filter(pl.col("validated_on").is_in(weeks) & pl.col("map_at_12").is_not_nan())
     pooled = rows.group_by("recommender").agg(
-        ((pl.col("map_at_12") * pl.col("buyers")).sum() / pl.col("buyers").sum()).alias("map_at_12"))
+        ((pl.col("map_at_12") * pl.col("buyers")).sum() / pl.col("buyers").sum()).alias("map_at_12")
+    )
     maps = dict(pooled.sort("recommender").iter_rows())
     if not maps:
         return None

@@ -75,7 +75,8 @@ def buying_weeks_share(transactions: pl.LazyFrame | pl.DataFrame) -> float:
     pairs = _weekly_pairs(transactions)
     weeks = pairs.select("week").unique().sort("week").with_row_index("n")
     per_customer = (
-        pairs.select("customer_id", "week").unique()
+        pairs.select("customer_id", "week")
+        .unique()
         .join(weeks, on="week")
         .group_by("customer_id")
         .agg(pl.len().alias("bought"), pl.col("n").min().alias("first"))
@@ -87,7 +88,10 @@ def buying_weeks_share(transactions: pl.LazyFrame | pl.DataFrame) -> float:
 
 
 def demand_shifts(
-    transactions: pl.LazyFrame | pl.DataFrame, factor: float = 10.0, usual_weeks: int = 4, min_units: int = 20,
+    transactions: pl.LazyFrame | pl.DataFrame,
+    factor: float = 10.0,
+    usual_weeks: int = 4,
+    min_units: int = 20,
     min_share: float = 0.002,
 ) -> pl.DataFrame:
     """Article-weeks that sold at least ``factor`` times the article's usual weekly units (the median of the
@@ -103,8 +107,10 @@ def demand_shifts(
     )
     weeks = units.select("week").unique().sort("week")["week"].to_list()
     position = {week: i for i, week in enumerate(weeks)}
-    indexed = units.with_columns(pl.col("week").replace_strict(position, return_dtype=pl.Int64).alias("n"),
-                                 pl.col("units").sum().over("week").alias("week_units"))
+    indexed = units.with_columns(
+        pl.col("week").replace_strict(position, return_dtype=pl.Int64).alias("n"),
+        pl.col("units").sum().over("week").alias("week_units"),
+    )
     lagged = pl.concat(
         [indexed.select("article_id", (pl.col("n") + lag).alias("n"), "units") for lag in range(1, usual_weeks + 1)]
     )
@@ -113,8 +119,12 @@ def demand_shifts(
     )
     return (
         indexed.join(before, on=["article_id", "n"])
-        .filter((pl.col("weeks_sold") == usual_weeks) & (pl.col("units") >= min_units)
-                & (pl.col("units") >= factor * pl.col("usual")) & (pl.col("units") >= min_share * pl.col("week_units")))
+        .filter(
+            (pl.col("weeks_sold") == usual_weeks)
+            & (pl.col("units") >= min_units)
+            & (pl.col("units") >= factor * pl.col("usual"))
+            & (pl.col("units") >= min_share * pl.col("week_units"))
+        )
         .select("week", "article_id", "units", "usual")
         .sort("week", "units", descending=[False, True])
     )
@@ -139,7 +149,9 @@ class ShopStatistics:
 
 
 def shop_statistics(
-    articles: pl.DataFrame, transactions: pl.LazyFrame | pl.DataFrame, attribute_columns: Sequence[str],
+    articles: pl.DataFrame,
+    transactions: pl.LazyFrame | pl.DataFrame,
+    attribute_columns: Sequence[str],
     last_weeks: int | None = None,
 ) -> ShopStatistics:
     """All statistics of a shop; the re-buy share over its ``last_weeks`` weeks (all but the first when

@@ -125,7 +125,8 @@ def check_columns(columns: list[str], table: str, display: str, allow_extra: boo
         raise SourceError(display, "columns_present", f"missing column(s) {missing}; expected {list(expected)}")
     if extra and not allow_extra:
         raise SourceError(
-            display, "no_extra_columns",
+            display,
+            "no_extra_columns",
             f"unexpected column(s) {extra}; expected exactly {list(expected)} "
             "(set allow_extra_columns to ingest and ignore them)",
         )
@@ -157,7 +158,10 @@ def read_raw(
     try:
         if source.fmt == "csv":
             lf = pl.scan_csv(
-                path, infer_schema=False, encoding="utf8-lossy", row_index_name="source_row",
+                path,
+                infer_schema=False,
+                encoding="utf8-lossy",
+                row_index_name="source_row",
                 row_index_offset=1,
             )
         else:
@@ -185,8 +189,12 @@ def weeks_with_transactions(path: Path, source: SourceFile) -> list[dt.date]:
         return [dt.date.fromisoformat(match.group(1))] if match else []
     from hm_recs.core.weeks import week_expr
 
-    scan = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy") if source.fmt == "csv" else pl.scan_parquet(path)
-    days = scan.select(pl.col("t_dat").cast(pl.String).str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("day"))
+    scan = (
+        pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy") if source.fmt == "csv" else pl.scan_parquet(path)
+    )
+    days = scan.select(
+        pl.col("t_dat").cast(pl.String).str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("day")
+    )
     weeks = days.select(week_expr(pl.col("day")).alias("week")).drop_nulls().unique().collect(engine="streaming")
     return sorted(weeks["week"].to_list())
 
@@ -215,10 +223,12 @@ def read_images(path: Path, source: SourceFile) -> tuple[pl.DataFrame, int]:
         if source.fmt == "csv":
             numbered = sorted((int(m.group(1)), c) for c in columns if (m := _VECTOR_COLUMN.match(c)))
             if not numbered or [i for i, _ in numbered] != list(range(len(numbered))):
-                raise SourceError(display, "columns_present",
-                                  "expected vector columns v0..vN-1 beside article_id (e.g. v0,v1,v2)")
-            lf = pl.scan_csv(path, infer_schema=False, encoding="utf8-lossy", row_index_name="source_row",
-                             row_index_offset=1)
+                raise SourceError(
+                    display, "columns_present", "expected vector columns v0..vN-1 beside article_id (e.g. v0,v1,v2)"
+                )
+            lf = pl.scan_csv(
+                path, infer_schema=False, encoding="utf8-lossy", row_index_name="source_row", row_index_offset=1
+            )
             image = pl.concat_str([pl.col(c).fill_null("") for _, c in numbered], separator=",")
             dim = len(numbered)
         else:
@@ -227,8 +237,11 @@ def read_images(path: Path, source: SourceFile) -> tuple[pl.DataFrame, int]:
             if "image" in vectors:
                 vectors = ["image"]
             if len(vectors) != 1:
-                raise SourceError(display, "columns_present",
-                                  f"expected one numeric list column of vectors beside article_id, found {vectors or 'none'}")
+                raise SourceError(
+                    display,
+                    "columns_present",
+                    f"expected one numeric list column of vectors beside article_id, found {vectors or 'none'}",
+                )
             lf = pl.scan_parquet(path).with_row_index("source_row", offset=1)
             column = pl.col(vectors[0])
             if isinstance(schema[vectors[0]], pl.Array):
@@ -238,8 +251,12 @@ def read_images(path: Path, source: SourceFile) -> tuple[pl.DataFrame, int]:
                 lengths = lf.select(column.list.len().alias("n")).collect()["n"]
                 dim = int(lengths.mode().sort()[0]) if lengths.len() else 0
             image = column.cast(pl.List(pl.String)).list.eval(pl.element().fill_null("")).list.join(",")
-        frame = lf.select(pl.col("article_id").cast(pl.String), image.alias("image"),
-                          pl.lit(display).alias("source_file"), pl.col("source_row").cast(pl.Int64)).collect()
+        frame = lf.select(
+            pl.col("article_id").cast(pl.String),
+            image.alias("image"),
+            pl.lit(display).alias("source_file"),
+            pl.col("source_row").cast(pl.Int64),
+        ).collect()
     except SourceError:
         raise
     except Exception as exc:

@@ -34,8 +34,10 @@ class StagedTable:
             self.schema = frame.schema
         elif frame.schema != self.schema:
             if set(frame.columns) != set(self.schema.names()):
-                raise ValueError(f"staged table {self.name}: part {len(self.parts)} has columns {frame.columns}, "
-                                 f"the table has {self.schema.names()}")
+                raise ValueError(
+                    f"staged table {self.name}: part {len(self.parts)} has columns {frame.columns}, "
+                    f"the table has {self.schema.names()}"
+                )
             frame = frame.select(self.schema.names()).cast(dict(self.schema))
         path = self.folder / f"part-{len(self.parts):05d}.parquet"
         frame.write_parquet(path, statistics=True)
@@ -45,13 +47,17 @@ class StagedTable:
     def scan(self) -> pl.LazyFrame:
         """Every part, lazily (an empty frame with the schema when nothing holds rows)."""
         if not self.parts:
-            raise ValueError(f"staged table {self.name} has no parts: append at least one (an empty frame keeps the schema)")
+            raise ValueError(
+                f"staged table {self.name} has no parts: append at least one (an empty frame keeps the schema)"
+            )
         return pl.scan_parquet(self.parts)
 
     def parquet_list_sql(self) -> str:
         """The parts as a DuckDB list literal, for `read_parquet(...)`."""
         if not self.parts:
-            raise ValueError(f"staged table {self.name} has no parts: append at least one (an empty frame keeps the schema)")
+            raise ValueError(
+                f"staged table {self.name} has no parts: append at least one (an empty frame keeps the schema)"
+            )
         return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in self.parts) + "]"
 
     def discard(self) -> None:

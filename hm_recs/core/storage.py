@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-
 S3_MAX_ATTEMPTS = 8
 """Attempts per S3 request (the first + retries) before an error reaches the asset."""
 
@@ -24,7 +23,7 @@ def is_s3(uri: str) -> bool:
 
 
 def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     if not bucket:
         raise ValueError(f"{uri!r} has no bucket; expected s3://bucket/prefix")
     return bucket, prefix.strip("/")
@@ -57,8 +56,11 @@ def _local_signature(stat) -> str:
 def _arrow_s3(endpoint: str | None, region: str | None):
     import pyarrow.fs as pafs
 
-    options: dict = {"retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
-                     "connect_timeout": 10, "request_timeout": 60}
+    options: dict = {
+        "retry_strategy": pafs.AwsStandardS3RetryStrategy(max_attempts=S3_MAX_ATTEMPTS),
+        "connect_timeout": 10,
+        "request_timeout": 60,
+    }
     if endpoint:
         parsed = urlparse(endpoint)
         options.update(endpoint_override=parsed.netloc or parsed.path, scheme=parsed.scheme or "https")
@@ -90,9 +92,14 @@ class Location:
 
         # Throttling (503 SlowDown) and 5xx are retried with backoff (botocore's standard mode); credentials come
         # from the environment or the instance/pod role, never from configuration here.
-        config = Config(retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS}, connect_timeout=10, read_timeout=60)
-        return boto3.client("s3", endpoint_url=self.endpoint_url, config=config) if self.endpoint_url \
+        config = Config(
+            retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS}, connect_timeout=10, read_timeout=60
+        )
+        return (
+            boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
+            if self.endpoint_url
             else boto3.client("s3", config=config)
+        )
 
     def _key(self, name: str) -> str:
         _, prefix = split_s3(self.uri)
@@ -138,9 +145,11 @@ class Location:
         bucket, prefix = split_s3(self.uri)
         start = "/".join(p for p in (prefix, under) if p)
         entries = []
-        for page in self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{start}/" if start else ""):
+        for page in (
+            self._client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{start}/" if start else "")
+        ):
             for obj in page.get("Contents", []):
-                name = obj["Key"][len(prefix) + 1:] if prefix else obj["Key"]
+                name = obj["Key"][len(prefix) + 1 :] if prefix else obj["Key"]
                 entries.append(Entry(name, int(obj["Size"]), obj["ETag"].strip('"')))
         return entries
 

@@ -28,7 +28,7 @@ class TierBands:
 
     high_score: float
     medium_score: float
-    calibration_scores: tuple[float, ...]         # increasing bin mean scores
+    calibration_scores: tuple[float, ...]  # increasing bin mean scores
     calibration_probabilities: tuple[float, ...]  # isotonic purchase probability at those scores
     summary: tuple[dict, ...] = ()
 
@@ -37,19 +37,28 @@ class TierBands:
         return np.interp(np.asarray(scores, dtype=np.float64), self.calibration_scores, self.calibration_probabilities)
 
     def state(self) -> dict:
-        return {**asdict(self), "calibration_scores": list(self.calibration_scores),
-                "calibration_probabilities": list(self.calibration_probabilities), "summary": list(self.summary)}
+        return {
+            **asdict(self),
+            "calibration_scores": list(self.calibration_scores),
+            "calibration_probabilities": list(self.calibration_probabilities),
+            "summary": list(self.summary),
+        }
 
     @classmethod
-    def load(cls, state: dict) -> "TierBands":
-        return cls(state["high_score"], state["medium_score"], tuple(state["calibration_scores"]),
-                   tuple(state["calibration_probabilities"]), tuple(state["summary"]))
+    def load(cls, state: dict) -> TierBands:
+        return cls(
+            state["high_score"],
+            state["medium_score"],
+            tuple(state["calibration_scores"]),
+            tuple(state["calibration_probabilities"]),
+            tuple(state["summary"]),
+        )
 
 
 def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted least-squares non-decreasing fit (pool adjacent violators)."""
     blocks: list[list[float]] = []  # [mean, weight, number of values pooled]
-    for value, weight in zip(values.tolist(), weights.tolist()):
+    for value, weight in zip(values.tolist(), weights.tolist(), strict=True):
         blocks.append([value, weight, 1])
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             (m2, w2, n2), (m1, w1, n1) = blocks.pop(), blocks.pop()
@@ -57,8 +66,13 @@ def _isotonic(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return np.repeat([b[0] for b in blocks], [int(b[2]) for b in blocks])
 
 
-def fit_tiers(scores: np.ndarray | pl.Series, labels: np.ndarray | pl.Series, high_share: float = 0.10,
-              medium_share: float = 0.30, bins: int = 100) -> TierBands:
+def fit_tiers(
+    scores: np.ndarray | pl.Series,
+    labels: np.ndarray | pl.Series,
+    high_share: float = 0.10,
+    medium_share: float = 0.30,
+    bins: int = 100,
+) -> TierBands:
     """Calibrate raw scores to purchase probability (isotonic regression on `bins` equal-count score bins) and
     cut tiers at the scores leaving closest to `high_share` of the rows high and `medium_share` medium. Fit on
     the validation week's recommended rows (each customer's top 12, label = bought that week), so the tiers
@@ -81,8 +95,13 @@ def fit_tiers(scores: np.ndarray | pl.Series, labels: np.ndarray | pl.Series, hi
     medium_score = _cut(scores, high_share + medium_share)
     bands = TierBands(high_score, medium_score, tuple(unique_scores.tolist()), tuple(probabilities.tolist()))
     summary = tier_summary(scores, labels, bands)
-    return TierBands(bands.high_score, bands.medium_score, bands.calibration_scores, bands.calibration_probabilities,
-                     tuple(summary.to_dicts()))
+    return TierBands(
+        bands.high_score,
+        bands.medium_score,
+        bands.calibration_scores,
+        bands.calibration_probabilities,
+        tuple(summary.to_dicts()),
+    )
 
 
 def _cut(scores: np.ndarray, share_above: float) -> float:
@@ -115,12 +134,29 @@ def tier_summary(scores: np.ndarray | pl.Series, labels: np.ndarray | pl.Series,
         mask = tiers == tier
         n = int(mask.sum())
         p = probability[mask]
-        rows.append({"tier": tier, "rows": n, "hit_rate": float(labels[mask].mean()) if n else None,
-                     "mean_probability": float(p.mean()) if n else None, "min_probability": float(p.min()) if n else None,
-                     "max_probability": float(p.max()) if n else None, "share": n / max(scores.size, 1)})
-    return pl.DataFrame(rows, schema={"tier": pl.String, "rows": pl.Int64, "hit_rate": pl.Float64,
-                                      "mean_probability": pl.Float64, "min_probability": pl.Float64,
-                                      "max_probability": pl.Float64, "share": pl.Float64})
+        rows.append(
+            {
+                "tier": tier,
+                "rows": n,
+                "hit_rate": float(labels[mask].mean()) if n else None,
+                "mean_probability": float(p.mean()) if n else None,
+                "min_probability": float(p.min()) if n else None,
+                "max_probability": float(p.max()) if n else None,
+                "share": n / max(scores.size, 1),
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "tier": pl.String,
+            "rows": pl.Int64,
+            "hit_rate": pl.Float64,
+            "mean_probability": pl.Float64,
+            "min_probability": pl.Float64,
+            "max_probability": pl.Float64,
+            "share": pl.Float64,
+        },
+    )
 
 
 @dataclass(frozen=True)
@@ -134,35 +170,62 @@ class ListTiers:
     bands: TierBands
 
     @classmethod
-    def fit(cls, lists: pl.DataFrame, purchases: pl.DataFrame, high_share: float = 0.10, medium_share: float = 0.30,
-            prior_rows: float = 20.0) -> "ListTiers":
+    def fit(
+        cls,
+        lists: pl.DataFrame,
+        purchases: pl.DataFrame,
+        high_share: float = 0.10,
+        medium_share: float = 0.30,
+        prior_rows: float = 20.0,
+    ) -> ListTiers:
         """`lists` (customer_id, article_id, rank, source) of the validation week's buyers; `purchases`
         (customer_id, article_id) of that week."""
         labelled = _labelled(lists, purchases)
         if labelled.height == 0:
             raise ValueError("ListTiers.fit needs at least one listed row")
         overall = int(labelled["label"].sum()) / labelled.height
-        cells = (labelled.group_by("source", "rank").agg(pl.col("label").sum().alias("hits"), pl.len().alias("rows"))
-                 .with_columns(((pl.col("hits") + prior_rows * overall) / (pl.col("rows") + prior_rows)).alias("rate"))
-                 .sort("source", "rank"))
+        cells = (
+            labelled.group_by("source", "rank")
+            .agg(pl.col("label").sum().alias("hits"), pl.len().alias("rows"))
+            .with_columns(((pl.col("hits") + prior_rows * overall) / (pl.col("rows") + prior_rows)).alias("rate"))
+            .sort("source", "rank")
+        )
         rates = np.unique(cells["rate"].to_numpy())
         # a cell's score is already its (shrunk) purchase rate: the calibration is the identity on the cells, and
         # the bands cut at the shares as the ranker's do; nothing depends on the order of the rows
-        provisional = cls(tuple(cells.select("source", "rank", "rate").iter_rows()),
-                          TierBands(0.0, 0.0, tuple(rates.tolist()), tuple(rates.tolist())))
+        provisional = cls(
+            tuple(cells.select("source", "rank", "rate").iter_rows()),
+            TierBands(0.0, 0.0, tuple(rates.tolist()), tuple(rates.tolist())),
+        )
         scores = provisional.scores(labelled).to_numpy()
-        bands = TierBands(_cut(scores, high_share), _cut(scores, high_share + medium_share), tuple(rates.tolist()),
-                          tuple(rates.tolist()))
+        bands = TierBands(
+            _cut(scores, high_share),
+            _cut(scores, high_share + medium_share),
+            tuple(rates.tolist()),
+            tuple(rates.tolist()),
+        )
         summary = tier_summary(scores, labelled["label"], bands)
-        return cls(provisional.cells, TierBands(bands.high_score, bands.medium_score, bands.calibration_scores,
-                                                bands.calibration_probabilities, tuple(summary.to_dicts())))
+        return cls(
+            provisional.cells,
+            TierBands(
+                bands.high_score,
+                bands.medium_score,
+                bands.calibration_scores,
+                bands.calibration_probabilities,
+                tuple(summary.to_dicts()),
+            ),
+        )
 
     def scores(self, lists: pl.DataFrame) -> pl.Series:
         """Each row's tier score (a cell never seen on the validation week scores 0)."""
-        cells = pl.DataFrame(list(self.cells), schema={"source": pl.String, "rank": pl.Int64, "rate": pl.Float64},
-                             orient="row")
-        return (lists.select(pl.col("source"), pl.col("rank").cast(pl.Int64))
-                .join(cells, on=["source", "rank"], how="left", maintain_order="left")["rate"].fill_null(0.0))
+        cells = pl.DataFrame(
+            list(self.cells), schema={"source": pl.String, "rank": pl.Int64, "rate": pl.Float64}, orient="row"
+        )
+        return (
+            lists.select(pl.col("source"), pl.col("rank").cast(pl.Int64))
+            .join(cells, on=["source", "rank"], how="left", maintain_order="left")["rate"]
+            .fill_null(0.0)
+        )
 
     def assign(self, lists: pl.DataFrame) -> pl.Series:
         return assign_tiers(self.scores(lists), self.bands)
@@ -174,12 +237,16 @@ class ListTiers:
         return {"cells": [list(cell) for cell in self.cells], "bands": self.bands.state()}
 
     @classmethod
-    def load(cls, state: dict) -> "ListTiers":
+    def load(cls, state: dict) -> ListTiers:
         return cls(tuple((str(s), int(r), float(v)) for s, r, v in state["cells"]), TierBands.load(state["bands"]))
 
 
 def _labelled(lists: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
-    bought = purchases.select("customer_id", "article_id").unique().with_columns(pl.lit(1, dtype=pl.Int8).alias("label"))
-    return (lists.select("customer_id", "article_id", pl.col("rank").cast(pl.Int64), "source")
-            .join(bought, on=["customer_id", "article_id"], how="left", maintain_order="left")
-            .with_columns(pl.col("label").fill_null(0)))
+    bought = (
+        purchases.select("customer_id", "article_id").unique().with_columns(pl.lit(1, dtype=pl.Int8).alias("label"))
+    )
+    return (
+        lists.select("customer_id", "article_id", pl.col("rank").cast(pl.Int64), "source")
+        .join(bought, on=["customer_id", "article_id"], how="left", maintain_order="left")
+        .with_columns(pl.col("label").fill_null(0))
+    )

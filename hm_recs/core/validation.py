@@ -89,10 +89,15 @@ def _show(column: str) -> pl.Expr:
 
 # ---------------------------------------------------------------------------------------------- typing
 
+
 def _to_int(column: str, dtype: pl.DataType) -> pl.Expr:
-    return raw(column).str.strip_chars().cast(pl.Float64, strict=False).pipe(
-        lambda f: pl.when(f == f.round()).then(f).otherwise(None)
-    ).cast(dtype, strict=False)
+    return (
+        raw(column)
+        .str.strip_chars()
+        .cast(pl.Float64, strict=False)
+        .pipe(lambda f: pl.when(f == f.round()).then(f).otherwise(None))
+        .cast(dtype, strict=False)
+    )
 
 
 def prepare(table: str, raw_frame: pl.DataFrame) -> pl.DataFrame:
@@ -105,12 +110,16 @@ def prepare(table: str, raw_frame: pl.DataFrame) -> pl.DataFrame:
         dtype = dtypes[c]
         if c == "article_id":
             # Normalised once here: ids read as integers upstream lost their leading zero.
-            typed.append(raw(c).str.strip_chars().pipe(
-                lambda s: pl.when(s.str.contains(r"^[0-9]{1,10}$")).then(s.str.zfill(10)).otherwise(s)
-            ).alias(c))
+            typed.append(
+                raw(c)
+                .str.strip_chars()
+                .pipe(lambda s: pl.when(s.str.contains(r"^[0-9]{1,10}$")).then(s.str.zfill(10)).otherwise(s))
+                .alias(c)
+            )
         elif c == "image":  # the text of the values joined by commas -> floats (null where one does not parse)
-            typed.append(raw(c).str.split(",").list.eval(
-                pl.element().str.strip_chars().cast(pl.Float32, strict=False)).alias(c))
+            typed.append(
+                raw(c).str.split(",").list.eval(pl.element().str.strip_chars().cast(pl.Float32, strict=False)).alias(c)
+            )
         elif c == "t_dat":
             typed.append(raw(c).str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias(c))
         elif dtype == pl.Float64():
@@ -119,22 +128,24 @@ def prepare(table: str, raw_frame: pl.DataFrame) -> pl.DataFrame:
             typed.append(_to_int(c, dtype).alias(c))
         else:
             typed.append(raw(c).alias(c))
-    return renamed.with_columns(typed).select(
-        list(columns) + [f"{RAW}{c}" for c in columns] + list(SOURCE_COLUMNS)
-    )
+    return renamed.with_columns(typed).select(list(columns) + [f"{RAW}{c}" for c in columns] + list(SOURCE_COLUMNS))
 
 
 # ---------------------------------------------------------------------------------------------- rules
+
 
 def _utf8_rule(text_columns: Sequence[str]) -> Rule:
     return Rule(
         "utf8",
         "every value is valid UTF-8 text",
-        lambda ctx: pl.any_horizontal([raw(c).str.contains(INVALID_UTF8_MARK, literal=True).fill_null(False)
-                                       for c in text_columns]),
+        lambda ctx: pl.any_horizontal(
+            [raw(c).str.contains(INVALID_UTF8_MARK, literal=True).fill_null(False) for c in text_columns]
+        ),
         lambda ctx: pl.lit("non-UTF-8 bytes in the row"),
-        lambda ctx: [Expectation("ExpectColumnValuesToNotMatchRegex", {"column": f"{RAW}{c}", "regex": INVALID_UTF8_MARK})
-                     for c in text_columns],
+        lambda ctx: [
+            Expectation("ExpectColumnValuesToNotMatchRegex", {"column": f"{RAW}{c}", "regex": INVALID_UTF8_MARK})
+            for c in text_columns
+        ],
     )
 
 
@@ -144,8 +155,10 @@ def _pattern_rule(name: str, column: str, pattern: str, what: str) -> Rule:
         f"{column} is {what}",
         lambda ctx: ~pl.col(column).str.contains(pattern).fill_null(False),
         lambda ctx: pl.format("{} is not {}", _show(column), pl.lit(what)),
-        lambda ctx: [Expectation("ExpectColumnValuesToNotBeNull", {"column": column}),
-                     Expectation("ExpectColumnValuesToMatchRegex", {"column": column, "regex": pattern})],
+        lambda ctx: [
+            Expectation("ExpectColumnValuesToNotBeNull", {"column": column}),
+            Expectation("ExpectColumnValuesToMatchRegex", {"column": column, "regex": pattern}),
+        ],
     )
 
 
@@ -169,11 +182,15 @@ def _known_rule(name: str, column: str, ids: Callable[[RuleContext], pl.Series |
         return pl.lit(True) if known is None else pl.col(column).is_in(known.implode()).fill_null(False)
 
     return Rule(
-        name, f"{column} refers to a known {what}",
+        name,
+        f"{column} refers to a known {what}",
         lambda ctx: ~is_known(ctx),
         lambda ctx: pl.format("{} is not in the validated {}s", _show(column), pl.lit(what)),
-        lambda ctx: [] if ids(ctx) is None else [
-            Expectation("ExpectColumnValuesToBeInSet", {"column": flag, "value_set": [True]})],
+        lambda ctx: (
+            []
+            if ids(ctx) is None
+            else [Expectation("ExpectColumnValuesToBeInSet", {"column": flag, "value_set": [True]})]
+        ),
         lambda ctx: {} if ids(ctx) is None else {flag: is_known(ctx)},
     )
 
@@ -191,7 +208,8 @@ ARTICLE_RULES: tuple[Rule, ...] = (
         lambda ctx: pl.any_horizontal([pl.col(c).is_null() for c in ARTICLE_INT_COLUMNS]),
         lambda ctx: pl.concat_str(
             [pl.when(pl.col(c).is_null()).then(_show(c)) for c in ARTICLE_INT_COLUMNS],
-            separator=", ", ignore_nulls=True,
+            separator=", ",
+            ignore_nulls=True,
         ).pipe(lambda s: pl.format("not an integer: {}", s)),
         lambda ctx: [Expectation("ExpectColumnValuesToNotBeNull", {"column": c}) for c in ARTICLE_INT_COLUMNS],
     ),
@@ -201,15 +219,17 @@ ARTICLE_RULES: tuple[Rule, ...] = (
         lambda ctx: pl.any_horizontal([pl.col(c).is_null() for c in ARTICLE_REQUIRED_TEXT]),
         lambda ctx: pl.concat_str(
             [pl.when(pl.col(c).is_null()).then(pl.lit(c)) for c in ARTICLE_REQUIRED_TEXT],
-            separator=", ", ignore_nulls=True,
+            separator=", ",
+            ignore_nulls=True,
         ).pipe(lambda s: pl.format("missing: {}", s)),
         lambda ctx: [Expectation("ExpectColumnValuesToNotBeNull", {"column": c}) for c in ARTICLE_REQUIRED_TEXT],
     ),
     Rule(
         "article_id_product_code",
         "article_id starts with its 7-digit product_code",
-        lambda ctx: (pl.col("article_id").str.slice(0, 7) != pl.col("product_code").cast(pl.String).str.zfill(7))
-        .fill_null(False),
+        lambda ctx: (
+            pl.col("article_id").str.slice(0, 7) != pl.col("product_code").cast(pl.String).str.zfill(7)
+        ).fill_null(False),
         lambda ctx: pl.format("{} does not start with product_code {}", _show("article_id"), raw("product_code")),
         lambda ctx: [],  # cross-column rule: no GX column-map expectation; counted from the quarantine
     ),
@@ -222,36 +242,55 @@ CUSTOMER_RULES: tuple[Rule, ...] = (
     Rule(
         "age_range",
         "age is empty or a whole number of years within the configured range",
-        lambda ctx: _unparsed("age") | ~pl.col("age").is_between(ctx.limits.min_age, ctx.limits.max_age).fill_null(True),
-        lambda ctx: pl.format("{} outside [{}, {}]", _show("age"), pl.lit(ctx.limits.min_age), pl.lit(ctx.limits.max_age)),
-        lambda ctx: [Expectation("ExpectColumnValuesToMatchRegex", {"column": f"{RAW}age", "regex": INTEGER_PATTERN}),
-                     Expectation("ExpectColumnValuesToBeBetween",
-                                 {"column": "age", "min_value": ctx.limits.min_age, "max_value": ctx.limits.max_age})],
+        lambda ctx: (
+            _unparsed("age") | ~pl.col("age").is_between(ctx.limits.min_age, ctx.limits.max_age).fill_null(True)
+        ),
+        lambda ctx: pl.format(
+            "{} outside [{}, {}]", _show("age"), pl.lit(ctx.limits.min_age), pl.lit(ctx.limits.max_age)
+        ),
+        lambda ctx: [
+            Expectation("ExpectColumnValuesToMatchRegex", {"column": f"{RAW}age", "regex": INTEGER_PATTERN}),
+            Expectation(
+                "ExpectColumnValuesToBeBetween",
+                {"column": "age", "min_value": ctx.limits.min_age, "max_value": ctx.limits.max_age},
+            ),
+        ],
     ),
     Rule(
         "flags_valid",
         "FN and Active are empty or 1",
         lambda ctx: pl.any_horizontal([_unparsed(c) | (pl.col(c) != 1).fill_null(False) for c in ("FN", "Active")]),
         lambda ctx: pl.format("{}, {}", _show("FN"), _show("Active")),
-        lambda ctx: [e for c in ("FN", "Active") for e in (
-            Expectation("ExpectColumnValuesToMatchRegex", {"column": f"{RAW}{c}", "regex": INTEGER_PATTERN}),
-            Expectation("ExpectColumnValuesToBeInSet", {"column": c, "value_set": [1]}))],
+        lambda ctx: [
+            e
+            for c in ("FN", "Active")
+            for e in (
+                Expectation("ExpectColumnValuesToMatchRegex", {"column": f"{RAW}{c}", "regex": INTEGER_PATTERN}),
+                Expectation("ExpectColumnValuesToBeInSet", {"column": c, "value_set": [1]}),
+            )
+        ],
     ),
     Rule(
         "club_member_status_known",
         "club_member_status is empty or one of " + ", ".join(CLUB_MEMBER_STATUSES),
         lambda ctx: ~pl.col("club_member_status").is_in(CLUB_MEMBER_STATUSES).fill_null(True),
         lambda ctx: _show("club_member_status"),
-        lambda ctx: [Expectation("ExpectColumnValuesToBeInSet",
-                                 {"column": "club_member_status", "value_set": list(CLUB_MEMBER_STATUSES)})],
+        lambda ctx: [
+            Expectation(
+                "ExpectColumnValuesToBeInSet", {"column": "club_member_status", "value_set": list(CLUB_MEMBER_STATUSES)}
+            )
+        ],
     ),
     Rule(
         "fashion_news_frequency_known",
         "fashion_news_frequency is empty or one of " + ", ".join(NEWS_FREQUENCIES),
         lambda ctx: ~pl.col("fashion_news_frequency").is_in(NEWS_FREQUENCIES).fill_null(True),
         lambda ctx: _show("fashion_news_frequency"),
-        lambda ctx: [Expectation("ExpectColumnValuesToBeInSet",
-                                 {"column": "fashion_news_frequency", "value_set": list(NEWS_FREQUENCIES)})],
+        lambda ctx: [
+            Expectation(
+                "ExpectColumnValuesToBeInSet", {"column": "fashion_news_frequency", "value_set": list(NEWS_FREQUENCIES)}
+            )
+        ],
     ),
 )
 
@@ -264,43 +303,64 @@ def _in_week(ctx: RuleContext) -> pl.Expr:
 TRANSACTION_RULES: tuple[Rule, ...] = (
     _utf8_rule(("t_dat", "customer_id", "article_id", "price", "sales_channel_id")),
     Rule(
-        "t_dat_date", "t_dat is a YYYY-MM-DD date",
+        "t_dat_date",
+        "t_dat is a YYYY-MM-DD date",
         lambda ctx: pl.col("t_dat").is_null(),
         lambda ctx: pl.format("{} is not a YYYY-MM-DD date", _show("t_dat")),
         lambda ctx: [Expectation("ExpectColumnValuesToNotBeNull", {"column": "t_dat"})],
     ),
     Rule(
-        "t_dat_in_week", "t_dat falls inside the week being ingested (Wednesday to Tuesday)",
+        "t_dat_in_week",
+        "t_dat falls inside the week being ingested (Wednesday to Tuesday)",
         lambda ctx: ~_in_week(ctx).fill_null(True),
-        lambda ctx: pl.format("{} outside week {}..{}", _show("t_dat"), pl.lit(str(ctx.week)),
-                              pl.lit(str(week_end(ctx.week)) if ctx.week else "")),
-        lambda ctx: [Expectation("ExpectColumnValuesToBeBetween", {
-            "column": "t_dat",
-            "min_value": dt.datetime.combine(ctx.week, dt.time()),
-            "max_value": dt.datetime.combine(week_end(ctx.week), dt.time()),
-        })],
+        lambda ctx: pl.format(
+            "{} outside week {}..{}",
+            _show("t_dat"),
+            pl.lit(str(ctx.week)),
+            pl.lit(str(week_end(ctx.week)) if ctx.week else ""),
+        ),
+        lambda ctx: [
+            Expectation(
+                "ExpectColumnValuesToBeBetween",
+                {
+                    "column": "t_dat",
+                    "min_value": dt.datetime.combine(ctx.week, dt.time()),
+                    "max_value": dt.datetime.combine(week_end(ctx.week), dt.time()),
+                },
+            )
+        ],
     ),
     _pattern_rule("customer_id_format", "customer_id", CUSTOMER_ID_PATTERN, "a 64-character hex id"),
     _pattern_rule("article_id_format", "article_id", ARTICLE_ID_PATTERN, "a 10-digit article id"),
     Rule(
-        "price_range", "price is a number > 0 and <= the configured maximum",
+        "price_range",
+        "price is a number > 0 and <= the configured maximum",
         lambda ctx: ~(pl.col("price") > 0).fill_null(False) | (pl.col("price") > ctx.limits.max_price).fill_null(False),
         lambda ctx: pl.format("{} not in (0, {}]", _show("price"), pl.lit(ctx.limits.max_price)),
-        lambda ctx: [Expectation("ExpectColumnValuesToNotBeNull", {"column": "price"}),
-                     Expectation("ExpectColumnValuesToBeBetween", {
-                         "column": "price", "min_value": 0, "max_value": ctx.limits.max_price, "strict_min": True})],
+        lambda ctx: [
+            Expectation("ExpectColumnValuesToNotBeNull", {"column": "price"}),
+            Expectation(
+                "ExpectColumnValuesToBeBetween",
+                {"column": "price", "min_value": 0, "max_value": ctx.limits.max_price, "strict_min": True},
+            ),
+        ],
     ),
     Rule(
-        "sales_channel_known", "sales_channel_id is 1 (store) or 2 (online)",
+        "sales_channel_known",
+        "sales_channel_id is 1 (store) or 2 (online)",
         lambda ctx: ~pl.col("sales_channel_id").is_in(SALES_CHANNELS).fill_null(False),
         lambda ctx: pl.format("{} not in (1, 2)", _show("sales_channel_id")),
-        lambda ctx: [Expectation("ExpectColumnValuesToNotBeNull", {"column": "sales_channel_id"}),
-                     Expectation("ExpectColumnValuesToBeInSet",
-                                 {"column": "sales_channel_id", "value_set": list(SALES_CHANNELS)})],
+        lambda ctx: [
+            Expectation("ExpectColumnValuesToNotBeNull", {"column": "sales_channel_id"}),
+            Expectation(
+                "ExpectColumnValuesToBeInSet", {"column": "sales_channel_id", "value_set": list(SALES_CHANNELS)}
+            ),
+        ],
     ),
     _known_rule("customer_known", "customer_id", lambda ctx: ctx.known_customer_ids, "customer"),
     _known_rule("article_known", "article_id", lambda ctx: ctx.known_article_ids, "article"),
 )
+
 
 def _image_length() -> pl.Expr:
     return pl.col("image").list.len()
@@ -316,14 +376,18 @@ IMAGE_RULES: tuple[Rule, ...] = (
     _pattern_rule("article_id_format", "article_id", ARTICLE_ID_PATTERN, "a 10-digit article id"),
     _unique_rule("article_id_unique", "article_id"),
     Rule(
-        "image_dimension", "the vector has the file's length",
+        "image_dimension",
+        "the vector has the file's length",
         lambda ctx: (_image_length() != ctx.image_dim).fill_null(True),
         lambda ctx: pl.format("{} values, the file's vectors have {}", _image_length(), pl.lit(ctx.image_dim)),
-        lambda ctx: [Expectation("ExpectColumnValuesToBeInSet", {"column": "length__image", "value_set": [ctx.image_dim]})],
+        lambda ctx: [
+            Expectation("ExpectColumnValuesToBeInSet", {"column": "length__image", "value_set": [ctx.image_dim]})
+        ],
         lambda ctx: {"length__image": _image_length()},
     ),
     Rule(
-        "image_finite", "every value of the vector is a finite number",
+        "image_finite",
+        "every value of the vector is a finite number",
         lambda ctx: ~_image_finite(),
         lambda ctx: pl.lit("a value is empty, not a number, NaN or infinite"),
         lambda ctx: [Expectation("ExpectColumnValuesToBeInSet", {"column": "finite__image", "value_set": [True]})],
@@ -341,6 +405,7 @@ TABLE_RULES: dict[str, tuple[Rule, ...]] = {
 
 
 # ---------------------------------------------------------------------------------------------- split
+
 
 @dataclass(frozen=True)
 class ValidationResult:
@@ -377,16 +442,29 @@ def split(table: str, raw_frame: pl.DataFrame, ctx: RuleContext) -> ValidationRe
     flagged = prepared.with_columns(flags)
     flag_names = [f"__v_{r.name}" for r in rules]
     bad = pl.any_horizontal([pl.col(f) for f in flag_names])
-    rule_counts = {r.name: int(n) for r, n in zip(rules, flagged.select([pl.col(f).sum() for f in flag_names]).row(0)) if n}
+    rule_counts = {
+        r.name: int(n)
+        for r, n in zip(rules, flagged.select([pl.col(f).sum() for f in flag_names]).row(0), strict=True)
+        if n
+    }
     columns = TABLE_COLUMNS[table]
     clean = flagged.filter(~bad).select(list(columns))
     quarantine = flagged.filter(bad).select(
         list(SOURCE_COLUMNS)
         + [
-            pl.concat_str([pl.when(pl.col(f"__v_{r.name}")).then(pl.lit(r.name)) for r in rules],
-                          separator=", ", ignore_nulls=True).alias("rule"),
-            pl.concat_str([pl.when(pl.col(f"__v_{r.name}")).then(pl.format("{}: {}", pl.lit(r.name), r.message(ctx)))
-                           for r in rules], separator="; ", ignore_nulls=True).alias("reason"),
+            pl.concat_str(
+                [pl.when(pl.col(f"__v_{r.name}")).then(pl.lit(r.name)) for r in rules],
+                separator=", ",
+                ignore_nulls=True,
+            ).alias("rule"),
+            pl.concat_str(
+                [
+                    pl.when(pl.col(f"__v_{r.name}")).then(pl.format("{}: {}", pl.lit(r.name), r.message(ctx)))
+                    for r in rules
+                ],
+                separator="; ",
+                ignore_nulls=True,
+            ).alias("reason"),
         ]
         + [raw(c).alias(c) for c in columns]
     )

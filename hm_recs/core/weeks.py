@@ -40,4 +40,3 @@ def shift_weeks(week: dt.date, n: int) -> dt.date:
 def week_expr(day: pl.Expr) -> pl.Expr:
     """Vectorised `week_of` for a Date expression (polars truncates weeks to Mondays)."""
     return day.dt.offset_by("-2d").dt.truncate("1w").dt.offset_by("2d")
-

@@ -36,7 +36,7 @@ class IdIndex:
     ids: pl.Series  # sorted, unique
 
     @classmethod
-    def of(cls, ids: pl.Series) -> "IdIndex":
+    def of(cls, ids: pl.Series) -> IdIndex:
         return cls(ids.unique().sort().alias("id"))
 
     def __len__(self) -> int:
@@ -45,8 +45,11 @@ class IdIndex:
     def encode(self, frame: pl.DataFrame, column: str, alias: str | None = None) -> pl.DataFrame:
         """Replace `column` by its integer index (`alias`, default `<column>_idx`); unknown ids are dropped."""
         lookup = self.ids.to_frame().with_row_index("__idx")
-        return (frame.join(lookup, left_on=column, right_on="id", how="inner")
-                .rename({"__idx": alias or f"{column}_idx"}).with_columns(pl.col(alias or f"{column}_idx").cast(pl.Int64)))
+        return (
+            frame.join(lookup, left_on=column, right_on="id", how="inner")
+            .rename({"__idx": alias or f"{column}_idx"})
+            .with_columns(pl.col(alias or f"{column}_idx").cast(pl.Int64))
+        )
 
     def decode(self, idx: pl.Series | np.ndarray) -> pl.Series:
         return self.ids.gather(pl.Series(np.asarray(idx), dtype=pl.UInt32))
@@ -57,8 +60,13 @@ def encode_purchases(frame: pl.DataFrame, customers: IdIndex, articles: IdIndex)
     return customers.encode(articles.encode(frame, "article_id", "article_idx"), "customer_id", "customer_idx")
 
 
-def sample_negatives(n_items: int, shape: tuple[int, ...], generator: torch.Generator,
-                     popularity: torch.Tensor | None = None, popularity_share: float = 0.5) -> torch.Tensor:
+def sample_negatives(
+    n_items: int,
+    shape: tuple[int, ...],
+    generator: torch.Generator,
+    popularity: torch.Tensor | None = None,
+    popularity_share: float = 0.5,
+) -> torch.Tensor:
     """Negative item indices: uniform, mixed with popularity-weighted draws when `popularity` is given
     (popular items are the hard negatives a popularity-biased scorer must learn to separate)."""
     uniform = torch.randint(0, n_items, shape, generator=generator)
@@ -158,8 +166,9 @@ def retrieval_metrics(
         bought = torch.zeros(len(batch)).index_add_(0, rows, torch.ones(len(rows)))
         recall_sum += float((per_customer / bought.clamp(min=1)).sum())
     n_customers = customers.len()
-    return RetrievalFigures(auc=auc_sum / max(n_pairs, 1), recall_at_k=recall_sum / max(n_customers, 1),
-                            customers=n_customers, k=k)
+    return RetrievalFigures(
+        auc=auc_sum / max(n_pairs, 1), recall_at_k=recall_sum / max(n_customers, 1), customers=n_customers, k=k
+    )
 
 
 def to_bytes(state: dict) -> tuple[bytes, str]:
@@ -180,10 +189,13 @@ def finite(module: torch.nn.Module) -> bool:
     return all(torch.isfinite(p).all() for p in module.parameters())
 
 
-def popularity_retrieval(purchases: pl.DataFrame, held_out: pl.DataFrame, n_items: int, k: int = 100) -> RetrievalFigures:
+def popularity_retrieval(
+    purchases: pl.DataFrame, held_out: pl.DataFrame, n_items: int, k: int = 100
+) -> RetrievalFigures:
     """The popularity scorer's figures (counts of `purchases` per article), the bar every model gate uses."""
-    counts = torch.bincount(torch.as_tensor(purchases["article_idx"].to_numpy().copy(), dtype=torch.long),
-                            minlength=n_items).float()
+    counts = torch.bincount(
+        torch.as_tensor(purchases["article_idx"].to_numpy().copy(), dtype=torch.long), minlength=n_items
+    ).float()
     return retrieval_metrics(lambda c: counts.expand(len(c), -1), held_out, n_items, k=k)
 
 
@@ -203,12 +215,25 @@ def repeat_features(times: torch.Tensor, since_days: torch.Tensor, cycle_days: t
     """[..., REPEAT_FEATURES] what predicts that a customer re-buys an article: log purchases of it, log days since
     the last one, log of those days over the article's usual cycle, log cycle."""
     since = since_days.clamp(min=0).float()
-    return torch.stack([times.float().log1p(), since.log1p() / DAY_SCALE,
-                        torch.log((since + 1) / (cycle_days + 1)), cycle_days.log1p() / DAY_SCALE], dim=-1)
+    return torch.stack(
+        [
+            times.float().log1p(),
+            since.log1p() / DAY_SCALE,
+            torch.log((since + 1) / (cycle_days + 1)),
+            cycle_days.log1p() / DAY_SCALE,
+        ],
+        dim=-1,
+    )
 
 
-def repeat_term(network: torch.nn.Module, items: torch.Tensor, bought: torch.Tensor, times: torch.Tensor,
-                since_days: torch.Tensor, cycle_days: torch.Tensor) -> torch.Tensor:
+def repeat_term(
+    network: torch.nn.Module,
+    items: torch.Tensor,
+    bought: torch.Tensor,
+    times: torch.Tensor,
+    since_days: torch.Tensor,
+    cycle_days: torch.Tensor,
+) -> torch.Tensor:
     """The repeat network's term for `items` [...] where the customer `bought` them before (`times` times, the last
     `since_days` before the day scored; `cycle_days` [n_articles]), 0 elsewhere; the network reads those pairs only."""
     hit = bought.nonzero(as_tuple=True)
@@ -220,15 +245,20 @@ def purchase_cycles(items: pl.DataFrame, n_articles: int, default: float = 28.0)
     """[n_articles] each article's usual re-buy cycle: the median days between two consecutive purchases of it by one
     customer in `items` (customer, article, day as ints); articles never re-bought get the median over all re-buys
     (`default` when there are none)."""
-    gaps = (items.select("customer", "article", "day").unique().sort("customer", "article", "day")
-            .with_columns(gap=pl.col("day").diff().over("customer", "article"))
-            .filter(pl.col("gap") > 0))
+    gaps = (
+        items.select("customer", "article", "day")
+        .unique()
+        .sort("customer", "article", "day")
+        .with_columns(gap=pl.col("day").diff().over("customer", "article"))
+        .filter(pl.col("gap") > 0)
+    )
     overall = float(gaps["gap"].median()) if gaps.height else default
     cycles = torch.full((n_articles,), overall)
     if gaps.height:
         per = gaps.group_by("article").agg(pl.col("gap").median())
-        cycles[torch.as_tensor(per["article"].to_numpy().copy())] = torch.as_tensor(per["gap"].to_numpy().copy(),
-                                                                                    dtype=torch.float32)
+        cycles[torch.as_tensor(per["article"].to_numpy().copy())] = torch.as_tensor(
+            per["gap"].to_numpy().copy(), dtype=torch.float32
+        )
     return cycles
 
 
@@ -240,8 +270,14 @@ def repeat_mlp(hidden: int) -> torch.nn.Module:
     return mlp
 
 
-def with_identity(vectors: torch.Tensor, identity: torch.nn.Embedding | None, known: torch.Tensor | None,
-                  idx: torch.Tensor, dropout: float, training: bool) -> torch.Tensor:
+def with_identity(
+    vectors: torch.Tensor,
+    identity: torch.nn.Embedding | None,
+    known: torch.Tensor | None,
+    idx: torch.Tensor,
+    dropout: float,
+    training: bool,
+) -> torch.Tensor:
     """Article vectors plus the identity embedding of the articles `known` to have enough sales; while training each
     row's identity is dropped to zeros with probability `dropout` (the content side must stand alone for new
     articles). Only the rows that get an identity read the embedding, so a step's sparse gradient and lazy Adam
@@ -268,8 +304,14 @@ class IdentityOptimiser:
     (larger) weight decay is applied to the rows a step touched: a dense step would update a row per catalogue
     article every step, whatever the batch used (docs/models.md)."""
 
-    def __init__(self, model: torch.nn.Module, identity: torch.nn.Embedding | None, lr: float, weight_decay: float,
-                 id_weight_decay: float):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        identity: torch.nn.Embedding | None,
+        lr: float,
+        weight_decay: float,
+        id_weight_decay: float,
+    ):
         own = [] if identity is None else list(identity.parameters())
         others = [p for p in model.parameters() if all(p is not q for q in own)]
         self.dense = torch.optim.Adam(others, lr=lr, weight_decay=weight_decay)
@@ -289,6 +331,7 @@ class IdentityOptimiser:
             if weight.grad is not None and self.id_weight_decay:
                 grad = weight.grad.coalesce()
                 decayed = grad.values() + self.id_weight_decay * weight.data[grad.indices()[0]]
-                weight.grad = torch.sparse_coo_tensor(grad.indices(), decayed, grad.shape, is_coalesced=True,
-                                                      check_invariants=False)
+                weight.grad = torch.sparse_coo_tensor(
+                    grad.indices(), decayed, grad.shape, is_coalesced=True, check_invariants=False
+                )
         self.sparse.step()

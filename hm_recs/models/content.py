@@ -27,8 +27,13 @@ from torch import nn
 from hm_recs.models.common import fixed_sample, sample_negatives, set_seed, take_rows
 
 CONTENT_COLUMNS: tuple[str, ...] = (
-    "product_type_no", "graphical_appearance_no", "colour_group_code", "department_no",
-    "index_code", "section_no", "garment_group_no",
+    "product_type_no",
+    "graphical_appearance_no",
+    "colour_group_code",
+    "department_no",
+    "index_code",
+    "section_no",
+    "garment_group_no",
 )
 
 
@@ -39,7 +44,7 @@ class CategoricalVocabulary:
     values: dict[str, list[str]]
 
     @classmethod
-    def fit(cls, frame: pl.DataFrame, columns: Sequence[str]) -> "CategoricalVocabulary":
+    def fit(cls, frame: pl.DataFrame, columns: Sequence[str]) -> CategoricalVocabulary:
         return cls({c: sorted(frame[c].drop_nulls().cast(pl.String).unique().to_list()) for c in columns})
 
     @property
@@ -50,10 +55,14 @@ class CategoricalVocabulary:
         """[rows, columns] int64 codes (0 = unknown)."""
         out = []
         for column, values in self.values.items():
-            mapping = pl.DataFrame({"__v": values, "__code": np.arange(1, len(values) + 1)},
-                                   schema={"__v": pl.String, "__code": pl.Int64})
-            codes = (frame.select(pl.col(column).cast(pl.String).alias("__v"))
-                     .join(mapping, on="__v", how="left", maintain_order="left")["__code"].fill_null(0))
+            mapping = pl.DataFrame(
+                {"__v": values, "__code": np.arange(1, len(values) + 1)}, schema={"__v": pl.String, "__code": pl.Int64}
+            )
+            codes = (
+                frame.select(pl.col(column).cast(pl.String).alias("__v"))
+                .join(mapping, on="__v", how="left", maintain_order="left")["__code"]
+                .fill_null(0)
+            )
             out.append(codes.to_numpy().astype(np.int64))
         return torch.as_tensor(np.stack(out, axis=1))
 
@@ -75,8 +84,9 @@ class TextVocabulary:
     max_tokens: int = 32
 
     @classmethod
-    def fit(cls, articles: pl.DataFrame, size: int, min_articles: int = 2, max_share: float = 0.5,
-            max_tokens: int = 32) -> "TextVocabulary":
+    def fit(
+        cls, articles: pl.DataFrame, size: int, min_articles: int = 2, max_share: float = 0.5, max_tokens: int = 32
+    ) -> TextVocabulary:
         counts: Counter = Counter()
         for text in _texts(articles):
             counts.update(set(_words(text)))
@@ -98,15 +108,18 @@ def _texts(articles: pl.DataFrame) -> list[str]:
     present = [c for c in TEXT_COLUMNS if c in articles.columns]
     if not present:
         return [""] * articles.height
-    return articles.select(pl.concat_str([pl.col(c).fill_null("") for c in present], separator=" ")).to_series().to_list()
+    return (
+        articles.select(pl.concat_str([pl.col(c).fill_null("") for c in present], separator=" ")).to_series().to_list()
+    )
 
 
 def image_matrix(articles: pl.DataFrame, images: pl.DataFrame | None, dim: int) -> torch.Tensor:
     """[rows of `articles`, dim + 1]: each article's image vector (zeros where it has none) and a has-image flag."""
     if images is None or images.height == 0 or dim == 0:
         return torch.zeros((articles.height, dim + 1))
-    joined = articles.select("article_id").join(images.select("article_id", "image"), on="article_id", how="left",
-                                                maintain_order="left")
+    joined = articles.select("article_id").join(
+        images.select("article_id", "image"), on="article_id", how="left", maintain_order="left"
+    )
     has = joined["image"].is_not_null().to_numpy()
     matrix = np.zeros((articles.height, dim + 1), dtype=np.float32)
     if has.any():
@@ -155,19 +168,21 @@ class ContentConfig:
 
     def __post_init__(self):
         if self.max_customers < 1 or self.max_pairs_per_epoch < 1:
-            raise ValueError(f"max_customers and max_pairs_per_epoch must be >= 1, "
-                             f"got {self.max_customers} and {self.max_pairs_per_epoch}")
+            raise ValueError(
+                "max_customers and max_pairs_per_epoch must be >= 1, "
+                f"got {self.max_customers} and {self.max_pairs_per_epoch}"
+            )
 
 
 @dataclass(frozen=True)
 class ArticleInputs:
     """What the encoder reads of a set of articles: attribute codes, word indexes, image vectors + flag."""
 
-    codes: torch.Tensor    # [rows, columns]
-    tokens: torch.Tensor   # [rows, max_tokens] (0 columns without text features)
-    images: torch.Tensor   # [rows, image input dim + 1] (the flag only without images)
+    codes: torch.Tensor  # [rows, columns]
+    tokens: torch.Tensor  # [rows, max_tokens] (0 columns without text features)
+    images: torch.Tensor  # [rows, image input dim + 1] (the flag only without images)
 
-    def rows(self, idx: torch.Tensor) -> "ArticleInputs":
+    def rows(self, idx: torch.Tensor) -> ArticleInputs:
         return ArticleInputs(self.codes[idx], self.tokens[idx], self.images[idx])
 
 
@@ -176,7 +191,11 @@ class ContentEncoder(nn.Module):
         super().__init__()
         self.embedding = CategoricalEmbedding(sizes, config.embedding_dim)
         width = self.embedding.out_dim
-        self.words = nn.EmbeddingBag(n_words + 1, config.text_dim, mode="sum", padding_idx=0) if n_words and config.text_dim else None
+        self.words = (
+            nn.EmbeddingBag(n_words + 1, config.text_dim, mode="sum", padding_idx=0)
+            if n_words and config.text_dim
+            else None
+        )
         width += config.text_dim if self.words is not None else 0
         self.image = nn.Linear(image_input, config.image_dim) if image_input and config.image_dim else None
         width += config.image_dim + 1 if self.image is not None else 0
@@ -202,7 +221,9 @@ class ContentModel:
     image_input: int = 0  # length of the image vectors it was trained with (0: none)
 
     def inputs(self, articles: pl.DataFrame, images: pl.DataFrame | None = None) -> ArticleInputs:
-        tokens = self.text.tokens(articles) if self.text is not None else torch.zeros((articles.height, 0), dtype=torch.long)
+        tokens = (
+            self.text.tokens(articles) if self.text is not None else torch.zeros((articles.height, 0), dtype=torch.long)
+        )
         return ArticleInputs(self.vocabulary.codes(articles), tokens, image_matrix(articles, images, self.image_input))
 
     def vectors(self, articles: pl.DataFrame, images: pl.DataFrame | None = None) -> torch.Tensor:
@@ -211,13 +232,17 @@ class ContentModel:
             return self.encoder(self.inputs(articles, images))
 
     def state(self) -> dict:
-        return {"config": asdict(self.config), "vocabulary": self.vocabulary.values,
-                "weights": self.encoder.state_dict(), "history": self.history,
-                "text": {"words": self.text.words, "max_tokens": self.text.max_tokens} if self.text else None,
-                "image_input": self.image_input}
+        return {
+            "config": asdict(self.config),
+            "vocabulary": self.vocabulary.values,
+            "weights": self.encoder.state_dict(),
+            "history": self.history,
+            "text": {"words": self.text.words, "max_tokens": self.text.max_tokens} if self.text else None,
+            "image_input": self.image_input,
+        }
 
     @classmethod
-    def load(cls, state: dict) -> "ContentModel":
+    def load(cls, state: dict) -> ContentModel:
         # artefacts written before the text and image inputs have neither: they were trained on attributes only
         config = ContentConfig(**{"text_dim": 0, "image_dim": 0, **state["config"]})
         vocabulary = CategoricalVocabulary(state["vocabulary"])
@@ -244,13 +269,25 @@ def train_content_encoder(
     text = TextVocabulary.fit(articles, config.text_vocabulary) if config.text_dim else None
     text = text if text is not None and text.words else None
     image_input = len(images["image"][0]) if images is not None and images.height and config.image_dim else 0
-    model = ContentModel(ContentEncoder(vocabulary.sizes, config, len(text.words) if text else 0, image_input),
-                         vocabulary, config, [], text, image_input)
+    model = ContentModel(
+        ContentEncoder(vocabulary.sizes, config, len(text.words) if text else 0, image_input),
+        vocabulary,
+        config,
+        [],
+        text,
+        image_input,
+    )
     codes = model.inputs(articles, images)
     encoder = model.encoder
-    log(f"content encoder: {len(CONTENT_COLUMNS)} attributes, {len(text.words) if text else 0} description words, "
-        + (f"image vectors of {image_input} values ({int(codes.images[:, -1].sum()):,} of {articles.height:,} articles)"
-           if image_input else "no image vectors"))
+    log(
+        f"content encoder: {len(CONTENT_COLUMNS)} attributes, {len(text.words) if text else 0} description words, "
+        + (
+            f"image vectors of {image_input} values ({int(codes.images[:, -1].sum()):,} of {articles.height:,}"
+            " articles)"
+            if image_input
+            else "no image vectors"
+        )
+    )
     pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx").to_numpy().copy(), dtype=torch.long)
     buyers = torch.unique(pairs[:, 0])
     if len(buyers) > config.max_customers:  # their purchases, customers renumbered 0..max_customers-1
@@ -267,11 +304,12 @@ def train_content_encoder(
     for epoch in range(config.epochs):
         started, total, batches = time.perf_counter(), 0.0, 0
         # a random order of all purchases, or a fresh random sample of max_pairs_per_epoch of them
-        order = torch.randperm(len(pairs), generator=generator)[:config.max_pairs_per_epoch]
+        order = torch.randperm(len(pairs), generator=generator)[: config.max_pairs_per_epoch]
         for start in range(0, len(order), config.batch_size):
-            batch = pairs[order[start:start + config.batch_size]]
-            negatives = sample_negatives(len(articles), (len(batch), config.negatives), generator, popularity,
-                                         config.popularity_negative_share)
+            batch = pairs[order[start : start + config.batch_size]]
+            negatives = sample_negatives(
+                len(articles), (len(batch), config.negatives), generator, popularity, config.popularity_negative_share
+            )
             items = torch.cat([batch[:, 1:2], negatives], dim=1)
             unique, inverse = torch.unique(items, return_inverse=True)
             item_vectors = take_rows(encoder(codes.rows(unique)), inverse)  # [B, 1 + n, dim]
@@ -283,10 +321,16 @@ def train_content_encoder(
             loss.backward()
             optimiser.step()
             total, batches = total + loss.item(), batches + 1
-        figures = {"epoch": epoch + 1, "loss": total / max(batches, 1), "seconds": round(time.perf_counter() - started, 3),
-                   "examples": len(order)}
+        figures = {
+            "epoch": epoch + 1,
+            "loss": total / max(batches, 1),
+            "seconds": round(time.perf_counter() - started, 3),
+            "examples": len(order),
+        }
         history.append(figures)
-        log(f"content encoder epoch {figures['epoch']}: loss {figures['loss']:.4f} ({len(order):,} of {len(pairs):,} "
-            f"purchases, {figures['seconds']:.1f} s)")
+        log(
+            f"content encoder epoch {figures['epoch']}: loss {figures['loss']:.4f} ({len(order):,} of {len(pairs):,} "
+            f"purchases, {figures['seconds']:.1f} s)"
+        )
     model.history = history
     return model

@@ -1,4 +1,5 @@
-"""LightGBM ranker: the second stage that orders each customer's candidates (docs/models.md, "Candidate union and ranker").
+"""LightGBM ranker: the second stage that orders each customer's candidates (docs/models.md, "Candidate union and
+ranker").
 
 Contract. Input frames hold one row per candidate: `customer_id`, `article_id`, the feature columns named by
 the caller (numbers; categorical features already integer codes, named again in `categorical`) and, for
@@ -99,14 +100,21 @@ def _matrix(frame: pl.DataFrame, features: Sequence[str]) -> np.ndarray:
     return frame.select(pl.col(list(features)).cast(pl.Float32)).to_numpy()
 
 
-def score(booster: lgb.Booster, frame: pl.DataFrame, features: Sequence[str], chunk_rows: int = SCORE_CHUNK_ROWS,
-          num_threads: int | None = None) -> pl.DataFrame:
+def score(
+    booster: lgb.Booster,
+    frame: pl.DataFrame,
+    features: Sequence[str],
+    chunk_rows: int = SCORE_CHUNK_ROWS,
+    num_threads: int | None = None,
+) -> pl.DataFrame:
     """`frame` with a Float64 `score` column (higher = more likely bought). Predicts `chunk_rows` rows at a time,
     so memory beyond the frame itself is bounded by one chunk's matrix."""
     params = {} if num_threads is None else {"num_threads": num_threads}
     chunk_rows = max(chunk_rows, 1)
-    parts = [booster.predict(_matrix(frame.slice(start, chunk_rows), features), **params)
-             for start in range(0, frame.height, chunk_rows)]
+    parts = [
+        booster.predict(_matrix(frame.slice(start, chunk_rows), features), **params)
+        for start in range(0, frame.height, chunk_rows)
+    ]
     values = np.concatenate(parts) if parts else np.empty(0)
     return frame.with_columns(pl.Series("score", values, dtype=pl.Float64))
 
@@ -117,7 +125,8 @@ def top_k(scored: pl.DataFrame, k: int = K) -> pl.DataFrame:
     return (
         scored.sort(["customer_id", "score", "article_id"], descending=[False, True, False])
         .unique(subset=["customer_id", "article_id"], keep="first", maintain_order=True)
-        .group_by("customer_id", maintain_order=True).head(k)
+        .group_by("customer_id", maintain_order=True)
+        .head(k)
         .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over("customer_id").alias("rank"))
     )
 
@@ -128,8 +137,14 @@ def top_k(scored: pl.DataFrame, k: int = K) -> pl.DataFrame:
 SCORING_CHUNK_CUSTOMERS = 25_000
 
 
-def rank_in_chunks(result: "RankerResult", candidates: pl.DataFrame, features: Callable[[pl.DataFrame], pl.DataFrame],
-                   k: int = K, chunk_customers: int = SCORING_CHUNK_CUSTOMERS, keep: Sequence[str] = ()) -> pl.DataFrame:
+def rank_in_chunks(
+    result: RankerResult,
+    candidates: pl.DataFrame,
+    features: Callable[[pl.DataFrame], pl.DataFrame],
+    k: int = K,
+    chunk_customers: int = SCORING_CHUNK_CUSTOMERS,
+    keep: Sequence[str] = (),
+) -> pl.DataFrame:
     """Each customer's top `k` candidates by the ranker: customer_id, article_id, score, rank, relevance_tier and
     the candidate columns named in `keep`. `features(chunk)` builds the feature matrix (customer_id, article_id,
     the ranker's features, in the chunk's row order) of one chunk of `chunk_customers` customers' candidate rows,
@@ -140,12 +155,32 @@ def rank_in_chunks(result: "RankerResult", candidates: pl.DataFrame, features: C
         chunk = candidates.filter(pl.col("customer_id").is_in(customer_ids.slice(start, chunk_customers).implode()))
         scored = result.score(features(chunk).select("customer_id", "article_id", *result.features))
         best = top_k(scored.select("customer_id", "article_id", "score"), k)
-        parts.append(best.join(chunk.select("customer_id", "article_id", *keep).unique(["customer_id", "article_id"]),
-                               on=["customer_id", "article_id"], how="left", maintain_order="left"))
-    ranked = pl.concat(parts) if parts else pl.DataFrame(
-        schema={"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "rank": pl.Int32,
-                **{c: candidates.schema[c] for c in keep}})
-    tiers = assign_tiers(ranked["score"], result.tiers) if result.tiers is not None else pl.Series("tier", [None] * ranked.height, pl.String)
+        parts.append(
+            best.join(
+                chunk.select("customer_id", "article_id", *keep).unique(["customer_id", "article_id"]),
+                on=["customer_id", "article_id"],
+                how="left",
+                maintain_order="left",
+            )
+        )
+    ranked = (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(
+            schema={
+                "customer_id": pl.String,
+                "article_id": pl.String,
+                "score": pl.Float64,
+                "rank": pl.Int32,
+                **{c: candidates.schema[c] for c in keep},
+            }
+        )
+    )
+    tiers = (
+        assign_tiers(ranked["score"], result.tiers)
+        if result.tiers is not None
+        else pl.Series("tier", [None] * ranked.height, pl.String)
+    )
     return ranked.with_columns(tiers.alias("relevance_tier"))
 
 
@@ -177,18 +212,27 @@ def downsample(frame: pl.DataFrame, config: RankerConfig) -> pl.DataFrame:
     draw = np.random.default_rng(config.seed).random(frame.height)
     quota = (positives.cast(pl.Float64) * config.negatives_per_positive).ceil()
     negative_rank = pl.col("__draw").rank("ordinal").over([*keys, "label"])
-    return (frame.with_columns(pl.Series("__draw", draw))
-            .filter((pl.col("label") > 0) | (negative_rank <= quota))
-            .drop("__draw"))
+    return (
+        frame.with_columns(pl.Series("__draw", draw))
+        .filter((pl.col("label") > 0) | (negative_rank <= quota))
+        .drop("__draw")
+    )
 
 
-def _dataset(frame: pl.DataFrame, features: Sequence[str], categorical: Sequence[str],
-             reference: lgb.Dataset | None = None) -> lgb.Dataset:
+def _dataset(
+    frame: pl.DataFrame, features: Sequence[str], categorical: Sequence[str], reference: lgb.Dataset | None = None
+) -> lgb.Dataset:
     """LightGBM dataset of rows already sorted by their query group."""
     groups = frame.group_by(_group_keys(frame), maintain_order=True).len()["len"].to_numpy()
-    return lgb.Dataset(_matrix(frame, features), label=frame["label"].cast(pl.Float64).to_numpy(), group=groups,
-                       feature_name=list(features), categorical_feature=list(categorical), reference=reference,
-                       free_raw_data=True)
+    return lgb.Dataset(
+        _matrix(frame, features),
+        label=frame["label"].cast(pl.Float64).to_numpy(),
+        group=groups,
+        feature_name=list(features),
+        categorical_feature=list(categorical),
+        reference=reference,
+        free_raw_data=True,
+    )
 
 
 @dataclass
@@ -223,7 +267,7 @@ class RankerResult:
         }
 
     @classmethod
-    def load(cls, state: dict) -> "RankerResult":
+    def load(cls, state: dict) -> RankerResult:
         return cls(
             booster=lgb.Booster(model_str=state["model"]),
             config=RankerConfig(**state["config"]),
@@ -242,12 +286,15 @@ _IMPORTANCE_SCHEMA = {"feature": pl.String, "gain": pl.Float64, "split": pl.Int6
 def _importances(booster: lgb.Booster) -> pl.DataFrame:
     gain = booster.feature_importance("gain")
     total = float(gain.sum()) or 1.0
-    return pl.DataFrame({
-        "feature": booster.feature_name(),
-        "gain": gain.astype(np.float64),
-        "split": booster.feature_importance("split").astype(np.int64),
-        "gain_share": gain / total,
-    }, schema=_IMPORTANCE_SCHEMA).sort(["gain", "feature"], descending=[True, False])
+    return pl.DataFrame(
+        {
+            "feature": booster.feature_name(),
+            "gain": gain.astype(np.float64),
+            "split": booster.feature_importance("split").astype(np.int64),
+            "gain_share": gain / total,
+        },
+        schema=_IMPORTANCE_SCHEMA,
+    ).sort(["gain", "feature"], descending=[True, False])
 
 
 def train_ranker(
@@ -284,10 +331,15 @@ def train_ranker(
     train_set = _dataset(train_rows, features, categorical)
     stopping_set = _dataset(stopping_rows, features, categorical, reference=train_set)
     n_groups = train_rows.select(_group_keys(train_rows)).n_unique()
-    log(f"{name}: {train_rows.height:,} training rows of {train.height:,} in {n_groups:,} groups "
+    log(
+        f"{name}: {train_rows.height:,} training rows of {train.height:,} in {n_groups:,} groups "
         f"({int(train_rows['label'].sum()):,} positives), {len(features)} features; "
-        + (f"early stopping on {stopping_rows.height:,} validation rows" if config.early_stopping_rounds
-           else f"{config.n_estimators} rounds, learning curve on {stopping_rows.height:,} validation rows"))
+        + (
+            f"early stopping on {stopping_rows.height:,} validation rows"
+            if config.early_stopping_rounds
+            else f"{config.n_estimators} rounds, learning curve on {stopping_rows.height:,} validation rows"
+        )
+    )
 
     metric = f"map@{config.eval_at}"
     history: list[dict] = []
@@ -296,14 +348,22 @@ def train_ranker(
         value = next(v for _, m, v, _ in env.evaluation_result_list if m == metric)
         history.append({"iteration": env.iteration + 1, metric: value})
         if (env.iteration + 1) % config.log_every == 0:
-            log(f"{name} iteration {env.iteration + 1}: validation {metric} {value:.4f} "
-                f"({time.perf_counter() - started:.1f} s)")
+            log(
+                f"{name} iteration {env.iteration + 1}: validation {metric} {value:.4f} "
+                f"({time.perf_counter() - started:.1f} s)"
+            )
 
     callbacks = [record]
     if config.early_stopping_rounds:
         callbacks.append(lgb.early_stopping(config.early_stopping_rounds, first_metric_only=True, verbose=False))
-    trained = lgb.train(config.lightgbm_params(), train_set, num_boost_round=config.n_estimators,
-                        valid_sets=[stopping_set], valid_names=["validation"], callbacks=callbacks)
+    trained = lgb.train(
+        config.lightgbm_params(),
+        train_set,
+        num_boost_round=config.n_estimators,
+        valid_sets=[stopping_set],
+        valid_names=["validation"],
+        callbacks=callbacks,
+    )
     best_iteration = trained.best_iteration or trained.current_iteration()
     # The served booster holds exactly the best trees, so a reloaded artefact predicts the same.
     booster = lgb.Booster(model_str=trained.model_to_string(num_iteration=best_iteration))
@@ -311,8 +371,7 @@ def train_ranker(
 
     scored = score(booster, validation, features, num_threads=config.num_threads)
     recommended = top_k(scored, config.eval_at)
-    purchases = (validation_purchases if validation_purchases is not None
-                 else validation.filter(pl.col("label") > 0))
+    purchases = validation_purchases if validation_purchases is not None else validation.filter(pl.col("label") > 0)
     per_customer = average_precision(recommended, purchases, config.eval_at)
     figures = {
         "objective": config.objective,
@@ -326,13 +385,22 @@ def train_ranker(
         "training_positives": int(train_rows["label"].sum()),
         "seconds": round(train_seconds, 3),
     }
-    tiers = fit_tiers(recommended["score"], recommended["label"], config.tier_high_share, config.tier_medium_share,
-                      config.calibration_bins)
+    tiers = fit_tiers(
+        recommended["score"],
+        recommended["label"],
+        config.tier_high_share,
+        config.tier_medium_share,
+        config.calibration_bins,
+    )
     k = config.eval_at
-    log(f"{name}: {'best iteration' if config.early_stopping_rounds else 'iterations'} {best_iteration}, validation MAP@{k} {figures[f'map_at_{k}']:.4f}, "
-        f"recall@{k} {figures[f'recall_at_{k}']:.4f} over {figures['buying_customers']:,} buyers "
-        f"({train_seconds:.1f} s)")
-    return RankerResult(booster, config, features, categorical, figures, _importances(booster), history, tiers, per_customer)
+    log(
+        f"{name}: {'best iteration' if config.early_stopping_rounds else 'iterations'} {best_iteration}, validation"
+        f" MAP@{k} {figures[f'map_at_{k}']:.4f}, recall@{k} {figures[f'recall_at_{k}']:.4f} over"
+        f" {figures['buying_customers']:,} buyers ({train_seconds:.1f} s)"
+    )
+    return RankerResult(
+        booster, config, features, categorical, figures, _importances(booster), history, tiers, per_customer
+    )
 
 
 def compare_objectives(
@@ -350,12 +418,23 @@ def compare_objectives(
     not chosen here on the validation week: a choice on the week the gate judges would flatter the gate's figure.
     Which objective serves is configuration, settled on backtests; the comparison is evidence for that choice."""
     objectives = [config.objective, *(o for o in compared if o != config.objective)]
-    results = {objective: train_ranker(train, validation, features, categorical,
-                                       RankerConfig(**{**asdict(config), "objective": objective}), log,
-                                       validation_purchases)
-               for objective in objectives}
+    results = {
+        objective: train_ranker(
+            train,
+            validation,
+            features,
+            categorical,
+            RankerConfig(**{**asdict(config), "objective": objective}),
+            log,
+            validation_purchases,
+        )
+        for objective in objectives
+    }
     key = f"map_at_{config.eval_at}"
     figures = {objective: result.validation[key] for objective, result in results.items()}
-    log("ranker objectives: " + ", ".join(f"{o} MAP@{config.eval_at} {v:.4f}" for o, v in figures.items())
-        + f"; serving {config.objective}")
+    log(
+        "ranker objectives: "
+        + ", ".join(f"{o} MAP@{config.eval_at} {v:.4f}" for o, v in figures.items())
+        + f"; serving {config.objective}"
+    )
     return results[config.objective], figures

@@ -77,12 +77,16 @@ class RankerWeeks:
         return not self.split_week and (mode == "always" or (mode == "pooled" and len(self.validation_weeks) > 1))
 
     def figures(self) -> dict:
-        return {"training_weeks": [str(t) for t in sorted(self.training_weeks)],
-                "validation_weeks": [str(t) for t in sorted(self.validation_weeks)],
-                "labelled_weeks_built_here": [str(t) for t in sorted(self.built_here)],
-                "training_groups_with_a_positive": self.positive_groups,
-                "training_rows": self.train.height, "validation_queries": int(self.validation["customer_id"].n_unique()),
-                "validation_rows": self.validation.height, "week_split": self.split_week}
+        return {
+            "training_weeks": [str(t) for t in sorted(self.training_weeks)],
+            "validation_weeks": [str(t) for t in sorted(self.validation_weeks)],
+            "labelled_weeks_built_here": [str(t) for t in sorted(self.built_here)],
+            "training_groups_with_a_positive": self.positive_groups,
+            "training_rows": self.train.height,
+            "validation_queries": int(self.validation["customer_id"].n_unique()),
+            "validation_rows": self.validation.height,
+            "week_split": self.split_week,
+        }
 
 
 def as_queries(frame: pl.DataFrame, week: dt.date) -> pl.DataFrame:
@@ -90,9 +94,17 @@ def as_queries(frame: pl.DataFrame, week: dt.date) -> pl.DataFrame:
     return frame.with_columns((pl.lit(f"{week}|") + pl.col("customer_id")).alias("customer_id"))
 
 
-def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: GateRule, ranker,
-             windows: InputWindows, candidates: CandidateConfig = CandidateConfig(), log: Callable[[str], None] = print,
-             detach: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame) -> RankerWeeks:
+def assemble(
+    week: dt.date,
+    sources: WeekSources,
+    weeks: TrainingWeeks,
+    rule: GateRule,
+    ranker,
+    windows: InputWindows,
+    candidates: CandidateConfig = CandidateConfig(),
+    log: Callable[[str], None] = print,
+    detach: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame,
+) -> RankerWeeks:
     """Week W's training and validation rows (module docstring). `detach` copies a kept subset out of its
     source's buffers (the asset passes `detached`), so that memory is one labelled week at a time. `ranker`:
     the `models.ranker.RankerConfig` whose down-sampling the training weeks get."""
@@ -123,7 +135,9 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
         customers, articles, transactions = tables(most)
         seen = transactions.filter(pl.col("t_dat") < pl.lit(t))
         bought = _bought_in(transactions, t)
-        rows = build_candidates(customers, seen, articles, shift_weeks(t, -1), candidates, customer_ids=bought["customer_id"].unique())
+        rows = build_candidates(
+            customers, seen, articles, shift_weeks(t, -1), candidates, customer_ids=bought["customer_id"].unique()
+        )
         built[t] = label_candidates(rows, bought).with_columns(pl.col("label").cast(pl.Int8))
         built_here.append(t)
         log(f"ranker: labelled week {t} built from the history (heuristic sources only): {built[t].height:,} rows")
@@ -136,8 +150,9 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
         rows = labelled(t)
         return int(rows.filter(pl.col("label") > 0)["customer_id"].n_unique())
 
-    chosen, groups = training_weeks(earlier, positive_groups, weeks.min_training_weeks, weeks.min_positive_groups,
-                                    weeks.max_training_weeks)
+    chosen, groups = training_weeks(
+        earlier, positive_groups, weeks.min_training_weeks, weeks.min_positive_groups, weeks.max_training_weeks
+    )
     oldest = min([*chosen, *validation])
     customers, articles, transactions = tables((week - oldest).days // 7 + lookback)
 
@@ -146,11 +161,17 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
     if split:  # nothing before W can be labelled: week W's buyers are split
         train_ids, validation_ids = split_customers(labelled(week)["customer_id"], weeks.validation_share, ranker.seed)
         queries = validation_ids.to_frame("customer_id").with_columns(pl.lit(week).alias("week"))
-        log(f"ranker: no labelled week before {week}: training on {train_ids.len():,} of its buyers, "
-            f"validating on the other {validation_ids.len():,}")
+        log(
+            f"ranker: no labelled week before {week}: training on {train_ids.len():,} of its buyers, "
+            f"validating on the other {validation_ids.len():,}"
+        )
     else:
-        queries = pl.concat([_bought_in(transactions, t).select("customer_id").unique().with_columns(pl.lit(t).alias("week"))
-                             for t in validation])
+        queries = pl.concat(
+            [
+                _bought_in(transactions, t).select("customer_id").unique().with_columns(pl.lit(t).alias("week"))
+                for t in validation
+            ]
+        )
     queries = queries.sort("week", "customer_id")
     if queries.height > weeks.max_validation_customers:
         queries = queries.sample(weeks.max_validation_customers, seed=ranker.seed).sort("week", "customer_id")
@@ -180,8 +201,14 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
             validation_parts.append(as_queries(ranking_features(as_of, rows, bought), t))
             purchase_parts.append(as_queries(bought, t))
             # the baselines as they would have served week t (built as of t-1), on the same buyers
-            lists = recommend_all(customers, transactions.filter(pl.col("t_dat") < pl.lit(t)), articles,
-                                  shift_weeks(t, -1), BaselineConfig(K), wanted=judged)
+            lists = recommend_all(
+                customers,
+                transactions.filter(pl.col("t_dat") < pl.lit(t)),
+                articles,
+                shift_weeks(t, -1),
+                BaselineConfig(K),
+                wanted=judged,
+            )
             for (name,), group in lists.group_by("recommender", maintain_order=True):
                 ap = average_precision(as_queries(group, t), as_queries(bought, t))
                 baseline_parts.setdefault(name, []).append(ap.rename({"customer_id": QUERY}))
@@ -189,16 +216,22 @@ def assemble(week: dt.date, sources: WeekSources, weeks: TrainingWeeks, rule: Ga
         built.pop(t, None)  # memory: a week built here is released once used, as a stored one is
     train = pl.concat(train_parts)
     return RankerWeeks(
-        train=train, validation=pl.concat(validation_parts), validation_purchases=pl.concat(purchase_parts),
+        train=train,
+        validation=pl.concat(validation_parts),
+        validation_purchases=pl.concat(purchase_parts),
         baseline_ap={name: pl.concat(parts).sort(QUERY) for name, parts in baseline_parts.items()},
-        validation_weeks=validation, training_weeks=chosen or [week],
+        validation_weeks=validation,
+        training_weeks=chosen or [week],
         positive_groups=groups if chosen else int(train.filter(pl.col("label") > 0)["customer_id"].n_unique()),
-        built_here=sorted(built_here), split_week=split)
+        built_here=sorted(built_here),
+        split_week=split,
+    )
 
 
 def _bought_in(transactions: pl.DataFrame, week: dt.date) -> pl.DataFrame:
-    return (transactions.filter(pl.col("t_dat").is_between(pl.lit(week), pl.lit(shift_weeks(week, 1)), closed="left"))
-            .select("customer_id", "article_id"))
+    return transactions.filter(
+        pl.col("t_dat").is_between(pl.lit(week), pl.lit(shift_weeks(week, 1)), closed="left")
+    ).select("customer_id", "article_id")
 
 
 def refit(weeks: RankerWeeks, gated, features, categorical, config, log: Callable[[str], None] = print):
@@ -210,13 +243,28 @@ def refit(weeks: RankerWeeks, gated, features, categorical, config, log: Callabl
     from hm_recs.models.ranker import RankerResult, downsample, train_ranker
 
     validation = weeks.validation.with_columns(
-        pl.col("customer_id").str.split_exact("|", 1).struct.field("field_0").str.to_date().alias("week"))
+        pl.col("customer_id").str.split_exact("|", 1).struct.field("field_0").str.to_date().alias("week")
+    )
     kept = downsample(validation, config).select(weeks.train.columns)
-    refitted = train_ranker(pl.concat([weeks.train, kept]), weeks.validation, features, categorical, config, log,
-                            weeks.validation_purchases)
+    refitted = train_ranker(
+        pl.concat([weeks.train, kept]), weeks.validation, features, categorical, config, log, weeks.validation_purchases
+    )
     bands = refitted.tiers
-    tiers = TierBands(bands.high_score, bands.medium_score, bands.calibration_scores, bands.calibration_probabilities,
-                      gated.tiers.summary)
-    return RankerResult(refitted.booster, config, list(features), list(categorical),
-                        {**gated.validation, "refit_training_rows": refitted.validation["training_rows"]},
-                        refitted.importances, gated.history, tiers, gated.validation_ap)
+    tiers = TierBands(
+        bands.high_score,
+        bands.medium_score,
+        bands.calibration_scores,
+        bands.calibration_probabilities,
+        gated.tiers.summary,
+    )
+    return RankerResult(
+        refitted.booster,
+        config,
+        list(features),
+        list(categorical),
+        {**gated.validation, "refit_training_rows": refitted.validation["training_rows"]},
+        refitted.importances,
+        gated.history,
+        tiers,
+        gated.validation_ap,
+    )

@@ -28,8 +28,8 @@ the days since the last time, and those days over the article's usual cycle (the
 of it by one customer in the training data, `cycle_days`). The term starts at 0 (the popularity prior still holds);
 to learn when a re-buy is due and when not, each target also gets `history_negatives` negatives drawn from the
 customer's own earlier items. The content vector cannot tell apart articles that share every attribute: with
-`article_identity`, articles sold at least `id_min_sales` times in training also get a learned identity embedding added to
-their article vector, replaced by zeros with probability `id_dropout` while training (so the content side stays
+`article_identity`, articles sold at least `id_min_sales` times in training also get a learned identity embedding
+added to their article vector, replaced by zeros with probability `id_dropout` while training (so the content side stays
 usable alone, for new articles) and regularised (`id_weight_decay`).
 
 Layout and conventions (`SequenceData`):
@@ -60,8 +60,22 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    DAY_SCALE, IdentityOptimiser, evaluation_due, fixed_sample, identity_embedding, log_shares, negative_distribution,
-    purchase_cycles, repeat_features, repeat_mlp, repeat_term, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
+    DAY_SCALE,
+    IdentityOptimiser,
+    evaluation_due,
+    fixed_sample,
+    identity_embedding,
+    log_shares,
+    negative_distribution,
+    purchase_cycles,
+    repeat_features,
+    repeat_mlp,
+    repeat_term,
+    retrieval_metrics,
+    sample_negatives,
+    set_seed,
+    take_rows,
+    with_identity,
 )
 
 EPOCH = dt.date(1970, 1, 1)
@@ -79,21 +93,21 @@ def day_number(day: dt.date) -> int:
 class SequenceConfig:
     dim: int = 64
     hidden: int = 128
-    encoder: str = "lstm"        # "lstm" | "transformer"
+    encoder: str = "lstm"  # "lstm" | "transformer"
     max_len: int = 50
     negatives: int = 20
-    loss: str = "bce"            # "bce" | "sigmoid_rank"
+    loss: str = "bce"  # "bce" | "sigmoid_rank"
     epochs: int = 5
-    batch_size: int = 256        # sequences (customers) per batch
+    batch_size: int = 256  # sequences (customers) per batch
     lr: float = 2e-3
     weight_decay: float = 1e-6
     popularity_negative_share: float = 0.5
     seed: int = 0
     # options beyond the paper's core (defaults measured on synthetic data, see the module docstring)
-    article_bias: bool = True    # learned per-article bias
-    day_of_year: bool = True     # annual phase (sin, cos) of the target date as a time feature
+    article_bias: bool = True  # learned per-article bias
+    day_of_year: bool = True  # annual phase (sin, cos) of the target date as a time feature
     logq_correction: bool = True
-    trend: bool = True           # learned weight on the articles' sales shares of the 2 weeks before the target date
+    trend: bool = True  # learned weight on the articles' sales shares of the 2 weeks before the target date
     transformer_layers: int = 2
     transformer_heads: int = 4
     # repeat-aware scoring (module docstring): a learned term for the customer's own earlier articles
@@ -116,8 +130,10 @@ class SequenceConfig:
 
     def __post_init__(self):
         if self.max_sequences_per_epoch < 1 or self.evaluate_every < 0:
-            raise ValueError(f"max_sequences_per_epoch must be >= 1 and evaluate_every >= 0, "
-                             f"got {self.max_sequences_per_epoch} and {self.evaluate_every}")
+            raise ValueError(
+                "max_sequences_per_epoch must be >= 1 and evaluate_every >= 0, "
+                f"got {self.max_sequences_per_epoch} and {self.evaluate_every}"
+            )
 
 
 @dataclass
@@ -128,11 +144,11 @@ class SequenceData:
     `lengths[r]` items at positions 0..lengths[r]-1, oldest first; padding has article `n_articles`
     (a zero content row), day 0 and basket_start False."""
 
-    customers: torch.Tensor     # [N] int64 customer_idx of each row, ascending
-    articles: torch.Tensor      # [N, L] int32 article_idx (padding: n_articles)
-    days: torch.Tensor          # [N, L] int32 days since 1970-01-01 (padding: 0)
+    customers: torch.Tensor  # [N] int64 customer_idx of each row, ascending
+    articles: torch.Tensor  # [N, L] int32 article_idx (padding: n_articles)
+    days: torch.Tensor  # [N, L] int32 days since 1970-01-01 (padding: 0)
     basket_start: torch.Tensor  # [N, L] bool: the item is the first (after shuffling) of its basket
-    lengths: torch.Tensor       # [N] int64, 1..L
+    lengths: torch.Tensor  # [N] int64, 1..L
     n_articles: int
     cutoff: dt.date
 
@@ -160,19 +176,25 @@ class SequenceData:
         return np.where(found, pos_clipped, -1)
 
 
-def build_sequences(purchases: pl.DataFrame, n_articles: int, cutoff: dt.date, max_len: int,
-                    generator: torch.Generator) -> SequenceData:
+def build_sequences(
+    purchases: pl.DataFrame, n_articles: int, cutoff: dt.date, max_len: int, generator: torch.Generator
+) -> SequenceData:
     """purchases: customer_idx (int), article_idx (int), t_dat (pl.Date); only rows with t_dat <= cutoff are used
     (cutoff = the last day of data the model may see). Duplicate rows (units) are one item; items are shuffled
     within each basket with `generator` (draws in (customer, day, article) order, so the result does not depend
     on the row order of `purchases`). Vectorised: one polars sort, numpy scatter into the padded tensors."""
-    items = (purchases.lazy()
-             .filter(pl.col("t_dat") <= pl.lit(cutoff))
-             .select(pl.col("customer_idx").cast(pl.Int64), pl.col("article_idx").cast(pl.Int64),
-                     pl.col("t_dat").cast(pl.Date).cast(pl.Int32).alias("day"))
-             .unique()
-             .sort("customer_idx", "day", "article_idx")
-             .collect())
+    items = (
+        purchases.lazy()
+        .filter(pl.col("t_dat") <= pl.lit(cutoff))
+        .select(
+            pl.col("customer_idx").cast(pl.Int64),
+            pl.col("article_idx").cast(pl.Int64),
+            pl.col("t_dat").cast(pl.Date).cast(pl.Int32).alias("day"),
+        )
+        .unique()
+        .sort("customer_idx", "day", "article_idx")
+        .collect()
+    )
     n = items.height
     shuffle_key = torch.rand(n, generator=generator, dtype=torch.float64).numpy()
     items = items.with_columns(pl.Series("key", shuffle_key)).sort("customer_idx", "day", "key")
@@ -189,7 +211,7 @@ def build_sequences(purchases: pl.DataFrame, n_articles: int, cutoff: dt.date, m
     group = np.repeat(np.arange(len(customers)), counts)
     position = np.arange(n) - starts[group]
     lengths = np.minimum(counts, max_len)
-    skip = counts - lengths                     # truncation: keep the last max_len items
+    skip = counts - lengths  # truncation: keep the last max_len items
     keep = position >= skip[group]
     position = position[keep] - skip[group][keep]
     group = group[keep]
@@ -227,12 +249,17 @@ def trend_table(data: SequenceData, as_of: dt.date) -> torch.Tensor:
     return log_shares(counts, dim=1)
 
 
-def article_cycles(data: "SequenceData") -> torch.Tensor:
+def article_cycles(data: SequenceData) -> torch.Tensor:
     """[n_articles] usual re-buy cycle of each article in the sequences (`common.article_cycles`)."""
     a, d = data.articles.long(), data.days.long()
     valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
-    items = pl.DataFrame({"customer": torch.arange(len(a)).unsqueeze(1).expand_as(a)[valid].numpy(),
-                          "article": a[valid].numpy(), "day": d[valid].numpy()})
+    items = pl.DataFrame(
+        {
+            "customer": torch.arange(len(a)).unsqueeze(1).expand_as(a)[valid].numpy(),
+            "article": a[valid].numpy(),
+            "day": d[valid].numpy(),
+        }
+    )
     return purchase_cycles(items, data.n_articles)
 
 
@@ -261,8 +288,9 @@ class SequenceModel(nn.Module):
             self.transformer_input = nn.Linear(h + self.n_time, h)
             self.position = nn.Embedding(max(config.max_len, 1), h)
             nn.init.normal_(self.position.weight, std=0.02)
-            layer = nn.TransformerEncoderLayer(h, config.transformer_heads, dim_feedforward=2 * h, dropout=0.0,
-                                               batch_first=True, norm_first=True)
+            layer = nn.TransformerEncoderLayer(
+                h, config.transformer_heads, dim_feedforward=2 * h, dropout=0.0, batch_first=True, norm_first=True
+            )
             self.transformer = nn.TransformerEncoder(layer, config.transformer_layers, enable_nested_tensor=False)
             self.transformer_norm = nn.LayerNorm(h)
         self.head = nn.Linear(h, config.dim)
@@ -307,8 +335,10 @@ class SequenceModel(nn.Module):
 
     def encode(self, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor, as_of_day: int) -> torch.Tensor:
         """Style vectors after every position: [B, L, dim] (causal: position t has read items 0..t only)."""
-        x = torch.cat([self.input_projection(self.content[articles.long()]),
-                       self._time_features(days, lengths, as_of_day)], dim=-1)
+        x = torch.cat(
+            [self.input_projection(self.content[articles.long()]), self._time_features(days, lengths, as_of_day)],
+            dim=-1,
+        )
         if self.config.encoder == "lstm":
             out, _ = self.lstm(x)
         else:
@@ -341,8 +371,9 @@ class SequenceModel(nn.Module):
         articles that have one (while training, dropped to zeros with probability `id_dropout`)."""
         idx = torch.arange(self.n_articles) if article_idx is None else article_idx.long()
         vectors = self.article_tower(self.content[idx])
-        return with_identity(vectors, self.article_id, getattr(self, "known_article", None), idx, self.config.id_dropout,
-                             self.training)
+        return with_identity(
+            vectors, self.article_id, getattr(self, "known_article", None), idx, self.config.id_dropout, self.training
+        )
 
     def repeat_term(self, items: torch.Tensor, times: torch.Tensor, since_days: torch.Tensor) -> torch.Tensor:
         """The repeat term of `items` [B, K] that the customer bought `times` times before, the last time
@@ -351,8 +382,9 @@ class SequenceModel(nn.Module):
             return torch.zeros(items.shape)
         return repeat_term(self.repeat, items, times > 0, times, since_days, self.cycle_days)
 
-    def own_repeat_scores(self, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor,
-                          as_of_day: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def own_repeat_scores(
+        self, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor, as_of_day: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The repeat term of every article in each sequence (rows of `articles` [B, L]), scored for `as_of_day`:
         (row, article_idx, value) of each (customer, article) once."""
         width = articles.shape[1]
@@ -364,14 +396,20 @@ class SequenceModel(nn.Module):
         row, pos = last.nonzero(as_tuple=True)
         times = same[row, pos].sum(-1)
         article = a[row, pos]
-        value = self.repeat(repeat_features(times, as_of_day - days[row, pos].long(), self.cycle_days[article])).squeeze(-1)
+        value = self.repeat(
+            repeat_features(times, as_of_day - days[row, pos].long(), self.cycle_days[article])
+        ).squeeze(-1)
         return row, article, value
 
     def article_bias(self, article_idx: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> torch.Tensor:
         """Learned bias + trend term of all (or the given) articles; `trend` [..., TREND_WEEKS] log shares of
         those articles (default: `current_trend`)."""
         n = self.n_articles if article_idx is None else len(article_idx)
-        bias = torch.zeros(n) if self.bias is None else (self.bias if article_idx is None else take_rows(self.bias, article_idx))
+        bias = (
+            torch.zeros(n)
+            if self.bias is None
+            else (self.bias if article_idx is None else take_rows(self.bias, article_idx))
+        )
         if self.trend is not None:
             if trend is None:
                 trend = self.current_trend if article_idx is None else self.current_trend[article_idx]
@@ -391,8 +429,13 @@ class SequenceModel(nn.Module):
             return None
         return trend_table(data, as_of)[:TREND_WEEKS].T
 
-    def score(self, customer_vectors: torch.Tensor, article_idx: torch.Tensor | None = None,
-              article_vectors: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> torch.Tensor:
+    def score(
+        self,
+        customer_vectors: torch.Tensor,
+        article_idx: torch.Tensor | None = None,
+        article_vectors: torch.Tensor | None = None,
+        trend: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """[B, n_articles] (or [B, len(article_idx)]) scores s . a + b (+ the trend term, as of `trend_day`).
         `article_vectors` (of `article_idx`, or of all articles) may be passed precomputed; `trend`: all
         articles' trend inputs (`trend_for`) to score as of another day."""
@@ -414,15 +457,22 @@ class TrainingResult:
     # loss over the targets of a fixed sample of sequences (all up to max_sequences_per_epoch) before training,
     # on a fixed set of negatives
     starting_loss: float = float("nan")
-    final_loss: float = float("nan")     # the same after training
+    final_loss: float = float("nan")  # the same after training
 
     @property
     def loss_fell(self) -> bool:
         return self.final_loss < self.starting_loss
 
 
-def prefix_matches(articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor, seq: torch.Tensor,
-                   pos: torch.Tensor, items: torch.Tensor, n_articles: int) -> tuple[torch.Tensor, torch.Tensor]:
+def prefix_matches(
+    articles: torch.Tensor,
+    days: torch.Tensor,
+    lengths: torch.Tensor,
+    seq: torch.Tensor,
+    pos: torch.Tensor,
+    items: torch.Tensor,
+    n_articles: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """For each target t (sequence `seq[t]` of the batch `articles` [B, L] in time order, predicted from its items
     0..`pos[t]`) and each of its `items` [T, K]: how often the item is among those earlier items, and the day of the
     latest of them (any day where never). One sort of the batch's (sequence, article, position) keys and two binary
@@ -430,39 +480,48 @@ def prefix_matches(articles: torch.Tensor, days: torch.Tensor, lengths: torch.Te
     b, width = articles.shape
     valid = torch.arange(width).unsqueeze(0) < lengths.unsqueeze(1)
     position = torch.arange(width).expand(b, width)
-    pair = torch.arange(b).unsqueeze(1) * (n_articles + 1) + articles.long()      # (sequence, article)
+    pair = torch.arange(b).unsqueeze(1) * (n_articles + 1) + articles.long()  # (sequence, article)
     keys, _ = (pair * width + position)[valid].sort()
-    base = (seq.unsqueeze(1) * (n_articles + 1) + items) * width                  # [T, K]
+    base = (seq.unsqueeze(1) * (n_articles + 1) + items) * width  # [T, K]
     first = torch.searchsorted(keys, base)
-    after = torch.searchsorted(keys, base + pos.unsqueeze(1), right=True)        # occurrences at positions <= pos
+    after = torch.searchsorted(keys, base + pos.unsqueeze(1), right=True)  # occurrences at positions <= pos
     times = after - first
     latest = keys[(after - 1).clamp(min=0)] % width if len(keys) else torch.zeros_like(base)
     return times, days.long()[seq.unsqueeze(1), latest]
 
 
-def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, generator: torch.Generator,
-               popularity: torch.Tensor | None = None, trend: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+def batch_loss(
+    model: SequenceModel,
+    data: SequenceData,
+    rows: torch.Tensor,
+    generator: torch.Generator,
+    popularity: torch.Tensor | None = None,
+    trend: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, int]:
     """Mean loss over the targets of the sequences at `rows` and their number; negatives drawn with `generator`
     (pass a generator seeded alike to get the same negatives twice). `trend`: `trend_table(data, cutoff + 1)`
     (computed here if the model has a trend term and none is given)."""
     config = model.config
     articles, days, lengths, _ = model._batch(data, rows)
-    targets = data.basket_start[torch.as_tensor(rows, dtype=torch.long), :articles.shape[1]]  # a copy
+    targets = data.basket_start[torch.as_tensor(rows, dtype=torch.long), : articles.shape[1]]  # a copy
     targets[:, 0] = False
     seq, pos = targets[:, 1:].nonzero(as_tuple=True)  # predicting item pos + 1 from the output at pos
     if len(seq) == 0:
         return torch.zeros((), requires_grad=True), 0
     out = model.encode(articles, days, lengths, day_number(data.cutoff + dt.timedelta(days=1)))
-    style = out[seq, pos]                                               # [T, dim]
+    style = out[seq, pos]  # [T, dim]
     positive = articles[seq, pos + 1].long()
-    negatives = sample_negatives(model.n_articles, (len(seq), config.negatives), generator, popularity,
-                                 config.popularity_negative_share)
+    negatives = sample_negatives(
+        model.n_articles, (len(seq), config.negatives), generator, popularity, config.popularity_negative_share
+    )
     if model.repeat is not None and config.history_negatives:  # the customer's own earlier items: when is a re-buy due
-        earlier = (torch.rand((len(seq), config.history_negatives), generator=generator) * (pos + 1).unsqueeze(1)).long()
+        earlier = (
+            torch.rand((len(seq), config.history_negatives), generator=generator) * (pos + 1).unsqueeze(1)
+        ).long()
         negatives = torch.cat([negatives, articles[seq.unsqueeze(1), earlier].long()], dim=1)
-    items = torch.cat([positive.unsqueeze(1), negatives], dim=1)       # [T, 1 + n]
+    items = torch.cat([positive.unsqueeze(1), negatives], dim=1)  # [T, 1 + n]
     unique, inverse = torch.unique(items, return_inverse=True)
-    vectors = take_rows(model.article_vectors(unique), inverse)         # [T, 1 + n, dim]
+    vectors = take_rows(model.article_vectors(unique), inverse)  # [T, 1 + n, dim]
     if model.trend is not None:
         if trend is None:
             trend = trend_table(data, data.cutoff + dt.timedelta(days=1))
@@ -485,7 +544,7 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
             expected = expected + history_draws * times / (pos + 1).unsqueeze(1)
         logits = logits - torch.log(expected).float()
     weight = torch.ones_like(logits)
-    weight[:, 1:] = (items[:, 1:] != positive.unsqueeze(1)).float()    # accidental hits are no negatives
+    weight[:, 1:] = (items[:, 1:] != positive.unsqueeze(1)).float()  # accidental hits are no negatives
     if config.loss == "bce":
         labels = torch.zeros_like(logits)
         labels[:, 0] = 1.0
@@ -499,8 +558,15 @@ def batch_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, gen
     return loss, len(seq)
 
 
-def fixed_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, popularity: torch.Tensor | None,
-               trend: torch.Tensor | None, seed: int, batch_size: int) -> float:
+def fixed_loss(
+    model: SequenceModel,
+    data: SequenceData,
+    rows: torch.Tensor,
+    popularity: torch.Tensor | None,
+    trend: torch.Tensor | None,
+    seed: int,
+    batch_size: int,
+) -> float:
     """Mean loss over every target of `rows`, with negatives drawn from a generator seeded with `seed`: the same
     negatives before and after training, so the gate's "loss fell" is not the noise of fresh negatives."""
     generator = torch.Generator().manual_seed(seed)
@@ -513,8 +579,15 @@ def fixed_loss(model: SequenceModel, data: SequenceData, rows: torch.Tensor, pop
     return total / max(count, 1)
 
 
-def add_repeat_scores(model: SequenceModel, scores: torch.Tensor, articles: torch.Tensor, days: torch.Tensor,
-                      lengths: torch.Tensor, as_of_day: int, columns: torch.Tensor | None = None) -> torch.Tensor:
+def add_repeat_scores(
+    model: SequenceModel,
+    scores: torch.Tensor,
+    articles: torch.Tensor,
+    days: torch.Tensor,
+    lengths: torch.Tensor,
+    as_of_day: int,
+    columns: torch.Tensor | None = None,
+) -> torch.Tensor:
     """`scores` [B, C] plus each customer's repeat term at their own earlier articles (columns: article_idx ->
     column of `scores`, -1 for articles not scored; default: column = article_idx)."""
     if model.repeat is None:
@@ -533,6 +606,7 @@ def _scorer(model: SequenceModel, data: SequenceData, as_of: dt.date) -> Callabl
         scores = model.score(model.customer_vectors(data, rows, as_of), article_vectors=vectors, trend=trend)
         articles, days, lengths, _ = model._batch(data, rows)
         return add_repeat_scores(model, scores, articles, days, lengths, day_number(as_of))
+
     return score_chunk
 
 
@@ -544,9 +618,14 @@ def evaluate(model: SequenceModel, data: SequenceData, held_out: pl.DataFrame, a
         return retrieval_metrics(_scorer(model, data, as_of), known, model.n_articles, k=k)
 
 
-def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor, cutoff: dt.date,
-                         config: SequenceConfig = SequenceConfig(), held_out: pl.DataFrame | None = None,
-                         log: Callable[[str], None] = print) -> TrainingResult:
+def train_sequence_model(
+    purchases: pl.DataFrame,
+    article_content: torch.Tensor,
+    cutoff: dt.date,
+    config: SequenceConfig = SequenceConfig(),
+    held_out: pl.DataFrame | None = None,
+    log: Callable[[str], None] = print,
+) -> TrainingResult:
     """Trains on the purchases up to `cutoff` (customer_idx, article_idx, t_dat as pl.Date), each epoch on at
     most `max_sequences_per_epoch` customers' sequences (a fresh sample when there are more); logs one line per
     epoch: loss, seconds and, given `held_out` (customer_idx, article_idx of purchases after cutoff), after the last
@@ -565,10 +644,20 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
             model.known_article.copy_(popularity >= config.id_min_sales)
         if model.repeat is not None:
             model.cycle_days.copy_(article_cycles(data))
-    log(f"sequence ({config.encoder}): {len(data):,} customers' sequences"
-        + (f", identity embeddings for {int(model.known_article.sum()):,} of {n_articles:,} articles (>= {config.id_min_sales} sales)"
-           if model.article_id is not None else "")
-        + (f", repeat term (median cycle {float(model.cycle_days.median()):.0f} days)" if model.repeat is not None else ""))
+    log(
+        f"sequence ({config.encoder}): {len(data):,} customers' sequences"
+        + (
+            f", identity embeddings for {int(model.known_article.sum()):,} of {n_articles:,} articles (>="
+            f" {config.id_min_sales} sales)"
+            if model.article_id is not None
+            else ""
+        )
+        + (
+            f", repeat term (median cycle {float(model.cycle_days.median()):.0f} days)"
+            if model.repeat is not None
+            else ""
+        )
+    )
     with torch.no_grad():  # start from a popularity prior: the recent sales shares, else the overall ones
         if model.trend is not None:
             model.trend.weight.fill_(1.0 / TREND_WEEKS)
@@ -601,22 +690,35 @@ def train_sequence_model(purchases: pl.DataFrame, article_content: torch.Tensor,
             loss.backward()
             optimiser.step()
             total, count = total + loss.item() * n_targets, count + n_targets
-        figures = {"epoch": epoch + 1, "loss": total / max(count, 1),
-                   "seconds": round(time.perf_counter() - started, 3), "examples": len(rows)}
+        figures = {
+            "epoch": epoch + 1,
+            "loss": total / max(count, 1),
+            "seconds": round(time.perf_counter() - started, 3),
+            "examples": len(rows),
+        }
         if held_out is not None and held_out.height and evaluation_due(epoch + 1, config.epochs, config.evaluate_every):
             figures.update(evaluate(model, data, held_out, as_of).as_dict())
         history.append(figures)
         extra = f", AUC {figures['auc']:.3f}, recall@100 {figures['recall_at_100']:.3f}" if "auc" in figures else ""
-        log(f"sequence ({config.encoder}) epoch {figures['epoch']}: loss {figures['loss']:.4f} "
-            f"({len(rows):,} of {len(trainable):,} sequences, {figures['seconds']:.1f} s){extra}")
+        log(
+            f"sequence ({config.encoder}) epoch {figures['epoch']}: loss {figures['loss']:.4f} "
+            f"({len(rows):,} of {len(trainable):,} sequences, {figures['seconds']:.1f} s){extra}"
+        )
     final_loss = fixed_loss(model, data, by_length, popularity, trend, config.seed + 1, config.batch_size)
     log(f"sequence ({config.encoder}): training loss on fixed negatives {starting_loss:.4f} -> {final_loss:.4f}")
     model.eval()
     return TrainingResult(model, history, config, starting_loss, final_loss)
 
 
-def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, customer_idx: np.ndarray,
-          candidate_articles: np.ndarray, as_of: dt.date, k: int = 100, chunk: int = 2048) -> pl.DataFrame:
+def top_k(
+    result_or_model: TrainingResult | SequenceModel,
+    data: SequenceData,
+    customer_idx: np.ndarray,
+    candidate_articles: np.ndarray,
+    as_of: dt.date,
+    k: int = 100,
+    chunk: int = 2048,
+) -> pl.DataFrame:
     """customer_idx, article_idx, score, rank (1..k) for each requested customer with history in `data`, scored
     against the candidate article indices only, in chunks of customers (memory: chunk x len(candidates)).
     Customer vectors and the trend term are as of `as_of`."""
@@ -625,7 +727,9 @@ def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, c
     customer_idx = np.asarray(customer_idx, dtype=np.int64).reshape(-1)
     rows = data.rows(customer_idx)
     customer_idx, rows = customer_idx[rows >= 0], rows[rows >= 0]
-    candidates = torch.from_numpy(np.array(candidate_articles, dtype=np.int64))  # a writable copy (polars hands out read-only arrays)
+    candidates = torch.from_numpy(
+        np.array(candidate_articles, dtype=np.int64)
+    )  # a writable copy (polars hands out read-only arrays)
     k = min(k, len(candidates))
     as_of_day = day_number(as_of)
     parts = []
@@ -636,34 +740,50 @@ def top_k(result_or_model: TrainingResult | SequenceModel, data: SequenceData, c
         columns = torch.full((model.n_articles,), -1, dtype=torch.long)
         columns[candidates] = torch.arange(len(candidates))
         for start in range(0, len(rows) if k else 0, chunk):
-            batch = torch.as_tensor(rows[start:start + chunk])
+            batch = torch.as_tensor(rows[start : start + chunk])
             articles, days, lengths, _ = model._batch(data, batch)
             style = model.encode(articles, days, lengths, as_of_day)[torch.arange(len(batch)), lengths - 1]
             full = add_repeat_scores(model, style @ vectors.T + bias, articles, days, lengths, as_of_day, columns)
             scores, positions = torch.topk(full, k, dim=1)
-            parts.append(pl.DataFrame({
-                "customer_idx": np.repeat(customer_idx[start:start + chunk], k),
-                "article_idx": candidates[positions].reshape(-1).numpy().astype(np.int64),
-                "score": scores.reshape(-1).numpy().astype(np.float64),
-                "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(batch)),
-            }))
-    return pl.concat(parts) if parts else pl.DataFrame(schema={"customer_idx": pl.Int64, "article_idx": pl.Int64,
-                                                               "score": pl.Float64, "rank": pl.Int16})
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "customer_idx": np.repeat(customer_idx[start : start + chunk], k),
+                        "article_idx": candidates[positions].reshape(-1).numpy().astype(np.int64),
+                        "score": scores.reshape(-1).numpy().astype(np.float64),
+                        "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(batch)),
+                    }
+                )
+            )
+    return (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(
+            schema={"customer_idx": pl.Int64, "article_idx": pl.Int64, "score": pl.Float64, "rank": pl.Int16}
+        )
+    )
 
 
 def state(result: TrainingResult) -> dict:
     """Everything needed to rebuild the model with the same content matrix (plain values and tensors only, so
     `common.from_bytes` loads it with weights_only=True)."""
-    return {"config": asdict(result.config), "weights": result.model.state_dict(),
-            "content_shape": list(result.model.content[:-1].shape), "history": result.history}
+    return {
+        "config": asdict(result.config),
+        "weights": result.model.state_dict(),
+        "content_shape": list(result.model.content[:-1].shape),
+        "history": result.history,
+    }
 
 
 def load(state: dict, article_content: torch.Tensor) -> SequenceModel:
     if list(article_content.shape) != list(state["content_shape"]):
-        raise ValueError(f"content matrix {tuple(article_content.shape)} does not match the trained "
-                         f"{tuple(state['content_shape'])}")
+        raise ValueError(
+            f"content matrix {tuple(article_content.shape)} does not match the trained {tuple(state['content_shape'])}"
+        )
     # artefacts written before the repeat term and the identity embedding were trained without them
-    model = SequenceModel(article_content, SequenceConfig(**{"repeat": False, "article_identity": False, **state["config"]}))
+    model = SequenceModel(
+        article_content, SequenceConfig(**{"repeat": False, "article_identity": False, **state["config"]})
+    )
     model.load_state_dict(state["weights"])
     model.eval()
     return model

@@ -28,13 +28,20 @@ class TwoTowerData:
     customers: IdIndex
     articles: IdIndex
     train_inputs: TowerInputs
-    labels: pl.DataFrame     # customer_idx, article_idx, snapshot
-    held_out: pl.DataFrame   # customer_idx, article_idx
+    labels: pl.DataFrame  # customer_idx, article_idx, snapshot
+    held_out: pl.DataFrame  # customer_idx, article_idx
     serving_inputs: TowerInputs
 
     @classmethod
-    def build(cls, transactions: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame, week: dt.date,
-              content_vectors: torch.Tensor, label_weeks: int = 4) -> "TwoTowerData":
+    def build(
+        cls,
+        transactions: pl.DataFrame,
+        customers: pl.DataFrame,
+        articles: pl.DataFrame,
+        week: dt.date,
+        content_vectors: torch.Tensor,
+        label_weeks: int = 4,
+    ) -> TwoTowerData:
         """`content_vectors` rows follow `articles` sorted by article_id."""
         transactions = history_until(transactions, week)
         customer_index, article_index = IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"])
@@ -43,8 +50,12 @@ class TwoTowerData:
         # features as of t-1 for a purchase in week t; the last snapshot (W-1) scores the held-out week W
         snapshot_weeks = [shift_weeks(feature_week, i) for i in range(label_weeks + 1)]
         train_inputs = TowerInputs.build(
-            [customer_features(customers, transactions, articles, w) for w in snapshot_weeks], customer_index,
-            [article_features(articles, transactions, customers, w) for w in snapshot_weeks], article_index, content_vectors)
+            [customer_features(customers, transactions, articles, w) for w in snapshot_weeks],
+            customer_index,
+            [article_features(articles, transactions, customers, w) for w in snapshot_weeks],
+            article_index,
+            content_vectors,
+        )
 
         def encode(frame: pl.DataFrame) -> pl.DataFrame:
             return encode_purchases(frame, customer_index, article_index)
@@ -54,40 +65,74 @@ class TwoTowerData:
 
         def histories(weeks: list[dt.date], cycles_until: dt.date) -> PurchaseHistory:
             return PurchaseHistory.build(
-                [encoded.filter(pl.col("t_dat") <= pl.lit(week_end(w))).with_columns(pl.lit(shift_weeks(w, 1)).alias("scored"))
-                 for w in weeks], encoded.filter(pl.col("t_dat") <= pl.lit(week_end(cycles_until))), n_customers, n_articles)
+                [
+                    encoded.filter(pl.col("t_dat") <= pl.lit(week_end(w))).with_columns(
+                        pl.lit(shift_weeks(w, 1)).alias("scored")
+                    )
+                    for w in weeks
+                ],
+                encoded.filter(pl.col("t_dat") <= pl.lit(week_end(cycles_until))),
+                n_customers,
+                n_articles,
+            )
 
         train_inputs.history = histories(snapshot_weeks, feature_week)
 
-        in_window = transactions.filter(pl.col("t_dat").is_between(pl.lit(first_label_week), pl.lit(shift_weeks(week, 0) - dt.timedelta(days=1))))
-        labels = encode(in_window).with_columns(
-            ((week_expr(pl.col("t_dat")) - pl.lit(first_label_week)).dt.total_days() // 7).cast(pl.Int64).alias("snapshot")
-        ).select("customer_idx", "article_idx", "snapshot")
-        held_out = (encode(transactions.filter(pl.col("t_dat") >= pl.lit(week))).select("customer_idx", "article_idx").unique()
-                    .sort("customer_idx", "article_idx"))  # a stored artefact: the same bytes every run
+        in_window = transactions.filter(
+            pl.col("t_dat").is_between(pl.lit(first_label_week), pl.lit(shift_weeks(week, 0) - dt.timedelta(days=1)))
+        )
+        labels = (
+            encode(in_window)
+            .with_columns(
+                ((week_expr(pl.col("t_dat")) - pl.lit(first_label_week)).dt.total_days() // 7)
+                .cast(pl.Int64)
+                .alias("snapshot")
+            )
+            .select("customer_idx", "article_idx", "snapshot")
+        )
+        held_out = (
+            encode(transactions.filter(pl.col("t_dat") >= pl.lit(week)))
+            .select("customer_idx", "article_idx")
+            .unique()
+            .sort("customer_idx", "article_idx")
+        )  # a stored artefact: the same bytes every run
         serving_inputs = TowerInputs.build(
-            [customer_features(customers, transactions, articles, week)], customer_index,
-            [article_features(articles, transactions, customers, week)], article_index, content_vectors,
-            vocabulary=train_inputs.vocabulary)
+            [customer_features(customers, transactions, articles, week)],
+            customer_index,
+            [article_features(articles, transactions, customers, week)],
+            article_index,
+            content_vectors,
+            vocabulary=train_inputs.vocabulary,
+        )
         serving_inputs.history = histories([week], week)
         return cls(customer_index, article_index, train_inputs, labels, held_out, serving_inputs)
 
     def state(self) -> dict:
         """Tensors and plain values (`common.to_bytes`): the week's data is built once and every two-tower step
         of the week loads it (the build reads 26 weeks of history six times over)."""
+
         def columns(frame: pl.DataFrame) -> dict:
             return {c: torch.as_tensor(frame[c].to_numpy().copy()) for c in frame.columns}
 
-        return {"customer_ids": self.customers.ids.to_list(), "article_ids": self.articles.ids.to_list(),
-                "train_inputs": self.train_inputs.state(), "serving_inputs": self.serving_inputs.state(),
-                "labels": columns(self.labels), "held_out": columns(self.held_out)}
+        return {
+            "customer_ids": self.customers.ids.to_list(),
+            "article_ids": self.articles.ids.to_list(),
+            "train_inputs": self.train_inputs.state(),
+            "serving_inputs": self.serving_inputs.state(),
+            "labels": columns(self.labels),
+            "held_out": columns(self.held_out),
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> TwoTowerData:
         def frame(columns: dict) -> pl.DataFrame:
             return pl.DataFrame({c: values.numpy() for c, values in columns.items()})
 
-        return cls(IdIndex(pl.Series("id", state["customer_ids"], dtype=pl.String)),
-                   IdIndex(pl.Series("id", state["article_ids"], dtype=pl.String)),
-                   TowerInputs.from_state(state["train_inputs"]), frame(state["labels"]), frame(state["held_out"]),
-                   TowerInputs.from_state(state["serving_inputs"]))
+        return cls(
+            IdIndex(pl.Series("id", state["customer_ids"], dtype=pl.String)),
+            IdIndex(pl.Series("id", state["article_ids"], dtype=pl.String)),
+            TowerInputs.from_state(state["train_inputs"]),
+            frame(state["labels"]),
+            frame(state["held_out"]),
+            TowerInputs.from_state(state["serving_inputs"]),
+        )

@@ -30,8 +30,22 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import (
-    IdIndex, IdentityOptimiser, evaluation_due, fixed_sample, identity_embedding, log_shares, negative_distribution,
-    purchase_cycles, repeat_features, repeat_mlp, repeat_term, retrieval_metrics, sample_negatives, set_seed, take_rows, with_identity,
+    IdentityOptimiser,
+    IdIndex,
+    evaluation_due,
+    fixed_sample,
+    identity_embedding,
+    log_shares,
+    negative_distribution,
+    purchase_cycles,
+    repeat_features,
+    repeat_mlp,
+    repeat_term,
+    retrieval_metrics,
+    sample_negatives,
+    set_seed,
+    take_rows,
+    with_identity,
 )
 from hm_recs.models.content import CategoricalEmbedding, CategoricalVocabulary
 
@@ -43,15 +57,19 @@ weeks before the week it scores (the popularity baseline's counts)."""
 
 def customer_numeric(features: pl.DataFrame) -> np.ndarray:
     """Scaled numeric customer features (missing values become 0 with an indicator where it matters)."""
-    return features.select(
-        (pl.col("age").cast(pl.Float32).fill_null(0) / 100).alias("age"),
-        pl.col("age").is_null().cast(pl.Float32).alias("age_missing"),
-        pl.col("n_purchases").cast(pl.Float32).log1p(),
-        pl.col("n_purchases_recent").cast(pl.Float32).log1p(),
-        (pl.col("days_since_last_purchase").cast(pl.Float32).fill_null(365).log1p() / 6).alias("recency"),
-        (pl.col("mean_price").cast(pl.Float32).fill_null(0) * 20).alias("price"),
-        pl.col("online_share", "ladies_share", "men_share", "kids_share").cast(pl.Float32),
-    ).to_numpy().astype(np.float32)
+    return (
+        features.select(
+            (pl.col("age").cast(pl.Float32).fill_null(0) / 100).alias("age"),
+            pl.col("age").is_null().cast(pl.Float32).alias("age_missing"),
+            pl.col("n_purchases").cast(pl.Float32).log1p(),
+            pl.col("n_purchases_recent").cast(pl.Float32).log1p(),
+            (pl.col("days_since_last_purchase").cast(pl.Float32).fill_null(365).log1p() / 6).alias("recency"),
+            (pl.col("mean_price").cast(pl.Float32).fill_null(0) * 20).alias("price"),
+            pl.col("online_share", "ladies_share", "men_share", "kids_share").cast(pl.Float32),
+        )
+        .to_numpy()
+        .astype(np.float32)
+    )
 
 
 def article_trend(features: pl.DataFrame) -> torch.Tensor:
@@ -62,15 +80,19 @@ def article_trend(features: pl.DataFrame) -> torch.Tensor:
 
 
 def article_numeric(features: pl.DataFrame) -> np.ndarray:
-    return features.select(
-        pl.col("n_sales").cast(pl.Float32).log1p() / 5,
-        pl.col("sales_last_week").cast(pl.Float32).log1p() / 3,
-        pl.col("trend").cast(pl.Float32).log(),
-        (pl.col("mean_price").cast(pl.Float32).fill_null(0) * 20).alias("price"),
-        pl.col("online_share", "seasonal_share").cast(pl.Float32).fill_null(0),
-        (pl.col("days_on_sale").cast(pl.Float32).fill_null(0).log1p() / 6).alias("age_on_sale"),
-        (pl.col("n_sales") == 0).cast(pl.Float32).alias("never_sold"),
-    ).to_numpy().astype(np.float32)
+    return (
+        features.select(
+            pl.col("n_sales").cast(pl.Float32).log1p() / 5,
+            pl.col("sales_last_week").cast(pl.Float32).log1p() / 3,
+            pl.col("trend").cast(pl.Float32).log(),
+            (pl.col("mean_price").cast(pl.Float32).fill_null(0) * 20).alias("price"),
+            pl.col("online_share", "seasonal_share").cast(pl.Float32).fill_null(0),
+            (pl.col("days_on_sale").cast(pl.Float32).fill_null(0).log1p() / 6).alias("age_on_sale"),
+            (pl.col("n_sales") == 0).cast(pl.Float32).alias("never_sold"),
+        )
+        .to_numpy()
+        .astype(np.float32)
+    )
 
 
 @dataclass(frozen=True)
@@ -78,36 +100,66 @@ class PurchaseHistory:
     """What each customer bought before each snapshot's scored week, for the repeat term: one row per (snapshot,
     customer, article), sorted by `key` = (snapshot * n_customers + customer) * n_articles + article."""
 
-    key: torch.Tensor          # [K] int64, ascending
-    times: torch.Tensor        # [K] purchases of the article by the customer (distinct days)
-    since_days: torch.Tensor   # [K] days from the last of them to the scored week's Wednesday
-    cycle_days: torch.Tensor   # [n_articles] each article's usual re-buy cycle (`common.purchase_cycles`)
+    key: torch.Tensor  # [K] int64, ascending
+    times: torch.Tensor  # [K] purchases of the article by the customer (distinct days)
+    since_days: torch.Tensor  # [K] days from the last of them to the scored week's Wednesday
+    cycle_days: torch.Tensor  # [n_articles] each article's usual re-buy cycle (`common.purchase_cycles`)
     n_customers: int
     n_articles: int
 
     TENSORS = ("key", "times", "since_days", "cycle_days")
 
     @classmethod
-    def build(cls, snapshots: list[pl.DataFrame], cycles_from: pl.DataFrame, n_customers: int, n_articles: int) -> "PurchaseHistory":
+    def build(
+        cls, snapshots: list[pl.DataFrame], cycles_from: pl.DataFrame, n_customers: int, n_articles: int
+    ) -> PurchaseHistory:
         """snapshots: per snapshot, the purchases it may see (customer_idx, article_idx, t_dat) and the day scored
         (`scored` column: its week's Wednesday); cycles_from: purchases (customer_idx, article_idx, t_dat)."""
         parts = []
         for s, frame in enumerate(snapshots):
-            parts.append(frame.group_by("customer_idx", "article_idx").agg(
-                pl.col("t_dat").n_unique().alias("times"),
-                (pl.col("scored").first() - pl.col("t_dat").max()).dt.total_days().alias("since"))
-                .select(((pl.lit(s, pl.Int64) * n_customers + pl.col("customer_idx")) * n_articles
-                         + pl.col("article_idx")).alias("key"), "times", "since"))
-        table = pl.concat(parts).sort("key") if parts else pl.DataFrame(schema={"key": pl.Int64, "times": pl.Int64, "since": pl.Int64})
-        cycles = purchase_cycles(cycles_from.select(pl.col("customer_idx").alias("customer"), pl.col("article_idx").alias("article"),
-                                                    pl.col("t_dat").cast(pl.Int32).alias("day")), n_articles)
-        return cls(torch.as_tensor(table["key"].to_numpy().copy()), torch.as_tensor(table["times"].to_numpy().astype(np.float32)),
-                   torch.as_tensor(table["since"].to_numpy().astype(np.float32)), cycles, n_customers, n_articles)
+            parts.append(
+                frame.group_by("customer_idx", "article_idx")
+                .agg(
+                    pl.col("t_dat").n_unique().alias("times"),
+                    (pl.col("scored").first() - pl.col("t_dat").max()).dt.total_days().alias("since"),
+                )
+                .select(
+                    (
+                        (pl.lit(s, pl.Int64) * n_customers + pl.col("customer_idx")) * n_articles
+                        + pl.col("article_idx")
+                    ).alias("key"),
+                    "times",
+                    "since",
+                )
+            )
+        table = (
+            pl.concat(parts).sort("key")
+            if parts
+            else pl.DataFrame(schema={"key": pl.Int64, "times": pl.Int64, "since": pl.Int64})
+        )
+        cycles = purchase_cycles(
+            cycles_from.select(
+                pl.col("customer_idx").alias("customer"),
+                pl.col("article_idx").alias("article"),
+                pl.col("t_dat").cast(pl.Int32).alias("day"),
+            ),
+            n_articles,
+        )
+        return cls(
+            torch.as_tensor(table["key"].to_numpy().copy()),
+            torch.as_tensor(table["times"].to_numpy().astype(np.float32)),
+            torch.as_tensor(table["since"].to_numpy().astype(np.float32)),
+            cycles,
+            n_customers,
+            n_articles,
+        )
 
     def base(self, customer_idx: torch.Tensor, snapshot: torch.Tensor) -> torch.Tensor:
         return (snapshot * self.n_customers + customer_idx) * self.n_articles
 
-    def lookup(self, customer_idx: torch.Tensor, snapshot: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def lookup(
+        self, customer_idx: torch.Tensor, snapshot: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         """For items [B, K] of customers [B] at snapshots [B]: (found [B, K] bool, times, since_days)."""
         query = self.base(customer_idx, snapshot).unsqueeze(1) + items
         pos = torch.searchsorted(self.key, query).clamp(max=max(len(self.key) - 1, 0))
@@ -123,13 +175,19 @@ class PurchaseHistory:
         return torch.searchsorted(self.key, base), torch.searchsorted(self.key, base + self.n_articles)
 
     def state(self) -> dict:
-        return {**{name: getattr(self, name) for name in self.TENSORS}, "n_customers": self.n_customers,
-                "n_articles": self.n_articles}
+        return {
+            **{name: getattr(self, name) for name in self.TENSORS},
+            "n_customers": self.n_customers,
+            "n_articles": self.n_articles,
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "PurchaseHistory":
-        return cls(**{name: state[name] for name in cls.TENSORS}, n_customers=int(state["n_customers"]),
-                   n_articles=int(state["n_articles"]))
+    def from_state(cls, state: dict) -> PurchaseHistory:
+        return cls(
+            **{name: state[name] for name in cls.TENSORS},
+            n_customers=int(state["n_customers"]),
+            n_articles=int(state["n_articles"]),
+        )
 
 
 @dataclass
@@ -137,10 +195,10 @@ class TowerInputs:
     """Every tensor the towers read, row i = customer/article index i."""
 
     customer_numeric: torch.Tensor  # [n_snapshots, n_customers, p]: customer features week by week
-    customer_codes: torch.Tensor    # [n_snapshots, n_customers, q]
-    article_numeric: torch.Tensor   # [n_snapshots, n_articles, r]: article features week by week
-    article_content: torch.Tensor   # [n_articles, d]
-    article_trend: torch.Tensor     # [n_snapshots, n_articles, 3]: `article_trend` week by week
+    customer_codes: torch.Tensor  # [n_snapshots, n_customers, q]
+    article_numeric: torch.Tensor  # [n_snapshots, n_articles, r]: article features week by week
+    article_content: torch.Tensor  # [n_articles, d]
+    article_trend: torch.Tensor  # [n_snapshots, n_articles, 3]: `article_trend` week by week
     vocabulary: CategoricalVocabulary
     history: PurchaseHistory | None = None  # what each customer bought before each snapshot (the repeat term)
 
@@ -149,17 +207,27 @@ class TowerInputs:
         return self.article_content.shape[0]
 
     @classmethod
-    def build(cls, customer_features: list[pl.DataFrame], customers: IdIndex, article_features: list[pl.DataFrame],
-              articles: IdIndex, content_vectors: torch.Tensor,
-              vocabulary: CategoricalVocabulary | None = None) -> "TowerInputs":
+    def build(
+        cls,
+        customer_features: list[pl.DataFrame],
+        customers: IdIndex,
+        article_features: list[pl.DataFrame],
+        articles: IdIndex,
+        content_vectors: torch.Tensor,
+        vocabulary: CategoricalVocabulary | None = None,
+    ) -> TowerInputs:
         """Features aligned to the indexes (`content_vectors` rows follow `articles`). The feature frames are
         weekly snapshots, oldest first, one per snapshot for each side: a purchase of snapshot s is scored with
         both sides' features as of the week before it; the last snapshot scores held-out or served weeks."""
         assert len(customer_features) == len(article_features), "one customer and one article snapshot per week"
-        customer_frames = [customers.ids.to_frame("customer_id").join(f, on="customer_id", how="left", maintain_order="left")
-                           for f in customer_features]
-        article_frames = [articles.ids.to_frame("article_id").join(f, on="article_id", how="left", maintain_order="left")
-                          for f in article_features]
+        customer_frames = [
+            customers.ids.to_frame("customer_id").join(f, on="customer_id", how="left", maintain_order="left")
+            for f in customer_features
+        ]
+        article_frames = [
+            articles.ids.to_frame("article_id").join(f, on="article_id", how="left", maintain_order="left")
+            for f in article_features
+        ]
         vocabulary = vocabulary or CategoricalVocabulary.fit(pl.concat(customer_frames), CUSTOMER_CATEGORICAL)
         return cls(
             customer_numeric=torch.as_tensor(np.stack([np.nan_to_num(customer_numeric(f)) for f in customer_frames])),
@@ -167,7 +235,8 @@ class TowerInputs:
             article_numeric=torch.as_tensor(np.stack([np.nan_to_num(article_numeric(f)) for f in article_frames])),
             article_content=content_vectors.float(),
             article_trend=torch.stack([article_trend(f) for f in article_frames]),
-            vocabulary=vocabulary)
+            vocabulary=vocabulary,
+        )
 
     @property
     def n_snapshots(self) -> int:
@@ -177,14 +246,20 @@ class TowerInputs:
 
     def state(self) -> dict:
         """Tensors and plain values (`common.to_bytes` stores them weights-only)."""
-        return {**{name: getattr(self, name) for name in self.TENSORS}, "vocabulary": self.vocabulary.values,
-                "history": self.history.state() if self.history is not None else None}
+        return {
+            **{name: getattr(self, name) for name in self.TENSORS},
+            "vocabulary": self.vocabulary.values,
+            "history": self.history.state() if self.history is not None else None,
+        }
 
     @classmethod
-    def from_state(cls, state: dict) -> "TowerInputs":
+    def from_state(cls, state: dict) -> TowerInputs:
         history = PurchaseHistory.from_state(state["history"]) if state.get("history") else None
-        return cls(**{name: state[name] for name in cls.TENSORS}, vocabulary=CategoricalVocabulary(state["vocabulary"]),
-                   history=history)
+        return cls(
+            **{name: state[name] for name in cls.TENSORS},
+            vocabulary=CategoricalVocabulary(state["vocabulary"]),
+            history=history,
+        )
 
 
 @dataclass(frozen=True)
@@ -207,8 +282,8 @@ class TwoTowerConfig:
     popularity_negative_share: float = 0.1
     loss: str = "sampled_softmax"  # "sampled_softmax" | "bce"
     seed: int = 0
-    trend: bool = True          # + w . trend, started at the popularity prior (module docstring)
-    article_bias: bool = True   # + a learned per-article bias
+    trend: bool = True  # + w . trend, started at the popularity prior (module docstring)
+    article_bias: bool = True  # + a learned per-article bias
     # Logits minus log q(article), q the exact negative sampling distribution (`common.negative_distribution`), as
     # in the sequence model: popularity-weighted negatives then do not teach the model to discount the popular
     # articles the trend term ranks up (50k customers: held-out recall@100 +0.007 to +0.019).
@@ -238,8 +313,10 @@ class TwoTowerConfig:
 
     def __post_init__(self):
         if self.max_pairs_per_epoch < 1 or self.evaluate_every < 0:
-            raise ValueError(f"max_pairs_per_epoch must be >= 1 and evaluate_every >= 0, "
-                             f"got {self.max_pairs_per_epoch} and {self.evaluate_every}")
+            raise ValueError(
+                f"max_pairs_per_epoch must be >= 1 and evaluate_every >= 0, "
+                f"got {self.max_pairs_per_epoch} and {self.evaluate_every}"
+            )
 
 
 class TwoTowerModel(nn.Module):
@@ -253,9 +330,13 @@ class TwoTowerModel(nn.Module):
             nn.init.normal_(self.customer_id.weight, std=0.01)
         self.customer_categorical = CategoricalEmbedding(inputs.vocabulary.sizes, config.embedding_dim)
         c_in = inputs.customer_numeric.shape[2] + self.customer_categorical.out_dim + config.id_dim
-        self.customer_tower = nn.Sequential(nn.Linear(c_in, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.dim))
+        self.customer_tower = nn.Sequential(
+            nn.Linear(c_in, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.dim)
+        )
         a_in = inputs.article_numeric.shape[2] + inputs.article_content.shape[1]
-        self.article_tower = nn.Sequential(nn.Linear(a_in, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.dim))
+        self.article_tower = nn.Sequential(
+            nn.Linear(a_in, config.hidden), nn.ReLU(), nn.Linear(config.hidden, config.dim)
+        )
         self.bias = nn.Parameter(torch.zeros(inputs.n_articles)) if config.article_bias else None
         self.repeat = None
         if config.repeat and inputs.history is not None:
@@ -291,8 +372,9 @@ class TwoTowerModel(nn.Module):
             idx = torch.arange(self.inputs.n_articles)
         numeric = self.inputs.article_numeric[self._snapshot(idx, snapshot), idx]
         vectors = self.article_tower(torch.cat([numeric, self.inputs.article_content[idx]], dim=1))
-        return with_identity(vectors, self.article_id, getattr(self, "known_article", None), idx, self.config.id_dropout,
-                             self.training)
+        return with_identity(
+            vectors, self.article_id, getattr(self, "known_article", None), idx, self.config.id_dropout, self.training
+        )
 
     def article_bias(self, idx: torch.Tensor | None = None, snapshot: torch.Tensor | int = -1) -> torch.Tensor:
         """[len(idx)] learned bias + trend term of articles `idx` (default: all) as of `snapshot` (default: the
@@ -304,15 +386,18 @@ class TwoTowerModel(nn.Module):
             bias = bias + self.trend(self.inputs.article_trend[self._snapshot(idx, snapshot), idx]).squeeze(-1)
         return bias
 
-    def repeat_term(self, items: torch.Tensor, found: torch.Tensor, times: torch.Tensor, since: torch.Tensor) -> torch.Tensor:
+    def repeat_term(
+        self, items: torch.Tensor, found: torch.Tensor, times: torch.Tensor, since: torch.Tensor
+    ) -> torch.Tensor:
         """[B, K] repeat term of `items` from `PurchaseHistory.lookup` of them (bought before, how often, days since);
         0 for articles not bought before."""
         if self.repeat is None:
             return torch.zeros(items.shape)
         return repeat_term(self.repeat, items, found, times, since, self.inputs.history.cycle_days)
 
-    def add_repeat(self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None,
-                   snapshot: int = -1) -> torch.Tensor:
+    def add_repeat(
+        self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None, snapshot: int = -1
+    ) -> torch.Tensor:
         """`scores` [B, C] plus the repeat term at each customer's own earlier articles (columns: article_idx ->
         column, -1 for articles not scored; default: column = article_idx), as of `snapshot`."""
         if self.repeat is None:
@@ -322,11 +407,15 @@ class TwoTowerModel(nn.Module):
         lo, hi = history.ranges(customer_idx, snap)
         counts = hi - lo
         row = torch.repeat_interleave(torch.arange(len(customer_idx)), counts)
-        entry = torch.repeat_interleave(lo, counts) + torch.arange(int(counts.sum())) - torch.repeat_interleave(
-            torch.cumsum(counts, 0) - counts, counts)
+        entry = (
+            torch.repeat_interleave(lo, counts)
+            + torch.arange(int(counts.sum()))
+            - torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+        )
         article = history.key[entry] % history.n_articles
-        value = self.repeat(repeat_features(history.times[entry], history.since_days[entry],
-                                            history.cycle_days[article])).squeeze(-1)
+        value = self.repeat(
+            repeat_features(history.times[entry], history.since_days[entry], history.cycle_days[article])
+        ).squeeze(-1)
         column = article if columns is None else columns[article]
         keep = column >= 0
         return scores.index_put((row[keep], column[keep]), value[keep], accumulate=True)
@@ -335,7 +424,9 @@ class TwoTowerModel(nn.Module):
         """[B, n_articles] (or [B, len(article_idx)]) scores customer . article + bias + trend term (+ the repeat term
         of the customer's own earlier articles) with the inputs' latest snapshot (serving inputs: the served week's
         features, sales and histories)."""
-        scores = self.customer_vectors(customer_idx) @ self.article_vectors(article_idx).T + self.article_bias(article_idx)
+        scores = self.customer_vectors(customer_idx) @ self.article_vectors(article_idx).T + self.article_bias(
+            article_idx
+        )
         columns = None
         if article_idx is not None:
             columns = torch.full((self.inputs.n_articles,), -1, dtype=torch.long)
@@ -352,21 +443,26 @@ class TwoTowerResult:
     config: TwoTowerConfig
     # training loss before any update, on a fixed sample of pairs (all up to max_pairs_per_epoch) and negatives
     starting_loss: float
-    final_loss: float     # the same after training
+    final_loss: float  # the same after training
 
     @property
     def loss_fell(self) -> bool:
         return self.final_loss < self.starting_loss
 
     def state(self) -> dict:
-        return {"config": asdict(self.config), "weights": self.model.state_dict(), "history": self.history,
-                "vocabulary": self.model.inputs.vocabulary.values}
+        return {
+            "config": asdict(self.config),
+            "weights": self.model.state_dict(),
+            "history": self.history,
+            "vocabulary": self.model.inputs.vocabulary.values,
+        }
 
 
 def load(state: dict, inputs: TowerInputs) -> TwoTowerModel:
     # artefacts written before the trend term (or the identity embedding) have no switch for it: trained without
-    model = TwoTowerModel(inputs, TwoTowerConfig(**{"trend": False, "article_bias": False, "article_identity": False,
-                                                    **state["config"]}))
+    model = TwoTowerModel(
+        inputs, TwoTowerConfig(**{"trend": False, "article_bias": False, "article_identity": False, **state["config"]})
+    )
     model.load_state_dict(state["weights"])
     return model
 
@@ -399,7 +495,9 @@ def train_two_tower(
         model.load_state_dict(copy.deepcopy(init_from.state_dict()))
     if "snapshot" not in purchases.columns:
         purchases = purchases.with_columns(pl.lit(inputs.n_snapshots - 1).alias("snapshot"))
-    pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long)
+    pairs = torch.as_tensor(
+        purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long
+    )
     n_articles = inputs.n_articles
     popularity = torch.bincount(pairs[:, 1], minlength=n_articles)
     optimiser = IdentityOptimiser(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
@@ -421,11 +519,13 @@ def train_two_tower(
         fallback = sample_negatives(n_articles, (len(batch), draws), gen, popularity, config.popularity_negative_share)
         return torch.where((hi > lo).unsqueeze(1), own, fallback), (hi - lo)
 
-    def batch_loss(batch: torch.Tensor, negatives: torch.Tensor | None = None,
-                   own: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def batch_loss(
+        batch: torch.Tensor, negatives: torch.Tensor | None = None, own: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
         if negatives is None:
-            negatives = sample_negatives(n_articles, (len(batch), config.negatives), generator, popularity,
-                                         config.popularity_negative_share)
+            negatives = sample_negatives(
+                n_articles, (len(batch), config.negatives), generator, popularity, config.popularity_negative_share
+            )
         if draws:  # `draws` more negatives from the customer's own history
             own_articles, n_own = own if own is not None else own_items(batch, generator)
             negatives = torch.cat([negatives, own_articles], dim=1)
@@ -453,16 +553,27 @@ def train_two_tower(
     # The gate's "loss fell" compares the training loss before and after training on the same pairs and negatives
     # (epoch losses use fresh negatives each time and are noisy on small data such as a segment).
     fixed_pairs = pairs[fixed_sample(len(pairs), config.max_pairs_per_epoch, config.seed + 2)]
-    fixed_negatives = sample_negatives(n_articles, (len(fixed_pairs), config.negatives), torch.Generator().manual_seed(config.seed + 1),
-                                       popularity, config.popularity_negative_share)
+    fixed_negatives = sample_negatives(
+        n_articles,
+        (len(fixed_pairs), config.negatives),
+        torch.Generator().manual_seed(config.seed + 1),
+        popularity,
+        config.popularity_negative_share,
+    )
     fixed_own = own_items(fixed_pairs, torch.Generator().manual_seed(config.seed + 3)) if draws else None
 
     def fixed_loss() -> float:
         model.eval()
         with torch.no_grad():
-            losses = [batch_loss(fixed_pairs[i:i + config.batch_size], fixed_negatives[i:i + config.batch_size],
-                                 None if fixed_own is None else tuple(t[i:i + config.batch_size] for t in fixed_own)).item()
-                      * len(fixed_pairs[i:i + config.batch_size]) for i in range(0, len(fixed_pairs), config.batch_size)]
+            losses = [
+                batch_loss(
+                    fixed_pairs[i : i + config.batch_size],
+                    fixed_negatives[i : i + config.batch_size],
+                    None if fixed_own is None else tuple(t[i : i + config.batch_size] for t in fixed_own),
+                ).item()
+                * len(fixed_pairs[i : i + config.batch_size])
+                for i in range(0, len(fixed_pairs), config.batch_size)
+            ]
         return sum(losses) / max(len(fixed_pairs), 1)
 
     starting_loss = fixed_loss()  # random init, or the model warm-started from
@@ -471,21 +582,27 @@ def train_two_tower(
         started, total, batches = time.perf_counter(), 0.0, 0
         model.train()
         # a random order of all pairs, or a fresh random sample of max_pairs_per_epoch of them
-        order = torch.randperm(len(pairs), generator=generator)[:config.max_pairs_per_epoch]
+        order = torch.randperm(len(pairs), generator=generator)[: config.max_pairs_per_epoch]
         for start in range(0, len(order), config.batch_size):
-            loss = batch_loss(pairs[order[start:start + config.batch_size]])
+            loss = batch_loss(pairs[order[start : start + config.batch_size]])
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             total, batches = total + loss.item(), batches + 1
-        figures = {"epoch": epoch + 1, "loss": total / max(batches, 1), "seconds": round(time.perf_counter() - started, 3),
-                   "examples": len(order)}
+        figures = {
+            "epoch": epoch + 1,
+            "loss": total / max(batches, 1),
+            "seconds": round(time.perf_counter() - started, 3),
+            "examples": len(order),
+        }
         if held_out is not None and held_out.height and evaluation_due(epoch + 1, config.epochs, config.evaluate_every):
             figures.update(evaluate(model, held_out).as_dict())
         history.append(figures)
         extra = f", AUC {figures['auc']:.3f}, recall@100 {figures['recall_at_100']:.3f}" if "auc" in figures else ""
-        log(f"{name} epoch {figures['epoch']}: loss {figures['loss']:.4f} ({len(order):,} of {len(pairs):,} pairs, "
-            f"{figures['seconds']:.1f} s){extra}")
+        log(
+            f"{name} epoch {figures['epoch']}: loss {figures['loss']:.4f} ({len(order):,} of {len(pairs):,} pairs, "
+            f"{figures['seconds']:.1f} s){extra}"
+        )
     final_loss = fixed_loss()
     log(f"{name}: training loss on fixed negatives {starting_loss:.4f} -> {final_loss:.4f}")
     return TwoTowerResult(model, history, config, starting_loss, final_loss)
@@ -496,12 +613,14 @@ def evaluate(model: TwoTowerModel, held_out: pl.DataFrame, k: int = 100):
     model.eval()
     with torch.no_grad():
         vectors, bias = model.article_vectors(), model.article_bias()
-        return retrieval_metrics(lambda c: model.add_repeat(model.customer_vectors(c) @ vectors.T + bias, c), held_out,
-                                 vectors.shape[0], k=k)
+        return retrieval_metrics(
+            lambda c: model.add_repeat(model.customer_vectors(c) @ vectors.T + bias, c), held_out, vectors.shape[0], k=k
+        )
 
 
-def top_k(model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np.ndarray, k: int = 100,
-          chunk: int = 4096) -> pl.DataFrame:
+def top_k(
+    model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np.ndarray, k: int = 100, chunk: int = 4096
+) -> pl.DataFrame:
     """customer_idx, article_idx, score, rank for each customer against the candidate articles; memory is
     bounded by chunk x len(candidates)."""
     model.eval()
@@ -515,14 +634,23 @@ def top_k(model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np
         columns = torch.full((model.inputs.n_articles,), -1, dtype=torch.long)
         columns[candidates] = torch.arange(len(candidates))
         for start in range(0, len(customer_idx), chunk):
-            batch = torch.from_numpy(customer_idx[start:start + chunk])
+            batch = torch.from_numpy(customer_idx[start : start + chunk])
             scores = model.add_repeat(model.customer_vectors(batch) @ vectors.T + bias, batch, columns)
             scores, positions = torch.topk(scores, k, dim=1)
-            parts.append(pl.DataFrame({
-                "customer_idx": batch.repeat_interleave(k).numpy(),
-                "article_idx": candidates[positions].reshape(-1).numpy(),
-                "score": scores.reshape(-1).numpy().astype(np.float64),
-                "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(batch)),
-            }))
-    return pl.concat(parts) if parts else pl.DataFrame(schema={"customer_idx": pl.Int64, "article_idx": pl.Int64,
-                                                               "score": pl.Float64, "rank": pl.Int16})
+            parts.append(
+                pl.DataFrame(
+                    {
+                        "customer_idx": batch.repeat_interleave(k).numpy(),
+                        "article_idx": candidates[positions].reshape(-1).numpy(),
+                        "score": scores.reshape(-1).numpy().astype(np.float64),
+                        "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(batch)),
+                    }
+                )
+            )
+    return (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(
+            schema={"customer_idx": pl.Int64, "article_idx": pl.Int64, "score": pl.Float64, "rank": pl.Int16}
+        )
+    )
