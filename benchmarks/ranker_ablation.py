@@ -46,7 +46,6 @@ def learned_gain_share(importances) -> float:
 def week_figures(warehouse, week, log) -> dict:
     """MAP@12 on week W+1 of the ranker trained with and without the learned sources at W (module docstring)."""
 
-    from hm_recs.assets.common import catalogue_tables, partition_rows
     from hm_recs.assets.ranking import ranker_sources, serving_set
     from hm_recs.core.candidates import build_candidates
     from hm_recs.core.metrics import K, map_at_k
@@ -61,6 +60,7 @@ def week_figures(warehouse, week, log) -> dict:
     from hm_recs.core.weeks import shift_weeks
     from hm_recs.models.ranker import RankerConfig, rank_in_chunks, train_ranker
     from hm_recs.models.ranker_data import TrainingWeeks, WeekSources, assemble, refit
+    from hm_recs.storage.reads import catalogue_tables, partition_rows
 
     rule, weeks, config, windows = GateRule(), TrainingWeeks(), RankerConfig(), InputWindows()
     target = shift_weeks(week, 1)
@@ -125,7 +125,7 @@ def main() -> int:
     args = parser.parse_args()
     import datetime as dt
 
-    from hm_recs.resources import DuckDBWarehouse
+    from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse
 
     report = json.loads((RESULTS / f"backtest_{args.shop}.json").read_text())
     work = work_folder(args.shop, args.work)

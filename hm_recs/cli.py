@@ -10,10 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from hm_recs.core.storage import is_s3
 from hm_recs.core.weeks import parse_week, shift_weeks
 from hm_recs.partitions import weekly_partitions
-from hm_recs.resources import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_WAREHOUSE, HOME, DuckDBWarehouse
+from hm_recs.settings import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_WAREHOUSE, HOME
+from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse
+from hm_recs.storage.location import is_s3
 
 DEMO_SOURCE = f"{HOME}/demo_data"
 

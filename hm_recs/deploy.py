@@ -9,15 +9,28 @@ variable, so one image serves clusters of different shapes (docs/deploy.md lists
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+
+from hm_recs.settings import (
+    EXECUTOR_ENV,
+    GPU_NODE_SELECTOR_ENV,
+    LARGE_STEP_CPU_ENV,
+    LARGE_STEP_MEMORY_ENV,
+    MAX_STEP_PODS_ENV,
+    STEP_CPU_ENV,
+    STEP_MEMORY_ENV,
+    TORCH_THREADS_ENV,
+    TRAINING_CPU_ENV,
+    TRAINING_GPUS_ENV,
+    TRAINING_IMAGE_ENV,
+    TRAINING_MEMORY_ENV,
+    environment,
+)
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 """The op/job tag that dagster-k8s merges into the Kubernetes Job it creates for a step (or a run)."""
 
-EXECUTOR_ENV = "HM_RECS_EXECUTOR"
-"""`multiprocess` (default: every step a process beside the run) or `k8s` (every step its own pod)."""
 
 WAREHOUSE_RUN_TAG = {"hm-recs/warehouse": "duckdb"}
 """On every weekly run: the run queue admits one run with this tag at a time (infra/helm/values.yaml), because
@@ -79,28 +92,27 @@ class Placement:
     """Image of the training steps only (the CUDA build of the same commit); None: the code location's image."""
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Placement:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Placement:
+        env = environment() if env is None else env
         executor = env.get(EXECUTOR_ENV, "multiprocess")
         if executor not in ("multiprocess", "k8s"):
             raise ValueError(f"{EXECUTOR_ENV}={executor!r}: expected 'multiprocess' or 'k8s'")
-        selector = env.get("HM_RECS_GPU_NODE_SELECTOR")
+        selector = env.get(GPU_NODE_SELECTOR_ENV)
         return cls(
             executor=executor,
-            step=PodSize(
-                env.get("HM_RECS_STEP_CPU", DEFAULT_STEP.cpu), env.get("HM_RECS_STEP_MEMORY", DEFAULT_STEP.memory)
-            ),
+            step=PodSize(env.get(STEP_CPU_ENV, DEFAULT_STEP.cpu), env.get(STEP_MEMORY_ENV, DEFAULT_STEP.memory)),
             training=PodSize(
-                env.get("HM_RECS_TRAINING_CPU", TRAINING_STEP.cpu),
-                env.get("HM_RECS_TRAINING_MEMORY", TRAINING_STEP.memory),
-                int(env.get("HM_RECS_TRAINING_GPUS", TRAINING_STEP.gpus)),
+                env.get(TRAINING_CPU_ENV, TRAINING_STEP.cpu),
+                env.get(TRAINING_MEMORY_ENV, TRAINING_STEP.memory),
+                int(env.get(TRAINING_GPUS_ENV, TRAINING_STEP.gpus)),
             ),
             large=PodSize(
-                env.get("HM_RECS_LARGE_STEP_CPU", LARGE_STEP.cpu),
-                env.get("HM_RECS_LARGE_STEP_MEMORY", LARGE_STEP.memory),
+                env.get(LARGE_STEP_CPU_ENV, LARGE_STEP.cpu),
+                env.get(LARGE_STEP_MEMORY_ENV, LARGE_STEP.memory),
             ),
-            max_step_pods=int(env.get("HM_RECS_MAX_STEP_PODS", MAX_STEP_PODS)),
+            max_step_pods=int(env.get(MAX_STEP_PODS_ENV, MAX_STEP_PODS)),
             gpu_node_selector=json.loads(selector) if selector else DEFAULT_GPU_NODE_SELECTOR,
-            training_image=env.get("HM_RECS_TRAINING_IMAGE") or None,
+            training_image=env.get(TRAINING_IMAGE_ENV) or None,
         )
 
     def step_k8s_config(self, size: PodSize, kind: str, image: str | None = None) -> dict:
@@ -196,16 +208,14 @@ def local_execution_config() -> dict:
     }
 
 
-TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"
-
-
-def torch_threads(env: Mapping[str, str] = os.environ) -> int:
+def torch_threads(env: Mapping[str, str] | None = None) -> int:
     """Intra-op threads for a step's torch work. `HM_RECS_TORCH_THREADS` when set (the CLI's in-process runs,
     one step at a time, set it to the machine's cores while they run: `runner.Pipeline.execute`). Otherwise: in a
     Kubernetes step pod (`HM_RECS_EXECUTOR=k8s`), the training pods' CPU request; else (Dagster's multiprocess
     executor runs as many steps at once as there are cores) one. Torch's default, every core in every step process,
     oversubscribes the machine when steps overlap: two sequence-model trainings side by side on 2 cores took 77 s
     each with 2 threads and 26 s each with 1 (docs/benchmarks.md)."""
+    env = environment() if env is None else env
     if value := env.get(TORCH_THREADS_ENV):
         return max(1, int(value))
     if env.get(EXECUTOR_ENV) == "k8s":

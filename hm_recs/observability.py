@@ -21,11 +21,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 
 import dagster as dg
 
-LOG_FORMAT_ENV = "HM_RECS_LOG_FORMAT"
+from hm_recs.settings import LOG_FORMAT_ENV, setting
+
 PARTITION_TAG = "dagster/partition"
 
 
@@ -83,7 +83,7 @@ def json_lines_logger(init_context) -> logging.Logger:
 
 
 def _is_json(log_format: str | None) -> bool:
-    value = (log_format if log_format is not None else os.environ.get(LOG_FORMAT_ENV, "text")).strip().lower()
+    value = (log_format if log_format is not None else setting(LOG_FORMAT_ENV, "text")).strip().lower()
     if value not in ("", "text", "json"):
         raise ValueError(f"{LOG_FORMAT_ENV}={value!r}: expected 'json' or 'text'")
     return value == "json"

@@ -16,15 +16,15 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import TARGET_WEEK_PARTITIONED
 from hm_recs.assets.ingestion import foreign_weeks, one_shop_message, stored_deliveries
 from hm_recs.core.publishing import mark_unavailable
 from hm_recs.core.source import history_file, resolve, weeks_in_listing, weeks_with_transactions
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.definitions import DATA_ASSETS, EVERY_ASSET, INGESTION_ASSETS, build_definitions
-from hm_recs.deploy import TORCH_THREADS_ENV
 from hm_recs.fallback import FALLBACK_TAG, RunOutcome, plan
-from hm_recs.resources import HOME, default_resources
+from hm_recs.resources import default_resources
+from hm_recs.settings import HOME, TORCH_THREADS_ENV, setting
+from hm_recs.storage.warehouse import TARGET_WEEK_PARTITIONED
 
 EVALUATION_ASSETS = INGESTION_ASSETS | dg.AssetSelection.assets("evaluation_report")
 
@@ -59,7 +59,7 @@ def every_core_for_torch():
     """While an in-process run executes (one step at a time), torch steps may use every core
     (`deploy.torch_threads`), unless HM_RECS_TORCH_THREADS says otherwise; the process's environment is left as
     it was, so runs launched from it later (multiprocess, steps side by side) keep one thread per step."""
-    if TORCH_THREADS_ENV in os.environ:
+    if setting(TORCH_THREADS_ENV) is not None:
         yield
         return
     os.environ[TORCH_THREADS_ENV] = str(os.cpu_count() or 1)

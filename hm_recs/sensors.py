@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import urllib.request
 
 import dagster as dg
@@ -20,6 +19,7 @@ from hm_recs.core.source import WEEK_FILE_PATTERN, weeks_in_listing
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.fallback import RunOutcome, describe, plan
 from hm_recs.resources import ExportStore, RawSource
+from hm_recs.settings import ALERT_WEBHOOK_ENV, setting
 
 
 def raw_week_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
@@ -66,7 +66,6 @@ def raw_week_sensor(job: dg.UnresolvedAssetJobDefinition) -> dg.SensorDefinition
     return _sensor
 
 
-ALERT_WEBHOOK_ENV = "HM_RECS_ALERT_WEBHOOK"
 """A Slack-compatible incoming webhook URL; when set, failures are posted there as well as logged."""
 
 
@@ -107,7 +106,7 @@ def run_failure_report(every_asset: frozenset[str], data: frozenset[str]) -> dg.
             f"{outcome.failures()}." + describe(outcome, plan(outcome, data), week_after(outcome.week))
         )
         context.log.error(text)
-        webhook = os.environ.get(ALERT_WEBHOOK_ENV)
+        webhook = setting(ALERT_WEBHOOK_ENV)
         if webhook:
             request = urllib.request.Request(
                 webhook, data=json.dumps({"text": text}).encode(), headers={"Content-Type": "application/json"}

@@ -144,7 +144,8 @@ def test_warehouse_tables_gain_new_columns_in_place(tmp_path):
     import duckdb
     import polars as pl
 
-    from hm_recs.resources import WAREHOUSE_SCHEMA, WarehouseIOManager
+    from hm_recs.storage.duckdb_warehouse import WarehouseIOManager
+    from hm_recs.storage.warehouse import WAREHOUSE_SCHEMA
 
     weeks = dg.StaticPartitionsDefinition(["2020-09-02", "2020-09-09"])
     io_manager = WarehouseIOManager(database=str(tmp_path / "w.duckdb"), schema=WAREHOUSE_SCHEMA)
@@ -178,7 +179,8 @@ def test_a_failed_partition_write_keeps_the_last_good_rows(tmp_path):
     import duckdb
     import polars as pl
 
-    from hm_recs.resources import WAREHOUSE_SCHEMA, WarehouseIOManager
+    from hm_recs.storage.duckdb_warehouse import WarehouseIOManager
+    from hm_recs.storage.warehouse import WAREHOUSE_SCHEMA
 
     io_manager = WarehouseIOManager(database=str(tmp_path / "w.duckdb"), schema=WAREHOUSE_SCHEMA)
     weeks = dg.StaticPartitionsDefinition(["2020-09-02"])
@@ -205,7 +207,8 @@ def test_a_failed_partition_write_keeps_the_last_good_rows(tmp_path):
 KILLED_WRITER = """
 import sys, time, datetime as dt
 import dagster as dg, polars as pl
-from hm_recs.resources import WAREHOUSE_SCHEMA, ByNameDuckDBPolarsTypeHandler, WarehouseIOManager
+from hm_recs.storage.warehouse import WAREHOUSE_SCHEMA
+from hm_recs.storage.duckdb_warehouse import ByNameDuckDBPolarsTypeHandler, WarehouseIOManager
 
 rows, hang = int(sys.argv[2]), sys.argv[3] == "hang"
 

@@ -12,12 +12,13 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from hm_recs.assets.common import PARTITIONED, TARGET_WEEK_PARTITIONED
 from hm_recs.core.schema import PROVENANCE_COLUMNS
 from hm_recs.definitions import all_assets
-from hm_recs.parquet_warehouse import ParquetWarehouse, ParquetWarehouseIOManager
 from hm_recs.partitions import weekly_partitions
-from hm_recs.resources import DuckDBWarehouse, RawSource, Warehouse, default_resources, production_resources
+from hm_recs.resources import RawSource, default_resources, production_resources
+from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse
+from hm_recs.storage.parquet_warehouse import ParquetWarehouse, ParquetWarehouseIOManager
+from hm_recs.storage.warehouse import PARTITIONED, TARGET_WEEK_PARTITIONED, Warehouse
 from hm_recs_tests.conftest import INGESTION, WEEKS, materialize_week, resources_for
 from hm_recs_tests.test_sources import Throttle
 
@@ -62,7 +63,7 @@ def root(request, tmp_path) -> tuple[str, str | None]:
 
 
 def objects(uri: str, endpoint: str | None) -> set[str]:
-    from hm_recs.core.storage import Location
+    from hm_recs.storage.location import Location
 
     return {e.name for e in Location(uri, endpoint).listing()}
 

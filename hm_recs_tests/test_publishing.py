@@ -5,7 +5,7 @@ import datetime as dt
 import pytest
 
 from hm_recs.core import publishing as P
-from hm_recs.core.storage import Location
+from hm_recs.storage.location import Location
 
 W1, W2, W3 = dt.date(2020, 9, 2), dt.date(2020, 9, 9), dt.date(2020, 9, 16)
 

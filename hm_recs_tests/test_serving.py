@@ -17,9 +17,9 @@ from hm_recs.core.publishing import (
     read_published,
 )
 from hm_recs.core.serving import RANKER, GateRule, ServingDecision, champion, decide, training_weeks, validation_weeks
-from hm_recs.core.storage import Location
 from hm_recs.core.tiers import ListTiers
 from hm_recs.fallback import RunOutcome, plan
+from hm_recs.storage.location import Location
 
 WEEKS = [dt.date(2020, 9, 16) - dt.timedelta(weeks=i) for i in range(10)]  # newest first
 
@@ -212,7 +212,7 @@ def test_a_small_shop_learns_from_more_weeks_and_is_judged_on_pooled_buyers(hist
     from hm_recs.core.ranking_features import InputWindows
     from hm_recs.models.ranker import RankerConfig
     from hm_recs.models.ranker_data import TrainingWeeks, assemble
-    from hm_recs.resources import DuckDBWarehouse
+    from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse
     from hm_recs_tests.conftest import HISTORY_WEEKS
     from hm_recs_tests.conftest import WEEKS as DATA_WEEKS
 

@@ -169,7 +169,7 @@ def test_s3_throttling_and_5xx_are_retried(s3_endpoint, monkeypatch):
     """Three 503/500 answers before each burst of calls: every call still succeeds (botocore's standard retry
     mode with backoff, up to S3_MAX_ATTEMPTS), and the published week reads back whole."""
     from hm_recs.core.publishing import latest_published, publish_week, read_published
-    from hm_recs.core.storage import Location
+    from hm_recs.storage.location import Location
 
     # a bucket of its own: moto's server keeps its state for the whole test process
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="hm-exports-throttled")

@@ -1,4 +1,5 @@
-"""Staged tables (core/staged.py): a partition written part by part, loaded whole by either warehouse's IO manager."""
+"""Staged tables (storage/staged.py): a partition written part by part, loaded whole by either warehouse's IO
+manager."""
 
 import datetime as dt
 
@@ -7,11 +8,11 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from hm_recs.assets.common import PARTITIONED
-from hm_recs.core.staged import StagedTable
-from hm_recs.parquet_warehouse import ParquetWarehouse, ParquetWarehouseIOManager
 from hm_recs.partitions import weekly_partitions
-from hm_recs.resources import DuckDBWarehouse, WarehouseIOManager
+from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse, WarehouseIOManager
+from hm_recs.storage.parquet_warehouse import ParquetWarehouse, ParquetWarehouseIOManager
+from hm_recs.storage.staged import StagedTable
+from hm_recs.storage.warehouse import PARTITIONED
 from hm_recs_tests.conftest import WEEKS
 
 W1, W2 = WEEKS[0], WEEKS[1]

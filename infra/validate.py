@@ -138,7 +138,7 @@ def check_helm_values() -> None:
     assert f"{logs['prefix']}/" in terraform_text(), "compute logs expire through a lifecycle rule on their prefix"
     mounts = values["runLauncher"]["config"]["k8sRunLauncher"]["volumeMounts"]
     warehouse = env["HM_RECS_WAREHOUSE"]
-    if warehouse.startswith("s3://"):  # Parquet objects (hm_recs/parquet_warehouse.py): where the role may write
+    if warehouse.startswith("s3://"):  # Parquet objects (hm_recs/storage/parquet_warehouse.py): where the role may write
         assert warehouse.startswith(f"s3://{buckets['artefacts']}"), ("HM_RECS_WAREHOUSE", warehouse)
     else:
         assert warehouse.startswith(mounts[0]["mountPath"] + "/"), "a DuckDB warehouse is on the shared volume"

@@ -9,7 +9,7 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, customer_rows, markdown_table, measured, partition_rows, png_markdown
+from hm_recs.assets.common import markdown_table, measured, png_markdown
 from hm_recs.assets.ranking import ServingRanker, load_ranker, serving_set
 from hm_recs.core.candidates import HEURISTIC_SOURCES
 from hm_recs.core.metrics import (
@@ -26,7 +26,9 @@ from hm_recs.core.ranking_features import source_features
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, Warehouse
+from hm_recs.resources import ArtefactStore
+from hm_recs.storage.reads import customer_rows, partition_rows
+from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 MODEL = "model"
 """The name under which the published `recommendations` are reported (whichever recommender served)."""

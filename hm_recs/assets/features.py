@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, history, measured, preview
+from hm_recs.assets.common import measured, preview
 from hm_recs.core.features import (
     ARTICLE_FEATURES_NOT_NULL,
     CUSTOMER_FEATURES_NOT_NULL,
@@ -18,7 +18,8 @@ from hm_recs.core.features import (
 from hm_recs.core.schema import INDEX_GROUP_SHARES
 from hm_recs.deploy import CHAMPION_PRIORITY
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import Warehouse
+from hm_recs.storage.reads import history
+from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
 class FeaturesConfig(dg.Config):

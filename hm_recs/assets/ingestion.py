@@ -5,11 +5,13 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, measured, partition_rows, preview
+from hm_recs.assets.common import measured, preview
 from hm_recs.core.schema import TABLE_COLUMNS
 from hm_recs.core.source import SourceError, read_raw, resolve
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import RawSource, Warehouse
+from hm_recs.resources import RawSource
+from hm_recs.storage.reads import partition_rows
+from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
 def ingest(source: RawSource, table: str, week: dt.date) -> tuple[pl.DataFrame, dict]:

@@ -14,22 +14,16 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from hm_recs.assets.common import (
-    PARTITIONED,
-    catalogue_tables,
-    history,
-    measured,
-    partition_rows,
-    png_markdown,
-    preview,
-)
+from hm_recs.assets.common import measured, png_markdown, preview
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
-from hm_recs.core.staged import StagedTable
-from hm_recs.core.storage import content_digest
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import CONTENT_PRIORITY, SEQUENCE_PRIORITY, TRAINING_STEP_TAGS, TWO_TOWER_PRIORITY, use_step_threads
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, Warehouse
+from hm_recs.resources import ArtefactStore
+from hm_recs.storage.location import content_digest
+from hm_recs.storage.reads import catalogue_tables, history, partition_rows
+from hm_recs.storage.staged import StagedTable
+from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
 class ModelConfig(dg.Config):
@@ -204,7 +198,7 @@ def read_record(store: ArtefactStore, key: str) -> dict | None:
     """The JSON record at `key`, or None when there is none (local or S3)."""
     import json
 
-    from hm_recs.core.storage import is_missing
+    from hm_recs.storage.location import is_missing
 
     try:
         return json.loads(store.location().read_bytes(key))
@@ -340,7 +334,7 @@ def prune_training_data(store: ArtefactStore, week: dt.date, keep_weeks: int) ->
     import shutil
     from pathlib import Path
 
-    from hm_recs.core.storage import is_s3
+    from hm_recs.storage.location import is_s3
 
     if is_s3(store.uri):
         return []

@@ -16,18 +16,7 @@ import math
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import (
-    PARTITIONED,
-    catalogue_tables,
-    customer_chunks,
-    customer_rows,
-    detached,
-    markdown_table,
-    measured,
-    png_markdown,
-    preview,
-    tally,
-)
+from hm_recs.assets.common import customer_chunks, detached, markdown_table, measured, png_markdown, preview, tally
 from hm_recs.assets.models import artefact_check, ranker_decision_key, store_artefact, write_record
 from hm_recs.core.baselines import BaselineConfig, TopUpLists
 from hm_recs.core.candidates import (
@@ -48,12 +37,14 @@ from hm_recs.core.ranking_features import (
     week_inputs,
 )
 from hm_recs.core.serving import GateRule, decide
-from hm_recs.core.staged import StagedTable
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY, TRAINING_STEP_TAGS
 from hm_recs.models.ranker_data import TrainingWeeks, WeekSources
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, ServingPolicy, Warehouse
+from hm_recs.resources import ArtefactStore, ServingPolicy
+from hm_recs.storage.reads import catalogue_tables, customer_rows
+from hm_recs.storage.staged import StagedTable
+from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
 class CandidatesConfig(dg.Config):

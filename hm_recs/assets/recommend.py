@@ -13,32 +13,22 @@ import json
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import (
-    TARGET_WEEK_PARTITIONED,
-    catalogue_tables,
-    customer_chunks,
-    customer_rows,
-    detached,
-    history,
-    markdown_table,
-    measured,
-    partition_rows_between,
-    preview,
-    tally,
-)
+from hm_recs.assets.common import customer_chunks, detached, markdown_table, measured, preview, tally
 from hm_recs.assets.models import ranker_decision_key, read_record, serving_key, write_record
 from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
 from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.serving import ServingDecision, champion
-from hm_recs.core.staged import StagedTable
-from hm_recs.core.storage import content_digest
 from hm_recs.core.tiers import ListTiers
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import CHAMPION_PRIORITY, LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
 from hm_recs.partitions import PUBLISHED_BY, partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, ExportStore, ServingPolicy, Warehouse
+from hm_recs.resources import ArtefactStore, ExportStore, ServingPolicy
+from hm_recs.storage.location import content_digest
+from hm_recs.storage.reads import catalogue_tables, customer_rows, history, partition_rows_between
+from hm_recs.storage.staged import StagedTable
+from hm_recs.storage.warehouse import TARGET_WEEK_PARTITIONED, Warehouse
 
 
 class BaselinesConfig(dg.Config):

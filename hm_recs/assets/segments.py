@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, catalogue_tables, markdown_table, measured, png_markdown, preview
+from hm_recs.assets.common import markdown_table, measured, png_markdown, preview
 from hm_recs.core.segments import (
     BEHAVIOUR_SEGMENTS,
     COLD_START,
@@ -17,7 +17,8 @@ from hm_recs.core.segments import (
 )
 from hm_recs.deploy import TWO_TOWER_PRIORITY
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import Warehouse
+from hm_recs.storage.reads import catalogue_tables
+from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
 class SegmentsConfig(dg.Config):

@@ -10,13 +10,15 @@ raw rows: which expectation failed, on how many rows, with examples.
 import dagster as dg
 import polars as pl
 
-from hm_recs.assets.common import PARTITIONED, measured, partition_rows, preview
+from hm_recs.assets.common import measured, preview
 from hm_recs.core.expectations import outcomes_markdown, run_suite
 from hm_recs.core.schema import PROVENANCE_COLUMNS, TABLE_COLUMNS
 from hm_recs.core.source import SourceError, images_file, read_images
 from hm_recs.core.validation import RuleContext, ValidationLimits, quarantine_columns, split
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import RawSource, Warehouse
+from hm_recs.resources import RawSource
+from hm_recs.storage.reads import partition_rows
+from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
 class ValidationConfig(dg.Config):

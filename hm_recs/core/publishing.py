@@ -33,7 +33,7 @@ import re
 import shutil
 from pathlib import Path
 
-from hm_recs.core.storage import Location, is_missing, is_s3
+from hm_recs.storage.location import Location, is_missing, is_s3
 
 SUCCESS = "_SUCCESS"
 MANIFEST = "manifest.json"

@@ -16,7 +16,6 @@ Layout of a source folder (local or an S3 prefix):
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,11 +94,6 @@ def history_file(names: set[str], fmt: str | None = None) -> SourceFile | None:
 def weeks_in_listing(names: set[str]) -> list[dt.date]:
     """Weeks that have their own weekly transactions file."""
     return sorted({dt.date.fromisoformat(m.group(1)) for n in names if (m := WEEK_FILE_PATTERN.match(n))})
-
-
-def file_checksum(path: Path) -> str:
-    with open(path, "rb") as f:
-        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_columns(path: Path, fmt: str, display: str) -> list[str]:

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from hm_recs.core.storage import content_digest
+from hm_recs.storage.location import content_digest
 
 
 def set_seed(seed: int) -> torch.Generator:

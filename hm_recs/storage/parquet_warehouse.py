@@ -37,9 +37,9 @@ import dagster as dg
 import duckdb
 import polars as pl
 
-from hm_recs.core.staged import StagedTable
-from hm_recs.core.storage import Entry, Location, is_missing
-from hm_recs.resources import WAREHOUSE_SCHEMA, Warehouse, registered, table_metadata
+from hm_recs.storage.location import Entry, Location, is_missing
+from hm_recs.storage.staged import StagedTable
+from hm_recs.storage.warehouse import WAREHOUSE_SCHEMA, Warehouse, registered, table_metadata
 
 TABLES = "tables"
 OBJECT = "data.parquet"

@@ -40,6 +40,12 @@ def content_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def file_checksum(path: Path) -> str:
+    """The digest of a local file's content, as `content_digest` writes it."""
+    with open(path, "rb") as f:
+        return "sha256:" + hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def is_missing(exc: Exception) -> bool:
     """Whether `exc` says the file or object is not there: a missing local file, or S3's answer for a missing key
     (botocore's ClientError with code NoSuchKey, or 404 / NotFound from a HEAD)."""
@@ -183,8 +189,6 @@ class Location:
         """A local file with the content of `name` and its checksum; S3 objects are cached by ETag."""
         if not is_s3(self.uri):
             path = self._path(name)
-            from hm_recs.core.source import file_checksum
-
             return path, file_checksum(path) if path.exists() else ""
         bucket, _ = split_s3(self.uri)
         client = self._client()
