@@ -13,57 +13,13 @@ seconds per repetition.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-WORKER = """
-import json, sys, time, dagster as dg
-from hm_recs.definitions import all_assets
-from hm_recs.resources import default_resources
-source, tmp, week = sys.argv[1:4]
-selection = dg.AssetSelection.groups("ingestion", "validation", "features")
-started = time.perf_counter()
-result = dg.materialize(all_assets, partition_key=week, selection=selection, raise_on_error=False,
-                        resources=default_resources(source=source, warehouse=f"{tmp}/warehouse.duckdb",
-                                                    artefacts=f"{tmp}/artefacts", exports=f"{tmp}/exports"),
-                        instance=dg.DagsterInstance.ephemeral())
-errors = [e.event_specific_data.error.message for e in result.get_step_failure_events()]
-print(json.dumps({"week": week, "success": result.success, "seconds": round(time.perf_counter() - started, 1),
-                  "errors": errors}))
-"""
-
-
-def repetition(source: str, weeks: tuple[str, str]) -> dict:
-    tmp = tempfile.mkdtemp(prefix="hm_recs_concurrent_")
-    started = time.perf_counter()
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, source, tmp, week],
-            cwd=ROOT,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        for week in weeks
-    ]
-    outcomes, lock_waits = [], 0
-    for child in children:
-        out, err = child.communicate(timeout=900)
-        lock_waits += err.count("for the warehouse lock")
-        lines = [line for line in out.splitlines() if line.startswith("{")]
-        outcomes.append(json.loads(lines[-1]) if lines else {"success": False, "errors": [err[-2000:]]})
-    return {
-        "success": all(o["success"] for o in outcomes),
-        "outcomes": outcomes,
-        "lock_waits": lock_waits,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-    }
+from hm_recs_tests.support import repetition  # noqa: E402
 
 
 def main() -> int:

@@ -651,6 +651,20 @@ def comparison_table(small: dict, large: dict) -> str:
     return "\n".join(lines)
 
 
+def smoke(source: Path, warm: Path, week: dt.date, work: Path, out: Path) -> int:
+    """The benchmark's code path on a given source and warm state (`hm_recs_tests/test_full_scale_smoke.py` runs
+    it at test size): the refresh in process, its score and the references, as JSON in `out`."""
+    lines: list[str] = []
+    refresh = run_refresh(source, warm, week, work, executor="in_process", log=lines.append)
+    report = {"refresh": dataclasses.asdict(refresh)}
+    if refresh.success:
+        report["scores"] = score_result(source, work, week, log=lines.append)
+        report["references"] = references(source, work, week, refresh, log=lines.append)
+        report["unreferenced"] = [step for step in refresh.steps if stage_reference(step) is None]
+    out.write_text(json.dumps(report, default=str))
+    return 0 if refresh.success else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, nargs="+", default=[1.0], help="shares of H&M's size, e.g. 0.1 1.0")
@@ -671,7 +685,16 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         help="print the markdown table of two stored results (benchmarks/results) and exit",
     )
+    parser.add_argument(
+        "--smoke",
+        nargs=5,
+        metavar=("SOURCE", "WARM", "WEEK", "WORK", "JSON"),
+        help="run the code path on a given source and warm state, write what it measured as JSON and exit",
+    )
     args = parser.parse_args(argv)
+    if args.smoke:
+        source, warm, week, work, out = args.smoke
+        return smoke(Path(source), Path(warm), dt.date.fromisoformat(week), Path(work), Path(out))
     if args.compare:
         small, large = (json.loads((RESULTS / f"full_scale_{scale:g}.json").read_text()) for scale in args.compare)
         print(comparison_table(small, large))

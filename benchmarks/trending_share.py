@@ -14,8 +14,6 @@ generated once and cached (`backtest.synthetic_source`, `full_scale.generated_so
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import itertools
 import sys
 from pathlib import Path
 
@@ -24,38 +22,21 @@ from full_scale import HM_WEEKS, generated_source, scan_raw, source_weeks
 
 
 def trending_share(source: Path, n_weeks: int) -> dict:
-    """Mean and per-week share of week t's purchase rows whose article was among week t-1's 12 best sellers."""
-    transactions = (
-        scan_raw(source, "transactions_train")
-        .select("t_dat", "article_id")
-        .with_columns(pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date())
-    )
+    """Mean and per-week share of week t's purchase rows whose article was among week t-1's 12 best sellers
+    (`core.shop_statistics.trending_share_by_week`), with the shop's size."""
+    from hm_recs.core.shop_statistics import trending_share_by_week
+
+    transactions = scan_raw(source, "transactions_train").select("t_dat", "article_id")
     weeks = source_weeks(source)[-(n_weeks + 1) :]
-    shares, rows = {}, []
-    for previous, week in itertools.pairwise(weeks):
-
-        def rows_of(start: dt.date) -> pl.LazyFrame:
-            return transactions.filter(pl.col("t_dat").is_between(start, start + dt.timedelta(weeks=1), closed="left"))
-
-        top = (
-            rows_of(previous)
-            .group_by("article_id")
-            .len()
-            .sort(["len", "article_id"], descending=[True, False])
-            .head(12)
-        )
-        bought = rows_of(week).with_columns(
-            pl.col("article_id").is_in(top.collect()["article_id"].implode()).alias("top")
-        )
-        n, in_top = bought.select(pl.len(), pl.col("top").sum()).collect().row(0)
-        shares[str(week)] = in_top / n
-        rows.append(n)
+    shares = trending_share_by_week(transactions, weeks)
+    dates = pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date()
+    rows = transactions.filter(dates >= weeks[1]).select(pl.len()).collect().item()
     articles = scan_raw(source, "articles").select(pl.len()).collect().item()
     customers = scan_raw(source, "customers").select(pl.len()).collect().item()
     return {
         "customers": customers,
         "articles": articles,
-        "rows_per_week": sum(rows) / len(rows),
+        "rows_per_week": rows / len(shares),
         "share_mean": sum(shares.values()) / len(shares),
         "share_by_week": shares,
     }

@@ -6,115 +6,25 @@ Generates the test suite's small synthetic shop (2,000 customers x 12 weeks), in
 built week once, then per repetition: a copy of that warehouse, `dagster dev` (webserver + daemon) on a free
 loopback port with its own DAGSTER_HOME, one `weekly_job` run for the week submitted through dagster-graphql's
 client, the seconds from submission to SUCCESS, and `dagster dev` stopped as a process group. Prints each
-repetition and the spread. `running_dagster_dev` and `wait_for_run` are what `hm_recs_tests/test_ui.py` uses.
+repetition and the spread. `running_dagster_dev` and `launch_to_success` live in `hm_recs_tests/support.py`,
+shared with `test_ui.py`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-LOCATION = "hm_recs"
+sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def running_dagster_dev(folder: Path, source: Path, startup_timeout: float = 180) -> Iterator[tuple[object, float]]:
-    """`dagster dev` on the repository's workspace over the warehouse `folder/warehouse.duckdb` and raw `source`
-    (DAGSTER_HOME, artefacts and exports under `folder`); yields the GraphQL client and the seconds until it
-    answered. Its own process group, ended as a whole (the daemon and code server outlive a plain kill of the
-    parent); its output goes to `folder/dagster_dev.log`."""
-    from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
-
-    (folder / "home").mkdir(exist_ok=True)
-    port = free_port()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(folder / "home"),
-        "HM_RECS_SOURCE": str(source),
-        "HM_RECS_WAREHOUSE": str(folder / "warehouse.duckdb"),
-        "HM_RECS_ARTEFACTS": str(folder / "artefacts"),
-        "HM_RECS_EXPORTS": str(folder / "exports"),
-        "HM_RECS_HOME": str(folder / "hm_recs"),
-    }
-    log = open(folder / "dagster_dev.log", "w")
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "dev",
-            "-w",
-            "workspace.yaml",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    client = DagsterGraphQLClient("127.0.0.1", port_number=port, timeout=30)
-    try:
-        deadline = time.time() + startup_timeout
-        while True:
-            try:
-                client._execute("{ version }")
-                break
-            except (DagsterGraphQLClientError, Exception) as error:
-                if time.time() > deadline or process.poll() is not None:
-                    raise RuntimeError(
-                        f"dagster dev did not come up: {(folder / 'dagster_dev.log').read_text()[-3000:]}"
-                    ) from error
-                time.sleep(1)
-        yield client, time.perf_counter() - started
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-
-
-def wait_for_run(client, run_id: str, timeout: float = 600) -> str:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = client.get_run_status(run_id).value
-        if status in ("SUCCESS", "FAILURE", "CANCELED"):
-            return status
-        time.sleep(2)
-    raise TimeoutError(f"run {run_id} still running after {timeout} s")
-
-
-def launch_to_success(client, week: dt.date) -> tuple[str, str, float]:
-    """Submit `weekly_job` for `week` through GraphQL; (run id, final status, seconds from submission)."""
-    launched = time.perf_counter()
-    run_id = client.submit_job_execution(
-        "weekly_job", repository_location_name=LOCATION, tags={"dagster/partition": week.isoformat()}
-    )
-    status = wait_for_run(client, run_id)
-    return run_id, status, time.perf_counter() - launched
+from hm_recs_tests.support import launch_to_success, running_dagster_dev  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

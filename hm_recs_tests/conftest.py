@@ -14,10 +14,10 @@ import pytest
 # Runs of the CLI driver go to a throw-away Dagster instance, never the developer's .hm_recs/.
 os.environ["DAGSTER_HOME"] = tempfile.mkdtemp(prefix="hm_recs_dagster_home_")
 
-from benchmarks.ui_launch import free_port  # noqa: E402  (the S3 fixtures bind loopback ports)
 from hm_recs.definitions import all_assets  # noqa: E402
 from hm_recs.resources import default_resources  # noqa: E402
 from hm_recs.synthetic import SyntheticConfig, generate, write  # noqa: E402
+from hm_recs_tests.support import free_port  # noqa: E402  (the S3 fixtures bind loopback ports)
 
 SMALL = SyntheticConfig(customers=2000, weeks=12, seed=11, purchase_rate=1.2)
 WEEKS = [dt.date(2020, 7, 1) + dt.timedelta(weeks=i) for i in range(12)]  # last_day 2020-09-22

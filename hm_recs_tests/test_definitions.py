@@ -275,8 +275,7 @@ def test_a_run_killed_while_writing_leaves_the_previous_week_then_reruns_cleanly
 def test_two_weeks_run_at_the_same_time_on_one_warehouse(small_source):
     """Two processes, two weeks, one DuckDB file, started together: both succeed (the writer that finds the file
     locked waits and retries). `benchmarks/concurrent_weeks.py` repeats this 20 times."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from concurrent_weeks import repetition
+    from hm_recs_tests.support import repetition
 
     result = repetition(str(small_source), ("2020-07-01", "2020-07-08"))
     assert result["success"], result["outcomes"]

@@ -8,8 +8,8 @@ import time
 import duckdb
 import pytest
 
-from benchmarks.ui_launch import launch_to_success, running_dagster_dev
 from hm_recs_tests.conftest import WEEK
+from hm_recs_tests.support import launch_to_success, running_dagster_dev
 
 BACKFILL = """
 mutation($params: LaunchBackfillParams!) {
@@ -43,7 +43,7 @@ query($runId: ID!) {
 
 @pytest.fixture(scope="module")
 def dagster_dev(small_source, history_template, tmp_path_factory):
-    """`dagster dev` over a copy of the ingested history (`benchmarks/ui_launch.running_dagster_dev`)."""
+    """`dagster dev` over a copy of the ingested history (`support.running_dagster_dev`)."""
     tmp = tmp_path_factory.mktemp("ui")
     shutil.copy(history_template, tmp / "warehouse.duckdb")
     with running_dagster_dev(tmp, small_source) as (client, startup):

@@ -17,6 +17,8 @@ real shops it imitates (docs/benchmarks.md, issue 18):
 
 from __future__ import annotations
 
+import datetime as dt
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -31,6 +33,7 @@ __all__ = [
     "demand_shifts",
     "rebuy_share_by_week",
     "shop_statistics",
+    "trending_share_by_week",
 ]
 
 
@@ -61,6 +64,23 @@ def rebuy_share_by_week(transactions: pl.LazyFrame | pl.DataFrame) -> pl.DataFra
         .sort("week")
         .collect()
     )
+
+
+def trending_share_by_week(transactions: pl.LazyFrame | pl.DataFrame, weeks: Sequence[dt.date]) -> dict[str, float]:
+    """For each of `weeks` after the first: the share of its purchase rows whose article was among the previous
+    week's 12 best sellers (by rows; ties by article_id), as {week: share}."""
+    rows = transactions.lazy().select(_as_date(pl.col("t_dat")).alias("t_dat"), "article_id")
+
+    def week_rows(start: dt.date) -> pl.LazyFrame:
+        return rows.filter(pl.col("t_dat").is_between(start, start + dt.timedelta(weeks=1), closed="left"))
+
+    shares = {}
+    for previous, week in itertools.pairwise(weeks):
+        top = week_rows(previous).group_by("article_id").len().sort(["len", "article_id"], descending=[True, False])
+        top_ids = top.head(12).collect()["article_id"].implode()
+        n, in_top = week_rows(week).select(pl.len(), pl.col("article_id").is_in(top_ids).sum()).collect().row(0)
+        shares[str(week)] = in_top / n if n else float("nan")
+    return shares
 
 
 def articles_per_attribute_combination(articles: pl.DataFrame, columns: Sequence[str]) -> float:
