@@ -652,7 +652,7 @@ def comparison_table(small: dict, large: dict) -> str:
 
 
 def smoke(source: Path, warm: Path, week: dt.date, work: Path, out: Path) -> int:
-    """The benchmark's code path on a given source and warm state (`hm_recs_tests/test_full_scale_smoke.py` runs
+    """The benchmark's code path on a given source and warm state (`hm_recs_tests/e2e/test_full_scale_smoke.py` runs
     it at test size): the refresh in process, its score and the references, as JSON in `out`."""
     lines: list[str] = []
     refresh = run_refresh(source, warm, week, work, executor="in_process", log=lines.append)

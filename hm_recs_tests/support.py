@@ -18,6 +18,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
+
 REPO = Path(__file__).resolve().parents[1]
 LOCATION = "hm_recs"
 
@@ -151,3 +153,67 @@ def repetition(source: str, weeks: tuple[str, str]) -> dict:
         "lock_waits": lock_waits,
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+
+
+def assert_run_ok_but(result: dg.ExecuteInProcessResult, warnings: set[str]):
+    """The run succeeded, and the checks that failed are exactly `warnings` (non-blocking, severity WARN)."""
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    assert {c.check_name for c in failed} == warnings and all(c.severity == dg.AssetCheckSeverity.WARN for c in failed)
+
+
+def assert_run_ok(result: dg.ExecuteInProcessResult):
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
+    assert not failed, failed
+
+
+class Throttle:
+    """An HTTP proxy in front of moto that answers the first `failures` requests with S3's 503 SlowDown, or
+    500, before forwarding: what S3 does under load."""
+
+    def __init__(self, upstream: str, failures: int):
+        import http.client
+        import http.server
+        import threading
+        from urllib.parse import urlparse
+
+        target = urlparse(upstream)
+        owner = self
+        self.failures, self.seen, self.failed = failures, 0, 0
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _any(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                owner.seen += 1
+                owner.requests.append((self.command, self.path))
+                if owner.failed < owner.failures:
+                    owner.failed += 1
+                    status, code = (503, "SlowDown") if owner.failed % 2 else (500, "InternalError")
+                    payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
+                    self.send_response(status)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
+                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
+                upstream_conn.request(self.command, self.path, body=body, headers=dict(self.headers))
+                answer = upstream_conn.getresponse()
+                data = answer.read()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()

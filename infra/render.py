@@ -5,7 +5,7 @@ hm_recs the way the `dagster/dagster` chart's templates (1.13) do: the code serv
 the service account, the instance's `dagster.yaml`. The Jobs of a run pod and of each step pod are built by
 dagster-k8s's own code (the container-context merge and `construct_dagster_k8s_job` that its run launcher and
 k8s job executor call), from the rendered instance, the code server's container context, the run's tags and
-each step's `dagster-k8s/config` tag. hm_recs_tests/test_infra.py validates all of it.
+each step's `dagster-k8s/config` tag. hm_recs_tests/assets/test_infra.py validates all of it.
 
     python infra/render.py            # every object as YAML, e.g. for `kubectl apply --dry-run=server -f -`
 """

@@ -3,7 +3,7 @@
 helm, terraform and docker are not available where CI runs, so each check uses what is: yamllint; dockerfile-parse;
 our rendering of the Helm values (infra/render.py) validated by kubernetes-validate and by Dagster's and
 dagster-k8s's own config schemas; python-hcl2; dagster-cloud-cli's schema. docs/deploy.md says what this does and
-does not prove. hm_recs_tests/test_infra.py runs every check (that is how CI runs them);
+does not prove. hm_recs_tests/assets/test_infra.py runs every check (that is how CI runs them);
 
     python infra/validate.py          # the same checks, one line each
 """

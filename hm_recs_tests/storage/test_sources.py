@@ -19,7 +19,7 @@ from hm_recs_tests.conftest import (
     read_table,
     resources_for,
 )
-from hm_recs_tests.test_pipeline import assert_run_ok
+from hm_recs_tests.support import Throttle, assert_run_ok
 
 
 def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_history, tmp_path):
@@ -112,57 +112,6 @@ def test_real_hm_sample(tmp_path):
     recs = read_table(resources, "select * from hm.recommendations where week = '2020-08-26'")
     assert recs.height == 12 * 1364 and recs["article_id"].str.starts_with("0").all()
     assert set(recs["served_by"]) == ({"ranker"} if not failed else set(recs["served_by"]) - {"ranker"})
-
-
-class Throttle:
-    """An HTTP proxy in front of moto that answers the first `failures` requests with S3's 503 SlowDown, or
-    500, before forwarding: what S3 does under load."""
-
-    def __init__(self, upstream: str, failures: int):
-        import http.client
-        import http.server
-        import threading
-        from urllib.parse import urlparse
-
-        target = urlparse(upstream)
-        owner = self
-        self.failures, self.seen, self.failed = failures, 0, 0
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def _any(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                owner.seen += 1
-                owner.requests.append((self.command, self.path))
-                if owner.failed < owner.failures:
-                    owner.failed += 1
-                    status, code = (503, "SlowDown") if owner.failed % 2 else (500, "InternalError")
-                    payload = f"<Error><Code>{code}</Code><Message>injected</Message></Error>".encode()
-                    self.send_response(status)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    self.wfile.write(payload)
-                    return
-                upstream_conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
-                upstream_conn.request(self.command, self.path, body=body, headers=dict(self.headers))
-                answer = upstream_conn.getresponse()
-                data = answer.read()
-                self.send_response(answer.status)
-                for key, value in answer.getheaders():
-                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
-                        self.send_header(key, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            do_GET = do_PUT = do_HEAD = do_POST = do_DELETE = _any
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 def test_s3_throttling_and_5xx_are_retried(s3_endpoint, monkeypatch):

@@ -11,8 +11,7 @@ import yaml
 
 from hm_recs.definitions import defs
 from hm_recs_tests.conftest import WEEK
-
-REPO = Path(__file__).resolve().parents[1]
+from hm_recs_tests.support import REPO
 
 
 def test_definitions_resolve_job_schedule_and_every_asset_has_a_blocking_check():

@@ -3,11 +3,11 @@
 The tools come with the `infra` extra, which the `test` extra includes; without them the checks are skipped."""
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from hm_recs_tests.support import REPO
+
 TOOLS = (
     "yamllint",
     "kubernetes_validate",

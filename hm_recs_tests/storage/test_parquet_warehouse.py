@@ -20,7 +20,7 @@ from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse
 from hm_recs.storage.parquet_warehouse import ParquetWarehouse, ParquetWarehouseIOManager
 from hm_recs.storage.warehouse import PARTITIONED, TARGET_WEEK_PARTITIONED, Warehouse
 from hm_recs_tests.conftest import INGESTION, WEEKS, materialize_week, resources_for
-from hm_recs_tests.test_sources import Throttle
+from hm_recs_tests.support import Throttle
 
 W1, W2, W3 = (WEEKS[0], WEEKS[1], WEEKS[2])
 

@@ -12,22 +12,10 @@ from hm_recs.core.candidates import SOURCES
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.definitions import all_assets
 from hm_recs_tests.conftest import INGESTION, WEEK, WITHOUT_MODELS, materialize_week, read_table, resources_for
+from hm_recs_tests.support import assert_run_ok, assert_run_ok_but
 
 NEXT_WEEK = WEEK + dt.timedelta(weeks=1)
 WEEKS_BUILT = (WEEK, NEXT_WEEK)
-
-
-def assert_run_ok_but(result: dg.ExecuteInProcessResult, warnings: set[str]):
-    """The run succeeded, and the checks that failed are exactly `warnings` (non-blocking, severity WARN)."""
-    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
-    assert {c.check_name for c in failed} == warnings and all(c.severity == dg.AssetCheckSeverity.WARN for c in failed)
-
-
-def assert_run_ok(result: dg.ExecuteInProcessResult):
-    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-    assert result.success, [e.event_specific_data.error.message for e in result.get_step_failure_events()]
-    assert not failed, failed
 
 
 @pytest.fixture(scope="module")

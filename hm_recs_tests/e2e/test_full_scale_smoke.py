@@ -6,13 +6,11 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import polars as pl
 
 from hm_recs_tests.conftest import WEEK
-
-REPO = Path(__file__).resolve().parents[1]
+from hm_recs_tests.support import REPO
 
 
 def test_full_scale_benchmark_smoke(small_source, small_data, history_template, tmp_path):

@@ -1,6 +1,7 @@
 """The code location's asset and check graph against its snapshot (`asset_graph.json`): keys, groups, dependencies,
-partitioning, checks and whether each blocks, jobs, schedules and sensors. A change to the graph shows up here as
-a reviewable diff; regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest hm_recs_tests/test_graph_snapshot.py`.
+partitioning, checks and whether each blocks, jobs, schedules and sensors. A change to the graph shows up here as a
+reviewable diff; regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest
+hm_recs_tests/assets/test_graph_snapshot.py`.
 """
 
 import json
