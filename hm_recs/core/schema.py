@@ -151,10 +151,103 @@ COMMON_COLUMN_DESCRIPTIONS: dict[str, str] = {
     "recommender": "which recommender the row belongs to (a baseline's name, `model`, `source/<name>`)",
     "vector": "the article's learned content vector",
     "image": "the article's image vector (the retailer's vision model)",
+    # the H&M articles file (raw, validated and quarantined alike)
+    "product_code": "the product's 7-digit code: the article id without its 3-digit colour variant",
+    "prod_name": "product name",
+    "product_type_no": "product type code (e.g. 253 = Vest top)",
+    "product_type_name": "product type name",
+    "product_group_name": "product group (e.g. Garment Upper body)",
+    "graphical_appearance_no": "graphical appearance code (solid, stripe, print, ...)",
+    "graphical_appearance_name": "graphical appearance name",
+    "colour_group_code": "colour group code",
+    "colour_group_name": "colour group name",
+    "perceived_colour_value_id": "perceived colour value code (dark, light, dusty, ...)",
+    "perceived_colour_value_name": "perceived colour value name",
+    "perceived_colour_master_id": "perceived colour master code (black, blue, ...)",
+    "perceived_colour_master_name": "perceived colour master name",
+    "department_no": "department code",
+    "department_name": "department name",
+    "index_code": "index letter (A = Ladieswear, F = Menswear, ...)",
+    "index_name": "index name",
+    "index_group_no": "index group code",
+    "index_group_name": "index group (Ladieswear, Menswear, Baby/Children, Sport, Divided)",
+    "section_no": "section code",
+    "section_name": "section name",
+    "garment_group_no": "garment group code",
+    "garment_group_name": "garment group name",
+    "detail_desc": "the catalogue's free-text description (may be empty)",
+    # the H&M customers file
+    "FN": "1 when the customer receives fashion news, else empty",
+    "Active": "1 when the customer is active for communication, else empty",
+    "club_member_status": "ACTIVE, PRE-CREATE or LEFT CLUB",
+    "fashion_news_frequency": "NONE, Regularly or Monthly",
+    "age": "age in years (empty when unknown)",
+    "postal_code": "hashed postal code",
+    # figures of a recommender's lists on a week's buyers (baseline_validation, evaluation_report)
+    "map_at_12": "Kaggle's MAP@12 on the week's buyers (customers without a purchase are not scored)",
+    "recall_at_12": "share of the buyers' purchased articles found in their 12",
+    "coverage": "share of the catalogue that appears in anyone's lists",
+    "novelty": "mean -log2 of the recommended articles' share of past purchases (higher = less popular)",
+    "buyers": "customers with a purchase in the week the lists were scored on",
 }
 """Descriptions of the columns many tables share; a table's own entry in `COLUMN_DESCRIPTIONS` wins."""
 
 COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
+    "customer_features": {
+        "age_group": "16-24, 25-34, 35-49, 50+ or unknown",
+        "n_purchases": "purchase rows in the history up to the week",
+        "n_purchases_recent": "purchase rows in the most recent weeks (`FeatureConfig.recent_weeks`)",
+        "days_since_last_purchase": "days from the last purchase to the week's last day (null: never bought)",
+        "mean_price": "mean price paid",
+        "online_share": "share of purchase rows bought online",
+        "ladies_share": "share of purchase rows in Ladieswear",
+        "men_share": "share of purchase rows in Menswear",
+        "kids_share": "share of purchase rows in Baby/Children",
+        "favourite_colour": "the colour group bought most",
+        "favourite_garment_group": "the garment group bought most",
+    },
+    "article_features": {
+        "n_sales": "purchase rows in the history up to the week",
+        "sales_last_week": "purchase rows in the week itself",
+        "sales_previous_week": "purchase rows in the week before",
+        "trend": "(sales_last_week + 1) / (sales_previous_week + 1)",
+        "popularity_rank": "rank by sales_last_week (1 = best seller; ties share the best rank)",
+        "mean_price": "mean price paid",
+        "online_share": "share of its purchase rows bought online",
+        "seasonal_share": "share of its purchase rows in the season of the coming week",
+        "preferred_age_group": "the age group that buys it most over its share of all purchases",
+        "first_sale": "day of its first sale",
+        "days_on_sale": "days from the first sale to the week's last day",
+    },
+    "customer_segments": {
+        "segment": "primary segment: cold_start (no purchase), the first membership by priority, else default",
+        "n_purchases": "purchase rows up to the week",
+        "bestseller_index": "share of purchase days bought from the previous week's best sellers (smoothed)",
+        "loyalty_index": "share of purchase rows in the customer's most frequent index (smoothed)",
+        "discount_index": "share of purchase rows paid well below the article's usual price (smoothed)",
+        "seasonal_index": "concentration of purchase days over the four seasons (smoothed)",
+        **{
+            f"member_{s}": f"the customer qualifies for the {s} segment (memberships may overlap)"
+            for s in ("bestseller_follower", "index_loyal", "discount_hunter", "seasonal")
+        },
+    },
+    "baseline_recommendations": {"source": "the baseline that produced the list"},
+    "baseline_validation": {
+        "mean_price": "mean price of the recommended articles",
+        "tiers": "the relevance tiers' score bands fitted on these lists (JSON)",
+        "validated_on": "the week whose buyers scored the lists",
+    },
+    "evaluation_report": {
+        "mean_price": "mean price of the recommended articles",
+        "rank_coverage_list_depth": "the longest list a customer had; beyond it the catalogue follows by popularity",
+        "rank_coverage_recs_for_10pct": "recommendations per customer needed to cover 10 % of the purchases",
+        "rank_coverage_recs_for_50pct": "recommendations per customer needed to cover 50 % of the purchases",
+        "rank_coverage_recs_for_90pct": "recommendations per customer needed to cover 90 % of the purchases",
+        "rank_coverage_auc": "area under the rank-coverage curve (1 = every purchase at rank 1, 0.5 = random order)",
+        "buying_customers": "customers with a purchase in the scored week",
+        "served_by": "who served the published lists: ranker, or the champion baseline",
+    },
+    "two_tower_candidates": {"model": "the two-tower model that scored the customer: global or their segment's"},
     "recommendations": {  # the CRM contract (README, "The recommendations table")
         "customer_id": (
             "64-hex H&M customer id; every customer of `customers` has 12 rows, cold-start customers included"
@@ -177,4 +270,17 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
 
 def column_description(table: str | None, column: str) -> str | None:
     """What `column` of `table` means (its own entry, else the shared one; None when neither names it)."""
-    return COLUMN_DESCRIPTIONS.get(table or "", {}).get(column) or COMMON_COLUMN_DESCRIPTIONS.get(column)
+    own = COLUMN_DESCRIPTIONS.get(table or "", {}).get(column) or COMMON_COLUMN_DESCRIPTIONS.get(column)
+    if own or table != "candidates":
+        return own
+    for prefix, suffix, meaning in _CANDIDATE_COLUMNS:  # one column of each kind per candidate source
+        if column.startswith(prefix) and column.endswith(suffix) and len(column) > len(prefix) + len(suffix):
+            return meaning.format(source=column[len(prefix) : len(column) - len(suffix)])
+    return None
+
+
+_CANDIDATE_COLUMNS = (
+    ("from_", "", "1 when the {source} source proposed the article"),
+    ("", "_score", "the {source} source's score of the article (null when it did not propose it)"),
+    ("", "_rank", "the article's rank in the {source} source's list (null when it did not propose it)"),
+)

@@ -818,3 +818,19 @@ def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp
             ),
             table,
         )
+
+
+def test_every_table_column_is_described_in_the_ui(two_weeks):
+    """Every column of every table a week writes carries a description in its column schema (the UI's Columns
+    panel), the candidates' per-source columns included."""
+    _, results = two_weeks
+    undescribed, tables = {}, 0
+    for event in results[1].get_asset_materialization_events():
+        schema = event.materialization.metadata.get("dagster/column_schema")
+        if schema is None:
+            continue
+        tables += 1
+        missing = [c.name for c in schema.value.columns if not c.description]
+        if missing:
+            undescribed[event.materialization.asset_key.to_user_string()] = missing
+    assert tables >= 15 and not undescribed, undescribed
