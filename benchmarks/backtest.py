@@ -58,6 +58,7 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks:
         warehouse=str(work / "warehouse.duckdb"),
         artefacts=str(work / "artefacts"),
         exports=str(work / "exports"),
+        history_weeks=history_weeks,
     )
     available = pipeline.source_weeks()
     scored = available[-n_weeks:]
@@ -70,7 +71,7 @@ def run(name: str, source: Path, n_weeks: int, history_weeks: int, warmup_weeks:
     started = time.perf_counter()
     # The weekly job's warm state: the weeks before the first built one already ran (not scored here), so the
     # ranker finds the labelled candidate sets and the baselines' validation of earlier weeks stored.
-    report = backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True), warmup_weeks=warmup_weeks)
+    report = backtest(pipeline, built, log=lambda m: print(m, flush=True), warmup_weeks=warmup_weeks)
     report["wall_seconds"] = round(time.perf_counter() - started, 1)
     report["work"] = str(work)  # warehouse and artefacts, kept for benchmarks/ranker_ablation.py
     report["candidate_recall"] = candidate_recall_by_source(pipeline, built)
@@ -115,17 +116,13 @@ def candidate_recall_by_source(pipeline, built: list[dt.date]) -> dict[str, dict
 
 def admissions(pipeline, built: list[dt.date]) -> dict[str, dict[str, bool | None]]:
     """Per built week: whether each learned source was admitted to the union (None: no record, e.g. it failed)."""
-    location = pipeline.resources["artefact_store"].location()
+    registry = pipeline.resources["model_registry"]
     out = {}
     for week in built:
         out[week.isoformat()] = {}
         for model in ("two_tower_global", "sequence"):
-            try:
-                out[week.isoformat()][model] = json.loads(
-                    location.read_bytes(f"models/{model}/week={week.isoformat()}/admission.json")
-                )["admitted"]
-            except Exception:  # noqa: BLE001 - not recorded
-                out[week.isoformat()][model] = None
+            record = registry.read_record(registry.admission_key(model, week))
+            out[week.isoformat()][model] = None if record is None else record["admitted"]
     return out
 
 
@@ -134,16 +131,13 @@ def segment_decisions(pipeline, built: list[dt.date]) -> dict[str, dict[str, dic
     segment's held-out customers, as the Ziolo study asked) and both recall@100 figures."""
     from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
 
-    location = pipeline.resources["artefact_store"].location()
+    registry = pipeline.resources["model_registry"]
     out = {}
     for week in built:
         out[week.isoformat()] = {}
         for segment in (*BEHAVIOUR_SEGMENTS, DEFAULT):
-            try:
-                decision = json.loads(
-                    location.read_bytes(f"models/two_tower_{segment}/week={week.isoformat()}/decision.json")
-                )
-            except Exception:  # noqa: BLE001 - no decision for that segment (not modelled, or no members)
+            decision = registry.read_record(registry.segment_decision_key(segment, week))
+            if decision is None:  # not modelled, or no members
                 continue
             out[week.isoformat()][segment] = {
                 k: decision.get(k) for k in ("serves", "segment_recall_at_100", "global_recall_at_100")

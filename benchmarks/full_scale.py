@@ -193,9 +193,10 @@ def ingested_history(source: Path, week: dt.date, warm_weeks: int, history_weeks
         warehouse=str(folder / "warehouse.duckdb"),
         artefacts=str(folder / "artefacts"),
         exports=str(folder / "exports"),
+        history_weeks=history_weeks,
     )
     started = time.perf_counter()
-    missing = pipeline.ensure_history(shift_weeks(week, -warm_weeks), history_weeks, log=log)
+    missing = pipeline.ensure_history(shift_weeks(week, -warm_weeks), log=log)
     if missing:
         log(f"  ingested {len(missing)} history weeks in {time.perf_counter() - started:.0f} s")
     return pipeline
@@ -214,18 +215,27 @@ def warm_state(
     if marker.exists():
         return folder
     started = time.perf_counter()
-    pipeline = ingested_history(source, week, warm_weeks, history_weeks, cache, log)
+    ingested_history(source, week, warm_weeks, history_weeks, cache, log)
+    from hm_recs.runner import Pipeline
+
+    # the `history_weeks` weeks are ingested (the segments read a year); the builds read the weekly job's windows
+    pipeline = Pipeline(
+        str(source),
+        warehouse=str(folder / "warehouse.duckdb"),
+        artefacts=str(folder / "artefacts"),
+        exports=str(folder / "exports"),
+    )
     built = [shift_weeks(week, -i) for i in range(warm_weeks, 0, -1)]
     outcomes = {}
     for w in built:
         log(f"warm-up: building week {w}")
         try:
-            pipeline.build_week(w, history_weeks, log=log)
+            pipeline.build_week(w, log=log)
             outcomes[str(w)] = "published"
         except PipelineError as exc:  # a refused gate still leaves the week's labelled candidates
             outcomes[str(w)] = str(exc).splitlines()[-1].strip()
             log(f"  warm-up week {w} did not publish: {outcomes[str(w)]}")
-    pipeline.ensure_history(week, history_weeks, log=log)
+    pipeline.ensure_history(week, log=log)
     marker.write_text(
         json.dumps({"week": str(week), "built": outcomes, "seconds": round(time.perf_counter() - started, 1)}, indent=2)
     )
@@ -415,15 +425,16 @@ def references(source: Path, work: Path, week: dt.date, refresh: Refresh, log=pr
         return time.perf_counter() - started
 
     # as many pairs as one of the stage's epochs trains on: its training examples, within the per-epoch budget
-    from hm_recs.assets.models import ModelConfig
+    from hm_recs.assets.training import SequenceModelConfig, TwoTowerModelConfig
 
-    budget = ModelConfig()
+    sequences_per_epoch = SequenceModelConfig().max_sequences_per_epoch
+    pairs_per_epoch = TwoTowerModelConfig().max_pairs_per_epoch
     two_tower_pairs = int(_meta(refresh, "two_tower_global", "training_pairs", history.height) or history.height)
     purchases = int(_meta(refresh, "sequence_model", "training_purchases", history.height) or history.height)
     with_history = int(_meta(refresh, "sequence_model", "customers_with_history", 0) or 0)
-    sequence_share = min(1.0, budget.sequence_max_sequences_per_epoch / with_history) if with_history else 1.0
+    sequence_share = min(1.0, sequences_per_epoch / with_history) if with_history else 1.0
     for step, pairs in [
-        ("two_tower_global", min(two_tower_pairs, budget.two_tower_max_pairs_per_epoch)),
+        ("two_tower_global", min(two_tower_pairs, pairs_per_epoch)),
         ("sequence_model", round(purchases * sequence_share)),
     ]:
         refs[f"epoch_{step}"] = {

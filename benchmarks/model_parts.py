@@ -68,8 +68,11 @@ def quality(profile: str, customers: int, weeks: int, image_dim: int, offset: in
     from hm_recs.core.metrics import K, map_at_k
     from hm_recs.core.weeks import shift_weeks, week_of
     from hm_recs.models.common import IdIndex, encode_purchases, set_seed
-    from hm_recs.models.content import ContentConfig, train_content_encoder
-    from hm_recs.models.sequence import SequenceConfig, build_sequences, top_k, train_sequence_model
+    from hm_recs.models.configs import ContentConfig, SequenceConfig
+    from hm_recs.models.content import train_content_encoder
+    from hm_recs.models.sequence import top_k
+    from hm_recs.models.sequence_data import build_sequences
+    from hm_recs.models.sequence_training import train_sequence_model
     from hm_recs.synthetic import generate, profile_config
 
     started = time.perf_counter()
@@ -150,7 +153,10 @@ def hm_shaped(seed: int = 0, steps: int = 30, rounds: int = 4) -> dict:
     import torch
 
     from hm_recs.models.common import IdentityOptimiser, set_seed
-    from hm_recs.models.sequence import SequenceConfig, SequenceModel, batch_loss, build_sequences, trend_table
+    from hm_recs.models.configs import SequenceConfig
+    from hm_recs.models.sequence import SequenceModel
+    from hm_recs.models.sequence_data import build_sequences, trend_table
+    from hm_recs.models.sequence_training import batch_loss
 
     torch.set_num_threads(1)
     customers, articles, weeks, per_week = 1_371_980, 105_542, 26, 305_000

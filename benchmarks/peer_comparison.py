@@ -145,7 +145,8 @@ def _log(method: str):
 def _content_vectors(customers, articles, history, config: PeerConfig, log):
     """As `article_content` at partition B: the content encoder trained on the history up to B."""
     from hm_recs.models.common import IdIndex, encode_purchases
-    from hm_recs.models.content import ContentConfig, train_content_encoder
+    from hm_recs.models.configs import ContentConfig
+    from hm_recs.models.content import train_content_encoder
 
     purchases = encode_purchases(history, IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"]))
     model = train_content_encoder(articles, purchases, ContentConfig(seed=config.seed), log=log)
@@ -157,8 +158,9 @@ def _two_tower(
 ):
     """As `article_content`, `two_tower_global` and `two_tower_candidates` at partition B (the global model)."""
     from hm_recs.models.common import popularity_retrieval
+    from hm_recs.models.configs import TwoTowerConfig
     from hm_recs.models.training_data import TwoTowerData
-    from hm_recs.models.two_tower import TwoTowerConfig, evaluate, load, top_k, train_two_tower
+    from hm_recs.models.two_tower import evaluate, load, top_k, train_two_tower
 
     with stage(figures, "train"):
         with stage(figures, "content"):
@@ -194,7 +196,10 @@ def _sequence(customers, articles, history, built: dt.date, candidates, scored, 
     import torch
 
     from hm_recs.models.common import IdIndex, encode_purchases
-    from hm_recs.models.sequence import SequenceConfig, build_sequences, top_k, train_sequence_model
+    from hm_recs.models.configs import SequenceConfig
+    from hm_recs.models.sequence import top_k
+    from hm_recs.models.sequence_data import build_sequences
+    from hm_recs.models.sequence_training import train_sequence_model
 
     cutoff = week_end(built)
     sequence_config = SequenceConfig(seed=config.seed)

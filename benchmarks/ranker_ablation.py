@@ -58,7 +58,8 @@ def week_figures(warehouse, week, log) -> dict:
     )
     from hm_recs.core.serving import GateRule
     from hm_recs.core.weeks import shift_weeks
-    from hm_recs.models.ranker import RankerConfig, rank_in_chunks, train_ranker
+    from hm_recs.models.configs import RankerConfig
+    from hm_recs.models.ranker import rank_in_chunks, train_ranker
     from hm_recs.models.ranker_data import TrainingWeeks, WeekSources, assemble, refit
     from hm_recs.storage.reads import catalogue_tables, partition_rows
 

@@ -47,12 +47,13 @@ def prepared(name: str, source: Path, n_weeks: int, history_weeks: int) -> tuple
         warehouse=str(work / "warehouse.duckdb"),
         artefacts=str(work / "artefacts"),
         exports=str(work / "exports"),
+        history_weeks=history_weeks,
     )
     built = [shift_weeks(w, -1) for w in pipeline.source_weeks()[-n_weeks:]]
     marker = work / "built.json"
     if not marker.exists() or json.loads(marker.read_text()) != [str(w) for w in built]:
         started = time.perf_counter()
-        backtest(pipeline, built, history_weeks, log=lambda m: print(m, flush=True), warmup_weeks=3)
+        backtest(pipeline, built, log=lambda m: print(m, flush=True), warmup_weeks=3)
         marker.write_text(json.dumps([str(w) for w in built]))
         print(f"[{name}] backtest state built in {time.perf_counter() - started:.0f} s", flush=True)
     return work, built

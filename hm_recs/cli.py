@@ -85,6 +85,7 @@ def _pipeline(args: argparse.Namespace):
         log_level="DEBUG" if getattr(args, "verbose", False) else "WARNING",
         exports=getattr(args, "exports", None) or DEFAULT_EXPORTS,
         new_delivery=getattr(args, "new_delivery", False),
+        history_weeks=getattr(args, "history_weeks", None),
     )
 
 
@@ -100,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     week = partition_week_arg(args.week)
     pipeline = _pipeline(args)
     try:
-        build = pipeline.build_week(week, args.history_weeks)
+        build = pipeline.build_week(week)
     except PipelineError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -119,7 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def backtest(pipeline, weeks, history_weeks: int, log=print, warmup_weeks: int = 0) -> dict:
+def backtest(pipeline, weeks, log=print, warmup_weeks: int = 0) -> dict:
     """Build each week from data up to it, score it on the next week; the report `hm-recs backtest` writes.
     First the `warmup_weeks` weeks before the first one are built, unscored, so each scored week sees the
     schedule's steady state (earlier weeks' labelled candidates and validations stored)."""
@@ -132,13 +133,13 @@ def backtest(pipeline, weeks, history_weeks: int, log=print, warmup_weeks: int =
     for week in (shift_weeks(weeks[0], -i) for i in range(warmup_weeks, 0, -1)) if weeks else ():
         log(f"warm-up week {week} (not scored):")
         try:
-            pipeline.build_week(week, history_weeks, log)
+            pipeline.build_week(week, log)
         except PipelineError as exc:  # later weeks still read its stored tables
             log(f"  warm-up week {week} did not publish: {str(exc).splitlines()[-1].strip()}")
     for week in weeks:
         log(f"backtest week {week}:")
         try:
-            pipeline.build_week(week, history_weeks, log)
+            pipeline.build_week(week, log)
         except PipelineError as exc:  # nothing could be published for the week (e.g. a failed data gate)
             refused[week.isoformat()] = str(exc).splitlines()[-1].strip()
             log(f"  week {week} did not publish: {refused[week.isoformat()]}")
@@ -194,7 +195,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         raise UsageError("--weeks names no week")
     pipeline = _pipeline(args)
     try:
-        report = backtest(pipeline, weeks, args.history_weeks, warmup_weeks=args.warmup_weeks)
+        report = backtest(pipeline, weeks, warmup_weeks=args.warmup_weeks)
     except PipelineError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -242,6 +243,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             exports=args.exports,
             new_delivery=args.new_delivery or regenerated,
+            history_weeks=args.history_weeks,
         )
     )
     weeks = pipeline.source_weeks()
@@ -249,9 +251,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         print(f"backtest: recommendations built at {backtest_week}, scored on {latest}")
-        scores = backtest(pipeline, [backtest_week], args.history_weeks, warmup_weeks=args.warmup_weeks)
+        scores = backtest(pipeline, [backtest_week], warmup_weeks=args.warmup_weeks)
         print(f"publishing: recommendations built at {latest} for week {shift_weeks(latest, 1)}")
-        pipeline.build_week(latest, args.history_weeks)
+        pipeline.build_week(latest)
     except PipelineError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
@@ -305,13 +307,22 @@ def main(argv: list[str] | None = None) -> int:
             default=DEFAULT_WAREHOUSE,
             help="DuckDB file, or s3://bucket/prefix for Parquet objects on S3",
         )
-        p.add_argument("--artefacts", default=DEFAULT_ARTEFACTS, help="artefact store: folder or s3://bucket/prefix")
+        p.add_argument(
+            "--artefacts",
+            default=DEFAULT_ARTEFACTS,
+            help="model registry (models, their decisions, training data): folder or s3://bucket/prefix",
+        )
         p.add_argument(
             "--exports",
             default=DEFAULT_EXPORTS,
             help="where CRM jobs read the weekly files: folder or s3://bucket/prefix",
         )
-        p.add_argument("--history-weeks", type=int, default=26, help="weeks of history each build reads")
+        p.add_argument(
+            "--history-weeks",
+            type=int,
+            default=26,
+            help="weeks of history every stage of a build reads (and the build ingests first)",
+        )
         p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
         p.add_argument(
             "--new-delivery",

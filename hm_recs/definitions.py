@@ -2,7 +2,20 @@
 
 import dagster as dg
 
-from hm_recs.assets import evaluation, features, ingestion, models, ranking, recommend, segments, validation
+from hm_recs.assets import (
+    baselines,
+    content,
+    evaluation,
+    export,
+    features,
+    ingestion,
+    ranking,
+    recommend,
+    segments,
+    sequence,
+    two_tower,
+    validation,
+)
 from hm_recs.deploy import PLACEMENT, RUN_TAGS, local_execution_config
 from hm_recs.fallback import data_assets
 from hm_recs.observability import run_logger_config, run_loggers
@@ -24,7 +37,22 @@ def _owned(spec: dg.AssetSpec) -> dg.AssetSpec:
 
 all_assets = dg.map_asset_specs(
     _owned,
-    dg.load_assets_from_modules([ingestion, validation, features, segments, models, ranking, recommend, evaluation]),
+    dg.load_assets_from_modules(
+        [
+            ingestion,
+            validation,
+            features,
+            segments,
+            content,
+            two_tower,
+            sequence,
+            ranking,
+            baselines,
+            recommend,
+            export,
+            evaluation,
+        ]
+    ),
 )
 EVERY_ASSET = frozenset(key.to_user_string() for definition in all_assets for key in definition.keys)
 DATA_ASSETS = data_assets(all_assets)

@@ -213,8 +213,8 @@ def torch_threads(env: Mapping[str, str] | None = None) -> int:
     one step at a time, set it to the machine's cores while they run: `runner.Pipeline.execute`). Otherwise: in a
     Kubernetes step pod (`HM_RECS_EXECUTOR=k8s`), the training pods' CPU request; else (Dagster's multiprocess
     executor runs as many steps at once as there are cores) one. Torch's default, every core in every step process,
-    oversubscribes the machine when steps overlap: two sequence-model trainings side by side on 2 cores took 77 s
-    each with 2 threads and 26 s each with 1 (docs/benchmarks.md)."""
+    oversubscribes the machine when steps overlap, several times slower (docs/benchmarks.md, "Weekly refresh at a
+    share of H&M's size")."""
     env = environment() if env is None else env
     if value := env.get(TORCH_THREADS_ENV):
         return max(1, int(value))

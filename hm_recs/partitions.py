@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import warnings
 
 import dagster as dg
 
@@ -10,6 +11,24 @@ from hm_recs.core.weeks import FIRST_WEEK, parse_week
 
 weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=FIRST_WEEK.isoformat(), day_offset=3)
 """day_offset=3: Dagster counts weekdays from Sunday, so 3 is Wednesday."""
+
+
+HISTORY_WEEKS = 26
+"""Weeks up to and including W that the stages read by default (`PipelineSettings.history_weeks`)."""
+SEGMENT_HISTORY_WEEKS = 52
+"""Weeks the segment indices read by default (a year: seasonality)."""
+
+
+def history_of(asset: str, weeks: int = HISTORY_WEEKS) -> dg.AssetDep:
+    """A declared dependency of partition W on the `weeks` partitions of `asset` up to W, so that the UI's
+    lineage and a backfill's order show the lookback. It loads nothing (a dependency, not an input; the stage's
+    read stays bounded by week in SQL, `storage/reads.py`); the first weeks, with less history, are allowed."""
+    with warnings.catch_warnings():  # the switch for the first weeks is marked beta; the mapping itself is not
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        mapping = dg.TimeWindowPartitionMapping(
+            start_offset=-(weeks - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+        )
+    return dg.AssetDep(asset, partition_mapping=mapping)
 
 
 def partition_week(context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext) -> dt.date:

@@ -1,5 +1,5 @@
 """The code location's resources, assembled: the raw source (local folder or S3), the warehouse (a DuckDB file, or
-Parquet on S3: `hm_recs.storage`), the artefact store, the export store and the serving policy.
+Parquet on S3: `hm_recs.storage`), the model registry, the export store and the serving policy.
 
 Defaults run locally with no setup: everything lives under `.hm_recs/` in the working directory.
 Every path is configuration (environment variables or Dagster run config), not code.
@@ -11,7 +11,10 @@ from pathlib import Path
 
 import dagster as dg
 
+from hm_recs.core.features import FeatureConfig
 from hm_recs.core.serving import GateRule
+from hm_recs.partitions import HISTORY_WEEKS, SEGMENT_HISTORY_WEEKS
+from hm_recs.registry import ModelRegistry
 from hm_recs.settings import DEFAULT_ARTEFACTS, DEFAULT_EXPORTS, DEFAULT_SOURCE, DEFAULT_WAREHOUSE, HOME
 from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse, WarehouseIOManager
 from hm_recs.storage.location import Location, is_s3
@@ -39,14 +42,28 @@ class RawSource(dg.ConfigurableResource):
         return self.uri if is_s3(self.uri) else str(Path(self.uri).resolve())
 
 
-class ArtefactStore(dg.ConfigurableResource):
-    """Where models and exports go: a folder or `s3://bucket/prefix`."""
+class PipelineSettings(dg.ConfigurableResource):
+    """The windows and the seed every step shares, in one place: the features, models, candidates, baselines and
+    the ranker's inputs all read the same `history_weeks` up to W, and the CLI's `--history-weeks` sets it."""
 
-    uri: str = DEFAULT_ARTEFACTS
-    endpoint_url: str | None = None
+    # weeks up to and including W that every stage reads (and the CLI ingests); the graph's declared lookback
+    # (`partitions.history_of`) shows the default
+    history_weeks: int = HISTORY_WEEKS
+    segment_history_weeks: int = SEGMENT_HISTORY_WEEKS  # weeks the segment indices read (seasonality: a year)
+    recent_weeks: int = FeatureConfig.recent_weeks  # the features' "recent" window
+    label_weeks: int = 4  # weeks of purchases the two-tower models learn from (before the held-out week)
+    on_sale_weeks: int = 4  # retrieval ranks the articles sold in the last N weeks
+    seed: int = 0  # every sample, shuffle and initialisation of the week
 
-    def location(self) -> Location:
-        return Location(self.uri, self.endpoint_url)
+    def two_tower_windows(self) -> dict:
+        """The windows that shape the week's two-tower training data: its builder and its readers must agree."""
+        return {"history_weeks": self.history_weeks, "label_weeks": self.label_weeks}
+
+    def input_windows(self):
+        """The ranker's inputs over the same windows as the features and segments assets."""
+        from hm_recs.core.ranking_features import InputWindows
+
+        return InputWindows(self.history_weeks, self.segment_history_weeks, self.recent_weeks)
 
 
 class ServingPolicy(dg.ConfigurableResource):
@@ -91,6 +108,7 @@ def default_resources(
     source_format: str | None = None,
     exports: str | None = None,
     new_delivery: bool = False,
+    history_weeks: int | None = None,
 ) -> dict:
     """The resources of the code location; arguments override the environment defaults.
 
@@ -105,14 +123,16 @@ def default_resources(
             exports or DEFAULT_EXPORTS,
             source_format=source_format,
             new_delivery=new_delivery,
+            history_weeks=history_weeks,
         )
     return {
         "raw_source": RawSource(uri=source or DEFAULT_SOURCE, format=source_format, new_delivery=new_delivery),
         "warehouse": DuckDBWarehouse(path=warehouse_path),
         "io_manager": WarehouseIOManager(database=warehouse_path, schema=WAREHOUSE_SCHEMA),
-        "artefact_store": ArtefactStore(uri=artefacts or DEFAULT_ARTEFACTS),
+        "model_registry": ModelRegistry(uri=artefacts or DEFAULT_ARTEFACTS),
         "exports": ExportStore(uri=exports or DEFAULT_EXPORTS),
         "serving_policy": ServingPolicy(),
+        "pipeline_settings": pipeline_settings(history_weeks),
     }
 
 
@@ -124,6 +144,7 @@ def production_resources(
     endpoint_url: str | None = None,
     source_format: str | None = None,
     new_delivery: bool = False,
+    history_weeks: int | None = None,
 ) -> dict:
     """The multi-pod configuration: every warehouse table as Parquet objects under `root_uri`
     (`s3://bucket/prefix`, or a folder), one object per partition, written by `ParquetWarehouseIOManager` and
@@ -133,7 +154,12 @@ def production_resources(
         "raw_source": RawSource(uri=source, format=source_format, endpoint_url=endpoint_url, new_delivery=new_delivery),
         "warehouse": ParquetWarehouse(uri=root_uri, endpoint_url=endpoint_url),
         "io_manager": ParquetWarehouseIOManager(uri=root_uri, endpoint_url=endpoint_url),
-        "artefact_store": ArtefactStore(uri=artefacts, endpoint_url=endpoint_url),
+        "model_registry": ModelRegistry(uri=artefacts, endpoint_url=endpoint_url),
         "exports": ExportStore(uri=exports, endpoint_url=endpoint_url),
         "serving_policy": ServingPolicy(),
+        "pipeline_settings": pipeline_settings(history_weeks),
     }
+
+
+def pipeline_settings(history_weeks: int | None = None) -> PipelineSettings:
+    return PipelineSettings() if history_weeks is None else PipelineSettings(history_weeks=history_weeks)

@@ -110,6 +110,7 @@ class Pipeline:
         exports: str | None = None,
         serving_policy=None,
         new_delivery: bool = False,
+        history_weeks: int | None = None,
     ):
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         self.resources = default_resources(
@@ -119,6 +120,7 @@ class Pipeline:
             source_format=source_format,
             exports=exports,
             new_delivery=new_delivery,
+            history_weeks=history_weeks,
         )
         if serving_policy is not None:  # a resources.ServingPolicy other than the default (benchmarks)
             self.resources["serving_policy"] = serving_policy
@@ -177,7 +179,12 @@ class Pipeline:
     def outcome(self, result: dg.ExecuteInProcessResult) -> RunOutcome:
         return RunOutcome.of(self.instance.get_run_by_id(result.run_id), self.instance, EVERY_ASSET)
 
-    def ensure_history(self, week: dt.date, history_weeks: int, log=print) -> list[dt.date]:
+    @property
+    def history_weeks(self) -> int:
+        """Weeks of history every stage reads (`PipelineSettings`), and what `ensure_history` ingests."""
+        return self.resources["pipeline_settings"].history_weeks
+
+    def ensure_history(self, week: dt.date, log=print) -> list[dt.date]:
         """Ingest and validate the source's weeks before `week` (within `history_weeks`) that are not stored yet,
         or were stored from another delivery (a weekly file replaced since, or any other source when the source
         is the same shop's new delivery). One warehouse, one shop: when the warehouse holds weeks of another
@@ -187,7 +194,7 @@ class Pipeline:
         foreign = foreign_weeks(deliveries, source.identity())
         if foreign.height and not source.new_delivery:
             raise PipelineError(one_shop_message(self.warehouse, foreign, source.identity()))
-        first = shift_weeks(week, -(history_weeks - 1))
+        first = shift_weeks(week, -(self.history_weeks - 1))
         wanted = [w for w in self.source_weeks() if first <= w < week]
         stored, changed = self.stored_weeks(), self.redelivered_weeks(deliveries, wanted)
         todo = [w for w in wanted if w not in stored or w in changed]
@@ -221,12 +228,12 @@ class Pipeline:
                     changed.add(row["week"])
         return changed
 
-    def build_week(self, week: dt.date, history_weeks: int = 26, log=print) -> WeekBuild:
+    def build_week(self, week: dt.date, log=print) -> WeekBuild:
         """The whole graph for `week`, as the schedule and the `serving_fallback` sensor would run it: when the
         run fails before publishing and the champion's inputs passed their gates, a fallback run publishes week
         W+1 from the best validated baseline; when nothing can be published, the export marks the week and
         `PipelineError` says why (the last published week stays)."""
-        self.ensure_history(week, history_weeks, log)
+        self.ensure_history(week, log)
         log(f"  building week {week} (recommendations for {shift_weeks(week, 1)})")
         result = self.execute(week, raise_on_failure=False)
         if result.success:
@@ -259,11 +266,9 @@ class Pipeline:
 
     def serving(self, week: dt.date) -> dict:
         """Who served the lists built at `week` and why, with the ranker's gate figures (empty when none)."""
-        from hm_recs.assets.models import ranker_decision_key, read_record, serving_key
-
-        store = self.resources["artefact_store"]
-        served = read_record(store, serving_key(week)) or {}
-        gate = read_record(store, ranker_decision_key(week)) or {}
+        registry = self.resources["model_registry"]
+        served = registry.serving(week) or {}
+        gate = registry.ranker_decision(week) or {}
         keys = (
             "ranker_map_at_12",
             "best_baseline",

@@ -26,7 +26,7 @@ from hm_recs.core.ranking_features import source_features
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS
 from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore
+from hm_recs.registry import ModelRegistry
 from hm_recs.storage.reads import customer_rows, partition_rows
 from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
@@ -113,7 +113,7 @@ def source_lists(serving: pl.DataFrame, k: int = K) -> dict[str, pl.DataFrame]:
     ],
 )
 def evaluation_report(
-    context: dg.AssetExecutionContext, warehouse: Warehouse, artefact_store: ArtefactStore, articles: pl.DataFrame
+    context: dg.AssetExecutionContext, warehouse: Warehouse, model_registry: ModelRegistry, articles: pl.DataFrame
 ):
     """Week W's backtest of what was built at W-1: MAP@12 (Kaggle), recall@12, coverage, novelty and mean price
     of the published model, each baseline and each candidate source alone; Heinz et al.'s rank coverage (how
@@ -165,7 +165,7 @@ def evaluation_report(
                 **{f"{SOURCE_PREFIX}{name}": lists for name, lists in model_lists.items()},
             }
             if serving.height:
-                ranking = ranker_ranking(warehouse, artefact_store, built, serving, context)
+                ranking = ranker_ranking(warehouse, model_registry, built, serving, context)
                 ranked = {MODEL: ranking, **ranked}
                 if ranking is not None:  # the ranker's own lists, served or not: a fallback week cannot hide it
                     rows.append(
@@ -220,7 +220,7 @@ def evaluation_report(
         "beyond_accuracy_by_segment": dg.MetadataValue.md(markdown_table(segment_table, limit=20)),
         **figures,
     }
-    sources = learned_sources(artefact_store, built)
+    sources = learned_sources(model_registry, built)
     metadata["learned_sources"] = dg.MetadataValue.md(markdown_table(sources))
     for row in sources.iter_rows(named=True):
         metadata[f"admitted/{row['source']}"] = row["admitted"] if row["admitted"] is not None else "not built"
@@ -244,26 +244,18 @@ LEARNED_SOURCES = {"two_tower": "two_tower_global", "sequence": "sequence"}
 """Candidate source -> the model whose admission decides whether it joins the union."""
 
 
-def learned_sources(artefact_store: ArtefactStore, built: dt.date) -> pl.DataFrame:
+def learned_sources(model_registry: ModelRegistry, built: dt.date) -> pl.DataFrame:
     """Per learned source, for the lists built at `built`: whether it was admitted to the union (null: no record,
     the model was not built) and the ranker's share of gain from its features (from_, _score, _rank; null without
     a stored ranker): what the learned models add to what the ranker publishes."""
-    import json
-
     try:
-        importances = load_ranker(artefact_store, built)[0].importances
+        importances = load_ranker(model_registry, built)[0].importances
     except dg.Failure:
         importances = None
     rows = []
     for source, model in LEARNED_SOURCES.items():
-        try:
-            admitted = bool(
-                json.loads(
-                    artefact_store.location().read_bytes(f"models/{model}/week={built.isoformat()}/admission.json")
-                )["admitted"]
-            )
-        except Exception:  # noqa: BLE001 - not recorded: the model was not built that week
-            admitted = None
+        record = model_registry.read_record(model_registry.admission_key(model, built))
+        admitted = None if record is None else bool(record["admitted"])  # no record: the model was not built
         share = None
         if importances is not None:
             mine = importances.filter(pl.col("feature").is_in(source_features(source)))
@@ -309,12 +301,12 @@ def retrieval_lists(warehouse: Warehouse, built: dt.date, buyers: pl.Series) -> 
 
 
 def ranker_ranking(
-    warehouse: Warehouse, artefact_store: ArtefactStore, built: dt.date, serving: pl.DataFrame, context
+    warehouse: Warehouse, model_registry: ModelRegistry, built: dt.date, serving: pl.DataFrame, context
 ) -> pl.DataFrame | None:
     """The ranker of `built` ordering all of the given customers' serving candidates (features as of `built`,
     as `recommendations` built them); None when that week's ranker is not stored."""
     try:
-        ranker = ServingRanker.load(warehouse, artefact_store, built)
+        ranker = ServingRanker.load(warehouse, model_registry, built)
     except dg.Failure as exc:
         context.log.warning(f"no ranker rank coverage: {exc}")
         return None

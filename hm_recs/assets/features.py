@@ -17,14 +17,10 @@ from hm_recs.core.features import (
 )
 from hm_recs.core.schema import INDEX_GROUP_SHARES
 from hm_recs.deploy import CHAMPION_PRIORITY
-from hm_recs.partitions import partition_week, weekly_partitions
+from hm_recs.partitions import history_of, partition_week, weekly_partitions
+from hm_recs.resources import PipelineSettings
 from hm_recs.storage.reads import history
 from hm_recs.storage.warehouse import PARTITIONED, Warehouse
-
-
-class FeaturesConfig(dg.Config):
-    history_weeks: int = 26  # how many weeks up to W the features look at
-    recent_weeks: int = FeatureConfig.recent_weeks
 
 
 def features_check(
@@ -53,12 +49,12 @@ def features_check(
     group_name="features",
     kinds={"duckdb", "polars"},
     metadata=PARTITIONED,
-    deps=["transactions"],
+    deps=[history_of("transactions")],
     check_specs=[dg.AssetCheckSpec("one_row_per_customer", asset="customer_features", blocking=True)],
 )
 def customer_features(
     context: dg.AssetExecutionContext,
-    config: FeaturesConfig,
+    pipeline_settings: PipelineSettings,
     warehouse: Warehouse,
     customers: pl.DataFrame,
     articles: pl.DataFrame,
@@ -67,8 +63,10 @@ def customer_features(
     ladies/men/kids shares, age group (cold-start customers included)."""
     week = partition_week(context)
     with measured(context, "customer_features") as figures:
-        transactions = history(warehouse, week, config.history_weeks)
-        frame = build_customer_features(customers, transactions, articles, week, FeatureConfig(config.recent_weeks))
+        transactions = history(warehouse, week, pipeline_settings.history_weeks)
+        frame = build_customer_features(
+            customers, transactions, articles, week, FeatureConfig(pipeline_settings.recent_weeks)
+        )
     cold = int((frame["n_purchases"] == 0).sum())
     yield dg.Output(
         frame.with_columns(pl.lit(week).alias("week")),
@@ -92,12 +90,12 @@ def customer_features(
     group_name="features",
     kinds={"duckdb", "polars"},
     metadata=PARTITIONED,
-    deps=["transactions"],
+    deps=[history_of("transactions")],
     check_specs=[dg.AssetCheckSpec("one_row_per_article", asset="article_features", blocking=True)],
 )
 def article_features(
     context: dg.AssetExecutionContext,
-    config: FeaturesConfig,
+    pipeline_settings: PipelineSettings,
     warehouse: Warehouse,
     articles: pl.DataFrame,
     customers: pl.DataFrame,
@@ -106,7 +104,7 @@ def article_features(
     preferred age group."""
     week = partition_week(context)
     with measured(context, "article_features") as figures:
-        transactions = history(warehouse, week, config.history_weeks)
+        transactions = history(warehouse, week, pipeline_settings.history_weeks)
         frame = build_article_features(articles, transactions, customers, week)
     yield dg.Output(
         frame.with_columns(pl.lit(week).alias("week")),

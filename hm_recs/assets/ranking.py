@@ -17,7 +17,7 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import customer_chunks, detached, markdown_table, measured, png_markdown, preview, tally
-from hm_recs.assets.models import artefact_check, ranker_decision_key, store_artefact, write_record
+from hm_recs.configs import config_of, core_config
 from hm_recs.core.baselines import BaselineConfig, TopUpLists
 from hm_recs.core.candidates import (
     UNION,
@@ -39,25 +39,23 @@ from hm_recs.core.ranking_features import (
 from hm_recs.core.serving import GateRule, decide
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY, TRAINING_STEP_TAGS
+from hm_recs.models.configs import RankerConfig
 from hm_recs.models.ranker_data import TrainingWeeks, WeekSources
-from hm_recs.partitions import partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, ServingPolicy
+from hm_recs.partitions import history_of, partition_week, weekly_partitions
+from hm_recs.registry import ModelRegistry
+from hm_recs.resources import PipelineSettings, ServingPolicy
 from hm_recs.storage.reads import catalogue_tables, customer_rows
 from hm_recs.storage.staged import StagedTable
 from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
-class CandidatesConfig(dg.Config):
-    history_weeks: int = 26
-    max_per_customer: int = CandidateConfig.max_per_customer
-    min_per_customer: int = CandidateConfig.min_per_customer
-    chunk_customers: int = 100_000  # customers per chunk: memory is about chunk x max_per_customer rows
-    # blocking: share of week W's bought pairs the labelled union must cover. A floor that catches a broken
-    # union, not a target: measured 0.03 on the 0.1% real H&M sample (3 weeks of history), 0.2+ on synthetic data
-    min_union_recall: float = 0.02
+class CandidatesConfig(config_of(CandidateConfig)):
+    """The union's per-source and per-customer limits (`core.candidates.CandidateConfig`)."""
 
-    def candidate_config(self) -> CandidateConfig:
-        return CandidateConfig(max_per_customer=self.max_per_customer, min_per_customer=self.min_per_customer)
+    chunk_customers: int = 100_000  # customers per chunk: memory is about chunk x max_per_customer rows
+    # blocking: share of week W's bought pairs the labelled union must cover; a floor that catches a broken
+    # union, not a target (small real shops with a few weeks of history sit just above it: docs/benchmarks.md)
+    min_union_recall: float = 0.02
 
 
 def chunk_candidates(
@@ -86,7 +84,7 @@ def chunk_candidates(
     group_name="ranking",
     kinds={"polars", "duckdb"},
     metadata=PARTITIONED,
-    deps=["transactions", "customers", "articles", "two_tower_candidates", "sequence_candidates"],
+    deps=[history_of("transactions"), "customers", "articles", "two_tower_candidates", "sequence_candidates"],
     check_specs=[
         dg.AssetCheckSpec(
             "candidates_per_customer_and_recall",
@@ -97,14 +95,19 @@ def chunk_candidates(
         )
     ],
 )
-def candidates(context: dg.AssetExecutionContext, config: CandidatesConfig, warehouse: Warehouse):
+def candidates(
+    context: dg.AssetExecutionContext,
+    config: CandidatesConfig,
+    pipeline_settings: PipelineSettings,
+    warehouse: Warehouse,
+):
     """Candidate union per customer (repurchase, age-group trending, co-purchase, same product, two-tower and
     sequence retrieval, fallback top-up) with each source's flag, score and rank."""
     week = partition_week(context)
     target = shift_weeks(week, 1)
-    candidate_config = config.candidate_config()
+    candidate_config = core_config(CandidateConfig, config)
     with measured(context, "candidates") as figures:
-        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
+        customers, articles, transactions = catalogue_tables(warehouse, week, pipeline_settings.history_weeks)
         this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
         buyers = this_week["customer_id"].unique()
         table = StagedTable("candidates")  # one chunk of customers at a time: memory is one chunk's rows
@@ -201,20 +204,13 @@ def serving_set(warehouse: Warehouse, week: dt.date, customers: pl.Series) -> pl
     return rows.sort("customer_id", "article_id") if rows.width else rows
 
 
-def load_ranker(artefact_store: ArtefactStore, week: dt.date):
-    """Week `week`'s ranker (RankerResult), the input windows its features were built with, and its hash; a
-    clear failure when that week's ranker was never stored (not built, or refused by its gate)."""
-    from hm_recs.assets.models import load_artefact
+def load_ranker(registry: ModelRegistry, week: dt.date):
+    """Week `week`'s ranker (RankerResult), the input windows its features were built with, and its artefact
+    hash; a clear failure when that week's ranker was never stored (not built, or refused by its gate)."""
     from hm_recs.models.ranker import RankerResult
 
-    try:
-        state, digest = load_artefact(artefact_store, "ranker", week)
-    except Exception as exc:  # missing (local or S3) or unreadable: the same answer for the operator
-        raise dg.Failure(
-            f"no ranker artefact for week {week} ({type(exc).__name__}: {exc}): `ranker_model` was not "
-            "built for this week or did not pass its gate"
-        ) from exc
-    return RankerResult.load(state), InputWindows(**state["windows"]), digest
+    state, stored = registry.load("ranker", week)
+    return RankerResult.load(state), InputWindows(**state["windows"]), stored.artefact_hash
 
 
 @dataclasses.dataclass
@@ -231,8 +227,8 @@ class ServingRanker:
     top_up: TopUpLists
 
     @classmethod
-    def load(cls, warehouse: Warehouse, artefact_store: ArtefactStore, week: dt.date) -> "ServingRanker":
-        ranker, windows, digest = load_ranker(artefact_store, week)
+    def load(cls, warehouse: Warehouse, registry: ModelRegistry, week: dt.date) -> "ServingRanker":
+        ranker, windows, digest = load_ranker(registry, week)
         customers, articles, transactions = catalogue_tables(
             warehouse, week, max(windows.feature_weeks, windows.segment_weeks)
         )
@@ -262,59 +258,20 @@ class ServingRanker:
         )
 
 
-class RankerModelConfig(dg.Config):
-    # labelled weeks learnt from: at least min_training_weeks, then earlier ones until the training set holds
-    # min_positive_groups query groups (customer x week) with a bought candidate, at most max_training_weeks
-    min_training_weeks: int = TrainingWeeks.min_training_weeks
-    min_positive_groups: int = TrainingWeeks.min_positive_groups
-    max_training_weeks: int = TrainingWeeks.max_training_weeks
-    objective: str = "lambdarank"  # served (chosen on backtests, never on the week the gate judges)
+class RankerModelConfig(config_of(RankerConfig, exclude=("seed",)), config_of(TrainingWeeks)):
+    """The ranker's LightGBM settings (`models.configs.RankerConfig`) and which labelled weeks it learns from
+    (`models.ranker_data.TrainingWeeks`: at least min_training_weeks, then earlier ones until the training set
+    holds min_positive_groups query groups with a bought candidate, at most max_training_weeks)."""
+
     compared_objectives: list[str] = ["binary"]  # also trained on the same rows; validation MAP@12 in metadata
-    negatives_per_positive: float = 10.0
-    n_estimators: int = 100  # fixed boosting rounds
-    early_stopping_rounds: int | None = None  # set: stop on week W (flatters the gate's figure; for experiments)
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_data_in_leaf: int = 50
-    num_threads: int = 1
-    # With no earlier labelled week (the first weeks of a backfill) week W's buyers are split: this share
-    # validates, the rest trains.
-    validation_share: float = TrainingWeeks.validation_share
-    max_validation_customers: int = TrainingWeeks.max_validation_customers  # validation queries judged on at most
-    feature_history_weeks: int = InputWindows.feature_weeks
-    segment_history_weeks: int = InputWindows.segment_weeks
-    seed: int = 0
     # after the gate, the served ranker is trained again on the training and validation weeks together (the
     # gate judged it trained without them): "pooled" when the gate pooled more than one validation week (a small
     # shop, whose training weeks the pooling pushed back), "always", or "never" (docs/models.md, measured)
     refit: str = "pooled"
 
-    def ranker_config(self):
-        from hm_recs.models.ranker import RankerConfig
 
-        return RankerConfig(
-            objective=self.objective,
-            negatives_per_positive=self.negatives_per_positive,
-            n_estimators=self.n_estimators,
-            early_stopping_rounds=self.early_stopping_rounds,
-            learning_rate=self.learning_rate,
-            num_leaves=self.num_leaves,
-            min_data_in_leaf=self.min_data_in_leaf,
-            num_threads=self.num_threads,
-            seed=self.seed,
-        )
-
-    def training_weeks(self) -> TrainingWeeks:
-        return TrainingWeeks(
-            self.min_training_weeks,
-            self.min_positive_groups,
-            self.max_training_weeks,
-            self.max_validation_customers,
-            self.validation_share,
-        )
-
-    def windows(self) -> InputWindows:
-        return InputWindows(feature_weeks=self.feature_history_weeks, segment_weeks=self.segment_history_weeks)
+LABELLED_WEEKS_READ = GateRule.max_validation_weeks + TrainingWeeks.max_training_weeks + 2
+"""Weeks of stored labelled candidates `ranker_model` may read (`ranker_sources`: W and the weeks before it)."""
 
 
 def ranker_sources(warehouse: Warehouse, week: dt.date, weeks: TrainingWeeks, rule: GateRule) -> WeekSources:
@@ -367,7 +324,7 @@ def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataVal
     partitions_def=weekly_partitions,
     group_name="ranking",
     kinds={"lightgbm"},
-    deps=["candidates", "transactions", "customers", "articles"],
+    deps=[history_of("candidates", LABELLED_WEEKS_READ), history_of("transactions"), "customers", "articles"],
     check_specs=[
         dg.AssetCheckSpec(
             "ranker_sound",
@@ -388,8 +345,9 @@ def ranker_model(
     context: dg.AssetExecutionContext,
     config: RankerModelConfig,
     warehouse: Warehouse,
-    artefact_store: ArtefactStore,
+    model_registry: ModelRegistry,
     serving_policy: ServingPolicy,
+    pipeline_settings: PipelineSettings,
 ):
     """LightGBM ranker over the candidates: learns from the labelled sets of the weeks before its validation weeks
     (each week's buyers' candidates as of the week before, features as of then; `models/ranker_data.py` says
@@ -401,13 +359,15 @@ def ranker_model(
     from hm_recs.models.ranker_data import assemble
 
     week = partition_week(context)
-    rule, windows, ranker_config = serving_policy.gate_rule(), config.windows(), config.ranker_config()
+    rule, windows = serving_policy.gate_rule(), pipeline_settings.input_windows()
+    ranker_config = core_config(RankerConfig, config, seed=pipeline_settings.seed)
+    training_weeks = core_config(TrainingWeeks, config)
     with measured(context, "ranker_model") as figures:
-        sources = ranker_sources(warehouse, week, config.training_weeks(), rule)
+        sources = ranker_sources(warehouse, week, training_weeks, rule)
         if sources.stored_positive_groups(week) is None:
             raise dg.Failure(f"no labelled candidates for week {week}: materialise `candidates` for {week} first")
         weeks = assemble(
-            week, sources, config.training_weeks(), rule, ranker_config, windows, log=context.log.info, detach=detached
+            week, sources, training_weeks, rule, ranker_config, windows, log=context.log.info, detach=detached
         )
         result, by_objective = compare_objectives(
             weeks.train,
@@ -426,21 +386,17 @@ def ranker_model(
         from hm_recs.models.ranker_data import refit
 
         result = refit(weeks, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info)
-    if not math.isfinite(ranker_map) or result.tiers is None:
-        raise dg.Failure(
-            f"ranker for week {week} is not sound (validation MAP@12 {ranker_map}); no artefact written: "
-            "the best validated baseline serves the week (fallback run)"
-        )
+    gate = {"validation_finite": math.isfinite(ranker_map), "tiers_fitted": result.tiers is not None}
     state = {**result.state(), "windows": dataclasses.asdict(windows), "week": week.isoformat()}
-    uri, digest = store_artefact(context, artefact_store, "ranker", week, state)
+    stored = model_registry.gate_then_store(context, "ranker", week, state, gate)
     decision = decide(
         result.validation_ap.rename({"customer_id": "query"}),
         weeks.baseline_ap,
         rule,
         validation_weeks=weeks.validation_weeks,
-        ranker_artefact_hash=digest,
+        ranker_artefact_hash=stored.artefact_hash,
     )
-    write_record(artefact_store, ranker_decision_key(week), decision.state())
+    model_registry.record_ranker_decision(week, decision.state())
     (context.log.info if decision.ranker_serves else context.log.warning)(
         f"week {shift_weeks(week, 1)}: {decision.summary()}"
     )
@@ -475,12 +431,11 @@ def ranker_model(
         "importances": dg.MetadataValue.md(markdown_table(result.importances, limit=20)),
         "importance_plot": _importance_plot(result.importances),
         "tiers": dg.MetadataValue.md(markdown_table(pl.DataFrame(list(result.tiers.summary)))),
-        "artefact": uri,
-        "artefact_hash": digest,
+        **stored.metadata(),
         **figures,
     }
     yield dg.MaterializeResult(metadata=metadata)
-    yield artefact_check(artefact_store, "ranker", week, digest, {"finite": True}, check_name="ranker_sound")
+    yield model_registry.check(stored, gate, check_name="ranker_sound")
     yield dg.AssetCheckResult(
         check_name="ranker_beats_best_baseline",
         passed=decision.ranker_serves,

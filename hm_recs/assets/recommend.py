@@ -1,4 +1,4 @@
-"""Baseline recommenders, the published `recommendations` table and its Kaggle-format export.
+"""The published `recommendations` table: who serves the week, and its lists.
 
 Built at partition W from data up to W's Tuesday; the rows are *for* week W+1 (their `week` column).
 `recommendations` publishes the LightGBM ranker's top 12 (asset `ranker_model`, gated against the best
@@ -7,177 +7,25 @@ baseline); the baselines stay as the ranker's bar, the evaluation's comparison a
 
 import collections
 import datetime as dt
-import io
 import json
 
 import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import customer_chunks, detached, markdown_table, measured, preview, tally
-from hm_recs.assets.models import ranker_decision_key, read_record, serving_key, write_record
-from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
-from hm_recs.core.metrics import K, evaluate
-from hm_recs.core.publishing import latest_published, publish_week, published_run, read_published
+from hm_recs.core.contract import combined_checks, recommendations_check
+from hm_recs.core.metrics import K
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.core.serving import ServingDecision, champion
 from hm_recs.core.tiers import ListTiers
 from hm_recs.core.weeks import shift_weeks
-from hm_recs.deploy import CHAMPION_PRIORITY, LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
+from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
 from hm_recs.partitions import PUBLISHED_BY, partition_week, weekly_partitions
-from hm_recs.resources import ArtefactStore, ExportStore, ServingPolicy
-from hm_recs.storage.location import content_digest
-from hm_recs.storage.reads import catalogue_tables, customer_rows, history, partition_rows_between
+from hm_recs.registry import ModelRegistry
+from hm_recs.resources import ServingPolicy
+from hm_recs.storage.reads import catalogue_tables, customer_rows, partition_rows_between
 from hm_recs.storage.staged import StagedTable
 from hm_recs.storage.warehouse import TARGET_WEEK_PARTITIONED, Warehouse
-
-
-class BaselinesConfig(dg.Config):
-    history_weeks: int = 26
-    chunk_customers: int = 100_000  # customers whose lists are built and staged at once
-    trending_weeks: int = BaselineConfig.trending_weeks
-    trending_half_life_days: float = BaselineConfig.trending_half_life_days
-    repurchase_weeks: int = BaselineConfig.repurchase_weeks
-    repurchase_half_life_days: float = BaselineConfig.repurchase_half_life_days
-
-    def baseline(self) -> BaselineConfig:
-        return BaselineConfig(
-            K, self.trending_weeks, self.trending_half_life_days, self.repurchase_weeks, self.repurchase_half_life_days
-        )
-
-
-def recommendations_check(
-    recs: pl.DataFrame, customers: pl.DataFrame, articles: pl.DataFrame, by: list[str]
-) -> tuple[bool, dict]:
-    """Every customer has exactly K distinct catalogue articles ranked 1..K (per `by` group)."""
-    per_customer = recs.group_by(by + ["customer_id"]).agg(
-        pl.len().alias("n"),
-        pl.col("article_id").n_unique().alias("distinct"),
-        (pl.col("rank").sort() == pl.int_range(1, pl.len() + 1)).all().alias("ranks_ok"),
-    )
-    groups = recs.select(by).unique().height if by else 1
-    bad_lists = per_customer.filter((pl.col("n") != K) | (pl.col("distinct") != K) | ~pl.col("ranks_ok")).height
-    missing = customers.height * groups - per_customer.height
-    unknown_articles = recs.join(articles.select("article_id"), on="article_id", how="anti").height
-    figures = {
-        "customers": customers.height,
-        "customers_without_list": missing,
-        "lists_not_12_distinct_ranked": bad_lists,
-        "rows_with_unknown_article": unknown_articles,
-    }
-    return bad_lists == 0 and missing == 0 and unknown_articles == 0, figures
-
-
-def combined_checks(results: list[tuple[bool, dict]]) -> tuple[bool, dict]:
-    """`recommendations_check` of customer chunks (disjoint customers) added up."""
-    return all(passed for passed, _ in results), {
-        key: sum(figures[key] for _, figures in results) for key in results[0][1]
-    }
-
-
-@dg.multi_asset(
-    outs={
-        "baseline_recommendations": dg.AssetOut(
-            metadata=TARGET_WEEK_PARTITIONED,
-            kinds={"duckdb", "polars"},
-            description="Each baseline's 12 articles per customer for week W+1.",
-        ),
-        "baseline_validation": dg.AssetOut(
-            metadata=TARGET_WEEK_PARTITIONED,
-            kinds={"duckdb"},
-            description="Each baseline rebuilt as of W-1 and scored on week W.",
-        ),
-    },
-    partitions_def=weekly_partitions,
-    group_name="recommend",
-    deps=["transactions"],
-    op_tags=CHAMPION_PRIORITY,
-    check_specs=[dg.AssetCheckSpec("twelve_per_customer", asset="baseline_recommendations", blocking=True)],
-)
-def baseline_recommendations(
-    context: dg.AssetExecutionContext,
-    config: BaselinesConfig,
-    warehouse: Warehouse,
-    customers: pl.DataFrame,
-    articles: pl.DataFrame,
-    article_features: pl.DataFrame,
-):
-    week = partition_week(context)
-    target = shift_weeks(week, 1)
-    cfg = config.baseline()
-    with measured(context, "baseline_recommendations") as figures:
-        transactions = history(warehouse, week, config.history_weeks)
-        previous = shift_weeks(week, -1)
-        this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
-        # validated on week W's buyers' lists (what MAP@12 scores; coverage and novelty of the lists they got)
-        validation_recs = recommend_all(
-            customers,
-            transactions.filter(pl.col("t_dat") < pl.lit(week)),
-            articles,
-            previous,
-            cfg,
-            wanted=this_week["customer_id"].unique(),
-        )
-        stats = article_features.select("article_id", "n_sales", "mean_price")
-        validation = pl.DataFrame(
-            [
-                {
-                    "recommender": name,
-                    **evaluate(lists, this_week, stats, articles.height),
-                    # the tiers each baseline's lists would get, were it to serve W+1 as the champion
-                    "tiers": json.dumps(ListTiers.fit(lists, this_week).state()) if lists.height else None,
-                }
-                for name in BASELINES
-                for lists in [validation_recs.filter(pl.col("recommender") == name)]
-            ]
-        ).with_columns(
-            pl.lit(week).alias("validated_on"),
-            pl.lit(target).alias("week"),
-            pl.lit(this_week["customer_id"].n_unique(), dtype=pl.Int64).alias("buyers"),
-        )
-        recs, checks = StagedTable("baseline_recommendations"), []
-        for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's lists
-            lists = recommend_all(customers, transactions, articles, week, cfg, wanted=chunk).with_columns(
-                pl.lit(target).alias("week")
-            )
-            checks.append(
-                recommendations_check(
-                    lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())), articles, by=["recommender"]
-                )
-            )
-            recs.append(lists)
-        if not checks:  # no customers: the table keeps its schema
-            recs.append(
-                recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week"))
-            )
-    for row in validation.iter_rows(named=True):
-        context.log.info(
-            f"validation on week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f}"
-            f" recall@12={row['recall_at_12']:.4f}"
-        )
-    yield dg.Output(
-        recs,
-        output_name="baseline_recommendations",
-        metadata={"rows": recs.rows, "preview": preview(recs.scan().head(5).collect()), **figures},
-    )
-    yield dg.Output(
-        validation,
-        output_name="baseline_validation",
-        metadata={
-            "validation": dg.MetadataValue.md(
-                "\n".join(
-                    f"- {r['recommender']}: MAP@12 {r['map_at_12']:.4f}" for r in validation.iter_rows(named=True)
-                )
-            )
-        },
-    )
-    passed, check_figures = (
-        combined_checks(checks)
-        if checks
-        else recommendations_check(recs.scan().collect(), customers, articles, by=["recommender"])
-    )
-    yield dg.AssetCheckResult(
-        check_name="twelve_per_customer", asset_key="baseline_recommendations", passed=passed, metadata=check_figures
-    )
 
 
 class RecommendationsConfig(dg.Config):
@@ -220,7 +68,7 @@ def champion_decision(warehouse: Warehouse, week: dt.date, rule, reason: str) ->
 
 
 def planned_server(
-    config: RecommendationsConfig, warehouse: Warehouse, artefact_store: ArtefactStore, week: dt.date, rule
+    config: RecommendationsConfig, warehouse: Warehouse, registry: ModelRegistry, week: dt.date, rule
 ) -> ServingDecision:
     """Who should serve week W+1 before anything is loaded: the fallback run's champion, else the ranker's gate
     decision (a stored ranker decision, which names the baseline that beat the ranker when it lost)."""
@@ -228,7 +76,7 @@ def planned_server(
         return champion_decision(warehouse, week, rule, config.reason or "the model chain did not serve this week")
     if config.serve != "auto":
         raise dg.Failure(f"recommendations: serve must be 'auto' or 'champion', not {config.serve!r}")
-    record = read_record(artefact_store, ranker_decision_key(week))
+    record = registry.ranker_decision(week)
     if record is None:
         return champion_decision(
             warehouse, week, rule, f"no ranker decision stored for week {week} (ranker_model not built)"
@@ -324,7 +172,7 @@ def recommendations(
     context: dg.AssetExecutionContext,
     config: RecommendationsConfig,
     warehouse: Warehouse,
-    artefact_store: ArtefactStore,
+    model_registry: ModelRegistry,
     serving_policy: ServingPolicy,
 ):
     """The published table for week W+1 (contract in the README), from the recommender chosen to serve the week:
@@ -337,11 +185,11 @@ def recommendations(
     target = shift_weeks(week, 1)
     rule = serving_policy.gate_rule()
     with measured(context, "recommendations") as stage:
-        decision = planned_server(config, warehouse, artefact_store, week, rule)
+        decision = planned_server(config, warehouse, model_registry, week, rule)
         built = None
         if decision.ranker_serves:
             try:
-                built = publish_from_ranker(context, config, warehouse, artefact_store, week, decision)
+                built = publish_from_ranker(context, config, warehouse, model_registry, week, decision)
             except BrokenRanker as exc:
                 decision = champion_decision(warehouse, week, rule, f"the ranker cannot serve: {exc}")
         if built is None:
@@ -356,9 +204,7 @@ def recommendations(
     (context.log.info if decision.ranker_serves else context.log.warning)(
         f"publishing week {target}, {decision.summary()}: {recs.rows:,} rows"
     )
-    write_record(
-        artefact_store, serving_key(week), {**decision.state(), "week": str(target), "built_from_week": str(week)}
-    )
+    model_registry.record_serving(week, {**decision.state(), "week": str(target), "built_from_week": str(week)})
     yield dg.Output(
         recs,
         metadata={
@@ -385,7 +231,7 @@ def publish_from_ranker(
     context,
     config: RecommendationsConfig,
     warehouse: Warehouse,
-    artefact_store: ArtefactStore,
+    model_registry: ModelRegistry,
     week: dt.date,
     decision: ServingDecision,
 ):
@@ -393,7 +239,7 @@ def publish_from_ranker(
     from hm_recs.assets.ranking import ServingRanker
 
     try:
-        serving = ServingRanker.load(warehouse, artefact_store, week)
+        serving = ServingRanker.load(warehouse, model_registry, week)
     except dg.Failure as exc:
         raise BrokenRanker(str(exc)) from exc
     if decision.ranker_artefact_hash and serving.digest != decision.ranker_artefact_hash:
@@ -495,94 +341,4 @@ def stage_lists(
             "sources": dg.MetadataValue.json(dict(sources.most_common(15))),
             "preview": preview(first, 12),
         },
-    )
-
-
-def model_versions(artefact_store: ArtefactStore, week: dt.date) -> dict[str, str]:
-    """sha256 of every model artefact stored for week W (what produced the week's lists), by model name."""
-    location = artefact_store.location()
-    try:
-        names = sorted(
-            n for n in location.names() if n.startswith("models/") and f"/week={week.isoformat()}/model." in n
-        )
-    except FileNotFoundError:
-        return {}
-    return {name.split("/")[1]: content_digest(location.read_bytes(name)) for name in names}
-
-
-@dg.asset(
-    op_tags=LARGE_MEMORY_TAG,
-    partitions_def=weekly_partitions,
-    group_name="recommend",
-    kinds={"parquet", "csv", "s3"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "published_complete",
-            asset="recommendations_export",
-            blocking=True,
-            description=(
-                "the published files read back through LATEST/CURRENT match the "
-                "manifest's checksums; one Kaggle line per customer"
-            ),
-        )
-    ],
-)
-def recommendations_export(
-    context: dg.AssetExecutionContext,
-    exports: ExportStore,
-    artefact_store: ArtefactStore,
-    recommendations: pl.DataFrame,
-) -> dg.MaterializeResult:
-    """The week's files for CRM jobs (layout and visibility rules in `core/publishing.py`): the contract table as
-    Parquet, the Kaggle `customer_id,prediction` CSV and a manifest (rows, checksums, model versions), written to a
-    run folder of their own; `_SUCCESS`, then the week's CURRENT and the LATEST pointer make them visible."""
-    week = partition_week(context)
-    target: dt.date = recommendations["week"][0]
-    served_by = recommendations["served_by"][0]
-    location = exports.location()
-    with measured(context, "recommendations_export") as stage:
-        kaggle = (
-            recommendations.sort("customer_id", "rank")
-            .group_by("customer_id", maintain_order=True)
-            .agg(pl.col("article_id").str.join(" ").alias("prediction"))
-        )
-        parquet = io.BytesIO()
-        recommendations.sort("customer_id", "rank").write_parquet(parquet)
-        manifest = publish_week(
-            location,
-            target,
-            context.run_id,
-            {"recommendations.parquet": parquet.getvalue(), "recommendations.csv": kaggle.write_csv().encode()},
-            {
-                "rows": recommendations.height,
-                "customers": kaggle.height,
-                "built_from_week": week.isoformat(),
-                "columns": list(recommendations.columns),
-                "models": model_versions(artefact_store, week),
-                "served_by": served_by,
-                "serving": read_record(artefact_store, serving_key(week)),
-            },
-            keep_weeks=exports.keep_weeks,
-        )
-        pointer = published_run(location, target)
-        read_manifest, files = read_published(location, pointer)  # what a reader gets, checksums verified
-        lines = pl.read_csv(io.BytesIO(files["recommendations.csv"])).height
-    latest = latest_published(location)
-    return dg.MaterializeResult(
-        metadata={
-            "served_by": served_by,
-            "published": location.describe(pointer),
-            "latest": location.describe(latest[1]) if latest else "",
-            "customers": lines,
-            "manifest": dg.MetadataValue.json(manifest),
-            "preview": preview(kaggle, 3),
-            **stage,
-        },
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="published_complete",
-                passed=bool(read_manifest == manifest and lines == recommendations["customer_id"].n_unique()),
-                metadata={"lines": lines, "run_folder": pointer},
-            )
-        ],
     )

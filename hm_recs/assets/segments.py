@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import markdown_table, measured, png_markdown, preview
+from hm_recs.configs import config_of, core_config
 from hm_recs.core.segments import (
     BEHAVIOUR_SEGMENTS,
     COLD_START,
@@ -16,18 +17,14 @@ from hm_recs.core.segments import (
     thresholds,
 )
 from hm_recs.deploy import TWO_TOWER_PRIORITY
-from hm_recs.partitions import partition_week, weekly_partitions
+from hm_recs.partitions import SEGMENT_HISTORY_WEEKS, history_of, partition_week, weekly_partitions
+from hm_recs.resources import PipelineSettings
 from hm_recs.storage.reads import catalogue_tables
 from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
-class SegmentsConfig(dg.Config):
-    history_weeks: int = 52
-    min_segment_size: int = SegmentConfig.min_segment_size
-    priority: list[str] = list(SegmentConfig.priority)
-
-    def segment_config(self) -> SegmentConfig:
-        return SegmentConfig(min_segment_size=self.min_segment_size, priority=tuple(self.priority))
+class SegmentsConfig(config_of(SegmentConfig)):
+    """The segmentation rules (`core.segments.SegmentConfig`); the window is the shared `segment_history_weeks`."""
 
 
 def overlap_heatmap(matrix: pl.DataFrame) -> dg.MetadataValue:
@@ -58,7 +55,7 @@ def overlap_heatmap(matrix: pl.DataFrame) -> dg.MetadataValue:
     group_name="segments",
     kinds={"duckdb", "polars"},
     metadata=PARTITIONED,
-    deps=["transactions", "customers", "articles"],
+    deps=[history_of("transactions", SEGMENT_HISTORY_WEEKS), "customers", "articles"],
     check_specs=[
         dg.AssetCheckSpec(
             "one_primary_segment",
@@ -69,12 +66,14 @@ def overlap_heatmap(matrix: pl.DataFrame) -> dg.MetadataValue:
         )
     ],
 )
-def customer_segments(context: dg.AssetExecutionContext, config: SegmentsConfig, warehouse: Warehouse):
+def customer_segments(
+    context: dg.AssetExecutionContext, config: SegmentsConfig, pipeline_settings: PipelineSettings, warehouse: Warehouse
+):
     """Bestseller followers, index loyalists, discount hunters, seasonal shoppers, default and cold start."""
     week = partition_week(context)
-    segment_config = config.segment_config()
+    segment_config = core_config(SegmentConfig, config)
     with measured(context, "customer_segments") as figures:
-        customers, articles, transactions = catalogue_tables(warehouse, week, config.history_weeks)
+        customers, articles, transactions = catalogue_tables(warehouse, week, pipeline_settings.segment_history_weeks)
         indices = segment_indices(customers, transactions, articles, week, segment_config)
         cutoffs = thresholds(indices, segment_config)
         assignment = assign_segments(indices, cutoffs, segment_config)

@@ -11,6 +11,7 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import measured, preview
+from hm_recs.configs import config_of, core_config
 from hm_recs.core.expectations import outcomes_markdown, run_suite
 from hm_recs.core.schema import PROVENANCE_COLUMNS, TABLE_COLUMNS
 from hm_recs.core.source import SourceError, images_file, read_images
@@ -21,14 +22,8 @@ from hm_recs.storage.reads import partition_rows
 from hm_recs.storage.warehouse import PARTITIONED, Warehouse
 
 
-class ValidationConfig(dg.Config):
-    max_quarantine_share: float = ValidationLimits.max_quarantine_share
-    max_price: float = ValidationLimits.max_price
-    min_age: int = ValidationLimits.min_age
-    max_age: int = ValidationLimits.max_age
-
-    def limits(self) -> ValidationLimits:
-        return ValidationLimits(self.max_price, self.min_age, self.max_age, self.max_quarantine_share)
+class ValidationConfig(config_of(ValidationLimits)):
+    """The row rules' bounds and the share of rows a table may lose to quarantine (`core.validation`)."""
 
 
 def _as_text(frame: pl.DataFrame) -> pl.DataFrame:
@@ -157,7 +152,9 @@ def _check(table: str) -> list[dg.AssetCheckSpec]:
 def validate_articles(
     context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse, raw_articles: pl.DataFrame
 ):
-    yield from validate_and_store(context, "articles", raw_articles, RuleContext(limits=config.limits()), warehouse)
+    yield from validate_and_store(
+        context, "articles", raw_articles, RuleContext(limits=core_config(ValidationLimits, config)), warehouse
+    )
 
 
 @dg.multi_asset(
@@ -166,7 +163,9 @@ def validate_articles(
 def validate_customers(
     context: dg.AssetExecutionContext, config: ValidationConfig, warehouse: Warehouse, raw_customers: pl.DataFrame
 ):
-    yield from validate_and_store(context, "customers", raw_customers, RuleContext(limits=config.limits()), warehouse)
+    yield from validate_and_store(
+        context, "customers", raw_customers, RuleContext(limits=core_config(ValidationLimits, config)), warehouse
+    )
 
 
 @dg.multi_asset(
@@ -184,7 +183,7 @@ def validate_transactions(
     customers: pl.DataFrame,
 ):
     ctx = RuleContext(
-        limits=config.limits(),
+        limits=core_config(ValidationLimits, config),
         week=partition_week(context),
         known_article_ids=articles["article_id"],
         known_customer_ids=customers["customer_id"],
@@ -263,128 +262,141 @@ def validate_article_images(
     week = partition_week(context)
     location = raw_source.location()
     chosen = images_file(location.names())
+    known = articles["article_id"]
     if chosen is None:
-        yield dg.Output(
-            pl.DataFrame(schema=quarantine_schema("article_images")).with_columns(pl.lit(week).alias("week")),
-            output_name="quarantine_article_images",
-            metadata={"rows": 0},
-        )
-        yield dg.Output(
-            _no_images(week),
-            output_name="article_images",
-            metadata={
-                "present": False,
+        absent = {"present": False}
+        yield from image_outputs(
+            warehouse,
+            week,
+            known,
+            None,
+            {"rows": 0},
+            {
+                **absent,
                 "usable": False,
                 "rows": 0,
                 "note": "no article_images file in the source: the content encoder uses attributes and text",
             },
-        )
-        yield stored_check(
-            warehouse, week, expected_rows=0, dim=0, known=articles["article_id"], metadata={"present": False}
-        )
-        yield dg.AssetCheckResult(
-            check_name="article_images_usable", asset_key="article_images", passed=True, metadata={"present": False}
+            absent,
+            dg.AssetCheckResult(
+                check_name="article_images_usable", asset_key="article_images", passed=True, metadata=absent
+            ),
         )
         return
     display = location.describe(chosen.name)
     with measured(context, "article_images") as figures:
-        try:
-            path, checksum = location.local_path(chosen.name)
-            raw_rows, dim = read_images(path, chosen)
-        except SourceError as exc:
-            raw_rows, dim, unusable, checksum = None, 0, str(exc), None
-        else:
-            unusable = None
-        result = None
-        if raw_rows is not None:
-            ctx = RuleContext(limits=config.limits(), known_article_ids=articles["article_id"], image_dim=dim)
-            result = split("article_images", raw_rows, ctx)
-            if result.quarantined_share > ctx.limits.max_quarantine_share or result.clean.height == 0:
-                unusable = (
-                    f"{display}: {result.quarantine.height} of {result.raw_rows} rows "
-                    f"({result.quarantined_share:.2%}) broke validation rules, over the bound of "
-                    f"{ctx.limits.max_quarantine_share:.2%}; rules {result.rule_counts}"
-                )
+        result, dim, checksum, unusable = validated_images(location, chosen, display, known, config)
     quarantine = result.quarantine if result is not None else pl.DataFrame(schema=quarantine_schema("article_images"))
     examples = result.examples() if result is not None else {}
     for rule, lines in examples.items():
         context.log.warning(f"article_images: {result.rule_counts[rule]} row(s) quarantined by {rule}, e.g. {lines[0]}")
-    yield dg.Output(
-        quarantine.with_columns(pl.lit(week).alias("week")),
-        output_name="quarantine_article_images",
-        metadata={
-            "rows": quarantine.height,
-            **{f"quarantined/{rule}": n for rule, n in (result.rule_counts if result else {}).items()},
-            "examples": dg.MetadataValue.json(examples),
-        },
-    )
+    quarantine_meta = {
+        "rows": quarantine.height,
+        **{f"quarantined/{rule}": n for rule, n in (result.rule_counts if result else {}).items()},
+        "examples": dg.MetadataValue.json(examples),
+    }
     if unusable:
         context.log.warning(f"article_images unusable, the week builds without images: {unusable}")
-        yield dg.Output(
-            _no_images(week),
-            output_name="article_images",
-            metadata={
-                "present": True,
-                "usable": False,
-                "rows": 0,
-                "source_file": display,
-                "reason": unusable,
-                **figures,
-            },
-        )
-        yield stored_check(
+        present = {"present": True, "usable": False}
+        yield from image_outputs(
             warehouse,
             week,
-            expected_rows=0,
-            dim=0,
-            known=articles["article_id"],
-            metadata={"present": True, "usable": False},
-        )
-        yield dg.AssetCheckResult(
-            check_name="article_images_usable",
-            asset_key="article_images",
-            passed=False,
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={"present": True, "reason": unusable},
+            known,
+            quarantine,
+            quarantine_meta,
+            {**present, "rows": 0, "source_file": display, "reason": unusable, **figures},
+            present,
+            dg.AssetCheckResult(
+                check_name="article_images_usable",
+                asset_key="article_images",
+                passed=False,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"present": True, "reason": unusable},
+            ),
         )
         return
     clean = result.clean.with_columns(pl.lit(week).alias("week"))
-    covered = clean.height / articles.height if articles.height else 0.0
-    yield dg.Output(
-        clean,
-        output_name="article_images",
-        metadata={
+    covered = round(clean.height / articles.height if articles.height else 0.0, 4)
+    yield from image_outputs(
+        warehouse,
+        week,
+        known,
+        quarantine,
+        quarantine_meta,
+        {
             "present": True,
             "usable": True,
             "rows": clean.height,
             "dimension": dim,
-            "catalogue_share": round(covered, 4),
+            "catalogue_share": covered,
             "quarantined_rows": quarantine.height,
             "source_file": display,
             "checksum": checksum,
             **figures,
         },
-    )
-    yield stored_check(
-        warehouse,
-        week,
-        expected_rows=result.raw_rows - quarantine.height,
-        dim=dim,
-        known=articles["article_id"],
-        metadata={
+        {
             "present": True,
             "usable": True,
             "raw_rows": result.raw_rows,
             "quarantined_rows": quarantine.height,
-            "catalogue_share": round(covered, 4),
+            "catalogue_share": covered,
         },
+        dg.AssetCheckResult(
+            check_name="article_images_usable",
+            asset_key="article_images",
+            passed=True,
+            metadata={"present": True, "dimension": dim},
+        ),
+        clean=clean,
+        dim=dim,
+        expected_rows=result.raw_rows - quarantine.height,
     )
-    yield dg.AssetCheckResult(
-        check_name="article_images_usable",
-        asset_key="article_images",
-        passed=True,
-        metadata={"present": True, "dimension": dim},
+
+
+def validated_images(location, chosen, display: str, known: pl.Series, config: ValidationConfig):
+    """The image file read and split by the rules: (split result or None, its vector length, checksum, why the
+    file is unusable or None). Unusable: unreadable, or more of it quarantined than the bound allows."""
+    try:
+        path, checksum = location.local_path(chosen.name)
+        raw_rows, dim = read_images(path, chosen)
+    except SourceError as exc:
+        return None, 0, None, str(exc)
+    limits = core_config(ValidationLimits, config)
+    result = split("article_images", raw_rows, RuleContext(limits=limits, known_article_ids=known, image_dim=dim))
+    if result.quarantined_share > limits.max_quarantine_share or result.clean.height == 0:
+        share, bound = f"{result.quarantined_share:.2%}", f"{limits.max_quarantine_share:.2%}"
+        why = f"{display}: {result.quarantine.height} of {result.raw_rows} rows ({share}) broke validation rules"
+        return result, dim, checksum, f"{why}, over the bound of {bound}; rules {result.rule_counts}"
+    return result, dim, checksum, None
+
+
+def image_outputs(
+    warehouse: Warehouse,
+    week,
+    known: pl.Series,
+    quarantine: pl.DataFrame | None,
+    quarantine_meta: dict,
+    images_meta: dict,
+    stored_meta: dict,
+    usable: dg.AssetCheckResult,
+    clean: pl.DataFrame | None = None,
+    dim: int = 0,
+    expected_rows: int = 0,
+):
+    """The four events of `validate_article_images`: the quarantine, the stored vectors (none when there is no
+    usable file), the stored check of what was written and the usable check."""
+    if quarantine is None:
+        quarantine = pl.DataFrame(schema=quarantine_schema("article_images"))
+    yield dg.Output(
+        quarantine.with_columns(pl.lit(week).alias("week")),
+        output_name="quarantine_article_images",
+        metadata=quarantine_meta,
     )
+    yield dg.Output(
+        clean if clean is not None else _no_images(week), output_name="article_images", metadata=images_meta
+    )
+    yield stored_check(warehouse, week, expected_rows=expected_rows, dim=dim, known=known, metadata=stored_meta)
+    yield usable
 
 
 def stored_check(

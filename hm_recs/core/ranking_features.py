@@ -451,8 +451,8 @@ def ranking_features(
     """
     missing = [c for c in CANDIDATE_FEATURES if c not in candidates.columns]
     frame = candidates.with_columns(pl.lit(None, dtype=NUMERIC_TYPE).alias(c) for c in missing)
-    # Eager joins that ignore order, then one sort back into the candidates' order: measured 2x faster than
-    # order-keeping joins and 7x faster than the same plan on polars' streaming engine.
+    # Eager joins that ignore order, then one sort back into the candidates' order: faster than order-keeping
+    # joins and than polars' streaming engine on the same plan (docs/benchmarks.md).
     matrix = (
         frame.select(*KEYS, *CANDIDATE_FEATURES)
         .with_row_index("_row")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import torch
-
-from hm_recs.storage.location import content_digest
 
 
 def set_seed(seed: int) -> torch.Generator:
@@ -169,19 +166,6 @@ def retrieval_metrics(
     return RetrievalFigures(
         auc=auc_sum / max(n_pairs, 1), recall_at_k=recall_sum / max(n_customers, 1), customers=n_customers, k=k
     )
-
-
-def to_bytes(state: dict) -> tuple[bytes, str]:
-    """Serialise a state (tensors and plain values) and its sha256, for the artefact store."""
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    data = buffer.getvalue()
-    return data, content_digest(data)
-
-
-def from_bytes(data: bytes) -> dict:
-    """Load a state saved by `to_bytes`; weights_only=True, so a tampered artefact cannot run code."""
-    return torch.load(io.BytesIO(data), weights_only=True)
 
 
 def finite(module: torch.nn.Module) -> bool:

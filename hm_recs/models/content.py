@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from hm_recs.models.common import fixed_sample, sample_negatives, set_seed, take_rows
+from hm_recs.models.configs import ContentConfig
 
 CONTENT_COLUMNS: tuple[str, ...] = (
     "product_type_no",
@@ -138,40 +139,6 @@ class CategoricalEmbedding(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return torch.cat([table(codes[:, i]) for i, table in enumerate(self.tables)], dim=1)
-
-
-@dataclass(frozen=True)
-class ContentConfig:
-    dim: int = 32
-    embedding_dim: int = 12
-    hidden: int = 64
-    epochs: int = 4
-    batch_size: int = 2048
-    lr: float = 5e-3
-    negatives: int = 8
-    popularity_negative_share: float = 0.5
-    seed: int = 0
-    # Bounded cost per week whatever the number of customers. The customer embedding (a training aid: only the
-    # article encoder is kept) has a row per customer that Adam updates every step (measured, 1 thread: 45 ms a
-    # step at 137k customers, 391 ms at 1.37M), so it learns from the purchases of at most `max_customers`
-    # customers (a fixed seeded sample when there are more), and an epoch from at most `max_pairs_per_epoch` of
-    # them (a fresh sample each epoch). Neither samples anything up to about 150k customers (10 % of H&M: 137k
-    # customers, ~0.8M purchases in 26 weeks); at full size (1.37M customers) the training is then about the
-    # size of the 10 % one.
-    max_customers: int = 150_000
-    max_pairs_per_epoch: int = 1_000_000
-    # description words: a learned embedding per word of the catalogue's own vocabulary (0 = no text features)
-    text_dim: int = 16
-    text_vocabulary: int = 2000
-    # image vectors, when the week has them: projected to this many dimensions (0 = ignore images)
-    image_dim: int = 16
-
-    def __post_init__(self):
-        if self.max_customers < 1 or self.max_pairs_per_epoch < 1:
-            raise ValueError(
-                "max_customers and max_pairs_per_epoch must be >= 1, "
-                f"got {self.max_customers} and {self.max_pairs_per_epoch}"
-            )
 
 
 @dataclass(frozen=True)

@@ -31,65 +31,10 @@ import polars as pl
 
 from hm_recs.core.metrics import K, average_precision, recall_at_k
 from hm_recs.core.tiers import TierBands, assign_tiers, fit_tiers
+from hm_recs.models.configs import RankerConfig
 
-OBJECTIVES = ("lambdarank", "binary")
 SCORE_CHUNK_ROWS = 500_000
 """Rows predicted at once: memory is about chunk_rows x features x 4 bytes (float32) plus LightGBM's output."""
-
-
-@dataclass(frozen=True)
-class RankerConfig:
-    """Every tunable number of the ranker. Defaults suit about 100 candidates per customer and week."""
-
-    objective: str = "lambdarank"  # "lambdarank" | "binary" (the compared alternative)
-    # Negatives kept per positive within each query group (customer x week); every positive is kept. Groups
-    # without a positive carry no ranking signal and drop out. None keeps every row (binary keeps empty groups).
-    # 10 measured best of 5 / 10 / 20 / 50 / all at 50k customers (docs/models.md).
-    negatives_per_positive: float | None = 10.0
-    seed: int = 0
-    num_leaves: int = 31
-    learning_rate: float = 0.05
-    n_estimators: int = 100  # boosting rounds (fixed: 100 at 0.05 matched early stopping's picks at 50k customers)
-    early_stopping_rounds: int | None = None  # set: stop on the validation week (which then flatters its own figure)
-    min_data_in_leaf: int = 50
-    feature_fraction: float = 0.8
-    lambda_l2: float = 1.0
-    max_bin: int = 255
-    lambdarank_truncation_level: int = 24  # pairs are formed within the top 2 x 12 of each query
-    # One thread by default: Dagster runs steps side by side on few cores, and LightGBM's OpenMP threads slow
-    # down several-fold when cores are oversubscribed (2 threads on a busy 2-core box: 36 s vs 6 s for the
-    # same 100k-row training). Raise it where the ranker has the machine to itself.
-    num_threads: int = 1
-    eval_at: int = K
-    log_every: int = 25  # iterations between log lines
-    tier_high_share: float = 0.10  # share of the validation week's recommendations in the "high" tier
-    tier_medium_share: float = 0.30
-    calibration_bins: int = 100
-
-    def __post_init__(self):
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, not {self.objective!r}")
-
-    def lightgbm_params(self) -> dict:
-        params = {
-            "objective": self.objective,
-            "metric": "map",
-            "eval_at": [self.eval_at],
-            "num_leaves": self.num_leaves,
-            "learning_rate": self.learning_rate,
-            "min_data_in_leaf": self.min_data_in_leaf,
-            "feature_fraction": self.feature_fraction,
-            "lambda_l2": self.lambda_l2,
-            "max_bin": self.max_bin,
-            "num_threads": self.num_threads,
-            "seed": self.seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbosity": -1,
-        }
-        if self.objective == "lambdarank":
-            params["lambdarank_truncation_level"] = self.lambdarank_truncation_level
-        return params
 
 
 # ----------------------------------------------------------------------------------------------- scoring
@@ -131,9 +76,9 @@ def top_k(scored: pl.DataFrame, k: int = K) -> pl.DataFrame:
     )
 
 
-# Customers whose feature matrix is built and scored at once: the matrix (about 48 candidates x 77 features per
-# customer, plus the joins' intermediate columns) is the largest frame of scoring. At 0.1 scale, scoring 100k
-# customers at once peaked about 2 GiB above 25k at the same speed (docs/benchmarks.md).
+# Customers whose feature matrix is built and scored at once: the matrix (candidates x features per customer,
+# plus the joins' intermediate columns) is the largest frame of scoring; larger chunks cost memory, not speed
+# (docs/benchmarks.md).
 SCORING_CHUNK_CUSTOMERS = 25_000
 
 

@@ -20,7 +20,7 @@ import torch
 from hm_recs.core.features import article_features, customer_features, history_until
 from hm_recs.core.weeks import shift_weeks, week_end, week_expr
 from hm_recs.models.common import IdIndex, encode_purchases
-from hm_recs.models.two_tower import PurchaseHistory, TowerInputs
+from hm_recs.models.tower_inputs import PurchaseHistory, TowerInputs
 
 
 @dataclass
@@ -107,9 +107,20 @@ class TwoTowerData:
         serving_inputs.history = histories([week], week)
         return cls(customer_index, article_index, train_inputs, labels, held_out, serving_inputs)
 
+    def not_finite(self) -> list[str]:
+        """The floating feature tensors (`train_inputs.x`, `serving_inputs.x`) holding a NaN or an infinity."""
+        tensors = {
+            f"{side}.{name}": getattr(getattr(self, side), name)
+            for side in ("train_inputs", "serving_inputs")
+            for name in self.train_inputs.TENSORS
+        }
+        return sorted(
+            name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())
+        )
+
     def state(self) -> dict:
-        """Tensors and plain values (`common.to_bytes`): the week's data is built once and every two-tower step
-        of the week loads it (the build reads 26 weeks of history six times over)."""
+        """Tensors and plain values (`storage.encoding.to_bytes`): the week's data is built once and every
+        two-tower step of the week loads it (the build reads 26 weeks of history six times over)."""
 
         def columns(frame: pl.DataFrame) -> dict:
             return {c: torch.as_tensor(frame[c].to_numpy().copy()) for c in frame.columns}

@@ -1,12 +1,14 @@
 """The code location's asset and check graph against its snapshot (`asset_graph.json`): keys, groups, dependencies,
-partitioning, checks and whether each blocks, jobs, schedules and sensors. A change to the graph shows up here as a
-reviewable diff; regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest
+the declared history lookbacks, partitioning, checks and whether each blocks, jobs, schedules and sensors. A
+change to the graph shows up here as a reviewable diff; regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest
 hm_recs_tests/assets/test_graph_snapshot.py`.
 """
 
 import json
 import os
 from pathlib import Path
+
+import dagster as dg
 
 from hm_recs.definitions import defs
 
@@ -22,6 +24,12 @@ def graph_snapshot() -> dict:
             "group": node.group_name,
             "partitioned": node.partitions_def is not None,
             "deps": sorted(k.to_user_string() for k in node.parent_keys),
+            "lookback_weeks": {
+                parent.to_user_string(): 1 - mapping.start_offset
+                for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string())
+                if isinstance(mapping := graph.get_partition_mapping(key, parent), dg.TimeWindowPartitionMapping)
+                and mapping.start_offset != 0
+            },
         }
     checks = {
         f"{k.asset_key.to_user_string()}:{k.name}": {"blocking": graph.get_check_spec(k).blocking}

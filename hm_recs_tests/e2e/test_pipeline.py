@@ -84,7 +84,7 @@ def copy_of(built: dict, small_source, tmp_path, **kw) -> dict:
     import shutil
 
     shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
-    shutil.copytree(built["artefact_store"].location().uri, tmp_path / "artefacts")
+    shutil.copytree(built["model_registry"].location().uri, tmp_path / "artefacts")
     if Path(built["exports"].location().uri).exists():
         shutil.copytree(built["exports"].location().uri, tmp_path / "exports")
     return resources_for(small_source, tmp_path, **kw)
@@ -161,7 +161,7 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
     assert manifest["serving"]["served_by"] == champion and manifest["serving"]["ranker_map_at_12"] is not None
     # the refused ranker is stored, so the next week's evaluation scores its own lists too
     assert (
-        json.loads(resources["artefact_store"].location().read_bytes(f"models/ranker/week={NEXT_WEEK}/decision.json"))[
+        json.loads(resources["model_registry"].location().read_bytes(f"models/ranker/week={NEXT_WEEK}/decision.json"))[
             "served_by"
         ]
         == champion
@@ -215,7 +215,7 @@ def test_a_failed_model_step_hands_the_week_to_the_champion_in_a_fallback_run(
         resources=resources,
         instance=instance,
         raise_on_error=False,
-        run_config={"ops": {"article_content": {"config": {"content_epochs": 1}}}},
+        run_config={"ops": {"article_content": {"config": {"epochs": 1}}}},
     )
     assert not result.success and {e.step_key for e in result.get_step_failure_events()} == {"article_content"}
     run = instance.get_run_by_id(result.run_id)
@@ -281,7 +281,7 @@ def test_a_crashed_ranker_is_replaced_by_the_champion_through_the_cli_runner(
         exports=str(tmp_path / "exports"),
     )
     pipeline.run_config["ops"] = {"ranker_model": {"config": {"objective": "no_such_objective"}}}
-    build = pipeline.build_week(NEXT_WEEK, history_weeks=26, log=lambda message: None)
+    build = pipeline.build_week(NEXT_WEEK, log=lambda message: None)
     assert build.fallback_run_id and "ranker_model" in build.failures
     serving = pipeline.serving(NEXT_WEEK)
     assert serving["served_by"] in {"popularity", "trending", "repurchase"} and "ranker_model" in serving["reason"]
@@ -301,7 +301,7 @@ def test_models_segments_and_candidates(two_weeks, small_data):
     week = NEXT_WEEK
     segments = read_table(resources, f"select * from hm.customer_segments where week = '{week}'")
     assert segments.height == small_data.customers.height and segments["customer_id"].n_unique() == segments.height
-    store = resources["artefact_store"].location()
+    store = resources["model_registry"].location()
     serving = {}
     for segment in ("bestseller_follower", "index_loyal", "discount_hunter", "seasonal", "default"):
         decision = json.loads(store.read_bytes(f"models/two_tower_{segment}/week={week}/decision.json"))
@@ -343,11 +343,11 @@ def test_a_segment_model_that_fails_its_gate_leaves_the_segment_to_the_global_mo
         raise_on_error=False,
         selection=dg.AssetSelection.assets("two_tower_index_loyal", "two_tower_candidates"),
         instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"two_tower_index_loyal": {"config": {"segment_epochs": 0}}}},
+        run_config={"ops": {"two_tower_index_loyal": {"config": {"epochs": 0}}}},
     )
     assert_run_ok_but(result, {"segment_model_trained"})
     decision = json.loads(
-        resources["artefact_store"]
+        resources["model_registry"]
         .location()
         .read_bytes(f"models/two_tower_index_loyal/week={NEXT_WEEK}/decision.json")
     )
@@ -703,7 +703,7 @@ def test_retrieval_models_that_do_not_beat_popularity_sit_the_week_out(two_weeks
 
     built, _ = two_weeks
     shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
-    shutil.copytree(built["artefact_store"].location().uri, tmp_path / "artefacts")
+    shutil.copytree(built["model_registry"].location().uri, tmp_path / "artefacts")
     resources = resources_for(small_source, tmp_path)
     models = {"config": {"admission_margin": 1.0}}
     result = dg.materialize(
@@ -713,21 +713,7 @@ def test_retrieval_models_that_do_not_beat_popularity_sit_the_week_out(two_weeks
         raise_on_error=False,
         selection=dg.AssetSelection.assets("two_tower_global", "sequence_model").downstream(),
         instance=dg.DagsterInstance.ephemeral(),
-        run_config={
-            "ops": {
-                name: models
-                for name in (
-                    "two_tower_global",
-                    "sequence_model",
-                    "two_tower_candidates",
-                    "sequence_candidates",
-                    *[
-                        f"two_tower_{s}"
-                        for s in ("bestseller_follower", "index_loyal", "discount_hunter", "seasonal", "default")
-                    ],
-                )
-            }
-        },
+        run_config={"ops": {"two_tower_global": models, "sequence_model": models}},
     )
     assert_run_ok(result)
     meta = {
@@ -785,7 +771,7 @@ def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp
 
     built, _ = two_weeks
     shutil.copy(built["warehouse"].path, tmp_path / "warehouse.duckdb")
-    shutil.copytree(built["artefact_store"].location().uri, tmp_path / "artefacts")
+    shutil.copytree(built["model_registry"].location().uri, tmp_path / "artefacts")
     resources = resources_for(small_source, tmp_path)
     before = {t: table_rows(resources, t, NEXT_WEEK, target=t.endswith("recommendations")) for t in CHUNKED}
     chunk = {"chunk_customers": 300}
@@ -834,3 +820,38 @@ def test_every_table_column_is_described_in_the_ui(two_weeks):
         if missing:
             undescribed[event.materialization.asset_key.to_user_string()] = missing
     assert tables >= 15 and not undescribed, undescribed
+
+
+def test_identical_runs_store_identical_model_versions(two_weeks, small_source, tmp_path):
+    """A model's version is a digest of its weights and configuration: the same week trained again from the same
+    warehouse gives every model the same version (its training log's seconds differ, its version does not), and
+    the published manifest names those versions."""
+    resources, results = two_weeks
+    models = ("sequence_model", "ranker_model")  # a torch model and the LightGBM ranker (the others: same path)
+    first = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in results[1].get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() in models
+    }
+    again = dg.materialize(
+        all_assets,
+        partition_key=NEXT_WEEK.isoformat(),
+        resources=copy_of(resources, small_source, tmp_path),
+        raise_on_error=False,
+        selection=dg.AssetSelection.assets(*models),
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    assert_run_ok(again)
+    second = {
+        e.materialization.asset_key.to_user_string(): e.materialization.metadata
+        for e in again.get_asset_materialization_events()
+        if e.materialization.asset_key.to_user_string() in models
+    }
+    assert set(first) == set(second) == set(models)
+    for asset in models:
+        assert second[asset]["version"].value.startswith("sha256:")
+        assert second[asset]["version"].value == first[asset]["version"].value, asset
+    registry = resources["model_registry"]
+    versions = registry.versions(NEXT_WEEK)
+    assert versions["ranker"] == first["ranker_model"]["version"].value
+    assert versions["sequence"] == first["sequence_model"]["version"].value

@@ -7,7 +7,8 @@ import boto3
 import polars as pl
 import pytest
 
-from hm_recs.resources import ArtefactStore, ExportStore, RawSource
+from hm_recs.registry import ModelRegistry
+from hm_recs.resources import ExportStore, RawSource
 from hm_recs.synthetic import write
 from hm_recs_tests.conftest import (
     HISTORY_WEEKS,
@@ -32,7 +33,7 @@ def test_s3_parquet_source_and_s3_artefacts(s3_endpoint, small_data, with_histor
 
     resources = with_history("s3://hm-raw/drops", tmp_path)  # earlier weeks from the same data, ingested locally
     resources["raw_source"] = RawSource(uri="s3://hm-raw/drops", cache_dir=str(tmp_path / "cache"), new_delivery=True)
-    resources["artefact_store"] = ArtefactStore(uri="s3://hm-artefacts/weekly")
+    resources["model_registry"] = ModelRegistry(uri="s3://hm-artefacts/weekly")
     s3.create_bucket(Bucket="hm-exports")
     resources["exports"] = ExportStore(uri="s3://hm-exports/recommendations")
     assert_run_ok(materialize_week(WEEKS[HISTORY_WEEKS - 1], resources, INGESTION))  # the last one again, from S3
@@ -153,8 +154,8 @@ def test_one_warehouse_holds_one_shop(tmp_path):
     a = pipeline("shop_a")
     weeks = a.source_weeks()
     after = weeks[-1] + dt.timedelta(weeks=1)
-    assert a.ensure_history(after, 26, log=lambda m: None) == weeks
-    assert a.ensure_history(after, 26, log=lambda m: None) == []  # nothing new, nothing re-ingested
+    assert a.ensure_history(after, log=lambda m: None) == weeks
+    assert a.ensure_history(after, log=lambda m: None) == []  # nothing new, nothing re-ingested
 
     def stored_sources():
         return read_table({"warehouse": a.warehouse}, "select distinct source_uri from hm.raw_transactions")[
@@ -162,7 +163,7 @@ def test_one_warehouse_holds_one_shop(tmp_path):
         ].to_list()
 
     with pytest.raises(PipelineError) as stopped:
-        pipeline("shop_b").ensure_history(after, 26, log=lambda m: None)
+        pipeline("shop_b").ensure_history(after, log=lambda m: None)
     (line,) = str(stopped.value).splitlines()
     assert (
         warehouse in line and str(shops["shop_a"]) in line and str(shops["shop_b"]) in line and "--new-delivery" in line
@@ -174,7 +175,7 @@ def test_one_warehouse_holds_one_shop(tmp_path):
     assert failure.step_key == "raw_transactions" and str(shops["shop_a"]) in failure.event_specific_data.error.message
     assert stored_sources() == [str(shops["shop_a"])]
     b = pipeline("shop_b", new_delivery=True)
-    assert b.ensure_history(after, 26, log=lambda m: None) == weeks  # every stored week re-ingested from B
+    assert b.ensure_history(after, log=lambda m: None) == weeks  # every stored week re-ingested from B
     assert stored_sources() == [str(shops["shop_b"])]
     expected = pl.read_csv(shops["shop_b"] / "transactions_train.csv").height
     assert read_table({"warehouse": a.warehouse}, "select count(*) n from hm.transactions")["n"][0] == expected

@@ -5,8 +5,10 @@ import polars as pl
 import pytest
 import torch
 
-from hm_recs.models.common import IdIndex, encode_purchases, from_bytes, to_bytes
-from hm_recs.models.content import CONTENT_COLUMNS, ContentConfig, ContentModel, TextVocabulary, train_content_encoder
+from hm_recs.models.common import IdIndex, encode_purchases
+from hm_recs.models.configs import ContentConfig
+from hm_recs.models.content import CONTENT_COLUMNS, ContentModel, TextVocabulary, train_content_encoder
+from hm_recs.storage.encoding import from_bytes, to_bytes
 from hm_recs.synthetic import generate, profile_config
 
 

@@ -34,8 +34,15 @@ ALLOWED = {
     },
     "synthetic": {"core", "storage.pure", "synthetic"},
 }
-PURE_STORAGE = {"hm_recs.storage.location", "hm_recs.storage.staged"}
-PLATFORM = {"hm_recs.resources", "hm_recs.partitions", "hm_recs.deploy", "hm_recs.observability"}
+PURE_STORAGE = {"hm_recs.storage.location", "hm_recs.storage.staged", "hm_recs.storage.encoding"}
+PLATFORM = {
+    "hm_recs.resources",
+    "hm_recs.registry",
+    "hm_recs.configs",
+    "hm_recs.partitions",
+    "hm_recs.deploy",
+    "hm_recs.observability",
+}
 LOCATION = {"hm_recs.definitions", "hm_recs.sensors", "hm_recs.fallback"}
 COMMAND = {"hm_recs.cli", "hm_recs.runner"}
 

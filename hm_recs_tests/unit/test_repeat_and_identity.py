@@ -9,10 +9,12 @@ import torch
 
 from hm_recs.core.weeks import week_of
 from hm_recs.models.common import IdIndex, encode_purchases, purchase_cycles, repeat_features
-from hm_recs.models.content import ContentConfig, train_content_encoder
-from hm_recs.models.sequence import SequenceConfig, train_sequence_model
+from hm_recs.models.configs import ContentConfig, SequenceConfig, TwoTowerConfig
+from hm_recs.models.content import train_content_encoder
+from hm_recs.models.sequence_training import train_sequence_model
+from hm_recs.models.tower_inputs import PurchaseHistory
 from hm_recs.models.training_data import TwoTowerData
-from hm_recs.models.two_tower import PurchaseHistory, TwoTowerConfig, evaluate, train_two_tower
+from hm_recs.models.two_tower import evaluate, train_two_tower
 from hm_recs.synthetic import generate, profile_config
 
 INTS = [
@@ -133,7 +135,7 @@ def test_identity_tells_apart_articles_that_share_every_attribute_and_leaves_new
 
 def test_prefix_matches_counts_each_item_among_the_earlier_items_and_finds_the_latest_day() -> None:
     """The sequence model's repeat inputs (one sort and two binary searches per batch) against a plain loop."""
-    from hm_recs.models.sequence import prefix_matches
+    from hm_recs.models.sequence_training import prefix_matches
 
     g = torch.Generator().manual_seed(0)
     n, width = 6, 9

@@ -8,20 +8,12 @@ import polars as pl
 import pytest
 import torch
 
-from hm_recs.models.common import IdentityOptimiser, IdIndex, finite, from_bytes, popularity_retrieval, to_bytes
-from hm_recs.models.sequence import (
-    SequenceConfig,
-    SequenceModel,
-    add_repeat_scores,
-    batch_loss,
-    build_sequences,
-    evaluate,
-    load,
-    state,
-    top_k,
-    train_sequence_model,
-    trend_table,
-)
+from hm_recs.models.common import IdentityOptimiser, IdIndex, finite, popularity_retrieval
+from hm_recs.models.configs import SequenceConfig
+from hm_recs.models.sequence import SequenceModel, add_repeat_scores, evaluate, load, state, top_k
+from hm_recs.models.sequence_data import build_sequences, trend_table
+from hm_recs.models.sequence_training import batch_loss, train_sequence_model
+from hm_recs.storage.encoding import from_bytes, to_bytes
 from hm_recs.synthetic import SyntheticConfig, generate
 
 CONTENT_COLUMNS = ["index_code", "section_no", "garment_group_no", "product_type_no", "colour_group_code"]
@@ -246,7 +238,7 @@ def test_each_epoch_trains_on_at_most_its_budget_and_figures_come_at_the_end(sma
         touched["train" if model.training else "fixed"].append(rows.tolist())
         return batch_loss(model, data, rows, *args, **kwargs)
 
-    monkeypatch.setattr("hm_recs.models.sequence.batch_loss", spy)
+    monkeypatch.setattr("hm_recs.models.sequence_training.batch_loss", spy)
     budget = trainable // 4
     config = replace(TINY, epochs=3, max_sequences_per_epoch=budget, evaluate_every=2)
     result = train_sequence_model(purchases, content, cutoff, config, held_out=held_out, log=quiet)

@@ -210,7 +210,7 @@ def test_a_small_shop_learns_from_more_weeks_and_is_judged_on_pooled_buyers(hist
 
     from hm_recs.assets.ranking import ranker_sources
     from hm_recs.core.ranking_features import InputWindows
-    from hm_recs.models.ranker import RankerConfig
+    from hm_recs.models.configs import RankerConfig
     from hm_recs.models.ranker_data import TrainingWeeks, assemble
     from hm_recs.storage.duckdb_warehouse import DuckDBWarehouse
     from hm_recs_tests.conftest import HISTORY_WEEKS

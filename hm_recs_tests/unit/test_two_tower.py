@@ -14,14 +14,15 @@ from hm_recs.models.common import (
     encode_purchases,
     finite,
     fixed_sample,
-    from_bytes,
     popularity_retrieval,
     serving_choice,
-    to_bytes,
 )
-from hm_recs.models.content import CategoricalVocabulary, ContentConfig, ContentModel, train_content_encoder
+from hm_recs.models.configs import ContentConfig, TwoTowerConfig
+from hm_recs.models.content import CategoricalVocabulary, ContentModel, train_content_encoder
+from hm_recs.models.tower_inputs import TowerInputs, article_trend
 from hm_recs.models.training_data import TwoTowerData
-from hm_recs.models.two_tower import TowerInputs, TwoTowerConfig, article_trend, evaluate, load, top_k, train_two_tower
+from hm_recs.models.two_tower import evaluate, load, top_k, train_two_tower
+from hm_recs.storage.encoding import from_bytes, to_bytes
 from hm_recs.synthetic import SyntheticConfig, generate
 
 FAST = TwoTowerConfig(epochs=2, dim=16, hidden=32)
@@ -387,30 +388,28 @@ def test_a_step_without_its_weeks_training_data_fails_clearly(tmp_path):
     is configured with, is a failure that says what to do, never a silent rebuild or a mismatched model."""
     import dagster as dg
 
-    from hm_recs.assets.models import ModelConfig, load_two_tower_data, training_data_key
-    from hm_recs.resources import ArtefactStore
+    from hm_recs.assets.two_tower import load_two_tower_data
+    from hm_recs.registry import ModelRegistry
+    from hm_recs.resources import PipelineSettings
 
-    store, week = ArtefactStore(uri=str(tmp_path)), dt.date(2020, 9, 9)
+    store, week = ModelRegistry(uri=str(tmp_path)), dt.date(2020, 9, 9)
     with pytest.raises(dg.Failure, match="materialize `two_tower_data` for this week"):
-        load_two_tower_data(store, week, ModelConfig())
-    store.location().write_bytes(
-        training_data_key(week), to_bytes({"windows": {"history_weeks": 26, "label_weeks": 3}, "data": {}})[0]
-    )
+        load_two_tower_data(store, week, PipelineSettings())
+    store.store_training_data(week, {"history_weeks": 26, "label_weeks": 3}, {})
     with pytest.raises(dg.Failure, match="built with .*'label_weeks': 3.*configured with .*'label_weeks': 4"):
-        load_two_tower_data(store, week, ModelConfig())
+        load_two_tower_data(store, week, PipelineSettings())
 
 
 def test_local_retention_of_training_data_keeps_recent_and_newer_weeks(tmp_path):
     """Building week W removes local training data more than `keep_weeks` before W, and never a newer week's
     (a backfill of older weeks must not delete what the latest week's steps load)."""
-    from hm_recs.assets.models import prune_training_data, training_data_key
-    from hm_recs.resources import ArtefactStore
+    from hm_recs.registry import ModelRegistry
 
-    store, week = ArtefactStore(uri=str(tmp_path)), dt.date(2020, 9, 9)
+    store, week = ModelRegistry(uri=str(tmp_path)), dt.date(2020, 9, 9)
     weeks = [week - dt.timedelta(weeks=n) for n in (-2, 0, 1, 8, 9, 20)]
     for w in weeks:
-        store.location().write_bytes(training_data_key(w), b"x")
-    assert prune_training_data(store, week, keep_weeks=8) == [f"week={week - dt.timedelta(weeks=n)}" for n in (20, 9)]
+        store.location().write_bytes(store.training_data_key(w), b"x")
+    assert store.prune_training_data(week, keep_weeks=8) == [f"week={week - dt.timedelta(weeks=n)}" for n in (20, 9)]
     assert {n.split("/")[2] for n in store.location().names()} == {
         f"week={week - dt.timedelta(weeks=n)}" for n in (-2, 0, 1, 8)
     }
