@@ -88,7 +88,7 @@ def candidate_recall_by_source(pipeline, built: list[dt.date]) -> dict[str, dict
     set: week W's buyers' candidates as of W-1), with candidates per customer."""
     import polars as pl
 
-    from hm_recs.core.candidates import candidate_recall
+    from hm_recs.core.candidate_labels import candidate_recall
 
     warehouse = pipeline.warehouse
     frames = []

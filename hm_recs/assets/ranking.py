@@ -19,12 +19,11 @@ import polars as pl
 from hm_recs.assets.common import customer_chunks, detached, markdown_table, measured, png_markdown, preview, tally
 from hm_recs.configs import config_of, core_config
 from hm_recs.core.baselines import BaselineConfig, TopUpLists
+from hm_recs.core.candidate_labels import candidate_recall, combined_recall, label_candidates
 from hm_recs.core.candidates import (
     UNION,
     CandidateConfig,
     candidate_pools,
-    candidate_recall,
-    combined_recall,
     customer_candidates,
 )
 from hm_recs.core.metrics import K
@@ -32,7 +31,6 @@ from hm_recs.core.ranking_features import (
     CATEGORICAL_FEATURES,
     FEATURE_COLUMNS,
     InputWindows,
-    label_candidates,
     ranking_features,
     week_inputs,
 )

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from hm_recs.core.baselines import _decay
+from hm_recs.core.candidate_labels import KEYS, LABEL, label_candidates
 from hm_recs.core.candidates import SOURCES, fixed_sum
 from hm_recs.core.features import (
     AGE_GROUPS,
@@ -158,8 +159,6 @@ CATEGORICAL_FEATURES: list[str] = [
     "article_preferred_age_group",
     *ARTICLE_CODES,
 ]
-LABEL = "label"
-KEYS = ["customer_id", "article_id"]
 CATEGORICAL_TYPE = pl.Int32
 NUMERIC_TYPE = pl.Float32
 
@@ -427,12 +426,6 @@ def week_inputs(
         week,
         config,
     )
-
-
-def label_candidates(candidates: pl.DataFrame, purchases: pl.DataFrame) -> pl.DataFrame:
-    """`candidates` with `label` (Int8): 1 where the customer bought the article in `purchases`, else 0."""
-    bought = purchases.select(*KEYS).unique().with_columns(pl.lit(1, dtype=pl.Int8).alias(LABEL))
-    return candidates.join(bought, on=KEYS, how="left", maintain_order="left").with_columns(pl.col(LABEL).fill_null(0))
 
 
 def _flag(expr: pl.Expr) -> pl.Expr:

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from hm_recs.core.baselines import BaselineConfig, recommend_all
+from hm_recs.core.candidate_labels import label_candidates
 from hm_recs.core.candidates import CandidateConfig, build_candidates
 from hm_recs.core.metrics import K, average_precision
-from hm_recs.core.ranking_features import InputWindows, label_candidates, ranking_features, week_inputs
+from hm_recs.core.ranking_features import InputWindows, ranking_features, week_inputs
 from hm_recs.core.serving import GateRule, training_weeks, validation_weeks
 from hm_recs.core.weeks import shift_weeks
 

@@ -8,6 +8,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from hm_recs.core import candidates as C
+from hm_recs.core.candidate_labels import candidate_recall
 from hm_recs.core.weeks import week_end
 
 WEEK = dt.date(2020, 9, 16)  # Wednesday; its Tuesday is 2020-09-22, candidates are for 2020-09-23..29
@@ -216,7 +217,7 @@ def test_candidate_recall_on_a_hand_example():
             "article_id": ["1", "1", "4", "2", "5"],  # x bought 1 twice (one pair); z has no candidates
         }
     )
-    r = {row["source"]: row for row in C.candidate_recall(candidates, purchases).iter_rows(named=True)}
+    r = {row["source"]: row for row in candidate_recall(candidates, purchases).iter_rows(named=True)}
     assert list(r) == [C.UNION, *C.SOURCES]
     # in the candidate set: pairs x1, x4, y2 (3); z5 only counts for recall_all_buyers (4 pairs)
     assert (r["union"]["hits"], r["union"]["bought_pairs"], r["union"]["bought_pairs_all"]) == (2, 3, 4)
@@ -225,7 +226,7 @@ def test_candidate_recall_on_a_hand_example():
     assert r["repurchase"]["hits"] == 1 and r["repurchase"]["recall"] == pytest.approx(1 / 3)
     assert r["trending"]["hits"] == 2 and r["trending"]["candidates_per_customer"] == pytest.approx(3 / 2)
     assert r["copurchase"]["hits"] == 0 and r["copurchase"]["recall"] == 0.0
-    empty = C.candidate_recall(candidates, purchases.filter(pl.col("customer_id") == "z"))
+    empty = candidate_recall(candidates, purchases.filter(pl.col("customer_id") == "z"))
     assert math.isnan(empty["recall"][0]) and empty["recall_all_buyers"][0] == 0.0
 
 
@@ -248,6 +249,6 @@ def test_synthetic_week_deterministic_chunkable_and_complete():
     assert counts.len() == ids.n_unique() and counts.min() >= 12 and counts.max() <= 100
     for source in C.HEURISTIC_SOURCES:
         assert whole[f"from_{source}"].any(), source
-    recall = C.candidate_recall(whole, transactions.filter(pl.col("t_dat") > week_end(week)))
+    recall = candidate_recall(whole, transactions.filter(pl.col("t_dat") > week_end(week)))
     union = recall.row(0, named=True)
     assert union["source"] == C.UNION and union["recall"] >= recall["recall"][1:].max()

@@ -9,6 +9,7 @@ from polars.testing import assert_frame_equal
 from hm_recs.core import candidates as C
 from hm_recs.core import features as F
 from hm_recs.core import ranking_features as R
+from hm_recs.core.candidate_labels import label_candidates
 from hm_recs.core.segments import SEGMENTS
 
 WEEK = dt.date(2020, 9, 16)  # Wednesday; its Tuesday is 2020-09-22
@@ -185,7 +186,7 @@ def test_labels():
         ("ghost", A1): 0,
     }
     assert m.schema[R.LABEL] == pl.Int8
-    labelled = R.label_candidates(candidate_pairs([("bob", D1), ("bob", A1)]), NEXT_WEEK)
+    labelled = label_candidates(candidate_pairs([("bob", D1), ("bob", A1)]), NEXT_WEEK)
     assert labelled[R.LABEL].to_list() == [1, 0]
 
 
