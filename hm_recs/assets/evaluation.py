@@ -139,60 +139,87 @@ def evaluation_report(
         stats = partition_rows(warehouse, "article_features", built, "article_id, n_sales, sales_last_week, mean_price")
         rows, coverage_rows, segment_table = [], [], pl.DataFrame()
         if purchases.height and (published.height or baselines.height):
-            segment_table = published_by_segment(warehouse, built, stats, articles.height)
-            model_lists = retrieval_lists(warehouse, built, buyers)
-            serving = serving_set(warehouse, built, buyers)
-            if not published.height:
-                context.log.warning(
-                    f"no published recommendations were built at {built} (ranker refused or not run): "
-                    "scoring the baselines and sources only"
-                )
-            recommenders = ([(MODEL, published)] if published.height else []) + [
-                (name, group.drop("recommender"))
-                for (name,), group in baselines.group_by("recommender", maintain_order=True)
-            ]
-            if serving.height:
-                recommenders += list(source_lists(serving).items())
-            recommenders += [(f"{SOURCE_PREFIX}{name}", lists) for name, lists in model_lists.items()]
-            for name, recs in recommenders:
-                rows.append({"recommender": name, **evaluate(recs, purchases, stats, articles.height)})
-            order = popularity_order(stats)
-            # rank coverage under the report's names: the ranker's full order of the candidates is `model`'s
-            ranked = {
-                "popularity": pl.DataFrame(
-                    schema={"customer_id": pl.String, "article_id": pl.String, "rank": pl.Int64}
-                ),
-                **{f"{SOURCE_PREFIX}{name}": lists for name, lists in model_lists.items()},
-            }
-            if serving.height:
-                ranking = ranker_ranking(warehouse, model_registry, built, serving, context)
-                ranked = {MODEL: ranking, **ranked}
-                if ranking is not None:  # the ranker's own lists, served or not: a fallback week cannot hide it
-                    rows.append(
-                        {
-                            "recommender": RANKER,
-                            **evaluate(ranking.filter(pl.col("rank") <= K), purchases, stats, articles.height),
-                        }
-                    )
-            for name, lists in ranked.items():
-                if lists is not None:
-                    coverage_rows.append(
-                        {
-                            "recommender": name,
-                            "list_depth": int(lists.group_by("customer_id").len()["len"].max() or 0),
-                            **rank_coverage(purchase_ranks(lists, purchases, order), articles.height),
-                        }
-                    )
+            rows, coverage_rows, segment_table = score_recommenders(
+                context, warehouse, model_registry, built, buyers, purchases, published, baselines, stats, articles
+            )
     if not rows:
         context.log.warning(
             f"nothing to evaluate for week {week}: no recommendations were built at {built} "
             f"(materialise that week first) or week {week} has no purchases"
         )
-        report = pl.DataFrame(schema={"recommender": pl.String, **{m: pl.Float64 for m in METRIC_NAMES}})
-    else:
-        report = pl.DataFrame(rows)
     coverage = pl.DataFrame(coverage_rows, schema=COVERAGE_SCHEMA)
+    buying = purchases["customer_id"].n_unique() if purchases.height else 0
+    report = report_frame(rows, coverage, week, buying, served_by)
+    metadata = report_metadata(report, coverage, segment_table, learned_sources(model_registry, built), week, built)
+    for row in report.filter(pl.col("map_at_12").is_not_null()).iter_rows(named=True):
+        context.log.info(
+            f"week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}"
+        )
+    metadata.update({"served_by": served_by or "", **figures})
+    yield dg.Output(report, metadata=metadata)
+    yield dg.AssetCheckResult(
+        passed=True,
+        metadata={"scored_recommenders": report.height, "note": "" if report.height else "nothing to evaluate"},
+    )
+
+
+def score_recommenders(context, warehouse, registry, built, buyers, purchases, published, baselines, stats, articles):
+    """Every recommender's metrics on week W's buyers (the published model, each baseline, each source alone,
+    the ranker's own lists), their rank coverage, and the published lists' figures per segment."""
+    rows, coverage_rows = [], []
+    segment_table = published_by_segment(warehouse, built, stats, articles.height)
+    model_lists = retrieval_lists(warehouse, built, buyers)
+    serving = serving_set(warehouse, built, buyers)
+    if not published.height:
+        context.log.warning(
+            f"no published recommendations were built at {built} (ranker refused or not run): "
+            "scoring the baselines and sources only"
+        )
+    recommenders = ([(MODEL, published)] if published.height else []) + [
+        (name, group.drop("recommender")) for (name,), group in baselines.group_by("recommender", maintain_order=True)
+    ]
+    if serving.height:
+        recommenders += list(source_lists(serving).items())
+    recommenders += [(f"{SOURCE_PREFIX}{name}", lists) for name, lists in model_lists.items()]
+    for name, recs in recommenders:
+        rows.append({"recommender": name, **evaluate(recs, purchases, stats, articles.height)})
+    order = popularity_order(stats)
+    # rank coverage under the report's names: the ranker's full order of the candidates is `model`'s
+    ranked = {
+        "popularity": pl.DataFrame(schema={"customer_id": pl.String, "article_id": pl.String, "rank": pl.Int64}),
+        **{f"{SOURCE_PREFIX}{name}": lists for name, lists in model_lists.items()},
+    }
+    if serving.height:
+        ranking = ranker_ranking(warehouse, registry, built, serving, context)
+        ranked = {MODEL: ranking, **ranked}
+        if ranking is not None:  # the ranker's own lists, served or not: a fallback week cannot hide it
+            rows.append(
+                {
+                    "recommender": RANKER,
+                    **evaluate(ranking.filter(pl.col("rank") <= K), purchases, stats, articles.height),
+                }
+            )
+    for name, lists in ranked.items():
+        if lists is not None:
+            coverage_rows.append(
+                {
+                    "recommender": name,
+                    "list_depth": int(lists.group_by("customer_id").len()["len"].max() or 0),
+                    **rank_coverage(purchase_ranks(lists, purchases, order), articles.height),
+                }
+            )
+    return rows, coverage_rows, segment_table
+
+
+def report_frame(rows: list[dict], coverage: pl.DataFrame, week, buying_customers: int, served_by) -> pl.DataFrame:
+    """The week's rows of `evaluation_report`, one schema every week (the table accumulates weeks): each
+    recommender's metrics with its rank coverage."""
     report = (
+        pl.DataFrame(rows)
+        if rows
+        else pl.DataFrame(schema={"recommender": pl.String, **{m: pl.Float64 for m in METRIC_NAMES}})
+    )
+    return (
         report.join(
             coverage.rename(lambda c: c if c == "recommender" else f"rank_coverage_{c}"),
             on="recommender",
@@ -202,42 +229,35 @@ def evaluation_report(
         )
         .with_columns(
             pl.lit(week).alias("week"),
-            pl.lit(purchases["customer_id"].n_unique() if purchases.height else 0, dtype=pl.Int32).alias(
-                "buying_customers"
-            ),
+            pl.lit(buying_customers, dtype=pl.Int32).alias("buying_customers"),
             pl.lit(served_by, dtype=pl.String).alias("served_by"),
         )
         .cast(REPORT_SCHEMA)
-        .select(list(REPORT_SCHEMA))  # one schema every week: the table accumulates weeks
+        .select(list(REPORT_SCHEMA))
     )
+
+
+def report_metadata(report, coverage, segment_table, sources, week, built) -> dict:
+    """The report as a person reads it in the UI: tables, each recommender's MAP@12, the learned sources'
+    admission and share of the ranker's gain, a plot."""
     metadata = {
         "evaluated_week": str(week),
         "recommendations_built_at": str(built),
-        "served_by": served_by or "",
         "buying_customers": report["buying_customers"][0] if report.height else 0,
         "report": dg.MetadataValue.md(markdown_table(report.select("recommender", *METRIC_NAMES), limit=30)),
         "rank_coverage": dg.MetadataValue.md(markdown_table(coverage)),
         "beyond_accuracy_by_segment": dg.MetadataValue.md(markdown_table(segment_table, limit=20)),
-        **figures,
+        "learned_sources": dg.MetadataValue.md(markdown_table(sources)),
     }
-    sources = learned_sources(model_registry, built)
-    metadata["learned_sources"] = dg.MetadataValue.md(markdown_table(sources))
     for row in sources.iter_rows(named=True):
         metadata[f"admitted/{row['source']}"] = row["admitted"] if row["admitted"] is not None else "not built"
         if row["ranker_gain_share"] is not None:
             metadata[f"ranker_gain_share/{row['source']}"] = row["ranker_gain_share"]
     for row in report.filter(pl.col("map_at_12").is_not_null()).iter_rows(named=True):
         metadata[f"map_at_12/{row['recommender']}"] = row["map_at_12"]
-        context.log.info(
-            f"week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f} recall@12={row['recall_at_12']:.4f}"
-        )
     if report.height:
         metadata["plot"] = _plot(report.filter(pl.col("map_at_12").is_not_null()))
-    yield dg.Output(report, metadata=metadata)
-    yield dg.AssetCheckResult(
-        passed=True,
-        metadata={"scored_recommenders": report.height, "note": "" if report.height else "nothing to evaluate"},
-    )
+    return metadata
 
 
 LEARNED_SOURCES = {"two_tower": "two_tower_global", "sequence": "sequence"}
