@@ -347,14 +347,12 @@ def ranker_model(
     serving_policy: ServingPolicy,
     pipeline_settings: PipelineSettings,
 ):
-    """LightGBM ranker over the candidates: learns from the labelled sets of the weeks before its validation weeks
-    (each week's buyers' candidates as of the week before, features as of then; `models/ranker_data.py` says
-    which weeks), and is compared with the baselines on the same validation buyers. The configured objective
-    (lambdarank) is stored; binary is trained alongside on the same rows for comparison. Nothing is tuned on the
-    validation weeks, so the gate's figure is honest. The comparison decides who serves week W+1: the ranker, or
-    the best baseline (the champion); both outcomes store the sound ranker, so its own lists are scored every week."""
+    """LightGBM ranker over the candidates, learnt from the labelled sets of the weeks before its validation weeks
+    (`models/ranker_data.py` says which) and compared with the baselines on the same validation buyers, nothing
+    tuned on them; the configured objective is stored, the compared ones reported. The comparison decides who
+    serves W+1 (the ranker or the champion baseline); either way the sound ranker is stored and scored."""
     from hm_recs.models.ranker import compare_objectives
-    from hm_recs.models.ranker_data import assemble
+    from hm_recs.models.ranker_data import assemble, refit
 
     week = partition_week(context)
     rule, windows = serving_policy.gate_rule(), pipeline_settings.input_windows()
@@ -381,8 +379,6 @@ def ranker_model(
     if config.refit not in ("pooled", "always", "never"):
         raise dg.Failure(f"ranker_model: refit must be 'pooled', 'always' or 'never', not {config.refit!r}")
     if weeks.refits(config.refit) and math.isfinite(ranker_map) and result.tiers:
-        from hm_recs.models.ranker_data import refit
-
         result = refit(weeks, result, FEATURE_COLUMNS, CATEGORICAL_FEATURES, ranker_config, context.log.info)
     gate = {"validation_finite": math.isfinite(ranker_map), "tiers_fitted": result.tiers is not None}
     state = {**result.state(), "windows": dataclasses.asdict(windows), "week": week.isoformat()}
