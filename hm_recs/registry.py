@@ -84,8 +84,9 @@ class ModelRegistry(dg.ConfigurableResource):
         context.log.info(f"{model}: stored {uri} ({len(data) / 2**20:.1f} MiB, version {stored.version[:19]}...)")
         return stored
 
-    def load(self, model: str, week: dt.date) -> tuple[dict, StoredModel]:
-        """Week W's `model` state and what was stored; `dg.Failure` saying which asset to build when there is none."""
+    def load(self, model: str, week: dt.date) -> tuple[dict, str]:
+        """Week W's `model` state and its artefact hash; `dg.Failure` saying which asset to build when there is
+        none. The version is not computed here (serving never needs it; `check` and `versions` do)."""
         key = self.artefact_key(model, week)
         try:
             data = self.location().read_bytes(key)
@@ -94,17 +95,14 @@ class ModelRegistry(dg.ConfigurableResource):
                 f"no {model} artefact for week {week} ({type(exc).__name__}: {exc}): `{BUILT_BY.get(model, model)}` "
                 "was not built for this week or did not pass its gate"
             ) from exc
-        state = json.loads(data) if model in JSON_MODELS else from_bytes(data)
-        return state, StoredModel(
-            model, week, self.location().describe(key), content_digest(data), state_version(state), len(data)
-        )
+        return (json.loads(data) if model in JSON_MODELS else from_bytes(data)), content_digest(data)
 
     def check(self, stored: StoredModel, gate: dict[str, bool], check_name: str | None = None) -> dg.AssetCheckResult:
         """Re-verify what was stored: it loads (torch: weights_only=True), with the digest and version recorded at
         storing, and its gate held."""
         try:
-            _, reloaded = self.load(stored.model, stored.week)
-            digest, version = reloaded.artefact_hash, reloaded.version
+            state, digest = self.load(stored.model, stored.week)
+            version = state_version(state)
         except Exception as exc:  # a missing or unreadable artefact fails the check with its reason
             digest, version = f"unreadable: {exc}", ""
         return dg.AssetCheckResult(
@@ -120,7 +118,7 @@ class ModelRegistry(dg.ConfigurableResource):
             names = sorted(n for n in location.names() if n.startswith("models/") and f"/{_week(week)}/model." in n)
         except FileNotFoundError:
             return {}
-        return {name.split("/")[1]: self.load(name.split("/")[1], week)[1].version for name in names}
+        return {name.split("/")[1]: state_version(self.load(name.split("/")[1], week)[0]) for name in names}
 
     # --- decisions and records ---------------------------------------------------------------------------------
     def write_record(self, key: str, record: dict) -> str:

@@ -207,8 +207,8 @@ def load_ranker(registry: ModelRegistry, week: dt.date):
     hash; a clear failure when that week's ranker was never stored (not built, or refused by its gate)."""
     from hm_recs.models.ranker import RankerResult
 
-    state, stored = registry.load("ranker", week)
-    return RankerResult.load(state), InputWindows(**state["windows"]), stored.artefact_hash
+    state, artefact_hash = registry.load("ranker", week)
+    return RankerResult.load(state), InputWindows(**state["windows"]), artefact_hash
 
 
 @dataclasses.dataclass

@@ -47,8 +47,12 @@ def test_stored_models_reload_with_their_hash_and_version_and_a_tampered_one_fai
     ranker = registry.gate_then_store(context, "ranker", WEEK, {"model": "tree", "validation": {"seconds": 1}}, {})
     assert registry.check(stored, {"finite": True}).passed
     assert registry.versions(WEEK) == {"ranker": ranker.version, "two_tower_global": stored.version}
-    state, reloaded = registry.load("two_tower_global", WEEK)
-    assert reloaded.version == stored.version and torch.equal(state["weights"]["layer.weight"], torch.ones(2, 2))
+    state, artefact_hash = registry.load("two_tower_global", WEEK)
+    assert (
+        artefact_hash == stored.artefact_hash
+        and state_version(state) == stored.version
+        and torch.equal(state["weights"]["layer.weight"], torch.ones(2, 2))
+    )
     (tmp_path / "models" / "two_tower_global" / f"week={WEEK}" / "model.pt").write_bytes(b"not a model")
     check = registry.check(stored, {"finite": True})
     assert not check.passed and check.metadata["artefact_hash"].value.startswith("unreadable")
