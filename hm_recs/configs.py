@@ -33,9 +33,10 @@ def _config_type(hint):
     return None
 
 
-def config_of(core: type, exclude: tuple[str, ...] = (), **defaults) -> type[dg.Config]:
-    """A `dg.Config` class with a field for every field of the dataclass `core` that run configuration can carry
-    (minus `exclude`), defaulting to the dataclass's defaults unless `defaults` overrides them."""
+def config_of(core: type, exclude: tuple[str, ...] = (), base: type = dg.Config, **defaults) -> type[dg.Config]:
+    """A `dg.Config` class (or a subclass of `base`, e.g. `dg.ConfigurableResource`) with a field for every field
+    of the dataclass `core` that run configuration can carry (minus `exclude`), defaulting to the dataclass's
+    defaults unless `defaults` overrides them."""
     hints = typing.get_type_hints(core)
     fields = {}
     for field in dataclasses.fields(core):
@@ -47,7 +48,7 @@ def config_of(core: type, exclude: tuple[str, ...] = (), **defaults) -> type[dg.
     unknown = set(defaults) - set(fields)
     if unknown:
         raise TypeError(f"{core.__name__} has no configurable fields {sorted(unknown)}")
-    model = pydantic.create_model(f"{core.__name__}Fields", __base__=dg.Config, **fields)
+    model = pydantic.create_model(f"{core.__name__}Fields", __base__=base, **fields)
     model.__doc__ = f"The fields of `{core.__module__}.{core.__name__}`."
     return model
 

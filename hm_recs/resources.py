@@ -11,6 +11,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from hm_recs.configs import config_of, core_config
 from hm_recs.core.features import FeatureConfig
 from hm_recs.core.serving import GateRule
 from hm_recs.partitions import HISTORY_WEEKS, SEGMENT_HISTORY_WEEKS
@@ -66,27 +67,14 @@ class PipelineSettings(dg.ConfigurableResource):
         return InputWindows(self.history_weeks, self.segment_history_weeks, self.recent_weeks)
 
 
-class ServingPolicy(dg.ConfigurableResource):
-    """How each week's served recommender is chosen (`core/serving.py`): the ranker against the best baseline on
-    the latest labelled weeks' buyers, pooled until there are `min_validation_buyers` of them; the loser never
-    serves, the winner always does. One resource, so the ranker's gate and a fallback run pool the same weeks."""
-
-    min_validation_buyers: int = GateRule.min_validation_buyers
-    max_validation_weeks: int = GateRule.max_validation_weeks
-    required_ratio_to_best_baseline: float = GateRule.required_ratio
-    rule: str = GateRule.rule  # "mean" (point estimates) | "interval" (the ranker must win beyond noise)
-    interval_level: float = GateRule.interval_level
-    bootstrap_samples: int = GateRule.bootstrap_samples
+class ServingPolicy(config_of(GateRule, exclude=("seed",), base=dg.ConfigurableResource)):
+    """How each week's served recommender is chosen (`core/serving.py: GateRule`, whose fields this resource
+    carries): the ranker against the best baseline on the latest labelled weeks' buyers, pooled until there are
+    `min_validation_buyers` of them; `rule` decides on the paired difference (`not_worse`: the ranker serves
+    unless it loses beyond noise). One resource, so the ranker's gate and a fallback run pool the same weeks."""
 
     def gate_rule(self) -> GateRule:
-        return GateRule(
-            self.min_validation_buyers,
-            self.max_validation_weeks,
-            self.required_ratio_to_best_baseline,
-            self.rule,
-            self.interval_level,
-            self.bootstrap_samples,
-        )
+        return core_config(GateRule, self)
 
 
 class ExportStore(dg.ConfigurableResource):

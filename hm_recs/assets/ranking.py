@@ -334,8 +334,8 @@ def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataVal
             "ranker_beats_best_baseline",
             asset="ranker_model",
             blocking=False,
-            description="pooled validation MAP@12 at least the best baseline's on the same buyers "
-            "(serving policy's rule); when not, that baseline serves the week",
+            description="the serving policy's rule lets the ranker serve against the best baseline on the same "
+            "validation buyers (default not_worse: it does not lose beyond noise); when not, that baseline serves",
         ),
     ],
 )
@@ -442,7 +442,8 @@ def ranker_metadata(result, ranker_map: float, decision, weeks, by_objective: di
 
 
 def ranker_beats_best_baseline(decision, ranker_map: float, rule) -> dg.AssetCheckResult:
-    """The WARN check: the ranker's pooled validation MAP@12 against the best baseline's (the serving rule)."""
+    """The WARN check: whether the serving rule lets the ranker serve against the best baseline (it fails when the
+    baseline serves the week instead)."""
     best = decision.best_baseline
     return dg.AssetCheckResult(
         check_name="ranker_beats_best_baseline",

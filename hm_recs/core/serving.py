@@ -1,15 +1,18 @@
-"""Which recommender serves a week: the ranker when it beats the best baseline on enough validation buyers,
-otherwise that baseline (the champion). Fresh lists every week, never last week's.
+"""Which recommender serves a week: the ranker unless the serving rule, on enough validation buyers, hands the
+week to the best baseline (the champion). Fresh lists every week, never last week's.
 
 The comparison is paired: the ranker and every baseline are scored on the same validation buyers (the latest
 labelled weeks, pooled until they hold at least `min_validation_buyers` buying customers; a customer buying in
 two of those weeks counts twice, once per week), with Kaggle's AP@12 per buyer. The best baseline is the one
-with the best pooled MAP@12 (ties: the name that sorts last, as before). The decision rule (`GateRule.rule`):
+with the best pooled MAP@12 (ties: the name that sorts last, as before). The decision rule (`GateRule.rule`), on
+the paired difference d = ranker AP - required_ratio x best baseline AP per buyer and its bootstrap interval:
+- `not_worse` (the default): the ranker serves unless it loses beyond noise (the interval's upper bound is below
+  zero) or its pooled MAP@12 is not positive. A ranker that ties within noise keeps serving: its lists use every
+  source, and a switch on noise costs more than it saves (docs/benchmarks.md, the real sample over 12 weeks);
 - `mean`: the ranker serves when its pooled MAP@12 is positive and at least `required_ratio` x the best
-  baseline's (the point estimate; the default);
-- `interval`: the ranker serves only when the lower bound of the bootstrap interval of the paired difference
-  (ranker AP - required_ratio x best baseline AP, per buyer) is above zero (the ranker must win beyond noise).
-Either way the paired difference and its interval are reported. Pure logic, no Dagster.
+  baseline's (the point estimate);
+- `interval`: the ranker serves only when the interval's lower bound is above zero (it must win beyond noise).
+Whatever the rule, the paired difference and its interval are reported. Pure logic, no Dagster.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import polars as pl
 from hm_recs.core.metrics import paired_bootstrap
 
 RANKER = "ranker"
-RULES = ("mean", "interval")
+RULES = ("not_worse", "mean", "interval")
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class GateRule:
     min_validation_buyers: int = 200
     max_validation_weeks: int = 6
     required_ratio: float = 1.0
-    rule: str = "mean"
+    rule: str = "not_worse"
     interval_level: float = 0.90
     bootstrap_samples: int = 1000
     seed: int = 0
@@ -152,23 +155,7 @@ def decide(
         differences.to_numpy(), rule.bootstrap_samples, rule.interval_level, rule.seed
     )
     ranker_map = float(ranker_ap["ap"].mean()) if ranker_ap.height else float("nan")
-    bar = rule.required_ratio * baseline_map[best]
-    if not math.isfinite(ranker_map):
-        serves, why = False, "the ranker's validation MAP@12 is not finite"
-    elif rule.rule == "interval":
-        serves = low > 0
-        why = (
-            f"the ranker beats {best} beyond noise (interval above 0)"
-            if serves
-            else f"the ranker does not beat {best} beyond noise (interval reaches {low:+.4f})"
-        )
-    else:
-        serves = ranker_map > 0 and ranker_map >= bar
-        why = (
-            f"the ranker's MAP@12 reaches {rule.required_ratio:g} x {best}'s"
-            if serves
-            else f"the ranker's MAP@12 is below {rule.required_ratio:g} x {best}'s"
-        )
+    serves, why = _verdict(rule, best, ranker_map, rule.required_ratio * baseline_map[best], low, high)
     return ServingDecision(
         served_by=RANKER if serves else best,
         reason=why,
@@ -182,6 +169,27 @@ def decide(
         rule=asdict(rule),
         ranker_artefact_hash=ranker_artefact_hash,
     )
+
+
+def _verdict(rule: GateRule, best: str, ranker_map: float, bar: float, low: float, high: float) -> tuple[bool, str]:
+    """Whether the ranker serves under `rule.rule`, and why in a phrase; `bar` = required_ratio x the best
+    baseline's pooled MAP@12, (low, high) the interval of the paired difference."""
+    ratio = f"{rule.required_ratio:g} x {best}'s"
+    if not math.isfinite(ranker_map):
+        return False, "the ranker's validation MAP@12 is not finite"
+    if ranker_map <= 0:
+        return False, "the ranker's validation MAP@12 is 0 (none of its lists holds a validation purchase)"
+    if rule.rule == "not_worse":
+        if high >= 0:
+            return True, f"the ranker is not worse than {ratio} beyond noise (interval reaches {high:+.4f})"
+        return False, f"the ranker is worse than {ratio} beyond noise (interval below 0)"
+    if rule.rule == "interval":
+        if low > 0:
+            return True, f"the ranker beats {best} beyond noise (interval above 0)"
+        return False, f"the ranker does not beat {best} beyond noise (interval reaches {low:+.4f})"
+    if ranker_map >= bar:
+        return True, f"the ranker's MAP@12 reaches {ratio}"
+    return False, f"the ranker's MAP@12 is below {ratio}"
 
 
 def champion(

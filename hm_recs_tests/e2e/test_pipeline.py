@@ -120,7 +120,7 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
 
     resources = copy_of(two_weeks[0], small_source, tmp_path)
     # about 680 buyers a week: 1,000 pools two validation weeks, and the served ranker is refit on them
-    resources["serving_policy"] = ServingPolicy(required_ratio_to_best_baseline=100.0, min_validation_buyers=1000)
+    resources["serving_policy"] = ServingPolicy(required_ratio=100.0, min_validation_buyers=1000)
     target = NEXT_WEEK + dt.timedelta(weeks=1)
     result = dg.materialize(
         all_assets,
@@ -152,7 +152,7 @@ def test_a_refused_ranker_hands_the_week_to_the_best_baseline(two_weeks, small_s
     assert recs.select(baseline.columns).sort("customer_id", "rank").equals(baseline.sort("customer_id", "rank"))
     assert set(recs["source"]) <= {champion, "trending", "popularity", "catalogue"}
     published = materialization(result, "recommendations")
-    assert published["served_by"] == champion and "below 100 x" in published["serving_reason"]
+    assert published["served_by"] == champion and "worse than 100 x" in published["serving_reason"]
     assert published["relevance_tiers"].get("high", 0) > 0 and "hit_rate" in published["tiers"]
     location = resources["exports"].location()
     _, pointer = latest_published(location)

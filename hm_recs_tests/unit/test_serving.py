@@ -67,11 +67,20 @@ def test_the_ranker_serves_only_when_it_beats_the_best_baseline():
     assert wins.served_by == RANKER and wins.best_baseline == "repurchase" and wins.ranker_serves
     assert wins.interval[0] < wins.difference < wins.interval[1] and wins.interval[0] > 0
     loses = decide(queries(worse), baselines, GateRule())
-    assert loses.served_by == "repurchase" and not loses.ranker_serves and "below 1 x repurchase" in loses.reason
+    assert loses.served_by == "repurchase" and not loses.ranker_serves and "worse than 1 x repurchase" in loses.reason
+    assert loses.interval[1] < 0  # the default rule (not_worse) refuses only a loss beyond noise
+    assert decide(queries(worse), baselines, GateRule(rule="mean")).served_by == "repurchase"
     # the interval rule refuses a ranker whose win is within the noise of the paired difference
     noisy = rng.permutation(baseline) + 0.001  # as good on average, a little better, paired with noise
     assert decide(queries(noisy), baselines, GateRule(rule="mean")).served_by == RANKER
     assert decide(queries(noisy), baselines, GateRule(rule="interval")).served_by == "repurchase"
+    # a ranker a little worse within noise: the point estimate refuses it, not_worse keeps it serving
+    tied = np.clip(rng.permutation(baseline) - 0.001, 0, 1)
+    assert decide(queries(tied), baselines, GateRule(rule="mean")).served_by == "repurchase"
+    kept = decide(queries(tied), baselines, GateRule())
+    assert kept.served_by == RANKER and kept.difference < 0 < kept.interval[1] and "not worse" in kept.reason
+    empty = decide(queries(np.zeros(600)), baselines, GateRule())
+    assert empty.served_by == "repurchase" and "is 0" in empty.reason
     assert ServingDecision.load(wins.state()) == wins
     with pytest.raises(ValueError, match="rule must be one of"):
         GateRule(rule="median")
