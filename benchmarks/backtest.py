@@ -116,14 +116,13 @@ def candidate_recall_by_source(pipeline, built: list[dt.date]) -> dict[str, dict
 
 def admissions(pipeline, built: list[dt.date]) -> dict[str, dict[str, bool | None]]:
     """Per built week: whether each learned source was admitted to the union (None: no record, e.g. it failed)."""
+    from hm_recs.assets.evaluation import LEARNED_SOURCES
+
     registry = pipeline.resources["model_registry"]
-    out = {}
-    for week in built:
-        out[week.isoformat()] = {}
-        for model in ("two_tower_global", "sequence"):
-            record = registry.read_record(registry.admission_key(model, week))
-            out[week.isoformat()][model] = None if record is None else record["admitted"]
-    return out
+    return {
+        week.isoformat(): {model: registry.admitted(model, week) for model in LEARNED_SOURCES.values()}
+        for week in built
+    }
 
 
 def segment_decisions(pipeline, built: list[dt.date]) -> dict[str, dict[str, dict]]:

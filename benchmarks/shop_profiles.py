@@ -27,7 +27,7 @@ from backtest import REAL, RESULTS, synthetic_source  # noqa: E402
 
 from hm_recs.core.baselines import RECOMMENDERS  # noqa: E402
 from hm_recs.core.metrics import map_at_k  # noqa: E402
-from hm_recs.core.shop_statistics import shop_statistics  # noqa: E402
+from hm_recs.core.shop_statistics import as_date, shop_statistics  # noqa: E402
 from hm_recs.core.weeks import shift_weeks, week_expr  # noqa: E402
 from hm_recs.models.content import CONTENT_COLUMNS  # noqa: E402
 
@@ -44,7 +44,7 @@ def load(source: Path) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     articles = read("articles")
     customers = read("customers").select("customer_id", pl.col("age").cast(pl.Float64, strict=False))
     tx = read("transactions_train").select(
-        pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date(),
+        as_date(pl.col("t_dat")),
         "customer_id",
         pl.col("article_id").cast(pl.String),
     )

@@ -24,13 +24,12 @@ from full_scale import HM_WEEKS, generated_source, scan_raw, source_weeks
 def trending_share(source: Path, n_weeks: int) -> dict:
     """Mean and per-week share of week t's purchase rows whose article was among week t-1's 12 best sellers
     (`core.shop_statistics.trending_share_by_week`), with the shop's size."""
-    from hm_recs.core.shop_statistics import trending_share_by_week
+    from hm_recs.core.shop_statistics import as_date, trending_share_by_week
 
     transactions = scan_raw(source, "transactions_train").select("t_dat", "article_id")
     weeks = source_weeks(source)[-(n_weeks + 1) :]
     shares = trending_share_by_week(transactions, weeks)
-    dates = pl.col("t_dat").cast(pl.String).str.slice(0, 10).str.to_date()
-    rows = transactions.filter(dates >= weeks[1]).select(pl.len()).collect().item()
+    rows = transactions.filter(as_date(pl.col("t_dat")) >= weeks[1]).select(pl.len()).collect().item()
     articles = scan_raw(source, "articles").select(pl.len()).collect().item()
     customers = scan_raw(source, "customers").select(pl.len()).collect().item()
     return {

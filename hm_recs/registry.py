@@ -158,6 +158,11 @@ class ModelRegistry(dg.ConfigurableResource):
             raise dg.Failure(f"no admission of {model} for week {week}: build `{BUILT_BY.get(model, model)}` first")
         return bool(record["admitted"]), record
 
+    def admitted(self, model: str, week: dt.date) -> bool | None:
+        """Whether `model` was admitted for week W; None when there is no record (the model was not built)."""
+        record = self.read_record(self.admission_key(model, week))
+        return None if record is None else bool(record["admitted"])
+
     @staticmethod
     def segment_decision_key(segment: str, week: dt.date) -> str:
         return f"models/two_tower_{segment}/{_week(week)}/decision.json"

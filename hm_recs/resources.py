@@ -13,6 +13,7 @@ import dagster as dg
 
 from hm_recs.configs import config_of, core_config
 from hm_recs.core.features import FeatureConfig
+from hm_recs.core.ranking_features import InputWindows
 from hm_recs.core.serving import GateRule
 from hm_recs.partitions import HISTORY_WEEKS, SEGMENT_HISTORY_WEEKS
 from hm_recs.registry import ModelRegistry
@@ -60,10 +61,8 @@ class PipelineSettings(dg.ConfigurableResource):
         """The windows that shape the week's two-tower training data: its builder and its readers must agree."""
         return {"history_weeks": self.history_weeks, "label_weeks": self.label_weeks}
 
-    def input_windows(self):
+    def input_windows(self) -> InputWindows:
         """The ranker's inputs over the same windows as the features and segments assets."""
-        from hm_recs.core.ranking_features import InputWindows
-
         return InputWindows(self.history_weeks, self.segment_history_weeks, self.recent_weeks)
 
 

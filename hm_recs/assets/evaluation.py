@@ -274,8 +274,7 @@ def learned_sources(model_registry: ModelRegistry, built: dt.date) -> pl.DataFra
         importances = None
     rows = []
     for source, model in LEARNED_SOURCES.items():
-        record = model_registry.read_record(model_registry.admission_key(model, built))
-        admitted = None if record is None else bool(record["admitted"])  # no record: the model was not built
+        admitted = model_registry.admitted(model, built)
         share = None
         if importances is not None:
             mine = importances.filter(pl.col("feature").is_in(source_features(source)))

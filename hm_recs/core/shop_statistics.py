@@ -34,10 +34,11 @@ __all__ = [
     "rebuy_share_by_week",
     "shop_statistics",
     "trending_share_by_week",
+    "as_date",
 ]
 
 
-def _as_date(day: pl.Expr) -> pl.Expr:
+def as_date(day: pl.Expr) -> pl.Expr:
     """``t_dat`` as a Date whether it was read as text (CSV) or as a date."""
     return day.cast(pl.String).str.slice(0, 10).str.to_date("%Y-%m-%d")
 
@@ -46,7 +47,7 @@ def _weekly_pairs(transactions: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
     """Distinct (week, customer_id, article_id) of the transactions."""
     return (
         transactions.lazy()
-        .select(week_expr(_as_date(pl.col("t_dat"))).alias("week"), "customer_id", "article_id")
+        .select(week_expr(as_date(pl.col("t_dat"))).alias("week"), "customer_id", "article_id")
         .unique()
     )
 
@@ -69,7 +70,7 @@ def rebuy_share_by_week(transactions: pl.LazyFrame | pl.DataFrame) -> pl.DataFra
 def trending_share_by_week(transactions: pl.LazyFrame | pl.DataFrame, weeks: Sequence[dt.date]) -> dict[str, float]:
     """For each of `weeks` after the first: the share of its purchase rows whose article was among the previous
     week's 12 best sellers (by rows; ties by article_id), as {week: share}."""
-    rows = transactions.lazy().select(_as_date(pl.col("t_dat")).alias("t_dat"), "article_id")
+    rows = transactions.lazy().select(as_date(pl.col("t_dat")).alias("t_dat"), "article_id")
 
     def week_rows(start: dt.date) -> pl.LazyFrame:
         return rows.filter(pl.col("t_dat").is_between(start, start + dt.timedelta(weeks=1), closed="left"))
@@ -121,7 +122,7 @@ def demand_shifts(
     article_id, units, usual; sorted by week, then units."""
     units = (
         transactions.lazy()
-        .group_by(week_expr(_as_date(pl.col("t_dat"))).alias("week"), "article_id")
+        .group_by(week_expr(as_date(pl.col("t_dat"))).alias("week"), "article_id")
         .agg(pl.len().alias("units"))
         .collect()
     )
