@@ -209,6 +209,137 @@ def _loss(logits: torch.Tensor, kind: str) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits, labels)
 
 
+def _purchase_pairs(purchases: pl.DataFrame, n_snapshots: int) -> torch.Tensor:
+    """[N, 3] (customer_idx, article_idx, snapshot) of `purchases`, the latest snapshot where none is given."""
+    if "snapshot" not in purchases.columns:
+        purchases = purchases.with_columns(pl.lit(n_snapshots - 1).alias("snapshot"))
+    return torch.as_tensor(
+        purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long
+    )
+
+
+class _PairLoss:
+    """The training loss of (customer, article, snapshot) pairs against sampled negatives: uniform and
+    popularity-weighted ones, plus `draws` of the customer's own earlier articles when the model has a repeat term."""
+
+    def __init__(self, model: TwoTowerModel, popularity: torch.Tensor, generator: torch.Generator):
+        self.model, self.config, self.popularity, self.generator = model, model.config, popularity, generator
+        self.n_articles = model.inputs.n_articles
+        share = self.config.popularity_negative_share
+        self.log_q = torch.log(negative_distribution(self.n_articles, popularity, share)).float()
+        self.bought = model.inputs.history if model.repeat is not None else None
+        self.draws = self.config.history_negatives if self.bought is not None else 0
+
+    def negatives(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """[n, `config.negatives`] negatives from q (uniform mixed with popularity-weighted)."""
+        shape = (n, self.config.negatives)
+        return sample_negatives(
+            self.n_articles, shape, generator, self.popularity, self.config.popularity_negative_share
+        )
+
+    def own_items(self, batch: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """`draws` of each customer's own earlier articles at the batch's snapshots (a popularity negative for a
+        customer without history) and their number of earlier articles."""
+        bought, draws, n_articles = self.bought, self.draws, self.n_articles
+        lo, hi = bought.ranges(batch[:, 0], batch[:, 2])
+        n = (hi - lo).clamp(min=1)
+        entry = lo.unsqueeze(1) + (torch.rand((len(batch), draws), generator=gen) * n.unsqueeze(1)).long()
+        own = bought.key[entry.clamp(max=max(len(bought.key) - 1, 0))] % n_articles
+        share = self.config.popularity_negative_share
+        fallback = sample_negatives(n_articles, (len(batch), draws), gen, self.popularity, share)
+        return torch.where((hi > lo).unsqueeze(1), own, fallback), (hi - lo)
+
+    def __call__(
+        self,
+        batch: torch.Tensor,
+        negatives: torch.Tensor | None = None,
+        own: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Mean loss of `batch` [B, 3]; negatives (and own articles) drawn with the training generator if not given."""
+        model, config, draws, n_articles = self.model, self.config, self.draws, self.n_articles
+        if negatives is None:
+            negatives = self.negatives(len(batch), self.generator)
+        if draws:  # `draws` more negatives from the customer's own history
+            own_articles, n_own = own if own is not None else self.own_items(batch, self.generator)
+            negatives = torch.cat([negatives, own_articles], dim=1)
+        items = torch.cat([batch[:, 1:2], negatives], dim=1)
+        keys = batch[:, 2:3] * n_articles + items  # (snapshot, article) pairs, each tower pass done once
+        unique, inverse = torch.unique(keys, return_inverse=True)
+        item_vectors = take_rows(model.article_vectors(unique % n_articles, unique // n_articles), inverse)
+        logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
+        logits = logits + take_rows(model.article_bias(unique % n_articles, unique // n_articles), inverse)
+        if draws:  # what each customer bought before the snapshot: the repeat term's inputs and the log-q's draws
+            found, times, since = self.bought.lookup(batch[:, 0], batch[:, 2], items)
+            logits = logits + model.repeat_term(items, found, times, since)
+        if config.logq_correction:
+            if draws:  # expected draws of each item: `negatives` from q, `draws` from the customer's history
+                expected = config.negatives * self.log_q[items].exp() + draws * found / n_own.clamp(min=1).unsqueeze(1)
+                logits = logits - torch.log(expected)
+            else:
+                logits = logits - self.log_q[items]
+        if draws:  # a customer's own article drawn as a negative for its own re-buy is no negative
+            hit = torch.zeros_like(items, dtype=torch.bool)
+            hit[:, 1:] = items[:, 1:] == items[:, :1]
+            logits = logits.masked_fill(hit, float("-inf") if config.loss == "sampled_softmax" else -1e4)
+        return _loss(logits, config.loss)
+
+
+@dataclass
+class _FixedPairs:
+    """The gate's "loss fell" compares the training loss before and after training on the same pairs and negatives
+    (epoch losses use fresh negatives each time and are noisy on small data such as a segment)."""
+
+    pairs: torch.Tensor
+    negatives: torch.Tensor
+    own: tuple[torch.Tensor, torch.Tensor] | None
+
+    @classmethod
+    def draw(cls, loss: _PairLoss, pairs: torch.Tensor) -> _FixedPairs:
+        """Up to `max_pairs_per_epoch` pairs and their negatives, each drawn from a generator of its own seed."""
+        config = loss.config
+        fixed_pairs = pairs[fixed_sample(len(pairs), config.max_pairs_per_epoch, config.seed + 2)]
+        negatives = loss.negatives(len(fixed_pairs), torch.Generator().manual_seed(config.seed + 1))
+        own = loss.own_items(fixed_pairs, torch.Generator().manual_seed(config.seed + 3)) if loss.draws else None
+        return cls(fixed_pairs, negatives, own)
+
+    def loss(self, loss: _PairLoss) -> float:
+        """Mean loss over the fixed pairs, in eval mode and without gradients."""
+        loss.model.eval()
+        size = loss.config.batch_size
+        with torch.no_grad():
+            losses = [
+                loss(
+                    self.pairs[i : i + size],
+                    self.negatives[i : i + size],
+                    None if self.own is None else tuple(t[i : i + size] for t in self.own),
+                ).item()
+                * len(self.pairs[i : i + size])
+                for i in range(0, len(self.pairs), size)
+            ]
+        return sum(losses) / max(len(self.pairs), 1)
+
+
+def _train_epoch(loss: _PairLoss, optimiser: IdentityOptimiser, pairs: torch.Tensor, epoch: int) -> dict:
+    """One epoch over a random order of all pairs, or a fresh random sample of `max_pairs_per_epoch` of them: its
+    history record (epoch, mean loss, seconds, examples)."""
+    config = loss.config
+    started, total, batches = time.perf_counter(), 0.0, 0
+    loss.model.train()
+    order = torch.randperm(len(pairs), generator=loss.generator)[: config.max_pairs_per_epoch]
+    for start in range(0, len(order), config.batch_size):
+        batch_loss = loss(pairs[order[start : start + config.batch_size]])
+        optimiser.zero_grad()
+        batch_loss.backward()
+        optimiser.step()
+        total, batches = total + batch_loss.item(), batches + 1
+    return {
+        "epoch": epoch + 1,
+        "loss": total / max(batches, 1),
+        "seconds": round(time.perf_counter() - started, 3),
+        "examples": len(order),
+    }
+
+
 def train_two_tower(
     inputs: TowerInputs,
     purchases: pl.DataFrame,
@@ -226,117 +357,27 @@ def train_two_tower(
     model = TwoTowerModel(inputs, config)
     if init_from is not None:
         model.load_state_dict(copy.deepcopy(init_from.state_dict()))
-    if "snapshot" not in purchases.columns:
-        purchases = purchases.with_columns(pl.lit(inputs.n_snapshots - 1).alias("snapshot"))
-    pairs = torch.as_tensor(
-        purchases.select("customer_idx", "article_idx", "snapshot").to_numpy().copy(), dtype=torch.long
-    )
-    n_articles = inputs.n_articles
-    popularity = torch.bincount(pairs[:, 1], minlength=n_articles)
+    pairs = _purchase_pairs(purchases, inputs.n_snapshots)
+    popularity = torch.bincount(pairs[:, 1], minlength=inputs.n_articles)
     optimiser = IdentityOptimiser(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
     if model.article_id is not None and init_from is None:  # a fine-tune keeps the articles its global model knows
         with torch.no_grad():
             model.known_article.copy_(popularity >= config.id_min_sales)
-    log_q = torch.log(negative_distribution(n_articles, popularity, config.popularity_negative_share)).float()
-
-    bought = inputs.history if model.repeat is not None else None
-    draws = config.history_negatives if bought is not None else 0
-
-    def own_items(batch: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """`draws` of each customer's own earlier articles at the batch's snapshots (a popularity negative for a
-        customer without history) and their number of earlier articles."""
-        lo, hi = bought.ranges(batch[:, 0], batch[:, 2])
-        n = (hi - lo).clamp(min=1)
-        entry = lo.unsqueeze(1) + (torch.rand((len(batch), draws), generator=gen) * n.unsqueeze(1)).long()
-        own = bought.key[entry.clamp(max=max(len(bought.key) - 1, 0))] % n_articles
-        fallback = sample_negatives(n_articles, (len(batch), draws), gen, popularity, config.popularity_negative_share)
-        return torch.where((hi > lo).unsqueeze(1), own, fallback), (hi - lo)
-
-    def batch_loss(
-        batch: torch.Tensor, negatives: torch.Tensor | None = None, own: tuple[torch.Tensor, torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        if negatives is None:
-            negatives = sample_negatives(
-                n_articles, (len(batch), config.negatives), generator, popularity, config.popularity_negative_share
-            )
-        if draws:  # `draws` more negatives from the customer's own history
-            own_articles, n_own = own if own is not None else own_items(batch, generator)
-            negatives = torch.cat([negatives, own_articles], dim=1)
-        items = torch.cat([batch[:, 1:2], negatives], dim=1)
-        keys = batch[:, 2:3] * n_articles + items  # (snapshot, article) pairs, each tower pass done once
-        unique, inverse = torch.unique(keys, return_inverse=True)
-        item_vectors = take_rows(model.article_vectors(unique % n_articles, unique // n_articles), inverse)
-        logits = (model.customer_vectors(batch[:, 0], batch[:, 2]).unsqueeze(1) * item_vectors).sum(-1)
-        logits = logits + take_rows(model.article_bias(unique % n_articles, unique // n_articles), inverse)
-        if draws:  # what each customer bought before the snapshot: the repeat term's inputs and the log-q's draws
-            found, times, since = bought.lookup(batch[:, 0], batch[:, 2], items)
-            logits = logits + model.repeat_term(items, found, times, since)
-        if config.logq_correction:
-            if draws:  # expected draws of each item: `negatives` from q, `draws` from the customer's history
-                expected = config.negatives * log_q[items].exp() + draws * found / n_own.clamp(min=1).unsqueeze(1)
-                logits = logits - torch.log(expected)
-            else:
-                logits = logits - log_q[items]
-        if draws:  # a customer's own article drawn as a negative for its own re-buy is no negative
-            hit = torch.zeros_like(items, dtype=torch.bool)
-            hit[:, 1:] = items[:, 1:] == items[:, :1]
-            logits = logits.masked_fill(hit, float("-inf") if config.loss == "sampled_softmax" else -1e4)
-        return _loss(logits, config.loss)
-
-    # The gate's "loss fell" compares the training loss before and after training on the same pairs and negatives
-    # (epoch losses use fresh negatives each time and are noisy on small data such as a segment).
-    fixed_pairs = pairs[fixed_sample(len(pairs), config.max_pairs_per_epoch, config.seed + 2)]
-    fixed_negatives = sample_negatives(
-        n_articles,
-        (len(fixed_pairs), config.negatives),
-        torch.Generator().manual_seed(config.seed + 1),
-        popularity,
-        config.popularity_negative_share,
-    )
-    fixed_own = own_items(fixed_pairs, torch.Generator().manual_seed(config.seed + 3)) if draws else None
-
-    def fixed_loss() -> float:
-        model.eval()
-        with torch.no_grad():
-            losses = [
-                batch_loss(
-                    fixed_pairs[i : i + config.batch_size],
-                    fixed_negatives[i : i + config.batch_size],
-                    None if fixed_own is None else tuple(t[i : i + config.batch_size] for t in fixed_own),
-                ).item()
-                * len(fixed_pairs[i : i + config.batch_size])
-                for i in range(0, len(fixed_pairs), config.batch_size)
-            ]
-        return sum(losses) / max(len(fixed_pairs), 1)
-
-    starting_loss = fixed_loss()  # random init, or the model warm-started from
-    history = [{"epoch": 0, "loss": starting_loss, "seconds": 0.0, "examples": len(fixed_pairs)}]
+    loss = _PairLoss(model, popularity, generator)
+    fixed = _FixedPairs.draw(loss, pairs)
+    starting_loss = fixed.loss(loss)  # random init, or the model warm-started from
+    history = [{"epoch": 0, "loss": starting_loss, "seconds": 0.0, "examples": len(fixed.pairs)}]
     for epoch in range(config.epochs):
-        started, total, batches = time.perf_counter(), 0.0, 0
-        model.train()
-        # a random order of all pairs, or a fresh random sample of max_pairs_per_epoch of them
-        order = torch.randperm(len(pairs), generator=generator)[: config.max_pairs_per_epoch]
-        for start in range(0, len(order), config.batch_size):
-            loss = batch_loss(pairs[order[start : start + config.batch_size]])
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total, batches = total + loss.item(), batches + 1
-        figures = {
-            "epoch": epoch + 1,
-            "loss": total / max(batches, 1),
-            "seconds": round(time.perf_counter() - started, 3),
-            "examples": len(order),
-        }
+        figures = _train_epoch(loss, optimiser, pairs, epoch)
         if held_out is not None and held_out.height and evaluation_due(epoch + 1, config.epochs, config.evaluate_every):
             figures.update(evaluate(model, held_out).as_dict())
         history.append(figures)
         extra = f", AUC {figures['auc']:.3f}, recall@100 {figures['recall_at_100']:.3f}" if "auc" in figures else ""
         log(
-            f"{name} epoch {figures['epoch']}: loss {figures['loss']:.4f} ({len(order):,} of {len(pairs):,} pairs, "
-            f"{figures['seconds']:.1f} s){extra}"
+            f"{name} epoch {figures['epoch']}: loss {figures['loss']:.4f} ({figures['examples']:,} of {len(pairs):,} "
+            f"pairs, {figures['seconds']:.1f} s){extra}"
         )
-    final_loss = fixed_loss()
+    final_loss = fixed.loss(loss)
     log(f"{name}: training loss on fixed negatives {starting_loss:.4f} -> {final_loss:.4f}")
     return TwoTowerResult(model, history, config, starting_loss, final_loss)
 
