@@ -220,6 +220,83 @@ class ContentModel:
         return cls(encoder, vocabulary, config, state["history"], text, image_input)
 
 
+def _untrained_model(articles: pl.DataFrame, config: ContentConfig, images: pl.DataFrame | None) -> ContentModel:
+    """A fresh encoder over the catalogue's attribute values, its own words (when `text_dim`) and the images'
+    vector length (when given and `image_dim`)."""
+    vocabulary = CategoricalVocabulary.fit(articles, CONTENT_COLUMNS)
+    text = TextVocabulary.fit(articles, config.text_vocabulary) if config.text_dim else None
+    text = text if text is not None and text.words else None
+    image_input = len(images["image"][0]) if images is not None and images.height and config.image_dim else 0
+    return ContentModel(
+        ContentEncoder(vocabulary.sizes, config, len(text.words) if text else 0, image_input),
+        vocabulary,
+        config,
+        [],
+        text,
+        image_input,
+    )
+
+
+def _describe_inputs(model: ContentModel, codes: ArticleInputs, n_articles: int) -> str:
+    """The log line of what the encoder reads: attributes, description words, image vectors."""
+    text, image_input = model.text, model.image_input
+    return (
+        f"content encoder: {len(CONTENT_COLUMNS)} attributes, {len(text.words) if text else 0} description words, "
+        + (
+            f"image vectors of {image_input} values ({int(codes.images[:, -1].sum()):,} of {n_articles:,} articles)"
+            if image_input
+            else "no image vectors"
+        )
+    )
+
+
+def _training_pairs(purchases: pl.DataFrame, config: ContentConfig, log: Callable[[str], None]) -> torch.Tensor:
+    """[N, 2] (customer, article_idx) of the purchases of at most `max_customers` customers (a seeded sample when
+    there are more, renumbered 0..max_customers-1)."""
+    pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx").to_numpy().copy(), dtype=torch.long)
+    buyers = torch.unique(pairs[:, 0])
+    if len(buyers) > config.max_customers:
+        kept = buyers[fixed_sample(len(buyers), config.max_customers, config.seed + 2)]
+        pairs = pairs[torch.isin(pairs[:, 0], kept)]
+        pairs[:, 0] = torch.searchsorted(kept, pairs[:, 0].contiguous())
+        log(f"content encoder: the purchases of {len(kept):,} of {len(buyers):,} customers ({len(pairs):,})")
+    return pairs
+
+
+def _train_epoch(
+    encoder: ContentEncoder,
+    customers: nn.Embedding,
+    optimiser: torch.optim.Optimizer,
+    codes: ArticleInputs,
+    pairs: torch.Tensor,
+    popularity: torch.Tensor,
+    generator: torch.Generator,
+    config: ContentConfig,
+) -> dict:
+    """One epoch (BCE of customer . article against sampled negatives) over a random order of all purchases, or a
+    fresh random sample of `max_pairs_per_epoch` of them: its history record but the epoch number."""
+    n_articles = len(codes.codes)  # the catalogue's rows
+    started, total, batches = time.perf_counter(), 0.0, 0
+    order = torch.randperm(len(pairs), generator=generator)[: config.max_pairs_per_epoch]
+    for start in range(0, len(order), config.batch_size):
+        batch = pairs[order[start : start + config.batch_size]]
+        negatives = sample_negatives(
+            n_articles, (len(batch), config.negatives), generator, popularity, config.popularity_negative_share
+        )
+        items = torch.cat([batch[:, 1:2], negatives], dim=1)
+        unique, inverse = torch.unique(items, return_inverse=True)
+        item_vectors = take_rows(encoder(codes.rows(unique)), inverse)  # [B, 1 + n, dim]
+        logits = (customers(batch[:, 0]).unsqueeze(1) * item_vectors).sum(-1)
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        total, batches = total + loss.item(), batches + 1
+    return {"loss": total / max(batches, 1), "seconds": round(time.perf_counter() - started, 3), "examples": len(order)}
+
+
 def train_content_encoder(
     articles: pl.DataFrame,
     purchases: pl.DataFrame,
@@ -232,36 +309,11 @@ def train_content_encoder(
     most `max_customers` customers, each epoch from at most `max_pairs_per_epoch` of them (samples when there are
     more); the history records per epoch its loss, seconds and examples (purchases trained on)."""
     generator = set_seed(config.seed)
-    vocabulary = CategoricalVocabulary.fit(articles, CONTENT_COLUMNS)
-    text = TextVocabulary.fit(articles, config.text_vocabulary) if config.text_dim else None
-    text = text if text is not None and text.words else None
-    image_input = len(images["image"][0]) if images is not None and images.height and config.image_dim else 0
-    model = ContentModel(
-        ContentEncoder(vocabulary.sizes, config, len(text.words) if text else 0, image_input),
-        vocabulary,
-        config,
-        [],
-        text,
-        image_input,
-    )
+    model = _untrained_model(articles, config, images)
     codes = model.inputs(articles, images)
     encoder = model.encoder
-    log(
-        f"content encoder: {len(CONTENT_COLUMNS)} attributes, {len(text.words) if text else 0} description words, "
-        + (
-            f"image vectors of {image_input} values ({int(codes.images[:, -1].sum()):,} of {articles.height:,}"
-            " articles)"
-            if image_input
-            else "no image vectors"
-        )
-    )
-    pairs = torch.as_tensor(purchases.select("customer_idx", "article_idx").to_numpy().copy(), dtype=torch.long)
-    buyers = torch.unique(pairs[:, 0])
-    if len(buyers) > config.max_customers:  # their purchases, customers renumbered 0..max_customers-1
-        kept = buyers[fixed_sample(len(buyers), config.max_customers, config.seed + 2)]
-        pairs = pairs[torch.isin(pairs[:, 0], kept)]
-        pairs[:, 0] = torch.searchsorted(kept, pairs[:, 0].contiguous())
-        log(f"content encoder: the purchases of {len(kept):,} of {len(buyers):,} customers ({len(pairs):,})")
+    log(_describe_inputs(model, codes, articles.height))
+    pairs = _training_pairs(purchases, config, log)
     n_customers = int(pairs[:, 0].max()) + 1
     customers = nn.Embedding(n_customers, config.dim)
     nn.init.normal_(customers.weight, std=0.1)
@@ -269,35 +321,14 @@ def train_content_encoder(
     popularity = torch.bincount(pairs[:, 1], minlength=len(articles))
     history = []
     for epoch in range(config.epochs):
-        started, total, batches = time.perf_counter(), 0.0, 0
-        # a random order of all purchases, or a fresh random sample of max_pairs_per_epoch of them
-        order = torch.randperm(len(pairs), generator=generator)[: config.max_pairs_per_epoch]
-        for start in range(0, len(order), config.batch_size):
-            batch = pairs[order[start : start + config.batch_size]]
-            negatives = sample_negatives(
-                len(articles), (len(batch), config.negatives), generator, popularity, config.popularity_negative_share
-            )
-            items = torch.cat([batch[:, 1:2], negatives], dim=1)
-            unique, inverse = torch.unique(items, return_inverse=True)
-            item_vectors = take_rows(encoder(codes.rows(unique)), inverse)  # [B, 1 + n, dim]
-            logits = (customers(batch[:, 0]).unsqueeze(1) * item_vectors).sum(-1)
-            labels = torch.zeros_like(logits)
-            labels[:, 0] = 1.0
-            loss = nn.functional.binary_cross_entropy_with_logits(logits, labels)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total, batches = total + loss.item(), batches + 1
         figures = {
             "epoch": epoch + 1,
-            "loss": total / max(batches, 1),
-            "seconds": round(time.perf_counter() - started, 3),
-            "examples": len(order),
+            **_train_epoch(encoder, customers, optimiser, codes, pairs, popularity, generator, config),
         }
         history.append(figures)
         log(
-            f"content encoder epoch {figures['epoch']}: loss {figures['loss']:.4f} ({len(order):,} of {len(pairs):,} "
-            f"purchases, {figures['seconds']:.1f} s)"
+            f"content encoder epoch {figures['epoch']}: loss {figures['loss']:.4f} ({figures['examples']:,} of "
+            f"{len(pairs):,} purchases, {figures['seconds']:.1f} s)"
         )
     model.history = history
     return model
