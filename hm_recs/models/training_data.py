@@ -20,7 +20,50 @@ import torch
 from hm_recs.core.features import article_features, customer_features, history_until
 from hm_recs.core.weeks import shift_weeks, week_end, week_expr
 from hm_recs.models.common import IdIndex, encode_purchases
+from hm_recs.models.content import CategoricalVocabulary
 from hm_recs.models.tower_inputs import PurchaseHistory, TowerInputs
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """The pipeline's tables of a week (transactions up to it) and their id indexes: what the week's tower inputs,
+    labels and purchase histories are built from."""
+
+    transactions: pl.DataFrame
+    customers: pl.DataFrame
+    articles: pl.DataFrame
+    customer_index: IdIndex
+    article_index: IdIndex
+    content_vectors: torch.Tensor
+
+    def encode(self, frame: pl.DataFrame) -> pl.DataFrame:
+        return encode_purchases(frame, self.customer_index, self.article_index)
+
+    def inputs(self, weeks: list[dt.date], vocabulary: CategoricalVocabulary | None = None) -> TowerInputs:
+        """Tower inputs with one customer and one article feature snapshot per week of `weeks`."""
+        return TowerInputs.build(
+            [customer_features(self.customers, self.transactions, self.articles, w) for w in weeks],
+            self.customer_index,
+            [article_features(self.articles, self.transactions, self.customers, w) for w in weeks],
+            self.article_index,
+            self.content_vectors,
+            vocabulary=vocabulary,
+        )
+
+    def histories(self, encoded: pl.DataFrame, weeks: list[dt.date], cycles_until: dt.date) -> PurchaseHistory:
+        """What each customer bought up to each week of `weeks` (scored the week after), and the articles' re-buy
+        cycles from the `encoded` purchases up to `cycles_until`."""
+        return PurchaseHistory.build(
+            [
+                encoded.filter(pl.col("t_dat") <= pl.lit(week_end(w))).with_columns(
+                    pl.lit(shift_weeks(w, 1)).alias("scored")
+                )
+                for w in weeks
+            ],
+            encoded.filter(pl.col("t_dat") <= pl.lit(week_end(cycles_until))),
+            len(self.customer_index.ids),
+            len(self.article_index.ids),
+        )
 
 
 @dataclass
@@ -49,40 +92,15 @@ class TwoTowerData:
         feature_week = shift_weeks(first_label_week, -1)
         # features as of t-1 for a purchase in week t; the last snapshot (W-1) scores the held-out week W
         snapshot_weeks = [shift_weeks(feature_week, i) for i in range(label_weeks + 1)]
-        train_inputs = TowerInputs.build(
-            [customer_features(customers, transactions, articles, w) for w in snapshot_weeks],
-            customer_index,
-            [article_features(articles, transactions, customers, w) for w in snapshot_weeks],
-            article_index,
-            content_vectors,
-        )
-
-        def encode(frame: pl.DataFrame) -> pl.DataFrame:
-            return encode_purchases(frame, customer_index, article_index)
-
-        encoded = encode(transactions).select("customer_idx", "article_idx", "t_dat")
-        n_customers, n_articles = len(customer_index.ids), len(article_index.ids)
-
-        def histories(weeks: list[dt.date], cycles_until: dt.date) -> PurchaseHistory:
-            return PurchaseHistory.build(
-                [
-                    encoded.filter(pl.col("t_dat") <= pl.lit(week_end(w))).with_columns(
-                        pl.lit(shift_weeks(w, 1)).alias("scored")
-                    )
-                    for w in weeks
-                ],
-                encoded.filter(pl.col("t_dat") <= pl.lit(week_end(cycles_until))),
-                n_customers,
-                n_articles,
-            )
-
-        train_inputs.history = histories(snapshot_weeks, feature_week)
-
+        tables = _Tables(transactions, customers, articles, customer_index, article_index, content_vectors)
+        train_inputs = tables.inputs(snapshot_weeks)
+        encoded = tables.encode(transactions).select("customer_idx", "article_idx", "t_dat")
+        train_inputs.history = tables.histories(encoded, snapshot_weeks, feature_week)
         in_window = transactions.filter(
             pl.col("t_dat").is_between(pl.lit(first_label_week), pl.lit(shift_weeks(week, 0) - dt.timedelta(days=1)))
         )
         labels = (
-            encode(in_window)
+            tables.encode(in_window)
             .with_columns(
                 ((week_expr(pl.col("t_dat")) - pl.lit(first_label_week)).dt.total_days() // 7)
                 .cast(pl.Int64)
@@ -91,20 +109,13 @@ class TwoTowerData:
             .select("customer_idx", "article_idx", "snapshot")
         )
         held_out = (
-            encode(transactions.filter(pl.col("t_dat") >= pl.lit(week)))
+            tables.encode(transactions.filter(pl.col("t_dat") >= pl.lit(week)))
             .select("customer_idx", "article_idx")
             .unique()
             .sort("customer_idx", "article_idx")
         )  # a stored artefact: the same bytes every run
-        serving_inputs = TowerInputs.build(
-            [customer_features(customers, transactions, articles, week)],
-            customer_index,
-            [article_features(articles, transactions, customers, week)],
-            article_index,
-            content_vectors,
-            vocabulary=train_inputs.vocabulary,
-        )
-        serving_inputs.history = histories([week], week)
+        serving_inputs = tables.inputs([week], vocabulary=train_inputs.vocabulary)
+        serving_inputs.history = tables.histories(encoded, [week], week)
         return cls(customer_index, article_index, train_inputs, labels, held_out, serving_inputs)
 
     def not_finite(self) -> list[str]:
