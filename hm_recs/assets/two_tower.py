@@ -178,6 +178,63 @@ def two_tower_global(
     yield model_registry.check(stored, gate)
 
 
+def _segment_check_specs(name: str) -> list[dg.AssetCheckSpec]:
+    """The segment model's checks: its decision stored (blocking) and the fine-tune's own gate (a warning)."""
+    return [
+        dg.AssetCheckSpec(
+            "segment_model_gate",
+            asset=name,
+            blocking=True,
+            description="the segment's decision is stored; where its own model serves, that artefact reloads "
+            "with its hash and version",
+        ),
+        dg.AssetCheckSpec(
+            "segment_model_trained",
+            asset=name,
+            blocking=False,
+            description=(
+                "the fine-tune is finite with falling loss (or the segment has no members to learn from); "
+                "when not, it is not stored and the global model serves the segment"
+            ),
+        ),
+    ]
+
+
+def _store_fine_tune(context, registry: ModelRegistry, name: str, week, decision: dict, result):
+    """The fine-tune's gate figures and its stored artefact: None when there is no fine-tune or its gate fails
+    (then the global model serves the segment and `decision` says why)."""
+    gate = {"finite": True, "loss_fell": True}
+    stored = None
+    if result is not None:
+        from hm_recs.models.common import finite
+
+        gate = {"finite": bool(finite(result.model)), "loss_fell": result.loss_fell}
+        try:
+            stored = registry.gate_then_store(context, name, week, result.state(), gate)
+        except dg.Failure as failure:  # a challenger that fails is not stored: the global model serves
+            decision.update({"serves": "global", "reason": failure.description})
+            context.log.warning(f"{name}: {failure.description}; the global model serves the segment")
+    return gate, stored
+
+
+def _segment_check_results(registry: ModelRegistry, stored, gate: dict, decision: dict):
+    """The results of `_segment_check_specs`: the stored artefact's check (a pass noting why where none is stored)
+    and the fine-tune's gate."""
+    yield (
+        registry.check(stored, gate, check_name="segment_model_gate")
+        if stored is not None
+        else dg.AssetCheckResult(
+            check_name="segment_model_gate", passed=True, metadata={"note": decision.get("reason", "")}
+        )
+    )
+    yield dg.AssetCheckResult(
+        check_name="segment_model_trained",
+        passed=all(gate.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={f"gate/{k}": v for k, v in gate.items()},
+    )
+
+
 def segment_model_asset(segment: str):
     """The two-tower model of one segment: warm-started from the global model, fine-tuned on the segment's
     purchases, and serving the segment only where it beats the global model on the segment's held-out week."""
@@ -190,24 +247,7 @@ def segment_model_asset(segment: str):
         group_name="segment_models",
         kinds={"pytorch"},
         deps=["two_tower_global", "customer_segments", "two_tower_data"],
-        check_specs=[
-            dg.AssetCheckSpec(
-                "segment_model_gate",
-                asset=name,
-                blocking=True,
-                description="the segment's decision is stored; where its own model serves, that artefact reloads "
-                "with its hash and version",
-            ),
-            dg.AssetCheckSpec(
-                "segment_model_trained",
-                asset=name,
-                blocking=False,
-                description=(
-                    "the fine-tune is finite with falling loss (or the segment has no members to learn from); "
-                    "when not, it is not stored and the global model serves the segment"
-                ),
-            ),
-        ],
+        check_specs=_segment_check_specs(name),
     )
     def _segment_model(
         context: dg.AssetExecutionContext,
@@ -226,36 +266,14 @@ def segment_model_asset(segment: str):
             decision, result = fine_tune_segment(
                 context, config, pipeline_settings.seed, model_registry, data, members, segment, week
             )
-        gate = {"finite": True, "loss_fell": True}
-        stored = None
-        if result is not None:
-            from hm_recs.models.common import finite
-
-            gate = {"finite": bool(finite(result.model)), "loss_fell": result.loss_fell}
-            try:
-                stored = model_registry.gate_then_store(context, name, week, result.state(), gate)
-            except dg.Failure as failure:  # a challenger that fails is not stored: the global model serves
-                decision.update({"serves": "global", "reason": failure.description})
-                context.log.warning(f"{name}: {failure.description}; the global model serves the segment")
+        gate, stored = _store_fine_tune(context, model_registry, name, week, decision, result)
         context.log.info(f"{name}: serves {decision['serves']} ({decision})")
         model_registry.record_segment_decision(segment, week, decision)
         metadata = {**{k: v for k, v in decision.items() if v is not None}, "artefact": "", **figures}
         if stored is not None:
             metadata.update({**stored.metadata(), "loss_curve": loss_plot(result.history, name)})
         yield dg.MaterializeResult(metadata=metadata)
-        yield (
-            model_registry.check(stored, gate, check_name="segment_model_gate")
-            if stored is not None
-            else dg.AssetCheckResult(
-                check_name="segment_model_gate", passed=True, metadata={"note": decision.get("reason", "")}
-            )
-        )
-        yield dg.AssetCheckResult(
-            check_name="segment_model_trained",
-            passed=all(gate.values()),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={f"gate/{k}": v for k, v in gate.items()},
-        )
+        yield from _segment_check_results(model_registry, stored, gate, decision)
 
     return _segment_model
 
@@ -309,6 +327,27 @@ def fine_tune_segment(
 segment_models = [segment_model_asset(s) for s in MODELLED_SEGMENTS]
 
 
+def _serving_models(registry: ModelRegistry, week) -> dict[str, str]:
+    """Per modelled segment, the model serving it: its own where the segment's decision says so, else the global."""
+    return {
+        segment: f"two_tower_{segment}"
+        if registry.segment_decision(segment, week)["serves"] == "segment"
+        else "two_tower_global"
+        for segment in MODELLED_SEGMENTS
+    }
+
+
+def _customer_models(data, customers: pl.DataFrame, segments: pl.DataFrame, serving: dict[str, str]) -> pl.DataFrame:
+    """`customers` with their `customer_idx` and the `model` serving their segment (no segment: the default's)."""
+    return (
+        data.customers.encode(customers, "customer_id", "customer_idx")
+        .join(segments, on="customer_id", how="left")
+        .with_columns(
+            pl.col("segment").fill_null(DEFAULT).replace_strict(serving, default="two_tower_global").alias("model")
+        )
+    )
+
+
 @dg.asset(
     op_tags=TWO_TOWER_PRIORITY,
     partitions_def=weekly_partitions,
@@ -346,26 +385,12 @@ def two_tower_candidates(
         transactions = history(warehouse, week, pipeline_settings.history_weeks)
         data = load_two_tower_data(model_registry, week, pipeline_settings)
         segments = partition_rows(warehouse, "customer_segments", week, "customer_id, segment")
-        serving = {
-            segment: f"two_tower_{segment}"
-            if model_registry.segment_decision(segment, week)["serves"] == "segment"
-            else "two_tower_global"
-            for segment in MODELLED_SEGMENTS
-        }
+        serving = _serving_models(model_registry, week)
         sets = candidate_sets(transactions, week, pipeline_settings.on_sale_weeks, data.articles)
         table, counts, states = StagedTable("two_tower_candidates"), {}, {}
         for candidate_set in sets:
             inputs = data.serving_inputs if candidate_set.serving else data.train_inputs
-            wanted = (
-                data.customers.encode(candidate_set.customers, "customer_id", "customer_idx")
-                .join(segments, on="customer_id", how="left")
-                .with_columns(
-                    pl.col("segment")
-                    .fill_null(DEFAULT)
-                    .replace_strict(serving, default="two_tower_global")
-                    .alias("model")
-                )
-            )
+            wanted = _customer_models(data, candidate_set.customers, segments, serving)
             for (model_name,), group in sorted(wanted.group_by("model"), key=lambda g: g[0]):
                 if model_name not in states:
                     states[model_name] = model_registry.load(model_name, week)[0]
