@@ -156,7 +156,7 @@ def hm_shaped(seed: int = 0, steps: int = 30, rounds: int = 4) -> dict:
     from hm_recs.models.configs import SequenceConfig
     from hm_recs.models.sequence import SequenceModel
     from hm_recs.models.sequence_data import build_sequences, trend_table
-    from hm_recs.models.sequence_training import batch_loss
+    from hm_recs.models.sequence_training import batch_loss, epoch_batches, start_from_data
 
     torch.set_num_threads(1)
     customers, articles, weeks, per_week = 1_371_980, 105_542, 26, 305_000
@@ -181,16 +181,14 @@ def hm_shaped(seed: int = 0, steps: int = 30, rounds: int = 4) -> dict:
     sold = torch.bincount(data.articles[valid].long(), minlength=articles)
     trend = trend_table(data, last + dt.timedelta(days=1))
     trainable = torch.nonzero(data.targets.any(1)).squeeze(1)
-    rows = trainable[torch.randperm(len(trainable), generator=generator)[: config.max_sequences_per_epoch]]
-    batches = list(torch.split(rows[torch.argsort(data.lengths[rows], stable=True)], config.batch_size))
-    chosen = [batches[i] for i in torch.randperm(len(batches), generator=generator)[:steps].tolist()]
+    _, batches = epoch_batches(data, trainable, config.max_sequences_per_epoch, config.batch_size, generator)
+    chosen = batches[:steps]  # the first steps of a default epoch, in its random order
     variants = {"parts off": {"repeat": False, "article_identity": False}, "parts on": {}}
     setups = {}
     for name, overrides in variants.items():
         variant = SequenceConfig(**overrides)
         model = SequenceModel(content, variant)
-        if model.article_id is not None:
-            model.known_article.copy_(sold >= variant.id_min_sales)
+        start_from_data(model, data, sold)  # as training starts: identities, re-buy cycles, trend or prior
         optimiser = IdentityOptimiser(
             model, model.article_id, variant.lr, variant.weight_decay, variant.id_weight_decay
         )

@@ -189,7 +189,7 @@ def fixed_loss(
     return total / max(count, 1)
 
 
-def _start_from_data(model: SequenceModel, data: SequenceData, popularity: torch.Tensor) -> None:
+def start_from_data(model: SequenceModel, data: SequenceData, popularity: torch.Tensor) -> None:
     """What the model reads of the training sequences before any step: which articles get an identity, the
     articles' re-buy cycles, and a popularity prior (the recent sales shares, else the overall ones)."""
     config, n_articles = model.config, model.n_articles
@@ -223,7 +223,7 @@ def _describe(model: SequenceModel, data: SequenceData) -> str:
     )
 
 
-def _epoch_batches(
+def epoch_batches(
     data: SequenceData, trainable: torch.Tensor, budget: int, batch_size: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The epoch's sequences (all trainable ones, or a fresh sample of `budget`) and their batches, of sequences
@@ -250,7 +250,7 @@ def _train_epoch(
     config = model.config
     started, total, count = time.perf_counter(), 0.0, 0
     model.train()
-    rows, batches = _epoch_batches(data, trainable, config.max_sequences_per_epoch, config.batch_size, generator)
+    rows, batches = epoch_batches(data, trainable, config.max_sequences_per_epoch, config.batch_size, generator)
     for batch in batches:
         loss, n_targets = batch_loss(model, data, batch, generator, popularity, trend)
         if n_targets == 0:
@@ -283,7 +283,7 @@ def train_sequence_model(
     valid = torch.arange(data.max_length).unsqueeze(0) < data.lengths.unsqueeze(1)
     popularity = torch.bincount(data.articles[valid].long(), minlength=n_articles)
     optimiser = IdentityOptimiser(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
-    _start_from_data(model, data, popularity)
+    start_from_data(model, data, popularity)
     log(_describe(model, data))
     trainable = torch.nonzero(data.targets.any(1)).squeeze(1)
     as_of = cutoff + dt.timedelta(days=1)
