@@ -68,29 +68,73 @@ def build_catalogue(config: SyntheticConfig, rng: np.random.Generator) -> Catalo
     """Draw products, their colour variants, launch weeks, prices, partners and promotions."""
     n_articles = config.n_articles
     n_products = min(n_articles, max(1, round(n_articles / config.variants_per_product)))
+    products = _draw_products(config, rng, n_products)
+    variants = _draw_variants(config, rng, products, n_articles)
+    product = variants.product
+    partners = _draw_partners(config, rng, variants.section, variants.section_start)
+    promo_depth = _draw_promotions(config, rng, n_articles)
+    style, desc_style, cycle = _draw_profile_effects(config, n_products, variants)
+    return Catalogue(
+        product_code=products.product_code[product],
+        variant_no=variants.variant_no,
+        product=product,
+        product_start=variants.product_start,
+        product_size=variants.sizes,
+        variant_rank=variants.variant_rank,
+        department=products.department[product],
+        section=variants.section,
+        section_start=variants.section_start,
+        product_type=products.product_type[product],
+        colour=variants.colour,
+        appearance_no=variants.appearance_no,
+        appearance_name_idx=variants.appearance_name_idx,
+        name_stem=products.name_stem[product],
+        name_suffix=variants.name_suffix,
+        desc_fit=products.desc_fit[product],
+        desc_material=products.desc_material[product],
+        desc_feature=products.desc_feature[product],
+        desc_null=products.desc_null[product],
+        launch=variants.launch,
+        popularity=variants.popularity,
+        decay=products.decay[product],
+        season=products.season[product],
+        base_units=products.base_units[product],
+        repeat_propensity=np.maximum(products.repeat, config.repeat_propensity_min)[product],
+        partners=partners,
+        promo_depth=promo_depth,
+        style=style[product],
+        desc_style=desc_style[product],
+        rebuy_cycle=cycle[product],
+    )
 
-    # product level -------------------------------------------------------------------------
-    dept_weights = normalised([d[5] for d in DEPARTMENTS])
-    department = rng.choice(len(DEPARTMENTS), size=n_products, p=dept_weights)
-    section_of_dept = np.array([_SECTION_POS[d[2]] for d in DEPARTMENTS])
-    section = section_of_dept[department]
-    product_type = _draw_product_types(rng, department)
-    season = _draw_season_profiles(rng, product_type)
-    launch = _draw_launch_weeks(config, rng, n_products, section)
-    # internal order: by section, then launch week (partners are launch-time neighbours)
-    order = np.lexsort((launch, section))
-    department, section, product_type, season, launch = (
-        a[order] for a in (department, section, product_type, season, launch)
-    )
+
+@dataclass
+class _Products:
+    """Product-level arrays (one entry per product, in internal order) that its variants inherit."""
+
+    department: np.ndarray
+    section: np.ndarray
+    product_type: np.ndarray
+    season: np.ndarray
+    launch: np.ndarray
+    popularity: np.ndarray
+    base_units: np.ndarray
+    repeat: np.ndarray  # the product type's repeat propensity (before the config's minimum)
+    decay: np.ndarray
+    product_code: np.ndarray
+    name_stem: np.ndarray
+    desc_fit: np.ndarray
+    desc_material: np.ndarray
+    desc_feature: np.ndarray
+    desc_null: np.ndarray
+
+
+def _draw_products(config: SyntheticConfig, rng: np.random.Generator, n_products: int) -> _Products:
+    """The products: placement in the shop, launch week, popularity, price, lifecycle, code and description
+    (drawn in the order written, the constructor's arguments included: the seeded output depends on it)."""
+    department, section, product_type, season, launch = _draw_product_placement(config, rng, n_products)
     popularity = (rng.permutation(n_products) + 1.0) ** -config.popularity_zipf
-    type_price = np.array([t[3] for t in PRODUCT_TYPES])[product_type]
-    price = np.clip(
-        config.price_median * type_price * rng.lognormal(0.0, config.price_sigma, n_products),
-        config.price_min,
-        config.price_max,
-    )
-    step = config.price_grid_step
-    base_units = np.maximum(np.round(price * PRICE_SCALE / step) * step - 1, step - 1)
+    base_units = _draw_base_prices(config, rng, product_type)
     repeat = np.array([t[5] for t in PRODUCT_TYPES])[product_type]
     is_basic = (repeat >= BASICS_MIN_REPEAT_PROPENSITY) & (season == ALL_YEAR)
     decay = (
@@ -98,74 +142,130 @@ def build_catalogue(config: SyntheticConfig, rng: np.random.Generator) -> Catalo
         * rng.lognormal(0.0, config.lifecycle_decay_sigma, n_products)
         * np.where(is_basic, config.basics_decay_multiplier, 1.0)
     )
-    product_code = _draw_product_codes(rng, launch)
-    name_stem = rng.integers(0, len(NAME_STEMS), n_products)
-    desc_fit = rng.integers(0, len(DESC_FITS), n_products)
-    desc_material = rng.integers(0, len(DESC_MATERIALS), n_products)
-    desc_feature = rng.integers(0, len(DESC_FEATURES), n_products)
-    desc_null = rng.random(n_products) < config.detail_desc_null_share
+    return _Products(
+        department=department,
+        section=section,
+        product_type=product_type,
+        season=season,
+        launch=launch,
+        popularity=popularity,
+        base_units=base_units,
+        repeat=repeat,
+        decay=decay,
+        product_code=_draw_product_codes(rng, launch),
+        name_stem=rng.integers(0, len(NAME_STEMS), n_products),
+        desc_fit=rng.integers(0, len(DESC_FITS), n_products),
+        desc_material=rng.integers(0, len(DESC_MATERIALS), n_products),
+        desc_feature=rng.integers(0, len(DESC_FEATURES), n_products),
+        desc_null=rng.random(n_products) < config.detail_desc_null_share,
+    )
 
-    # article level (colour variants) -------------------------------------------------------
+
+def _draw_product_placement(
+    config: SyntheticConfig, rng: np.random.Generator, n_products: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Department, section, product type, season profile and launch week of each product, sorted into the
+    internal order: by section, then launch week (partners are launch-time neighbours)."""
+    dept_weights = normalised([d[5] for d in DEPARTMENTS])
+    department = rng.choice(len(DEPARTMENTS), size=n_products, p=dept_weights)
+    section_of_dept = np.array([_SECTION_POS[d[2]] for d in DEPARTMENTS])
+    section = section_of_dept[department]
+    product_type = _draw_product_types(rng, department)
+    season = _draw_season_profiles(rng, product_type)
+    launch = _draw_launch_weeks(config, rng, n_products, section)
+    order = np.lexsort((launch, section))
+    department, section, product_type, season, launch = (
+        a[order] for a in (department, section, product_type, season, launch)
+    )
+    return department, section, product_type, season, launch
+
+
+def _draw_base_prices(config: SyntheticConfig, rng: np.random.Generator, product_type: np.ndarray) -> np.ndarray:
+    """Base price of each product in 1/PRICE_SCALE units: lognormal around the type's level, clipped and
+    snapped to the price grid (just under a grid step, as in x.99 prices)."""
+    type_price = np.array([t[3] for t in PRODUCT_TYPES])[product_type]
+    price = np.clip(
+        config.price_median * type_price * rng.lognormal(0.0, config.price_sigma, len(product_type)),
+        config.price_min,
+        config.price_max,
+    )
+    step = config.price_grid_step
+    return np.maximum(np.round(price * PRICE_SCALE / step) * step - 1, step - 1)
+
+
+@dataclass
+class _Variants:
+    """Article-level arrays: each product's colour variants, in internal order."""
+
+    sizes: np.ndarray  # number of variants of each product
+    product: np.ndarray
+    product_start: np.ndarray
+    variant_rank: np.ndarray
+    variant_no: np.ndarray
+    launch: np.ndarray
+    colour: np.ndarray
+    appearance_name_idx: np.ndarray
+    appearance_no: np.ndarray
+    popularity: np.ndarray
+    name_suffix: np.ndarray
+    section: np.ndarray
+    section_start: np.ndarray
+
+
+def _draw_variants(
+    config: SyntheticConfig, rng: np.random.Generator, products: _Products, n_articles: int
+) -> _Variants:
+    """Split the articles over the products (at least one each) and draw each variant's number, launch
+    (some launch a few weeks after their product), colour, appearance, popularity and name suffix."""
+    n_products = len(products.launch)
     sizes = 1 + rng.multinomial(n_articles - n_products, np.full(n_products, 1.0 / n_products))
     product = np.repeat(np.arange(n_products), sizes)
     product_start = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     variant_rank = np.arange(n_articles) - product_start[product]
     variant_no = _draw_variant_numbers(rng, variant_rank, product_start, product, int(sizes.max()))
     late = (variant_rank > 0) & (rng.random(n_articles) < config.late_variant_share)
-    article_launch = launch[product] + np.where(late, rng.integers(1, config.late_variant_max_weeks + 1, n_articles), 0)
+    late_weeks = np.where(late, rng.integers(1, config.late_variant_max_weeks + 1, n_articles), 0)
     colour = rng.choice(len(COLOURS), size=n_articles, p=normalised([c[4] for c in COLOURS]))
-    appearance_name_idx, appearance_no = _draw_appearances(config, rng, department[product])
-    article_popularity = popularity[product] * rng.lognormal(0.0, config.variant_popularity_sigma, n_articles)
+    appearance_name_idx, appearance_no = _draw_appearances(config, rng, products.department[product])
+    popularity = products.popularity[product] * rng.lognormal(0.0, config.variant_popularity_sigma, n_articles)
     name_suffix = rng.random(n_articles) < config.name_suffix_share
-    article_section = section[product]
-    section_start = np.searchsorted(article_section, np.arange(len(SECTIONS) + 1))
-    partners = _draw_partners(config, rng, article_section, section_start)
-    promo_depth = _draw_promotions(config, rng, n_articles)
+    section = products.section[product]
+    return _Variants(
+        sizes=sizes,
+        product=product,
+        product_start=product_start,
+        variant_rank=variant_rank,
+        variant_no=variant_no,
+        launch=products.launch[product] + late_weeks,
+        colour=colour,
+        appearance_name_idx=appearance_name_idx,
+        appearance_no=appearance_no,
+        popularity=popularity,
+        name_suffix=name_suffix,
+        section=section,
+        section_start=np.searchsorted(section, np.arange(len(SECTIONS) + 1)),
+    )
 
-    # the profiles' effects, from their own stream --------------------------------------------
+
+def _draw_profile_effects(
+    config: SyntheticConfig, n_products: int, variants: _Variants
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The shop profiles' effects, from their own stream: each product's hidden style, whether its description
+    names it and its re-buy cycle; below ``variant_attribute_share`` a variant copies (in place) its product's
+    first variant's colour and appearance."""
     extra = stream(config, "catalogue")
     style = extra.integers(0, config.styles, n_products)
     desc_style = extra.random(n_products) < config.style_desc_share
     cycle = config.rebuy_cycle_weeks * extra.lognormal(0.0, config.rebuy_cycle_sigma, n_products)
     if config.variant_attribute_share < 1.0:
-        first = product_start[product]
-        copies = (variant_rank > 0) & (extra.random(n_articles) >= config.variant_attribute_share)
-        colour = np.where(copies, colour[first], colour)
-        appearance_name_idx = np.where(copies, appearance_name_idx[first], appearance_name_idx)
-        appearance_no = np.where(copies, appearance_no[first], appearance_no)
-
-    return Catalogue(
-        product_code=product_code[product],
-        variant_no=variant_no,
-        product=product,
-        product_start=product_start,
-        product_size=sizes,
-        variant_rank=variant_rank,
-        department=department[product],
-        section=article_section,
-        section_start=section_start,
-        product_type=product_type[product],
-        colour=colour,
-        appearance_no=appearance_no,
-        appearance_name_idx=appearance_name_idx,
-        name_stem=name_stem[product],
-        name_suffix=name_suffix,
-        desc_fit=desc_fit[product],
-        desc_material=desc_material[product],
-        desc_feature=desc_feature[product],
-        desc_null=desc_null[product],
-        launch=article_launch,
-        popularity=article_popularity,
-        decay=decay[product],
-        season=season[product],
-        base_units=base_units[product],
-        repeat_propensity=np.maximum(repeat, config.repeat_propensity_min)[product],
-        partners=partners,
-        promo_depth=promo_depth,
-        style=style[product],
-        desc_style=desc_style[product],
-        rebuy_cycle=cycle[product],
-    )
+        first = variants.product_start[variants.product]
+        copies = (variants.variant_rank > 0) & (extra.random(len(variants.product)) >= config.variant_attribute_share)
+        variants.colour = np.where(copies, variants.colour[first], variants.colour)
+        variants.appearance_name_idx = np.where(
+            copies, variants.appearance_name_idx[first], variants.appearance_name_idx
+        )
+        variants.appearance_no = np.where(copies, variants.appearance_no[first], variants.appearance_no)
+    return style, desc_style, cycle
 
 
 _SECTION_POS: dict[int, int] = {s[0]: i for i, s in enumerate(SECTIONS)}
