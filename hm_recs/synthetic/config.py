@@ -143,7 +143,14 @@ class SyntheticConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError with a clear message for an unusable configuration."""
+        """Raise ValueError with a clear message for an unusable configuration (the first problem found)."""
+        self._validate_sizes()
+        self._validate_weights()
+        self._validate_shares_and_ranges()
+        self._validate_profile_knobs()
+
+    def _validate_sizes(self) -> None:
+        """The shop's sizes, its calendar and the structural counts."""
         if not _is_count(self.customers, 1):
             raise ValueError(f"customers must be an int >= 1, got {self.customers!r}")
         if not _is_count(self.weeks, 1):
@@ -168,15 +175,10 @@ class SyntheticConfig:
             raise ValueError("promo_block_weeks must be >= 1")
         if len(self.weekday_weights) != 7:
             raise ValueError("weekday_weights needs 7 values (Wednesday..Tuesday)")
-        for name in (
-            "basket_size_probs",
-            "unit_probs",
-            "segment_shares",
-            "club_status_probs",
-            "news_probs_fn",
-            "news_probs_no_fn",
-            "weekday_weights",
-        ):
+
+    def _validate_weights(self) -> None:
+        """The categorical weights: non-negative, a positive sum and one value per category."""
+        for name in _WEIGHT_FIELDS:
             probs = np.asarray(getattr(self, name), dtype=float)
             if probs.size == 0 or (probs < 0).any() or probs.sum() <= 0:
                 raise ValueError(f"{name} must be non-negative weights with a positive sum")
@@ -186,32 +188,10 @@ class SyntheticConfig:
             raise ValueError(f"club_status_probs needs {len(CLUB_STATUSES)} values")
         if {len(self.news_probs_fn), len(self.news_probs_no_fn)} != {len(NEWS_FREQUENCIES)}:
             raise ValueError(f"news_probs_* need {len(NEWS_FREQUENCIES)} values")
-        for name in (
-            "prelaunch_share",
-            "late_variant_share",
-            "detail_desc_null_share",
-            "name_suffix_share",
-            "denim_appearance_share",
-            "promo_share",
-            "price_noise_share",
-            "repeat_share",
-            "hunter_taste_share",
-            "same_product_share",
-            "follower_copy_share",
-            "loyal_index_share",
-            "never_buy_share",
-            "male_share",
-            "parent_share",
-            "young_age_share",
-            "age_null_share",
-            "fn_share",
-            "active_given_fn",
-            "active_given_no_fn",
-            "common_postal_share",
-        ):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+
+    def _validate_shares_and_ranges(self) -> None:
+        """The shares within [0, 1] and the ordered ranges (promotion depth, price, variants, age)."""
+        _validate_shares(self, _SHARE_FIELDS)
         if not 0.0 <= self.promo_depth_min <= self.promo_depth_max < 1.0:
             raise ValueError("need 0 <= promo_depth_min <= promo_depth_max < 1")
         if not 0.0 < self.price_min <= self.price_max:
@@ -220,10 +200,10 @@ class SyntheticConfig:
             raise ValueError("variants_per_product must be >= 1")
         if not self.age_min <= self.age_max:
             raise ValueError("need age_min <= age_max")
-        for name in ("variant_attribute_share", "repeat_propensity_min", "style_desc_share", "demand_shift_share"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be within [0, 1], got {value!r}")
+
+    def _validate_profile_knobs(self) -> None:
+        """The knobs the shop profiles turn: variant attributes, styles, images, re-buy cycles, demand shifts."""
+        _validate_shares(self, _PROFILE_SHARE_FIELDS)
         if not _is_count(self.styles, 1):
             raise ValueError(f"styles must be an int >= 1, got {self.styles!r}")
         if not _is_count(self.image_dim, 0):
@@ -295,3 +275,49 @@ def profile_config(profile: str = "fashion", **fields: object) -> SyntheticConfi
 def _is_count(value: object, minimum: int) -> bool:
     """An integer (not a bool) of at least ``minimum``."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and int(value) >= minimum
+
+
+#: The categorical weights that ``validate`` checks (non-negative, with a positive sum).
+_WEIGHT_FIELDS = (
+    "basket_size_probs",
+    "unit_probs",
+    "segment_shares",
+    "club_status_probs",
+    "news_probs_fn",
+    "news_probs_no_fn",
+    "weekday_weights",
+)
+
+#: The shares that ``validate`` checks are within [0, 1], first the shop's, then the profile knobs'.
+_SHARE_FIELDS = (
+    "prelaunch_share",
+    "late_variant_share",
+    "detail_desc_null_share",
+    "name_suffix_share",
+    "denim_appearance_share",
+    "promo_share",
+    "price_noise_share",
+    "repeat_share",
+    "hunter_taste_share",
+    "same_product_share",
+    "follower_copy_share",
+    "loyal_index_share",
+    "never_buy_share",
+    "male_share",
+    "parent_share",
+    "young_age_share",
+    "age_null_share",
+    "fn_share",
+    "active_given_fn",
+    "active_given_no_fn",
+    "common_postal_share",
+)
+_PROFILE_SHARE_FIELDS = ("variant_attribute_share", "repeat_propensity_min", "style_desc_share", "demand_shift_share")
+
+
+def _validate_shares(config: SyntheticConfig, names: tuple[str, ...]) -> None:
+    """Raise ValueError for the first of the fields ``names`` of ``config`` outside [0, 1]."""
+    for name in names:
+        value = getattr(config, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be within [0, 1], got {value!r}")
