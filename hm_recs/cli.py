@@ -219,20 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from hm_recs.runner import PipelineError
 
     source = Path(args.source)
-    marker = source / "synthetic.json"
-    # the profile names the generator's version too: demo data written before the profiles is regenerated
-    wanted = {
-        "customers": args.customers,
-        "weeks": args.weeks,
-        "seed": args.seed,
-        "purchase_rate": args.purchase_rate,
-        "profile": "fashion",
-    }
-    regenerated = not marker.exists() or json.loads(marker.read_text()) != wanted
-    if regenerated:
-        print(f"generating demo data ({args.customers} customers x {args.weeks} weeks) in {source}")
-        cmd_synth(argparse.Namespace(out=str(source), format="csv", **wanted))
-        marker.write_text(json.dumps(wanted))
+    regenerated = _demo_data(args, source)
     # new demo data in the same folder is that folder's new delivery: the weeks stored from the old data go
     pipeline = _pipeline(
         argparse.Namespace(
@@ -257,6 +244,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     except PipelineError as exc:
         print(f"FAILED: {exc}", file=sys.stderr)
         return 1
+    _print_demo_summary(pipeline, scores, backtest_week, latest, started)
+    _print_demo_outputs(pipeline, latest)
+    return 0
+
+
+def _demo_data(args: argparse.Namespace, source: Path) -> bool:
+    """(Re)generate the demo shop in ``source`` unless its marker names the same sizes; whether it did."""
+    marker = source / "synthetic.json"
+    # the profile names the generator's version too: demo data written before the profiles is regenerated
+    wanted = {
+        "customers": args.customers,
+        "weeks": args.weeks,
+        "seed": args.seed,
+        "purchase_rate": args.purchase_rate,
+        "profile": "fashion",
+    }
+    regenerated = not marker.exists() or json.loads(marker.read_text()) != wanted
+    if regenerated:
+        print(f"generating demo data ({args.customers} customers x {args.weeks} weeks) in {source}")
+        cmd_synth(argparse.Namespace(out=str(source), format="csv", **wanted))
+        marker.write_text(json.dumps(wanted))
+    return regenerated
+
+
+def _print_demo_summary(pipeline, scores: dict, backtest_week, latest, started: float) -> None:
+    """The weeks ingested and built, the latest week's rows per stage and the backtest's scores."""
     built = sorted(pipeline.stored_weeks())
     print("\n=== hm_recs demo summary ===")
     print(
@@ -269,6 +282,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{scores['serving'][backtest_week.isoformat()]['served_by']}):"
     )
     _print_scores(scores)
+
+
+def _print_demo_outputs(pipeline, latest) -> None:
+    """Where the published week's recommendations are: the warehouse table, the CRM files and the UI."""
     exports = pipeline.resources["exports"].location()
     latest_export = exports.read_bytes("LATEST").decode().strip()
     warehouse = pipeline.warehouse
@@ -287,49 +304,48 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"Kaggle layout, manifest.json, _SUCCESS; {exports.describe('LATEST')} names the newest complete week)"
     )
     print("open the Dagster UI on it: make ui   (then http://127.0.0.1:3000)")
-    return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = _Parser(prog="hm-recs", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def _add_target(p: argparse.ArgumentParser, source_required: bool = True) -> None:
+    """The options of the commands that build weeks: where the source, warehouse, registry and exports live."""
+    p.add_argument(
+        "--source",
+        required=source_required,
+        default=DEMO_SOURCE,
+        help="raw source: a folder or s3://bucket/prefix (H&M layout, CSV or Parquet)",
+    )
+    p.add_argument("--format", choices=["csv", "parquet"], default=None, help="source format (default: detect)")
+    p.add_argument(
+        "--warehouse",
+        default=DEFAULT_WAREHOUSE,
+        help="DuckDB file, or s3://bucket/prefix for Parquet objects on S3",
+    )
+    p.add_argument(
+        "--artefacts",
+        default=DEFAULT_ARTEFACTS,
+        help="model registry (models, their decisions, training data): folder or s3://bucket/prefix",
+    )
+    p.add_argument(
+        "--exports",
+        default=DEFAULT_EXPORTS,
+        help="where CRM jobs read the weekly files: folder or s3://bucket/prefix",
+    )
+    p.add_argument(
+        "--history-weeks",
+        type=int,
+        default=26,
+        help="weeks of history every stage of a build reads (and the build ingests first)",
+    )
+    p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
+    p.add_argument(
+        "--new-delivery",
+        action="store_true",
+        help="the source is the new delivery of the shop whose weeks the warehouse holds: re-ingest them from it",
+    )
 
-    def add_target(p: argparse.ArgumentParser, source_required: bool = True) -> None:
-        p.add_argument(
-            "--source",
-            required=source_required,
-            default=DEMO_SOURCE,
-            help="raw source: a folder or s3://bucket/prefix (H&M layout, CSV or Parquet)",
-        )
-        p.add_argument("--format", choices=["csv", "parquet"], default=None, help="source format (default: detect)")
-        p.add_argument(
-            "--warehouse",
-            default=DEFAULT_WAREHOUSE,
-            help="DuckDB file, or s3://bucket/prefix for Parquet objects on S3",
-        )
-        p.add_argument(
-            "--artefacts",
-            default=DEFAULT_ARTEFACTS,
-            help="model registry (models, their decisions, training data): folder or s3://bucket/prefix",
-        )
-        p.add_argument(
-            "--exports",
-            default=DEFAULT_EXPORTS,
-            help="where CRM jobs read the weekly files: folder or s3://bucket/prefix",
-        )
-        p.add_argument(
-            "--history-weeks",
-            type=int,
-            default=26,
-            help="weeks of history every stage of a build reads (and the build ingests first)",
-        )
-        p.add_argument("--verbose", action="store_true", help="show Dagster's step logs")
-        p.add_argument(
-            "--new-delivery",
-            action="store_true",
-            help="the source is the new delivery of the shop whose weeks the warehouse holds: re-ingest them from it",
-        )
 
+def _add_synth_command(sub: argparse._SubParsersAction) -> None:
+    """`hm-recs synth`: its sizes, output, seed, shop profile and image vectors."""
     p = sub.add_parser("synth", help="write deterministic synthetic data in the H&M layout")
     p.add_argument("--customers", type=int, required=True)
     p.add_argument("--weeks", type=int, required=True)
@@ -357,13 +373,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(fn=cmd_synth)
 
+
+def _add_week_commands(sub: argparse._SubParsersAction) -> None:
+    """`hm-recs run`, `backtest` and `demo`: the commands that build weeks of the asset graph."""
     p = sub.add_parser("run", help="build one week (ingesting missing history weeks first)")
-    add_target(p)
+    _add_target(p)
     p.add_argument("--week", required=True, help="the week's Wednesday, YYYY-MM-DD")
     p.set_defaults(fn=cmd_run)
 
     p = sub.add_parser("backtest", help="build each week from data up to it and score it on the next week")
-    add_target(p)
+    _add_target(p)
     p.add_argument("--weeks", required=True, help="comma-separated Wednesdays")
     p.add_argument("--report", required=True, help="JSON report path")
     p.add_argument(
@@ -375,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_backtest)
 
     p = sub.add_parser("demo", help="generate demo data and build + backtest the latest weeks")
-    add_target(p, source_required=False)
+    _add_target(p, source_required=False)
     # Livelier than H&M's 0.22 rows per customer-week so that the models have enough purchases to learn
     # from in a demo-sized population (their gates refuse models that do not beat popularity).
     p.add_argument("--customers", type=int, default=3000)
@@ -385,6 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-weeks", type=int, default=1, help="weeks built (not scored) before the backtest week")
     p.set_defaults(fn=cmd_demo)
 
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="hm-recs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_synth_command(sub)
+    _add_week_commands(sub)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)
