@@ -15,7 +15,7 @@ from hm_recs.configs import config_of, core_config
 from hm_recs.core.expectations import outcomes_markdown, run_suite
 from hm_recs.core.schema import PROVENANCE_COLUMNS, TABLE_COLUMNS
 from hm_recs.core.source import SourceError, images_file, read_images
-from hm_recs.core.validation import RuleContext, ValidationLimits, quarantine_columns, split
+from hm_recs.core.validation import RuleContext, ValidationLimits, ValidationResult, quarantine_columns, split
 from hm_recs.partitions import partition_week, weekly_partitions
 from hm_recs.resources import RawSource
 from hm_recs.storage.reads import partition_rows
@@ -47,34 +47,12 @@ def validate_and_store(
         raw_outcomes = run_suite(table, raw_rows, ctx) if result.quarantine.height else None
     share = result.quarantined_share
     examples = result.examples()
-    counts = {f"quarantined/{rule}": n for rule, n in result.rule_counts.items()}
-    yield dg.Output(
-        result.quarantine.with_columns(pl.lit(week).alias("week")).select(quarantine_columns(table) + ["week"]),
-        output_name=f"quarantine_{table}",
-        metadata={
-            "rows": result.quarantine.height,
-            "share": round(share, 6),
-            **counts,
-            "examples": dg.MetadataValue.json(examples),
-            "preview": preview(result.quarantine.select("source_file", "source_row", "rule", "reason")),
-        },
-    )
+    yield _quarantine_output(table, week, result, share, examples)
     for rule, lines in examples.items():
         context.log.warning(f"{table}: {result.rule_counts[rule]} row(s) quarantined by {rule}, e.g. {lines[0]}")
     limit = ctx.limits.max_quarantine_share
     if result.clean.height == 0 or share > limit:
-        raise dg.Failure(
-            description=(
-                f"{table} week {week}: {result.quarantine.height} of {result.raw_rows} rows "
-                f"({share:.2%}) broke validation rules, over the bound of {limit:.2%}; nothing stored. "
-                f"Rules: {result.rule_counts}. See quarantine_{table}."
-            ),
-            metadata={
-                "rule_counts": dg.MetadataValue.json(result.rule_counts),
-                "examples": dg.MetadataValue.json(examples),
-                "expectations": dg.MetadataValue.md(outcomes_markdown(raw_outcomes or [])),
-            },
-        )
+        raise _quarantine_failure(table, week, result, share, limit, examples, raw_outcomes)
     clean = result.clean.with_columns(pl.lit(week).alias("week"))
     yield dg.Output(
         clean,
@@ -86,7 +64,51 @@ def validate_and_store(
             **figures,
         },
     )
+    # built after the clean table's output was handled: it re-reads the stored partition
+    yield _suite_check(table, week, result, ctx, warehouse, raw_outcomes)
 
+
+def _quarantine_output(table: str, week, result: ValidationResult, share: float, examples: dict) -> dg.Output:
+    """The week's `quarantine_<table>` rows, with their count, share, per-rule counts and examples."""
+    counts = {f"quarantined/{rule}": n for rule, n in result.rule_counts.items()}
+    return dg.Output(
+        result.quarantine.with_columns(pl.lit(week).alias("week")).select(quarantine_columns(table) + ["week"]),
+        output_name=f"quarantine_{table}",
+        metadata={
+            "rows": result.quarantine.height,
+            "share": round(share, 6),
+            **counts,
+            "examples": dg.MetadataValue.json(examples),
+            "preview": preview(result.quarantine.select("source_file", "source_row", "rule", "reason")),
+        },
+    )
+
+
+def _quarantine_failure(
+    table: str, week, result: ValidationResult, share: float, limit: float, examples: dict, raw_outcomes: list | None
+) -> dg.Failure:
+    """The gate's failure when too much of the table broke the rules (or nothing is left): nothing is stored."""
+    return dg.Failure(
+        description=(
+            f"{table} week {week}: {result.quarantine.height} of {result.raw_rows} rows "
+            f"({share:.2%}) broke validation rules, over the bound of {limit:.2%}; nothing stored. "
+            f"Rules: {result.rule_counts}. See quarantine_{table}."
+        ),
+        metadata={
+            "rule_counts": dg.MetadataValue.json(result.rule_counts),
+            "examples": dg.MetadataValue.json(examples),
+            "expectations": dg.MetadataValue.md(outcomes_markdown(raw_outcomes or [])),
+        },
+    )
+
+
+def _suite_check(
+    table: str, week, result: ValidationResult, ctx: RuleContext, warehouse: Warehouse, raw_outcomes: list | None
+) -> dg.AssetCheckResult:
+    """`<table>_suite`: the suite re-run on the stored partition, the rows reconciled (stored + quarantined = raw)
+    and the suite's outcome on the raw rows (the stored run's when nothing was quarantined)."""
+    share = result.quarantined_share
+    limit = ctx.limits.max_quarantine_share
     stored = partition_rows(warehouse, table, week).drop("week")
     stored_quarantine = partition_rows(warehouse, f"quarantine_{table}", week, "count(*) as n")["n"][0]
     clean_outcomes = run_suite(
@@ -97,7 +119,7 @@ def validate_and_store(
     failed_on_stored = [f"{o.rule}: {o.expectation}({o.column})" for o in clean_outcomes if not o.success]
     raw_outcomes = raw_outcomes if raw_outcomes is not None else clean_outcomes
     reconciled = stored.height + int(stored_quarantine) == result.raw_rows
-    yield dg.AssetCheckResult(
+    return dg.AssetCheckResult(
         check_name=f"{table}_suite",
         asset_key=table,
         passed=bool(not failed_on_stored and reconciled and share <= limit),
@@ -264,24 +286,7 @@ def validate_article_images(
     chosen = images_file(location.names())
     known = articles["article_id"]
     if chosen is None:
-        absent = {"present": False}
-        yield from image_outputs(
-            warehouse,
-            week,
-            known,
-            None,
-            {"rows": 0},
-            {
-                **absent,
-                "usable": False,
-                "rows": 0,
-                "note": "no article_images file in the source: the content encoder uses attributes and text",
-            },
-            absent,
-            dg.AssetCheckResult(
-                check_name="article_images_usable", asset_key="article_images", passed=True, metadata=absent
-            ),
-        )
+        yield from _no_image_file(warehouse, week, known)
         return
     display = location.describe(chosen.name)
     with measured(context, "article_images") as figures:
@@ -297,30 +302,84 @@ def validate_article_images(
     }
     if unusable:
         context.log.warning(f"article_images unusable, the week builds without images: {unusable}")
-        present = {"present": True, "usable": False}
-        yield from image_outputs(
-            warehouse,
-            week,
-            known,
-            quarantine,
-            quarantine_meta,
-            {**present, "rows": 0, "source_file": display, "reason": unusable, **figures},
-            present,
-            dg.AssetCheckResult(
-                check_name="article_images_usable",
-                asset_key="article_images",
-                passed=False,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={"present": True, "reason": unusable},
-            ),
-        )
+        yield from _unusable_image_file(warehouse, week, known, quarantine, quarantine_meta, display, unusable, figures)
         return
+    yield from _usable_image_file(
+        warehouse, week, articles, quarantine, quarantine_meta, result, dim, checksum, display, figures
+    )
+
+
+def _no_image_file(warehouse: Warehouse, week, known: pl.Series):
+    """The events when the source has no image vectors file: nothing stored, and that is no problem."""
+    absent = {"present": False}
+    yield from image_outputs(
+        warehouse,
+        week,
+        known,
+        None,
+        {"rows": 0},
+        {
+            **absent,
+            "usable": False,
+            "rows": 0,
+            "note": "no article_images file in the source: the content encoder uses attributes and text",
+        },
+        absent,
+        dg.AssetCheckResult(
+            check_name="article_images_usable", asset_key="article_images", passed=True, metadata=absent
+        ),
+    )
+
+
+def _unusable_image_file(
+    warehouse: Warehouse,
+    week,
+    known: pl.Series,
+    quarantine: pl.DataFrame,
+    quarantine_meta: dict,
+    display: str,
+    unusable: str,
+    figures: dict,
+):
+    """The events of an unusable image vectors file: its quarantine kept, no vectors stored, a WARN check saying why."""
+    present = {"present": True, "usable": False}
+    yield from image_outputs(
+        warehouse,
+        week,
+        known,
+        quarantine,
+        quarantine_meta,
+        {**present, "rows": 0, "source_file": display, "reason": unusable, **figures},
+        present,
+        dg.AssetCheckResult(
+            check_name="article_images_usable",
+            asset_key="article_images",
+            passed=False,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"present": True, "reason": unusable},
+        ),
+    )
+
+
+def _usable_image_file(
+    warehouse: Warehouse,
+    week,
+    articles: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    quarantine_meta: dict,
+    result: ValidationResult,
+    dim: int,
+    checksum,
+    display: str,
+    figures: dict,
+):
+    """The events of a usable image vectors file: its clean vectors stored, with their share of the catalogue."""
     clean = result.clean.with_columns(pl.lit(week).alias("week"))
     covered = round(clean.height / articles.height if articles.height else 0.0, 4)
     yield from image_outputs(
         warehouse,
         week,
-        known,
+        articles["article_id"],
         quarantine,
         quarantine_meta,
         {
