@@ -61,49 +61,8 @@ def baseline_recommendations(
     cfg = core_config(BaselineConfig, config, k=K)
     with measured(context, "baseline_recommendations") as figures:
         transactions = history(warehouse, week, pipeline_settings.history_weeks)
-        previous = shift_weeks(week, -1)
-        this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
-        # validated on week W's buyers' lists (what MAP@12 scores; coverage and novelty of the lists they got)
-        validation_recs = recommend_all(
-            customers,
-            transactions.filter(pl.col("t_dat") < pl.lit(week)),
-            articles,
-            previous,
-            cfg,
-            wanted=this_week["customer_id"].unique(),
-        )
-        stats = article_features.select("article_id", "n_sales", "mean_price")
-        validation = pl.DataFrame(
-            [
-                {
-                    "recommender": name,
-                    **evaluate(lists, this_week, stats, articles.height),
-                    # the tiers each baseline's lists would get, were it to serve W+1 as the champion
-                    "tiers": json.dumps(ListTiers.fit(lists, this_week).state()) if lists.height else None,
-                }
-                for name in BASELINES
-                for lists in [validation_recs.filter(pl.col("recommender") == name)]
-            ]
-        ).with_columns(
-            pl.lit(week).alias("validated_on"),
-            pl.lit(target).alias("week"),
-            pl.lit(this_week["customer_id"].n_unique(), dtype=pl.Int64).alias("buyers"),
-        )
-        recs, checks = StagedTable("baseline_recommendations"), []
-        for chunk in customer_chunks(customers["customer_id"], config.chunk_customers):  # memory: one chunk's lists
-            lists = recommend_all(customers, transactions, articles, week, cfg, wanted=chunk).with_columns(
-                pl.lit(target).alias("week")
-            )
-            checks.append(
-                recommendations_check(
-                    lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())), articles, by=["recommender"]
-                )
-            )
-            recs.append(lists)
-        if not checks:  # no customers: the table keeps its schema
-            recs.append(
-                recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week"))
-            )
+        validation = _baseline_validation(customers, transactions, articles, article_features, week, target, cfg)
+        recs, checks = _baseline_lists(customers, transactions, articles, week, target, cfg, config.chunk_customers)
     for row in validation.iter_rows(named=True):
         context.log.info(
             f"validation on week {week}: {row['recommender']} MAP@12={row['map_at_12']:.4f}"
@@ -133,3 +92,71 @@ def baseline_recommendations(
     yield dg.AssetCheckResult(
         check_name="twelve_per_customer", asset_key="baseline_recommendations", passed=passed, metadata=check_figures
     )
+
+
+def _baseline_validation(
+    customers: pl.DataFrame,
+    transactions: pl.DataFrame,
+    articles: pl.DataFrame,
+    article_features: pl.DataFrame,
+    week,
+    target,
+    cfg: BaselineConfig,
+) -> pl.DataFrame:
+    """Each baseline rebuilt as of W-1 and scored on week W's buyers (what MAP@12 scores; coverage and novelty of
+    the lists they got), with the tiers its lists would get were it to serve W+1 as the champion."""
+    previous = shift_weeks(week, -1)
+    this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
+    validation_recs = recommend_all(
+        customers,
+        transactions.filter(pl.col("t_dat") < pl.lit(week)),
+        articles,
+        previous,
+        cfg,
+        wanted=this_week["customer_id"].unique(),
+    )
+    stats = article_features.select("article_id", "n_sales", "mean_price")
+    return pl.DataFrame(
+        [
+            {
+                "recommender": name,
+                **evaluate(lists, this_week, stats, articles.height),
+                "tiers": json.dumps(ListTiers.fit(lists, this_week).state()) if lists.height else None,
+            }
+            for name in BASELINES
+            for lists in [validation_recs.filter(pl.col("recommender") == name)]
+        ]
+    ).with_columns(
+        pl.lit(week).alias("validated_on"),
+        pl.lit(target).alias("week"),
+        pl.lit(this_week["customer_id"].n_unique(), dtype=pl.Int64).alias("buyers"),
+    )
+
+
+def _baseline_lists(
+    customers: pl.DataFrame,
+    transactions: pl.DataFrame,
+    articles: pl.DataFrame,
+    week,
+    target,
+    cfg: BaselineConfig,
+    chunk_customers: int,
+) -> tuple[StagedTable, list]:
+    """Every baseline's lists for week W+1, built and staged one chunk of customers at a time (memory: one chunk's
+    lists), with each chunk's contract check; with no customers the staged table keeps its schema (no checks)."""
+    recs, checks = StagedTable("baseline_recommendations"), []
+    for chunk in customer_chunks(customers["customer_id"], chunk_customers):
+        lists = recommend_all(customers, transactions, articles, week, cfg, wanted=chunk).with_columns(
+            pl.lit(target).alias("week")
+        )
+        checks.append(
+            recommendations_check(
+                lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())), articles, by=["recommender"]
+            )
+        )
+        recs.append(lists)
+    if not checks:
+        recs.append(
+            recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week"))
+        )
+    return recs, checks
