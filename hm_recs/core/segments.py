@@ -167,14 +167,26 @@ def segment_indices(
             pl.lit(0, dtype=pl.Int64).alias("n_purchases"),
             *[pl.lit(None, dtype=pl.Float64).alias(c) for c in INDEX_COLUMNS.values()],
         )
-
-    # Every row up to the cutoff on integer codes.  Rows of customers outside `customers` keep a
-    # null _c (they count for the bestseller rankings and usual prices only); rows of articles
-    # outside the catalogue keep a null _a (they only count in n_purchases).
-    first_week = week_of(first_day)
     n_days = (week_end(week) - first_day).days + 1
     n_articles = max(catalogue.height, 1)
-    rows = (
+    rows = _coded_rows(history, people, catalogue, first_day)
+    del history  # memory: the coded rows replace it
+    n_rows = rows.filter(pl.col("_c").is_not_null()).group_by("_c").agg(pl.len().alias("n_purchases"))
+    top = _bestseller_keys(rows, n_articles, config)
+    usual = _usual_prices(rows, catalogue.height)
+    lines = _purchase_lines(rows, n_days, catalogue.height, people.height)
+    del rows
+    return _indices(out, lines, n_rows, top, usual, n_articles, first_day, n_days, config)
+
+
+def _coded_rows(
+    history: pl.DataFrame, people: pl.DataFrame, catalogue: pl.DataFrame, first_day: dt.date
+) -> pl.DataFrame:
+    """Every row up to the cutoff on integer codes: customer, article, index, age group, day and week since
+    `first_day`.  Rows of customers outside `people` keep a null _c (they count for the bestseller rankings
+    and usual prices only); rows of articles outside the catalogue keep a null _a (they only count in n_purchases)."""
+    first_week = week_of(first_day)
+    return (
         history.lazy()
         .join(people.lazy(), on="customer_id", how="left")
         .join(catalogue.lazy(), on="article_id", how="left")
@@ -189,25 +201,38 @@ def segment_indices(
         )
         .collect()
     )
-    del history
-    n_rows = rows.filter(pl.col("_c").is_not_null()).group_by("_c").agg(pl.len().alias("n_purchases"))
-    top = _bestseller_keys(rows, n_articles, config)
-    usual = _usual_prices(rows, catalogue.height)
 
-    # Purchase lines: one per distinct (customer, day, article), keyed by integers (one u64 key
-    # dedupes far cheaper than a multi-column unique); a line's price is its first row's.
+
+def _purchase_lines(rows: pl.DataFrame, n_days: int, n_catalogue: int, n_people: int) -> pl.DataFrame:
+    """Purchase lines: one per distinct (customer, day, article) of known customers and articles, keyed by
+    integers (one u64 key dedupes far cheaper than a multi-column unique); a line's price is its first row's.
+    _cd keys the line's (customer, day)."""
+    n_articles = max(n_catalogue, 1)
     day_key = pl.col("_c").cast(pl.UInt64) * n_days + pl.col("_day")
-    if catalogue.height * n_days * max(people.height, 1) < 2**63:
+    if n_catalogue * n_days * max(n_people, 1) < 2**63:
         first_of_line = (day_key * n_articles + pl.col("_a")).is_first_distinct()
     else:  # astronomically large inputs: fall back to the (memory-hungrier) struct key
         first_of_line = pl.struct("_c", "_day", "_a").is_first_distinct()
-    lines = (
+    return (
         rows.filter(pl.col("_c").is_not_null() & pl.col("_a").is_not_null())
         .filter(first_of_line)
         .with_columns(day_key.alias("_cd"))
     )
-    del rows
 
+
+def _indices(
+    out: pl.DataFrame,
+    lines: pl.DataFrame,
+    n_rows: pl.DataFrame,
+    top: pl.Series,
+    usual: pl.Series,
+    n_articles: int,
+    first_day: dt.date,
+    n_days: int,
+    config: SegmentConfig,
+) -> pl.DataFrame:
+    """The customers of `out` (_c, customer_id) with n_purchases and their four smoothed indices; the seasonal one
+    only where the history spans ``seasonal_min_history_weeks`` (null otherwise)."""
     w = config.prior_weight
     for part in (
         _bestseller_counts(lines, top, n_articles),
