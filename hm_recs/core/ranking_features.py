@@ -5,7 +5,8 @@ W's Tuesday, and the label from the purchases of the week after.
 from ``core/features.py``, segments, the age groups' popularity, the customers' purchase counts per article,
 product and department); ``ranking_features`` joins any chunk of candidate rows (``core/candidates.py``)
 with them, keeping the candidates' row order (so a customer's rows stay contiguous: the ranker's
-query groups). Training and scoring use the same ``FEATURE_COLUMNS``, in that order.
+query groups). Training and scoring use the same ``FEATURE_COLUMNS``, in that order (the column lists, types
+and codes: ``core/ranking_columns.py``).
 
 Features (``FEATURE_COLUMNS``):
 
@@ -52,125 +53,33 @@ import polars as pl
 
 from hm_recs.core.baselines import _decay
 from hm_recs.core.candidate_labels import KEYS, LABEL, label_candidates
-from hm_recs.core.candidates import SOURCES, fixed_sum
+from hm_recs.core.candidates import fixed_sum
 from hm_recs.core.features import (
-    AGE_GROUPS,
     UNKNOWN_AGE_GROUP,
     FeatureConfig,
     article_features,
     customer_features,
     history_until,
 )
-from hm_recs.core.schema import INDEX_GROUP_SHARES
-from hm_recs.core.segments import SEGMENTS, SegmentConfig, assign_segments, segment_indices, thresholds
-from hm_recs.core.weeks import shift_weeks, week_end
-
-AGE_GROUP_CODES: dict[str, int] = {name: i for i, name in enumerate([*(g[2] for g in AGE_GROUPS), UNKNOWN_AGE_GROUP])}
-SEGMENT_CODES: dict[str, int] = {name: i for i, name in enumerate(SEGMENTS)}
-MISSING_CODE = -1
-ARTICLE_CODES: tuple[str, ...] = (
-    "product_type_no",
-    "department_no",
-    "section_no",
-    "garment_group_no",
-    "index_group_no",
-    "colour_group_code",
-    "perceived_colour_master_id",
-    "graphical_appearance_no",
+from hm_recs.core.ranking_columns import (
+    AGE_GROUP_CODES,
+    ARTICLE_CODES,
+    CANDIDATE_FEATURES,
+    CATEGORICAL_FEATURES,
+    CATEGORICAL_TYPE,
+    CONTEXT_FEATURES,
+    FEATURE_COLUMNS,
+    MISSING_CODE,
+    NUMERIC_TYPE,
+    PROMOTION_PRICE_RATIO,
+    SEGMENT_CODES,
+    SHARE_KEYS,
 )
-"""Integer codes of the H&M catalogue used as categorical features, under their own names."""
-
-CUSTOMER_FEATURES: list[str] = [
-    "customer_age",
-    "customer_age_group",
-    "customer_segment",
-    "customer_n_purchases",
-    "customer_n_purchases_recent",
-    "customer_days_since_last_purchase",
-    "customer_mean_price",
-    "customer_online_share",
-    *[f"customer_{share}" for share in INDEX_GROUP_SHARES],
-]
-ARTICLE_FEATURES: list[str] = [
-    "article_n_sales",
-    "article_sales_last_week",
-    "article_sales_previous_week",
-    "article_trend",
-    "article_popularity_rank",
-    "article_mean_price",
-    "article_online_share",
-    "article_seasonal_share",
-    "article_days_on_sale",
-    "article_preferred_age_group",
-    *ARTICLE_CODES,
-]
-INTERACTION_FEATURES: list[str] = [
-    "customer_article_purchases",
-    "customer_product_purchases",
-    "customer_department_purchases",
-    "days_since_article_purchase",
-    "days_since_product_purchase",
-    "days_since_department_purchase",
-    "price_ratio",
-    "age_group_popularity_rank",
-    "age_group_trend_score",
-    "is_preferred_age_group",
-    "is_favourite_colour",
-    "is_favourite_garment_group",
-]
-SHARE_KEYS: dict[str, str] = {
-    "section": "section_no",
-    "product_type": "product_type_no",
-    "index_group": "index_group_no",
-}
-"""Catalogue levels at which the customer's share of purchases in the candidate's own category is a feature."""
-CONTEXT_FEATURES: list[str] = [
-    "article_week_price_ratio",
-    "article_previous_week_price_ratio",
-    "article_price_change",
-    "age_group_week_rank",
-    "age_group_week_sales",
-    "article_recency_position",
-    "article_recency_gap",
-    "product_recency_gap",
-    "article_share_of_customer",
-    "customer_discount_share",
-    "promotion_for_discount_customer",
-    *[f"customer_{level}_share" for level in SHARE_KEYS],
-]
-PROMOTION_PRICE_RATIO = 0.85
-"""A purchase paid below this share of the article's usual price counts as bought on promotion."""
-CANDIDATE_FEATURES: list[str] = [
-    "n_sources",
-    *[f"from_{s}" for s in SOURCES],
-    *[f"{s}_score" for s in SOURCES],
-    *[f"{s}_rank" for s in SOURCES],
-]
-FEATURE_COLUMNS: list[str] = [
-    *CUSTOMER_FEATURES,
-    *ARTICLE_FEATURES,
-    *INTERACTION_FEATURES,
-    *CONTEXT_FEATURES,
-    *CANDIDATE_FEATURES,
-]
-CATEGORICAL_FEATURES: list[str] = [
-    "customer_age_group",
-    "customer_segment",
-    "article_preferred_age_group",
-    *ARTICLE_CODES,
-]
-CATEGORICAL_TYPE = pl.Int32
-NUMERIC_TYPE = pl.Float32
-
-
-def source_features(source: str) -> list[str]:
-    """The ranker's features that come from one candidate source: its flag, score and rank."""
-    return [f"from_{source}", f"{source}_score", f"{source}_rank"]
-
-
-def feature_columns() -> list[str]:
-    """The ranker's feature columns, in the order training and scoring must use."""
-    return list(FEATURE_COLUMNS)
+from hm_recs.core.ranking_columns import feature_columns as feature_columns  # re-exported: imported from here elsewhere
+from hm_recs.core.ranking_columns import source_features as source_features
+from hm_recs.core.schema import INDEX_GROUP_SHARES
+from hm_recs.core.segments import SegmentConfig, assign_segments, segment_indices, thresholds
+from hm_recs.core.weeks import shift_weeks, week_end
 
 
 @dataclass(frozen=True)
@@ -282,25 +191,10 @@ def _bought(history: pl.DataFrame, key: str, name: str, cutoff: dt.date) -> pl.D
     )
 
 
-def ranking_inputs(
-    customer_features: pl.DataFrame,
-    article_features: pl.DataFrame,
-    articles: pl.DataFrame,
-    transactions: pl.DataFrame,
-    segments: pl.DataFrame,
-    week: dt.date,
-    config: RankingFeatureConfig = RankingFeatureConfig(),
-) -> RankingInputs:
-    """The week's tables for `ranking_features`.
-
-    customer_features, article_features: as `features.customer_features` / `features.article_features` build
-    them at W, for every customer / article (buyers' age groups make the age-group popularity).
-    articles: the catalogue (article_id, product_code, colour_group_name, garment_group_name, `ARTICLE_CODES`).
-    transactions: t_dat, customer_id, article_id, price (the lookback the caller loads; rows after W's Tuesday ignored).
-    segments: customer_id, segment (one primary segment per customer, `segments.assign_segments`).
-    """
-    cutoff = week_end(week)
-    customers = (
+def _customer_table(customer_features: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
+    """customer_id, its integer index `c`, favourite colour and garment group (`_colour`, `_garment`) and the
+    customer features, age group and segment as their fixed codes."""
+    return (
         customer_features.unique("customer_id", keep="first", maintain_order=True)
         .join(segments.select("customer_id", "segment"), on="customer_id", how="left", maintain_order="left")
         .select(
@@ -324,7 +218,12 @@ def ranking_inputs(
             ],
         )
     )
-    article_table = (
+
+
+def _article_table(articles: pl.DataFrame, article_features: pl.DataFrame) -> pl.DataFrame:
+    """article_id, its integer index `a`, product_code, colour and garment group names (`_colour`, `_garment`),
+    the article features and the catalogue's `ARTICLE_CODES` (-1 where absent)."""
+    return (
         articles.unique("article_id", keep="first", maintain_order=True)
         .join(article_features, on="article_id", how="left", maintain_order="left")
         .select(
@@ -351,22 +250,58 @@ def ranking_inputs(
             *[pl.col(c).fill_null(MISSING_CODE).cast(CATEGORICAL_TYPE) for c in ARTICLE_CODES],
         )
     )
+
+
+def _indexed_history(
+    transactions: pl.DataFrame, week: dt.date, customers: pl.DataFrame, article_table: pl.DataFrame
+) -> pl.DataFrame:
+    """The purchases up to W's Tuesday on the integer indexes `c` / `a`, with the article's product_code,
+    department and `SHARE_KEYS` codes (null where missing), so the per-customer counts join on integers."""
     levels = list(SHARE_KEYS.values())
-    history = (
+    return (
         history_until(transactions.select("t_dat", "customer_id", "article_id", "price"), week)
         .join(customers.select("customer_id", "c"), on="customer_id")
         .join(article_table.select("article_id", "a", "product_code", "department_no", *levels), on="article_id")
         .with_columns(pl.when(pl.col(c) != MISSING_CODE).then(pl.col(c)).alias(c) for c in ["department_no", *levels])
     )
-    prices = _article_prices(history, week)
+
+
+def _customer_discounts(history: pl.DataFrame, prices: pl.DataFrame) -> pl.DataFrame:
+    """c, `_rows` (the customer's purchases) and `customer_discount_share` (the share of them paid below
+    `PROMOTION_PRICE_RATIO` of the article's usual price)."""
     paid = history.join(prices.select("a", "_usual"), on="a", how="left")
-    per_customer = paid.group_by("c").agg(
+    return paid.group_by("c").agg(
         pl.len().cast(NUMERIC_TYPE).alias("_rows"),
         (pl.col("price") < PROMOTION_PRICE_RATIO * pl.col("_usual"))
         .mean()
         .cast(NUMERIC_TYPE)
         .alias("customer_discount_share"),
     )
+
+
+def ranking_inputs(
+    customer_features: pl.DataFrame,
+    article_features: pl.DataFrame,
+    articles: pl.DataFrame,
+    transactions: pl.DataFrame,
+    segments: pl.DataFrame,
+    week: dt.date,
+    config: RankingFeatureConfig = RankingFeatureConfig(),
+) -> RankingInputs:
+    """The week's tables for `ranking_features`.
+
+    customer_features, article_features: as `features.customer_features` / `features.article_features` build
+    them at W, for every customer / article (buyers' age groups make the age-group popularity).
+    articles: the catalogue (article_id, product_code, colour_group_name, garment_group_name, `ARTICLE_CODES`).
+    transactions: t_dat, customer_id, article_id, price (the lookback the caller loads; rows after W's Tuesday ignored).
+    segments: customer_id, segment (one primary segment per customer, `segments.assign_segments`).
+    """
+    cutoff = week_end(week)
+    customers = _customer_table(customer_features, segments)
+    article_table = _article_table(articles, article_features)
+    history = _indexed_history(transactions, week, customers, article_table)
+    prices = _article_prices(history, week)
+    per_customer = _customer_discounts(history, prices)
     bought_article = _bought(history, "a", "article", cutoff).with_columns(
         pl.col("days_since_article_purchase").rank("max").over("c").cast(NUMERIC_TYPE).alias("article_recency_position")
     )
@@ -432,6 +367,54 @@ def _flag(expr: pl.Expr) -> pl.Expr:
     return expr.fill_null(False).cast(NUMERIC_TYPE)
 
 
+def _joined(inputs: RankingInputs, candidates: pl.DataFrame) -> pl.DataFrame:
+    """The candidates' keys and candidate columns joined with every table of the week, back in the candidates'
+    order. Eager joins that ignore order, then one sort back into the candidates' order: faster than
+    order-keeping joins and than polars' streaming engine on the same plan (docs/benchmarks.md)."""
+    matrix = (
+        candidates.select(*KEYS, *CANDIDATE_FEATURES)
+        .with_row_index("_row")
+        .join(inputs.customers, on="customer_id", how="left")
+        .join(inputs.articles, on="article_id", how="left", suffix="_article")
+        .join(inputs.group_popularity, on=["customer_age_group", "a"], how="left")
+        .join(inputs.bought_article, on=["c", "a"], how="left")
+        .join(inputs.bought_product, on=["c", "product_code"], how="left")
+        .join(inputs.bought_department, on=["c", "department_no"], how="left")
+    )
+    for level, column in SHARE_KEYS.items():
+        matrix = matrix.join(inputs.bought_levels[level], on=["c", column], how="left")
+    return matrix.sort("_row")
+
+
+def _derived_columns() -> list[pl.Expr]:
+    """The features computed from the joined columns (counts, ratios, gaps, shares, flags) and the casts of the
+    categorical and candidate features to their types."""
+    counts = ["customer_article_purchases", "customer_product_purchases", "customer_department_purchases"]
+    return [
+        pl.col(counts).fill_null(0),
+        (pl.col("article_mean_price") / pl.col("customer_mean_price")).cast(NUMERIC_TYPE).alias("price_ratio"),
+        (pl.col("days_since_article_purchase") - pl.col("customer_days_since_last_purchase")).alias(
+            "article_recency_gap"
+        ),
+        (pl.col("days_since_product_purchase") - pl.col("customer_days_since_last_purchase")).alias(
+            "product_recency_gap"
+        ),
+        (pl.col("customer_article_purchases").fill_null(0) / pl.col("_rows")).alias("article_share_of_customer"),
+        (pl.col("article_week_price_ratio") * pl.col("customer_discount_share")).alias(
+            "promotion_for_discount_customer"
+        ),
+        *[
+            (pl.col(f"_{level}_rows").fill_null(0) / pl.col("_rows")).alias(f"customer_{level}_share")
+            for level in SHARE_KEYS
+        ],
+        _flag(pl.col("article_preferred_age_group") == pl.col("customer_age_group")).alias("is_preferred_age_group"),
+        _flag(pl.col("_colour") == pl.col("_colour_article")).alias("is_favourite_colour"),
+        _flag(pl.col("_garment") == pl.col("_garment_article")).alias("is_favourite_garment_group"),
+        *[pl.col(c).cast(CATEGORICAL_TYPE).fill_null(MISSING_CODE) for c in CATEGORICAL_FEATURES],
+        *[pl.col(c).cast(NUMERIC_TYPE) for c in CANDIDATE_FEATURES],
+    ]
+
+
 def ranking_features(
     inputs: RankingInputs, candidates: pl.DataFrame, purchases: pl.DataFrame | None = None
 ) -> pl.DataFrame:
@@ -444,49 +427,9 @@ def ranking_features(
     """
     missing = [c for c in CANDIDATE_FEATURES if c not in candidates.columns]
     frame = candidates.with_columns(pl.lit(None, dtype=NUMERIC_TYPE).alias(c) for c in missing)
-    # Eager joins that ignore order, then one sort back into the candidates' order: faster than order-keeping
-    # joins and than polars' streaming engine on the same plan (docs/benchmarks.md).
     matrix = (
-        frame.select(*KEYS, *CANDIDATE_FEATURES)
-        .with_row_index("_row")
-        .join(inputs.customers, on="customer_id", how="left")
-        .join(inputs.articles, on="article_id", how="left", suffix="_article")
-        .join(inputs.group_popularity, on=["customer_age_group", "a"], how="left")
-        .join(inputs.bought_article, on=["c", "a"], how="left")
-        .join(inputs.bought_product, on=["c", "product_code"], how="left")
-        .join(inputs.bought_department, on=["c", "department_no"], how="left")
-    )
-    for level, column in SHARE_KEYS.items():
-        matrix = matrix.join(inputs.bought_levels[level], on=["c", column], how="left")
-    matrix = (
-        matrix.sort("_row")
-        .with_columns(
-            pl.col(
-                "customer_article_purchases", "customer_product_purchases", "customer_department_purchases"
-            ).fill_null(0),
-            (pl.col("article_mean_price") / pl.col("customer_mean_price")).cast(NUMERIC_TYPE).alias("price_ratio"),
-            (pl.col("days_since_article_purchase") - pl.col("customer_days_since_last_purchase")).alias(
-                "article_recency_gap"
-            ),
-            (pl.col("days_since_product_purchase") - pl.col("customer_days_since_last_purchase")).alias(
-                "product_recency_gap"
-            ),
-            (pl.col("customer_article_purchases").fill_null(0) / pl.col("_rows")).alias("article_share_of_customer"),
-            (pl.col("article_week_price_ratio") * pl.col("customer_discount_share")).alias(
-                "promotion_for_discount_customer"
-            ),
-            *[
-                (pl.col(f"_{level}_rows").fill_null(0) / pl.col("_rows")).alias(f"customer_{level}_share")
-                for level in SHARE_KEYS
-            ],
-            _flag(pl.col("article_preferred_age_group") == pl.col("customer_age_group")).alias(
-                "is_preferred_age_group"
-            ),
-            _flag(pl.col("_colour") == pl.col("_colour_article")).alias("is_favourite_colour"),
-            _flag(pl.col("_garment") == pl.col("_garment_article")).alias("is_favourite_garment_group"),
-            *[pl.col(c).cast(CATEGORICAL_TYPE).fill_null(MISSING_CODE) for c in CATEGORICAL_FEATURES],
-            *[pl.col(c).cast(NUMERIC_TYPE) for c in CANDIDATE_FEATURES],
-        )
+        _joined(inputs, frame)
+        .with_columns(_derived_columns())
         .with_columns(pl.col(CONTEXT_FEATURES).cast(NUMERIC_TYPE))
         .select(*KEYS, *FEATURE_COLUMNS)
     )
