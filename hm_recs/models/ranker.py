@@ -242,27 +242,11 @@ def _importances(booster: lgb.Booster) -> pl.DataFrame:
     ).sort(["gain", "feature"], descending=[True, False])
 
 
-def train_ranker(
-    train: pl.DataFrame,
-    validation: pl.DataFrame,
-    features: Sequence[str],
-    categorical: Sequence[str] = (),
-    config: RankerConfig = RankerConfig(),
-    log: Callable[[str], None] = print,
-    validation_purchases: pl.DataFrame | None = None,
-) -> RankerResult:
-    """Train on the stacked training weeks for `n_estimators` rounds (or early-stop on the validation week when
-    `early_stopping_rounds` is set) and judge the result by Kaggle MAP@12 of its top 12 against
-    `validation_purchases` (customer_id, article_id; default: the validation candidates labelled 1, which
-    ignores purchases the candidates missed). LightGBM's own MAP@12 on the validation week is recorded per
-    iteration (the learning curve). Relevance tiers are fitted on the validation week's top 12."""
-    features, categorical = list(features), list(categorical)
-    if missing := [c for c in categorical if c not in features]:
-        raise ValueError(f"categorical features not among features: {missing}")
-    name = f"ranker[{config.objective}]"
-    started = time.perf_counter()
-    train, validation = ((f.with_columns((pl.col("label") > 0).cast(pl.Int8))) for f in (train, validation))
-
+def _ranker_rows(
+    train: pl.DataFrame, validation: pl.DataFrame, config: RankerConfig
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The down-sampled training rows, the validation rows sorted by query group and, of those, the groups with a
+    purchase; a clear failure when the training or the validation rows hold no positive."""
     train_rows = downsample(train, config)
     if train_rows.height == 0 or train_rows["label"].sum() == 0:
         raise ValueError("no positive label in the training weeks")
@@ -273,19 +257,19 @@ def train_ranker(
     stopping_rows = validation.filter(pl.col("label").sum().over(keys) > 0)
     if stopping_rows.height == 0:
         raise ValueError("no positive label in the validation week")
-    train_set = _dataset(train_rows, features, categorical)
-    stopping_set = _dataset(stopping_rows, features, categorical, reference=train_set)
-    n_groups = train_rows.select(_group_keys(train_rows)).n_unique()
-    log(
-        f"{name}: {train_rows.height:,} training rows of {train.height:,} in {n_groups:,} groups "
-        f"({int(train_rows['label'].sum()):,} positives), {len(features)} features; "
-        + (
-            f"early stopping on {stopping_rows.height:,} validation rows"
-            if config.early_stopping_rounds
-            else f"{config.n_estimators} rounds, learning curve on {stopping_rows.height:,} validation rows"
-        )
-    )
+    return train_rows, validation, stopping_rows
 
+
+def _boost(
+    train_set: lgb.Dataset,
+    stopping_set: lgb.Dataset,
+    config: RankerConfig,
+    name: str,
+    started: float,
+    log: Callable[[str], None],
+) -> tuple[lgb.Booster, int, list[dict]]:
+    """LightGBM trained for `n_estimators` rounds (or early-stopped on `stopping_set`): the booster holding
+    exactly the trees up to the best iteration, that iteration and the validation metric per iteration."""
     metric = f"map@{config.eval_at}"
     history: list[dict] = []
 
@@ -312,11 +296,24 @@ def train_ranker(
     best_iteration = trained.best_iteration or trained.current_iteration()
     # The served booster holds exactly the best trees, so a reloaded artefact predicts the same.
     booster = lgb.Booster(model_str=trained.model_to_string(num_iteration=best_iteration))
-    train_seconds = time.perf_counter() - started
+    return booster, best_iteration, history
 
+
+def _judged(
+    booster: lgb.Booster,
+    validation: pl.DataFrame,
+    purchases: pl.DataFrame,
+    features: list[str],
+    config: RankerConfig,
+    best_iteration: int,
+    history: list[dict],
+) -> tuple[dict, pl.DataFrame, TierBands]:
+    """The booster's top `eval_at` of the validation rows judged against `purchases`: the validation figures
+    (Kaggle MAP and recall, LightGBM's own metric at the best iteration, the buyers), the AP per customer and
+    the relevance tiers fitted on those recommendations."""
+    metric = f"map@{config.eval_at}"
     scored = score(booster, validation, features, num_threads=config.num_threads)
     recommended = top_k(scored, config.eval_at)
-    purchases = validation_purchases if validation_purchases is not None else validation.filter(pl.col("label") > 0)
     per_customer = average_precision(recommended, purchases, config.eval_at)
     figures = {
         "objective": config.objective,
@@ -325,10 +322,6 @@ def train_ranker(
         "best_iteration": int(best_iteration),
         f"lightgbm_{metric}": float(history[best_iteration - 1][metric]) if history else math.nan,
         "buying_customers": int(purchases["customer_id"].n_unique()),
-        "training_rows": int(train_rows.height),
-        "training_groups": int(n_groups),
-        "training_positives": int(train_rows["label"].sum()),
-        "seconds": round(train_seconds, 3),
     }
     tiers = fit_tiers(
         recommended["score"],
@@ -336,6 +329,52 @@ def train_ranker(
         config.tier_high_share,
         config.tier_medium_share,
         config.calibration_bins,
+    )
+    return figures, per_customer, tiers
+
+
+def train_ranker(
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    features: Sequence[str],
+    categorical: Sequence[str] = (),
+    config: RankerConfig = RankerConfig(),
+    log: Callable[[str], None] = print,
+    validation_purchases: pl.DataFrame | None = None,
+) -> RankerResult:
+    """Train on the stacked training weeks for `n_estimators` rounds (or early-stop on the validation week when
+    `early_stopping_rounds` is set) and judge the result by Kaggle MAP@12 of its top 12 against
+    `validation_purchases` (customer_id, article_id; default: the validation candidates labelled 1, which
+    ignores purchases the candidates missed). LightGBM's own MAP@12 on the validation week is recorded per
+    iteration (the learning curve). Relevance tiers are fitted on the validation week's top 12."""
+    features, categorical = list(features), list(categorical)
+    if missing := [c for c in categorical if c not in features]:
+        raise ValueError(f"categorical features not among features: {missing}")
+    name = f"ranker[{config.objective}]"
+    started = time.perf_counter()
+    train, validation = ((f.with_columns((pl.col("label") > 0).cast(pl.Int8))) for f in (train, validation))
+    train_rows, validation, stopping_rows = _ranker_rows(train, validation, config)
+    train_set = _dataset(train_rows, features, categorical)
+    stopping_set = _dataset(stopping_rows, features, categorical, reference=train_set)
+    n_groups = train_rows.select(_group_keys(train_rows)).n_unique()
+    log(
+        f"{name}: {train_rows.height:,} training rows of {train.height:,} in {n_groups:,} groups "
+        f"({int(train_rows['label'].sum()):,} positives), {len(features)} features; "
+        + (
+            f"early stopping on {stopping_rows.height:,} validation rows"
+            if config.early_stopping_rounds
+            else f"{config.n_estimators} rounds, learning curve on {stopping_rows.height:,} validation rows"
+        )
+    )
+    booster, best_iteration, history = _boost(train_set, stopping_set, config, name, started, log)
+    train_seconds = time.perf_counter() - started
+    purchases = validation_purchases if validation_purchases is not None else validation.filter(pl.col("label") > 0)
+    figures, per_customer, tiers = _judged(booster, validation, purchases, features, config, best_iteration, history)
+    figures.update(
+        training_rows=int(train_rows.height),
+        training_groups=int(n_groups),
+        training_positives=int(train_rows["label"].sum()),
+        seconds=round(train_seconds, 3),
     )
     k = config.eval_at
     log(
