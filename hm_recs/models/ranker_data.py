@@ -28,7 +28,7 @@ from hm_recs.core.baselines import BaselineConfig, recommend_all
 from hm_recs.core.candidate_labels import label_candidates
 from hm_recs.core.candidates import CandidateConfig, build_candidates
 from hm_recs.core.metrics import K, average_precision
-from hm_recs.core.ranking_features import InputWindows, ranking_features, week_inputs
+from hm_recs.core.ranking_features import InputWindows, RankingInputs, ranking_features, week_inputs
 from hm_recs.core.serving import GateRule, training_weeks, validation_weeks
 from hm_recs.core.weeks import shift_weeks
 
@@ -95,72 +95,84 @@ def as_queries(frame: pl.DataFrame, week: dt.date) -> pl.DataFrame:
     return frame.with_columns((pl.lit(f"{week}|") + pl.col("customer_id")).alias("customer_id"))
 
 
-def assemble(
-    week: dt.date,
-    sources: WeekSources,
-    weeks: TrainingWeeks,
-    rule: GateRule,
-    ranker,
-    windows: InputWindows,
-    candidates: CandidateConfig = CandidateConfig(),
-    log: Callable[[str], None] = print,
-    detach: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame,
-) -> RankerWeeks:
-    """Week W's training and validation rows (module docstring). `detach` copies a kept subset out of its
-    source's buffers (the asset passes `detached`), so that memory is one labelled week at a time. `ranker`:
-    the `models.ranker.RankerConfig` whose down-sampling the training weeks get."""
-    from hm_recs.models.ranker import downsample, split_customers  # LightGBM: imported only where it is used
+class _LabelledWeeks:
+    """The labelled weeks as the assembly reads them: a stored set where there is one, else one built here from
+    the history (heuristic sources only) and kept until `release`; the catalogue tables read once, on first need."""
 
+    def __init__(
+        self, sources: WeekSources, candidates: CandidateConfig, most: int, log: Callable[[str], None]
+    ) -> None:
+        self.sources, self.candidates, self.most, self.log = sources, candidates, most, log
+        self._tables: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None = None
+        self.built: dict[dt.date, pl.DataFrame] = {}
+        self.built_here: list[dt.date] = []
+
+    def tables(self, n: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+        """The catalogue tables with `n` weeks of transactions, read by the first call (later ones get those)."""
+        if self._tables is None:
+            self._tables = self.sources.tables(n)
+        return self._tables
+
+    def labelled(self, t: dt.date) -> pl.DataFrame:
+        """Week t's buyers' candidates as of t-1 with `label` (bought in t): the stored set, else built here."""
+        if t in self.built:
+            return self.built[t]
+        stored = self.sources.stored_labelled(t)
+        if stored is not None and stored.height:
+            return stored
+        customers, articles, transactions = self.tables(self.most)
+        seen = transactions.filter(pl.col("t_dat") < pl.lit(t))
+        bought = _bought_in(transactions, t)
+        rows = build_candidates(
+            customers, seen, articles, shift_weeks(t, -1), self.candidates, customer_ids=bought["customer_id"].unique()
+        )
+        self.built[t] = label_candidates(rows, bought).with_columns(pl.col("label").cast(pl.Int8))
+        self.built_here.append(t)
+        self.log(
+            f"ranker: labelled week {t} built from the history (heuristic sources only): {self.built[t].height:,} rows"
+        )
+        return self.built[t]
+
+    def positive_groups(self, t: dt.date) -> int:
+        """Week t's query groups with a bought candidate (counted where stored, else on its labelled set)."""
+        stored = self.sources.stored_positive_groups(t)
+        if stored is not None:
+            return stored
+        rows = self.labelled(t)
+        return int(rows.filter(pl.col("label") > 0)["customer_id"].n_unique())
+
+    def release(self, t: dt.date) -> None:
+        """Memory: a week built here is released once used, as a stored one is."""
+        self.built.pop(t, None)
+
+
+def _labellable_weeks(week: dt.date, sources: WeekSources, rule: GateRule) -> tuple[list[dt.date], list[dt.date]]:
+    """The validation weeks (week W alone when none can be labelled) and the earlier labellable weeks, latest
+    first, from which the training weeks are chosen."""
     dated = sorted(w for w in sources.buyers_per_week if w <= week)
     labellable = {w for w in dated if w > dated[0]} | {week}  # a labelled week needs purchases before it
     validation = [w for w in validation_weeks(sources.buyers_per_week, week, rule) if w in labellable] or [week]
     earlier = [w for w in reversed(dated) if w < min(validation) and w in labellable]
-    lookback = max(windows.feature_weeks, windows.segment_weeks) + 1
-    most = len(validation) + weeks.max_training_weeks + lookback
-    state: dict = {}
+    return validation, earlier
 
-    def tables(n: int):
-        if "tables" not in state:
-            state["tables"] = sources.tables(n)
-        return state["tables"]
 
-    built: dict[dt.date, pl.DataFrame] = {}
-    built_here: list[dt.date] = []
+def _validation_queries(
+    store: _LabelledWeeks,
+    transactions: pl.DataFrame,
+    week: dt.date,
+    validation: list[dt.date],
+    split: bool,
+    weeks: TrainingWeeks,
+    seed: int,
+    log: Callable[[str], None],
+) -> tuple[pl.Series | None, pl.DataFrame]:
+    """The validation queries (week, customer_id): every buyer of the validation weeks, a seeded sample beyond
+    `max_validation_customers`. When `split`, week W's buyers are split instead and the training ones returned."""
+    from hm_recs.models.ranker import split_customers  # LightGBM: imported only where it is used
 
-    def labelled(t: dt.date) -> pl.DataFrame:
-        if t in built:
-            return built[t]
-        stored = sources.stored_labelled(t)
-        if stored is not None and stored.height:
-            return stored
-        customers, articles, transactions = tables(most)
-        seen = transactions.filter(pl.col("t_dat") < pl.lit(t))
-        bought = _bought_in(transactions, t)
-        rows = build_candidates(
-            customers, seen, articles, shift_weeks(t, -1), candidates, customer_ids=bought["customer_id"].unique()
-        )
-        built[t] = label_candidates(rows, bought).with_columns(pl.col("label").cast(pl.Int8))
-        built_here.append(t)
-        log(f"ranker: labelled week {t} built from the history (heuristic sources only): {built[t].height:,} rows")
-        return built[t]
-
-    def positive_groups(t: dt.date) -> int:
-        stored = sources.stored_positive_groups(t)
-        if stored is not None:
-            return stored
-        rows = labelled(t)
-        return int(rows.filter(pl.col("label") > 0)["customer_id"].n_unique())
-
-    chosen, groups = training_weeks(
-        earlier, positive_groups, weeks.min_training_weeks, weeks.min_positive_groups, weeks.max_training_weeks
-    )
-    oldest = min([*chosen, *validation])
-    customers, articles, transactions = tables((week - oldest).days // 7 + lookback)
-
-    # validation queries: every buyer of the validation weeks (a seeded sample beyond max_validation_customers)
-    split = not chosen
+    train_ids = None
     if split:  # nothing before W can be labelled: week W's buyers are split
-        train_ids, validation_ids = split_customers(labelled(week)["customer_id"], weeks.validation_share, ranker.seed)
+        train_ids, validation_ids = split_customers(store.labelled(week)["customer_id"], weeks.validation_share, seed)
         queries = validation_ids.to_frame("customer_id").with_columns(pl.lit(week).alias("week"))
         log(
             f"ranker: no labelled week before {week}: training on {train_ids.len():,} of its buyers, "
@@ -175,46 +187,101 @@ def assemble(
         )
     queries = queries.sort("week", "customer_id")
     if queries.height > weeks.max_validation_customers:
-        queries = queries.sample(weeks.max_validation_customers, seed=ranker.seed).sort("week", "customer_id")
+        queries = queries.sample(weeks.max_validation_customers, seed=seed).sort("week", "customer_id")
+    return train_ids, queries
 
-    inputs: dict[dt.date, object] = {}
 
-    def inputs_as_of(day: dt.date):  # one day's inputs kept at a time (each holds every customer's aggregates)
-        if day not in inputs:
-            inputs.clear()
-            inputs[day] = week_inputs(customers, articles, transactions, day, windows)
-        return inputs[day]
+def _training_week(
+    rows: pl.DataFrame,
+    bought: pl.DataFrame,
+    inputs: RankingInputs,
+    t: dt.date,
+    train_ids: pl.Series | None,
+    ranker,
+    detach: Callable[[pl.DataFrame], pl.DataFrame],
+    log: Callable[[str], None],
+) -> pl.DataFrame:
+    """Week t's training rows: its labelled candidates (the training buyers' only when week W's buyers were
+    split), down-sampled, with their features as of t-1 and the week."""
+    from hm_recs.models.ranker import downsample  # LightGBM: imported only where it is used
+
+    kept = rows.filter(pl.col("customer_id").is_in(train_ids.implode())) if train_ids is not None else rows
+    kept = detach(downsample(kept.with_columns(pl.lit(t).alias("week")), ranker))
+    features = ranking_features(inputs, kept, bought).with_columns(pl.lit(t).alias("week"))
+    log(f"ranker training week {t}: {kept.height:,} candidate rows kept, {int(kept['label'].sum()):,} bought")
+    return features
+
+
+def _validation_week(
+    rows: pl.DataFrame,
+    bought: pl.DataFrame,
+    inputs: RankingInputs,
+    t: dt.date,
+    judged: pl.Series,
+    tables: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame],
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
+    """Week t's validation queries from the `judged` buyers' rows: those rows with features as of t-1, their
+    purchases, and every baseline's AP@12 per query as it would have served week t (built as of t-1) on them."""
+    customers, articles, transactions = tables
+    bought = bought.filter(pl.col("customer_id").is_in(judged.implode()))
+    features, purchases = as_queries(ranking_features(inputs, rows, bought), t), as_queries(bought, t)
+    lists = recommend_all(
+        customers,
+        transactions.filter(pl.col("t_dat") < pl.lit(t)),
+        articles,
+        shift_weeks(t, -1),
+        BaselineConfig(K),
+        wanted=judged,
+    )
+    baseline_ap = {
+        name: average_precision(as_queries(group, t), as_queries(bought, t)).rename({"customer_id": QUERY})
+        for (name,), group in lists.group_by("recommender", maintain_order=True)
+    }
+    return features, purchases, baseline_ap
+
+
+def assemble(
+    week: dt.date,
+    sources: WeekSources,
+    weeks: TrainingWeeks,
+    rule: GateRule,
+    ranker,
+    windows: InputWindows,
+    candidates: CandidateConfig = CandidateConfig(),
+    log: Callable[[str], None] = print,
+    detach: Callable[[pl.DataFrame], pl.DataFrame] = lambda frame: frame,
+) -> RankerWeeks:
+    """Week W's training and validation rows (module docstring). `detach` copies a kept subset out of its
+    source's buffers (the asset passes `detached`), so that memory is one labelled week at a time. `ranker`:
+    the `models.ranker.RankerConfig` whose down-sampling the training weeks get."""
+    validation, earlier = _labellable_weeks(week, sources, rule)
+    lookback = max(windows.feature_weeks, windows.segment_weeks) + 1
+    store = _LabelledWeeks(sources, candidates, len(validation) + weeks.max_training_weeks + lookback, log)
+    chosen, groups = training_weeks(
+        earlier, store.positive_groups, weeks.min_training_weeks, weeks.min_positive_groups, weeks.max_training_weeks
+    )
+    tables = store.tables((week - min([*chosen, *validation])).days // 7 + lookback)
+    customers, articles, transactions = tables
+    split = not chosen
+    train_ids, queries = _validation_queries(store, transactions, week, validation, split, weeks, ranker.seed, log)
 
     train_parts, validation_parts, purchase_parts = [], [], []
     baseline_parts: dict[str, list[pl.DataFrame]] = {}
     for t in sorted({*chosen, *validation}):
-        rows, bought = labelled(t), _bought_in(transactions, t)
-        as_of = inputs_as_of(shift_weeks(t, -1))
+        rows, bought = store.labelled(t), _bought_in(transactions, t)
+        inputs = week_inputs(customers, articles, transactions, shift_weeks(t, -1), windows)
         if t in chosen or split:
-            kept = rows.filter(pl.col("customer_id").is_in(train_ids.implode())) if split else rows
-            kept = detach(downsample(kept.with_columns(pl.lit(t).alias("week")), ranker))
-            train_parts.append(ranking_features(as_of, kept, bought).with_columns(pl.lit(t).alias("week")))
-            log(f"ranker training week {t}: {kept.height:,} candidate rows kept, {int(kept['label'].sum()):,} bought")
+            train_parts.append(_training_week(rows, bought, inputs, t, train_ids, ranker, detach, log))
         if t in validation:
             judged = queries.filter(pl.col("week") == t)["customer_id"]
-            bought = bought.filter(pl.col("customer_id").is_in(judged.implode()))
-            rows = rows.filter(pl.col("customer_id").is_in(judged.implode()))
-            validation_parts.append(as_queries(ranking_features(as_of, rows, bought), t))
-            purchase_parts.append(as_queries(bought, t))
-            # the baselines as they would have served week t (built as of t-1), on the same buyers
-            lists = recommend_all(
-                customers,
-                transactions.filter(pl.col("t_dat") < pl.lit(t)),
-                articles,
-                shift_weeks(t, -1),
-                BaselineConfig(K),
-                wanted=judged,
-            )
-            for (name,), group in lists.group_by("recommender", maintain_order=True):
-                ap = average_precision(as_queries(group, t), as_queries(bought, t))
-                baseline_parts.setdefault(name, []).append(ap.rename({"customer_id": QUERY}))
+            rows = rows.filter(pl.col("customer_id").is_in(judged.implode()))  # memory: the rest let go first
+            features, purchases, baseline_ap = _validation_week(rows, bought, inputs, t, judged, tables)
+            validation_parts.append(features)
+            purchase_parts.append(purchases)
+            for name, ap in baseline_ap.items():
+                baseline_parts.setdefault(name, []).append(ap)
         del rows
-        built.pop(t, None)  # memory: a week built here is released once used, as a stored one is
+        store.release(t)
     train = pl.concat(train_parts)
     return RankerWeeks(
         train=train,
@@ -224,7 +291,7 @@ def assemble(
         validation_weeks=validation,
         training_weeks=chosen or [week],
         positive_groups=groups if chosen else int(train.filter(pl.col("label") > 0)["customer_id"].n_unique()),
-        built_here=sorted(built_here),
+        built_here=sorted(store.built_here),
         split_week=split,
     )
 
