@@ -76,6 +76,74 @@ def chunk_candidates(
     return customer_candidates(pools, chunk, models["two_tower"], models["sequence"])
 
 
+def _stage_candidate_sets(
+    context: dg.AssetExecutionContext,
+    warehouse: Warehouse,
+    config: CandidatesConfig,
+    candidate_config: CandidateConfig,
+    week: dt.date,
+    tables: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame],
+    this_week: pl.DataFrame,
+    buyers: pl.Series,
+) -> tuple[StagedTable, dict[str, pl.Series], list[pl.DataFrame], collections.Counter, pl.DataFrame | None]:
+    """Both sets staged one chunk of customers at a time (memory is one chunk's rows): the staged table, the
+    candidates per customer of each set, the labelled set's recall per chunk, the serving set's sources tally
+    and first rows."""
+    customers, articles, transactions = tables
+    table = StagedTable("candidates")
+    counts, recall_parts, sources, first_rows = {}, [], collections.Counter(), None
+    sets = {  # kind -> (target week, customers, the history they may see, as of)
+        "serving": (shift_weeks(week, 1), customers["customer_id"], transactions, week),
+        "labelled": (week, buyers, transactions.filter(pl.col("t_dat") < pl.lit(week)), shift_weeks(week, -1)),
+    }
+    for kind, (target_week, wanted, seen, as_of) in sets.items():
+        pools = candidate_pools(customers, seen, articles, as_of, candidate_config)
+        per_customer = []
+        for chunk in customer_chunks(wanted, config.chunk_customers):
+            rows = chunk_candidates(warehouse, pools, chunk, week, target_week, candidate_config)
+            if kind == "serving":
+                rows = rows.with_columns(pl.lit(None, dtype=pl.Int8).alias("label"))
+                sources += tally(rows, "sources")
+                first_rows = detached(rows.head(5)) if first_rows is None else first_rows
+            else:
+                rows = label_candidates(rows, this_week).with_columns(pl.col("label").cast(pl.Int8))
+                recall_parts.append(
+                    candidate_recall(rows, this_week.filter(pl.col("customer_id").is_in(chunk.implode())))
+                )
+            per_customer.append(rows.group_by("customer_id").len()["len"])
+            table.append(rows.with_columns(pl.lit(target_week).alias("target_week"), pl.lit(week).alias("week")))
+            context.log.info(
+                f"candidates ({kind} set): {table.rows:,} rows staged, {chunk.len():,} customers in the last chunk"
+            )
+        counts[kind] = pl.concat(per_customer) if per_customer else pl.Series("len", [], dtype=pl.UInt32)
+    return table, counts, recall_parts, sources, first_rows
+
+
+def _candidates_check(
+    config: CandidatesConfig, counts: dict[str, pl.Series], customers: int, buyers: int, union_recall: float
+) -> dg.AssetCheckResult:
+    """The blocking check: every customer and every buyer has at least min_per_customer candidates in its set,
+    and the labelled union covers at least min_union_recall of week W's purchases."""
+    enough = {kind: int((n >= config.min_per_customer).sum()) for kind, n in counts.items()}
+    passed = (
+        counts["serving"].len() == customers
+        and enough["serving"] == customers
+        and enough["labelled"] == buyers
+        and union_recall >= config.min_union_recall
+    )
+    return dg.AssetCheckResult(
+        passed=bool(passed),
+        metadata={
+            "customers": customers,
+            "customers_with_enough": enough["serving"],
+            "buyers": buyers,
+            "buyers_with_enough": enough["labelled"],
+            "union_recall": union_recall,
+            "min_union_recall": config.min_union_recall,
+        },
+    )
+
+
 @dg.asset(
     op_tags=RANKING_PRIORITY,
     partitions_def=weekly_partitions,
@@ -102,38 +170,15 @@ def candidates(
     """Candidate union per customer (repurchase, age-group trending, co-purchase, same product, two-tower and
     sequence retrieval, fallback top-up) with each source's flag, score and rank."""
     week = partition_week(context)
-    target = shift_weeks(week, 1)
     candidate_config = core_config(CandidateConfig, config)
     with measured(context, "candidates") as figures:
-        customers, articles, transactions = catalogue_tables(warehouse, week, pipeline_settings.history_weeks)
+        tables = catalogue_tables(warehouse, week, pipeline_settings.history_weeks)
+        customers, _, transactions = tables
         this_week = transactions.filter(pl.col("t_dat") >= pl.lit(week))
         buyers = this_week["customer_id"].unique()
-        table = StagedTable("candidates")  # one chunk of customers at a time: memory is one chunk's rows
-        counts, recall_parts, sources, first_rows = {}, [], collections.Counter(), None
-        sets = {  # kind -> (target week, customers, the history they may see, as of)
-            "serving": (target, customers["customer_id"], transactions, week),
-            "labelled": (week, buyers, transactions.filter(pl.col("t_dat") < pl.lit(week)), shift_weeks(week, -1)),
-        }
-        for kind, (target_week, wanted, seen, as_of) in sets.items():
-            pools = candidate_pools(customers, seen, articles, as_of, candidate_config)
-            per_customer = []
-            for chunk in customer_chunks(wanted, config.chunk_customers):
-                rows = chunk_candidates(warehouse, pools, chunk, week, target_week, candidate_config)
-                if kind == "serving":
-                    rows = rows.with_columns(pl.lit(None, dtype=pl.Int8).alias("label"))
-                    sources += tally(rows, "sources")
-                    first_rows = detached(rows.head(5)) if first_rows is None else first_rows
-                else:
-                    rows = label_candidates(rows, this_week).with_columns(pl.col("label").cast(pl.Int8))
-                    recall_parts.append(
-                        candidate_recall(rows, this_week.filter(pl.col("customer_id").is_in(chunk.implode())))
-                    )
-                per_customer.append(rows.group_by("customer_id").len()["len"])
-                table.append(rows.with_columns(pl.lit(target_week).alias("target_week"), pl.lit(week).alias("week")))
-                context.log.info(
-                    f"candidates ({kind} set): {table.rows:,} rows staged, {chunk.len():,} customers in the last chunk"
-                )
-            counts[kind] = pl.concat(per_customer) if per_customer else pl.Series("len", [], dtype=pl.UInt32)
+        table, counts, recall_parts, sources, first_rows = _stage_candidate_sets(
+            context, warehouse, config, candidate_config, week, tables, this_week, buyers
+        )
         recall = combined_recall(recall_parts)
     union = recall.filter(pl.col("source") == UNION).row(0, named=True)
     for row in recall.iter_rows(named=True):
@@ -141,7 +186,6 @@ def candidates(
             f"candidate recall on week {week}: {row['source']} {row['recall_all_buyers']:.3f} "
             f"({row['candidates_per_customer']:.1f} per customer)"
         )
-    enough = {kind: int((n >= config.min_per_customer).sum()) for kind, n in counts.items()}
     serving_rows, labelled_rows = int(counts["serving"].sum()), int(counts["labelled"].sum())
     yield dg.Output(
         table,
@@ -156,23 +200,7 @@ def candidates(
             **figures,
         },
     )
-    passed = (
-        counts["serving"].len() == customers.height
-        and enough["serving"] == customers.height
-        and enough["labelled"] == buyers.len()
-        and union["recall_all_buyers"] >= config.min_union_recall
-    )
-    yield dg.AssetCheckResult(
-        passed=bool(passed),
-        metadata={
-            "customers": customers.height,
-            "customers_with_enough": enough["serving"],
-            "buyers": buyers.len(),
-            "buyers_with_enough": enough["labelled"],
-            "union_recall": union["recall_all_buyers"],
-            "min_union_recall": config.min_union_recall,
-        },
-    )
+    yield _candidates_check(config, counts, customers.height, buyers.len(), union["recall_all_buyers"])
 
 
 def labelled_set(warehouse: Warehouse, week: dt.date) -> pl.DataFrame:
