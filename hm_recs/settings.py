@@ -1,7 +1,9 @@
 """Where the project's settings come from outside Dagster's run config: the `HM_RECS_*` environment variables,
 named and read here and nowhere else (docs/architecture.md). Each default keeps `make demo` working with no
 setup: everything under `.hm_recs/` in the working directory. Readers take an optional mapping in place of the
-process environment, so tests and `infra/` can ask what a given environment means."""
+process environment, so tests and `infra/` can ask what a given environment means. Other tools' own variables
+stay with the code that hands them on: `AWS_*` (boto3's, given to pyarrow's S3 client in `storage/location.py`)
+and `DAGSTER_HOME` (Dagster's; `runner.instance` sets its default)."""
 
 from __future__ import annotations
 
