@@ -180,9 +180,10 @@ def _verdict(rule: GateRule, best: str, ranker_map: float, bar: float, low: floa
     if ranker_map <= 0:
         return False, "the ranker's validation MAP@12 is 0 (none of its lists holds a validation purchase)"
     if rule.rule == "not_worse":
+        bar_name = f"{rule.required_ratio:g} x {best}"
         if high >= 0:
-            return True, f"the ranker is not worse than {ratio} beyond noise (interval reaches {high:+.4f})"
-        return False, f"the ranker is worse than {ratio} beyond noise (interval below 0)"
+            return True, f"the ranker is not worse than {bar_name} beyond noise (interval reaches {high:+.4f})"
+        return False, f"the ranker is worse than {bar_name} beyond noise (interval below 0)"
     if rule.rule == "interval":
         if low > 0:
             return True, f"the ranker beats {best} beyond noise (interval above 0)"
