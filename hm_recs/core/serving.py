@@ -174,13 +174,12 @@ def decide(
 def _verdict(rule: GateRule, best: str, ranker_map: float, bar: float, low: float, high: float) -> tuple[bool, str]:
     """Whether the ranker serves under `rule.rule`, and why in a phrase; `bar` = required_ratio x the best
     baseline's pooled MAP@12, (low, high) the interval of the paired difference."""
-    ratio = f"{rule.required_ratio:g} x {best}'s"
+    bar_name = f"{rule.required_ratio:g} x {best}"
     if not math.isfinite(ranker_map):
         return False, "the ranker's validation MAP@12 is not finite"
     if ranker_map <= 0:
         return False, "the ranker's validation MAP@12 is 0 (none of its lists holds a validation purchase)"
     if rule.rule == "not_worse":
-        bar_name = f"{rule.required_ratio:g} x {best}"
         if high >= 0:
             return True, f"the ranker is not worse than {bar_name} beyond noise (interval reaches {high:+.4f})"
         return False, f"the ranker is worse than {bar_name} beyond noise (interval below 0)"
@@ -189,8 +188,8 @@ def _verdict(rule: GateRule, best: str, ranker_map: float, bar: float, low: floa
             return True, f"the ranker beats {best} beyond noise (interval above 0)"
         return False, f"the ranker does not beat {best} beyond noise (interval reaches {low:+.4f})"
     if ranker_map >= bar:
-        return True, f"the ranker's MAP@12 reaches {ratio}"
-    return False, f"the ranker's MAP@12 is below {ratio}"
+        return True, f"the ranker's MAP@12 reaches {bar_name}'s"
+    return False, f"the ranker's MAP@12 is below {bar_name}'s"
 
 
 def champion(
