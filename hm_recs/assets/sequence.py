@@ -139,12 +139,15 @@ def sequence_candidates(
         )
         model = load(model_registry.load("sequence", week)[0], content)
         sets = candidate_sets(transactions, week, pipeline_settings.on_sale_weeks, article_index)
-        table, counts = StagedTable("sequence_candidates"), {}
+        table, counts, searches = StagedTable("sequence_candidates"), {}, {}
         for candidate_set in sets:
             wanted = customer_index.encode(candidate_set.customers, "customer_id", "customer_idx")
+            retriever = SequenceRetriever.of(
+                model, purchases, candidate_set.as_of, pipeline_settings.seed, config.search()
+            )
             counts[candidate_set.target_week] = stage_retrieval(
                 table,
-                SequenceRetriever.of(model, purchases, candidate_set.as_of, pipeline_settings.seed),
+                retriever,
                 wanted["customer_idx"].sort().to_numpy(),
                 candidate_set.on_sale,
                 config.candidates_per_customer,
@@ -153,10 +156,12 @@ def sequence_candidates(
                 {"target_week": candidate_set.target_week, "week": week},
                 config.retrieval_chunk_customers,
             )
+            searches[candidate_set.kind] = retriever.search.figures()
     yield dg.Output(
         table,
         metadata={
             "rows": table.rows,
+            "search": dg.MetadataValue.json(searches),
             "preview": preview(table.scan().head(5).collect()),
             **set_figures(sets),
             **figures,

@@ -4,8 +4,8 @@
 import dagster as dg
 
 from hm_recs.assets.common import png_markdown
-from hm_recs.configs import config_of
-from hm_recs.models.configs import ContentConfig, SequenceConfig, TwoTowerConfig
+from hm_recs.configs import config_of, core_config
+from hm_recs.models.configs import ContentConfig, SearchConfig, SequenceConfig, TwoTowerConfig
 
 
 class HeldOutConfig(dg.Config):
@@ -45,9 +45,18 @@ class SequenceModelConfig(config_of(SequenceConfig, exclude=("seed",), epochs=8,
     per epoch: docs/models.md) and its admission."""
 
 
-class CandidatesPerCustomerConfig(dg.Config):
-    candidates_per_customer: int = 100
+class CandidatesPerCustomerConfig(config_of(SearchConfig)):
+    """A retrieval model's candidate sets: how deep, in what chunks, and the article search
+    (`models.article_search.SearchConfig`: `auto` = faiss's inverted-file index tuned to `target_recall` from
+    `ann_min_articles` articles on sale, `exact` = the brute-force reference)."""
+
+    # the depth stored per customer: what the union reads (`CandidateConfig.two_tower`/`sequence`: 30) and the
+    # evaluation scores (MAP@12, rank coverage over these ranks). A union limit above it reads only this many.
+    candidates_per_customer: int = 30
     retrieval_chunk_customers: int = 100_000  # customers ranked and staged at once: memory is chunk x K rows
+
+    def search(self) -> SearchConfig:
+        return core_config(SearchConfig, self)
 
 
 def loss_plot(history: list[dict], title: str) -> dg.MetadataValue:

@@ -387,17 +387,18 @@ def two_tower_candidates(
         segments = partition_rows(warehouse, "customer_segments", week, "customer_id, segment")
         serving = _serving_models(model_registry, week)
         sets = candidate_sets(transactions, week, pipeline_settings.on_sale_weeks, data.articles)
-        table, counts, states = StagedTable("two_tower_candidates"), {}, {}
+        table, counts, states, searches = StagedTable("two_tower_candidates"), {}, {}, {}
         for candidate_set in sets:
             inputs = data.serving_inputs if candidate_set.serving else data.train_inputs
             wanted = _customer_models(data, candidate_set.customers, segments, serving)
             for (model_name,), group in sorted(wanted.group_by("model"), key=lambda g: g[0]):
                 if model_name not in states:
                     states[model_name] = model_registry.load(model_name, week)[0]
+                retriever = TwoTowerRetriever.load(states[model_name], inputs, config.search())
                 counts.setdefault(candidate_set.target_week, []).extend(
                     stage_retrieval(
                         table,
-                        TwoTowerRetriever.load(states[model_name], inputs),
+                        retriever,
                         group["customer_idx"].sort().to_numpy(),
                         candidate_set.on_sale,
                         config.candidates_per_customer,
@@ -407,11 +408,13 @@ def two_tower_candidates(
                         config.retrieval_chunk_customers,
                     )
                 )
+                searches[f"{model_name} {candidate_set.kind}"] = retriever.search.figures()
     yield dg.Output(
         table,
         metadata={
             "rows": table.rows,
             "serving": dg.MetadataValue.json(serving),
+            "search": dg.MetadataValue.json(searches),
             "preview": preview(table.scan().head(5).collect()),
             **set_figures(sets),
             **figures,

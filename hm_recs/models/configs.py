@@ -199,3 +199,31 @@ class RankerConfig:
         if self.objective == "lambdarank":
             params["lambdarank_truncation_level"] = self.lambdarank_truncation_level
         return params
+
+
+SEARCH_METHODS = ("auto", "exact", "flat", "ivf")
+"""How the retrieval models find each customer's best articles (`models.article_search`)."""
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    method: str = "auto"
+    ann_min_articles: int = 20_000  # `auto` below this: flat (a flat search of 20k articles is already cheap)
+    target_recall: float = 0.97  # ivf: recall@k on the tuning sample against the exact lists
+    tuning_customers: int = 2_000
+    sparse_margin: int = 30  # extra articles searched when a sparse term is merged in
+
+    def __post_init__(self):
+        if self.method not in SEARCH_METHODS:
+            raise ValueError(f"search method must be one of {SEARCH_METHODS}, got {self.method!r}")
+        if not 0 < self.target_recall <= 1:
+            raise ValueError(f"target_recall must be in (0, 1], got {self.target_recall}")
+
+    def resolved(self, n_articles: int) -> str:
+        if self.method != "auto":
+            return self.method
+        return "ivf" if n_articles >= self.ann_min_articles else "flat"
+
+
+EXACT_SEARCH = SearchConfig(method="exact")
+"""The brute-force reference search."""

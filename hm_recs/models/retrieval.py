@@ -13,13 +13,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import polars as pl
 
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.storage.staged import StagedTable
+
+if TYPE_CHECKING:  # the code location imports this module and loads without torch
+    import torch
 
 RETRIEVAL_COLUMNS = {
     "customer_id": pl.String,
@@ -30,6 +33,37 @@ RETRIEVAL_COLUMNS = {
     "week": pl.Date,
 }
 """The columns of a retrieval candidate table (`two_tower_candidates` adds `model`, which model ranked the row)."""
+
+
+RANKED_SCHEMA = {"customer_idx": pl.Int64, "article_idx": pl.Int64, "score": pl.Float64, "rank": pl.Int16}
+"""What `Retriever.top_k` returns."""
+
+
+def ranked_frame(customer_idx: np.ndarray, articles: torch.Tensor, scores: torch.Tensor) -> pl.DataFrame:
+    """`RANKED_SCHEMA` rows of each customer's [B, k] ranked articles (article_idx) and scores, best first."""
+    k = articles.shape[1] if articles.dim() == 2 else 0
+    return pl.DataFrame(
+        {
+            "customer_idx": np.repeat(np.asarray(customer_idx, dtype=np.int64), k),
+            "article_idx": articles.reshape(-1).cpu().numpy().astype(np.int64),
+            "score": scores.reshape(-1).cpu().numpy().astype(np.float64),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(customer_idx)),
+        },
+        schema=RANKED_SCHEMA,
+    )
+
+
+def in_columns(
+    entries: tuple[torch.Tensor, torch.Tensor, torch.Tensor], columns: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(row, article_idx, value) entries as (row, column, value) of a score matrix whose columns are `columns`
+    (article_idx -> column, -1 for articles not scored: dropped); unchanged without `columns`."""
+    if columns is None:
+        return entries
+    row, article, value = entries
+    column = columns[article]
+    keep = column >= 0
+    return row[keep], column[keep], value[keep]
 
 
 class Retriever(Protocol):

@@ -40,13 +40,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
 import torch
 from torch import nn
 
+from hm_recs.models.article_search import ArticleSearch
 from hm_recs.models.common import (
     DAY_SCALE,
     RetrievalFigures,
@@ -59,7 +60,8 @@ from hm_recs.models.common import (
     take_rows,
     with_identity,
 )
-from hm_recs.models.configs import SequenceConfig
+from hm_recs.models.configs import EXACT_SEARCH, SearchConfig, SequenceConfig
+from hm_recs.models.retrieval import in_columns, ranked_frame
 from hm_recs.models.sequence_data import (
     TREND_WEEKS,
     SequenceData,
@@ -266,6 +268,13 @@ class TrainingResult:
         return self.final_loss < self.starting_loss
 
 
+def repeat_entries(
+    model: SequenceModel, articles: torch.Tensor, days: torch.Tensor, lengths: torch.Tensor, as_of_day: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """(row, article_idx, repeat term) of each customer's own earlier articles; None without a repeat term."""
+    return None if model.repeat is None else model.own_repeat_scores(articles, days, lengths, as_of_day)
+
+
 def add_repeat_scores(
     model: SequenceModel,
     scores: torch.Tensor,
@@ -277,12 +286,11 @@ def add_repeat_scores(
 ) -> torch.Tensor:
     """`scores` [B, C] plus each customer's repeat term at their own earlier articles (columns: article_idx ->
     column of `scores`, -1 for articles not scored; default: column = article_idx)."""
-    if model.repeat is None:
+    entries = repeat_entries(model, articles, days, lengths, as_of_day)
+    if entries is None:
         return scores
-    row, article, value = model.own_repeat_scores(articles, days, lengths, as_of_day)
-    column = article if columns is None else columns[article]
-    keep = column >= 0
-    return scores.index_put((row[keep], column[keep]), value[keep], accumulate=True)
+    row, column, value = in_columns(entries, columns)
+    return scores.index_put((row, column), value, accumulate=True)
 
 
 def _scorer(model: SequenceModel, data: SequenceData, as_of: dt.date) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -313,18 +321,19 @@ def top_k(
     as_of: dt.date,
     k: int = 100,
     chunk: int = 2048,
+    search: ArticleSearch | None = None,
 ) -> pl.DataFrame:
     """customer_idx, article_idx, score, rank (1..k) for each requested customer with history in `data`, scored
-    against the candidate article indices only, in chunks of customers (memory: chunk x len(candidates)).
-    Customer vectors and the trend term are as of `as_of`."""
+    against the candidate article indices only, found by `search` (default: exact), in chunks of customers
+    (memory: chunk x len(candidates)). Customer vectors and the trend term are as of `as_of`."""
     model = result_or_model.model if isinstance(result_or_model, TrainingResult) else result_or_model
     model.eval()
+    search = search or ArticleSearch(EXACT_SEARCH)
     customer_idx = np.asarray(customer_idx, dtype=np.int64).reshape(-1)
     rows = data.rows(customer_idx)
     customer_idx, rows = customer_idx[rows >= 0], rows[rows >= 0]
-    candidates = torch.from_numpy(
-        np.array(candidate_articles, dtype=np.int64)
-    )  # a writable copy (polars hands out read-only arrays)
+    # a writable copy (polars hands out read-only arrays)
+    candidates = torch.from_numpy(np.array(candidate_articles, dtype=np.int64))
     k = min(k, len(candidates))
     as_of_day = day_number(as_of)
     parts = []
@@ -338,25 +347,11 @@ def top_k(
             batch = torch.as_tensor(rows[start : start + chunk])
             articles, days, lengths, _ = model._batch(data, batch)
             style = model.encode(articles, days, lengths, as_of_day)[torch.arange(len(batch)), lengths - 1]
-            full = add_repeat_scores(model, style @ vectors.T + bias, articles, days, lengths, as_of_day, columns)
-            scores, positions = torch.topk(full, k, dim=1)
-            parts.append(
-                pl.DataFrame(
-                    {
-                        "customer_idx": np.repeat(customer_idx[start : start + chunk], k),
-                        "article_idx": candidates[positions].reshape(-1).numpy().astype(np.int64),
-                        "score": scores.reshape(-1).numpy().astype(np.float64),
-                        "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(batch)),
-                    }
-                )
-            )
-    return (
-        pl.concat(parts)
-        if parts
-        else pl.DataFrame(
-            schema={"customer_idx": pl.Int64, "article_idx": pl.Int64, "score": pl.Float64, "rank": pl.Int16}
-        )
-    )
+            search.fit(candidates, vectors, bias, style, k)
+            entries = repeat_entries(model, articles, days, lengths, as_of_day)
+            scores, positions = search.top(style, k, None if entries is None else in_columns(entries, columns))
+            parts.append(ranked_frame(customer_idx[start : start + chunk], candidates[positions], scores))
+    return pl.concat(parts) if parts else ranked_frame(customer_idx[:0], candidates[:0].view(0, 0), torch.zeros(0, 0))
 
 
 def state(result: TrainingResult) -> dict:
@@ -392,15 +387,24 @@ class SequenceRetriever:
     model: SequenceModel
     data: SequenceData
     as_of: dt.date
+    search: ArticleSearch = field(default_factory=ArticleSearch)  # kept across calls: one index per article set
 
     @classmethod
-    def of(cls, model: SequenceModel, purchases: pl.DataFrame, as_of: dt.date, seed: int) -> SequenceRetriever:
+    def of(
+        cls,
+        model: SequenceModel,
+        purchases: pl.DataFrame,
+        as_of: dt.date,
+        seed: int,
+        search: SearchConfig = SearchConfig(),
+    ) -> SequenceRetriever:
         """`purchases` (customer_idx, article_idx, t_dat) read up to `as_of`, the baskets shuffled with `seed`."""
         data = build_sequences(purchases, model.n_articles, as_of, model.config.max_len, set_seed(seed))
-        return cls(model, data, as_of)
+        return cls(model, data, as_of, ArticleSearch(search))
 
     def top_k(self, customer_idx: np.ndarray, candidate_articles: np.ndarray, k: int) -> pl.DataFrame:
-        return top_k(self.model, self.data, customer_idx, candidate_articles, self.as_of + dt.timedelta(days=1), k=k)
+        as_of = self.as_of + dt.timedelta(days=1)
+        return top_k(self.model, self.data, customer_idx, candidate_articles, as_of, k=k, search=self.search)
 
     def evaluate(self, held_out: pl.DataFrame, k: int = 100) -> RetrievalFigures:
         return evaluate(self.model, self.data, held_out, self.as_of + dt.timedelta(days=1), k=k)

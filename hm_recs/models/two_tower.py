@@ -22,13 +22,14 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import polars as pl
 import torch
 from torch import nn
 
+from hm_recs.models.article_search import ArticleSearch
 from hm_recs.models.common import (
     IdentityOptimiser,
     RetrievalFigures,
@@ -45,8 +46,9 @@ from hm_recs.models.common import (
     take_rows,
     with_identity,
 )
-from hm_recs.models.configs import TwoTowerConfig
+from hm_recs.models.configs import EXACT_SEARCH, SearchConfig, TwoTowerConfig
 from hm_recs.models.content import CategoricalEmbedding
+from hm_recs.models.retrieval import in_columns, ranked_frame
 from hm_recs.models.tower_inputs import (
     TowerInputs,
 )
@@ -128,13 +130,13 @@ class TwoTowerModel(nn.Module):
             return torch.zeros(items.shape)
         return repeat_term(self.repeat, items, found, times, since, self.inputs.history.cycle_days)
 
-    def add_repeat(
-        self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None, snapshot: int = -1
-    ) -> torch.Tensor:
-        """`scores` [B, C] plus the repeat term at each customer's own earlier articles (columns: article_idx ->
-        column, -1 for articles not scored; default: column = article_idx), as of `snapshot`."""
+    def repeat_entries(
+        self, customer_idx: torch.Tensor, snapshot: int = -1
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """(row of `customer_idx`, article_idx, repeat term) of each customer's own earlier articles as of
+        `snapshot`; None without a repeat term."""
         if self.repeat is None:
-            return scores
+            return None
         history = self.inputs.history
         snap = self._snapshot(customer_idx, snapshot)
         lo, hi = history.ranges(customer_idx, snap)
@@ -149,9 +151,18 @@ class TwoTowerModel(nn.Module):
         value = self.repeat(
             repeat_features(history.times[entry], history.since_days[entry], history.cycle_days[article])
         ).squeeze(-1)
-        column = article if columns is None else columns[article]
-        keep = column >= 0
-        return scores.index_put((row[keep], column[keep]), value[keep], accumulate=True)
+        return row, article, value
+
+    def add_repeat(
+        self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None, snapshot: int = -1
+    ) -> torch.Tensor:
+        """`scores` [B, C] plus the repeat term at each customer's own earlier articles (columns: article_idx ->
+        column, -1 for articles not scored; default: column = article_idx), as of `snapshot`."""
+        entries = self.repeat_entries(customer_idx, snapshot)
+        if entries is None:
+            return scores
+        row, column, value = in_columns(entries, columns)
+        return scores.index_put((row, column), value, accumulate=True)
 
     def scores(self, customer_idx: torch.Tensor, article_idx: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_articles] (or [B, len(article_idx)]) scores customer . article + bias + trend term (+ the repeat term
@@ -393,11 +404,17 @@ def evaluate(model: TwoTowerModel, held_out: pl.DataFrame, k: int = 100):
 
 
 def top_k(
-    model: TwoTowerModel, customer_idx: np.ndarray, candidate_articles: np.ndarray, k: int = 100, chunk: int = 4096
+    model: TwoTowerModel,
+    customer_idx: np.ndarray,
+    candidate_articles: np.ndarray,
+    k: int = 100,
+    chunk: int = 4096,
+    search: ArticleSearch | None = None,
 ) -> pl.DataFrame:
-    """customer_idx, article_idx, score, rank for each customer against the candidate articles; memory is
-    bounded by chunk x len(candidates)."""
+    """customer_idx, article_idx, score, rank for each customer against the candidate articles, found by `search`
+    (default: exact); memory is bounded by chunk x len(candidates)."""
     model.eval()
+    search = search or ArticleSearch(EXACT_SEARCH)
     # writable copies: polars hands out read-only arrays, which torch warns about
     customer_idx = np.array(customer_idx, dtype=np.int64)
     candidates = torch.from_numpy(np.array(candidate_articles, dtype=np.int64))
@@ -407,27 +424,14 @@ def top_k(
         vectors, bias = model.article_vectors(candidates), model.article_bias(candidates)
         columns = torch.full((model.inputs.n_articles,), -1, dtype=torch.long)
         columns[candidates] = torch.arange(len(candidates))
-        for start in range(0, len(customer_idx), chunk):
+        for start in range(0, len(customer_idx) if k else 0, chunk):
             batch = torch.from_numpy(customer_idx[start : start + chunk])
-            scores = model.add_repeat(model.customer_vectors(batch) @ vectors.T + bias, batch, columns)
-            scores, positions = torch.topk(scores, k, dim=1)
-            parts.append(
-                pl.DataFrame(
-                    {
-                        "customer_idx": batch.repeat_interleave(k).numpy(),
-                        "article_idx": candidates[positions].reshape(-1).numpy(),
-                        "score": scores.reshape(-1).numpy().astype(np.float64),
-                        "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), len(batch)),
-                    }
-                )
-            )
-    return (
-        pl.concat(parts)
-        if parts
-        else pl.DataFrame(
-            schema={"customer_idx": pl.Int64, "article_idx": pl.Int64, "score": pl.Float64, "rank": pl.Int16}
-        )
-    )
+            queries = model.customer_vectors(batch)
+            search.fit(candidates, vectors, bias, queries, k)
+            entries = model.repeat_entries(batch)
+            scores, positions = search.top(queries, k, None if entries is None else in_columns(entries, columns))
+            parts.append(ranked_frame(customer_idx[start : start + chunk], candidates[positions], scores))
+    return pl.concat(parts) if parts else ranked_frame(customer_idx[:0], candidates[:0].view(0, 0), torch.zeros(0, 0))
 
 
 @dataclass
@@ -435,13 +439,14 @@ class TwoTowerRetriever:
     """A two-tower model as a `retrieval.Retriever`, with the tower inputs of the snapshot it scores from."""
 
     model: TwoTowerModel
+    search: ArticleSearch = field(default_factory=ArticleSearch)  # kept across calls: one index per article set
 
     @classmethod
-    def load(cls, state: dict, inputs: TowerInputs) -> TwoTowerRetriever:
-        return cls(load(state, inputs))
+    def load(cls, state: dict, inputs: TowerInputs, search: SearchConfig = SearchConfig()) -> TwoTowerRetriever:
+        return cls(load(state, inputs), ArticleSearch(search))
 
     def top_k(self, customer_idx: np.ndarray, candidate_articles: np.ndarray, k: int) -> pl.DataFrame:
-        return top_k(self.model, customer_idx, candidate_articles, k=k)
+        return top_k(self.model, customer_idx, candidate_articles, k=k, search=self.search)
 
     def evaluate(self, held_out: pl.DataFrame, k: int = 100) -> RetrievalFigures:
         return evaluate(self.model, held_out, k=k)

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from hm_recs.assets.training import CandidatesPerCustomerConfig
 from hm_recs.core.candidates import SOURCES
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
 from hm_recs.definitions import all_assets
@@ -387,8 +388,9 @@ def test_sequence_model_and_its_candidates(two_weeks, small_data):
         pl.len(), pl.col("rank").sort(), pl.col("article_id").n_unique()
     )
     assert set(per_customer["customer_id"]) == set(with_history)
-    assert (per_customer["len"] == 100).all() and (per_customer["article_id"] == 100).all()
-    assert per_customer["rank"][0].to_list() == list(range(1, 101))
+    depth = CandidatesPerCustomerConfig().candidates_per_customer  # what the union and the evaluation read
+    assert (per_customer["len"] == depth).all() and (per_customer["article_id"] == depth).all()
+    assert per_customer["rank"][0].to_list() == list(range(1, depth + 1))
     recent = transactions.filter(pl.col("t_dat").is_between(week - dt.timedelta(weeks=3), week + dt.timedelta(days=6)))
     assert candidates.join(recent.select("article_id").unique(), on="article_id", how="anti").height == 0  # on sale
     # the labelled set (for the ranker): week W's buyers with history before W, from data up to W-1 only

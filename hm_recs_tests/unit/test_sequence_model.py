@@ -8,8 +8,9 @@ import polars as pl
 import pytest
 import torch
 
+from hm_recs.models.article_search import ArticleSearch
 from hm_recs.models.common import IdentityOptimiser, IdIndex, finite, popularity_retrieval
-from hm_recs.models.configs import SequenceConfig
+from hm_recs.models.configs import SearchConfig, SequenceConfig
 from hm_recs.models.sequence import SequenceModel, add_repeat_scores, evaluate, load, state, top_k
 from hm_recs.models.sequence_data import build_sequences, trend_table
 from hm_recs.models.sequence_training import batch_loss, train_sequence_model
@@ -338,3 +339,22 @@ def test_learns_planted_structure_better_than_popularity():
     assert learned["recall_at_100"] > baseline.recall_at_k + 0.04, (learned, baseline)
     assert learned["auc"] > baseline.auc + 0.02, (learned, baseline)
     assert prior.recall_at_k < baseline.recall_at_k + 0.04
+
+
+def same_lists(a: pl.DataFrame, b: pl.DataFrame) -> float:
+    """Share of (customer, article) rows of `a` also in `b`."""
+    return a.join(b, on=["customer_idx", "article_idx"], how="semi").height / max(a.height, 1)
+
+
+@pytest.mark.parametrize("method", ["flat", "ivf"])
+def test_searched_lists_match_the_exact_ones_with_the_repeat_term(small, trained, method):
+    """faiss's search, on [vector, bias] with the repeat term merged in, finds the brute force's lists."""
+    purchases, content, cutoff, _ = small
+    data = build_sequences(purchases, content.shape[0], cutoff, TINY.max_len, torch.Generator().manual_seed(0))
+    assert trained.model.repeat is not None  # the repeat term is part of what is compared
+    customers, candidates, as_of = data.customers.numpy(), np.arange(content.shape[0]), cutoff + dt.timedelta(days=1)
+    exact = top_k(trained, data, customers, candidates, as_of, k=10)
+    search = ArticleSearch(SearchConfig(method=method, target_recall=0.95))
+    found = top_k(trained, data, customers, candidates, as_of, k=10, chunk=64, search=search)
+    assert found.height == exact.height and found.schema == exact.schema
+    assert same_lists(found, exact) >= (0.999 if method == "flat" else 0.95)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from hm_recs.core.weeks import week_of
+from hm_recs.models.article_search import ArticleSearch
 from hm_recs.models.common import (
     IdIndex,
     RetrievalFigures,
@@ -17,7 +18,7 @@ from hm_recs.models.common import (
     popularity_retrieval,
     serving_choice,
 )
-from hm_recs.models.configs import ContentConfig, TwoTowerConfig
+from hm_recs.models.configs import ContentConfig, SearchConfig, TwoTowerConfig
 from hm_recs.models.content import CategoricalVocabulary, ContentModel, train_content_encoder
 from hm_recs.models.tower_inputs import TowerInputs, article_trend
 from hm_recs.models.training_data import TwoTowerData
@@ -413,3 +414,21 @@ def test_local_retention_of_training_data_keeps_recent_and_newer_weeks(tmp_path)
     assert {n.split("/")[2] for n in store.location().names()} == {
         f"week={week - dt.timedelta(weeks=n)}" for n in (-2, 0, 1, 8)
     }
+
+
+@pytest.mark.parametrize("method", ["flat", "ivf"])
+def test_searched_lists_match_the_exact_ones_with_the_repeat_term(data, method):
+    """faiss's search, on [vector, bias] with the repeat term merged in, finds the brute force's lists."""
+    result = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
+    model = load(result.state(), data.serving_inputs)
+    assert model.repeat is not None  # the repeat term is part of what is compared
+    customers, candidates = (
+        torch.arange(model.inputs.customer_numeric.shape[1]).numpy(),
+        torch.arange(len(data.articles)).numpy(),
+    )
+    exact = top_k(model, customers, candidates, k=10)
+    search = ArticleSearch(SearchConfig(method=method, target_recall=0.95))
+    found = top_k(model, customers, candidates, k=10, chunk=256, search=search)
+    assert found.height == exact.height and found.schema == exact.schema
+    shared = found.join(exact, on=["customer_idx", "article_idx"], how="semi").height / exact.height
+    assert shared >= (0.999 if method == "flat" else 0.95), shared
