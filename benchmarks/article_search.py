@@ -61,6 +61,23 @@ def shop(scale: float):
     return customers, articles, history, following, week
 
 
+CACHE = ROOT / ".hm_recs" / "bench"
+
+
+def cached_state(name: str, scale: float, train):
+    """A trained model's state, trained once per scale and kept under .hm_recs/bench (re-runs measure the search
+    only); `train()` returns (state, seconds)."""
+    import torch
+
+    path = CACHE / f"article_search_{scale:g}_{name}.pt"
+    if path.exists():
+        return torch.load(path, weights_only=False)
+    state, seconds = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save((state, seconds), path)
+    return state, seconds
+
+
 def timed(call):
     started = time.perf_counter()
     value = call()
@@ -105,20 +122,25 @@ def compare(rank, customers, on_sale, bought, sample: int, seed: int = 0) -> dic
     return figures
 
 
-def sequence_part(purchases, content, week, on_sale, bought, sample: int) -> dict:
+def sequence_part(purchases, content, week, on_sale, bought, sample: int, scale: float) -> dict:
     import polars as pl
 
     from hm_recs.models.article_search import ArticleSearch
     from hm_recs.models.configs import SearchConfig, SequenceConfig
-    from hm_recs.models.sequence import SequenceRetriever
+    from hm_recs.models.sequence import SequenceRetriever, load, state
     from hm_recs.models.sequence_training import train_sequence_model
 
     cutoff = week - dt.timedelta(days=1)
-    result, train_s = timed(
-        lambda: train_sequence_model(purchases.filter(pl.col("t_dat") <= cutoff), content, cutoff, SequenceConfig())
-    )
+
+    def train():
+        result, seconds = timed(
+            lambda: train_sequence_model(purchases.filter(pl.col("t_dat") <= cutoff), content, cutoff, SequenceConfig())
+        )
+        return state(result), seconds
+
+    stored, train_s = cached_state("sequence", scale, train)
     print(f"  sequence model trained in {train_s:.0f} s", flush=True)
-    retriever = SequenceRetriever.of(result.model, purchases, week + dt.timedelta(days=6), 0)
+    retriever = SequenceRetriever.of(load(stored, content), purchases, week + dt.timedelta(days=6), 0)
     customers = retriever.data.customers.numpy()
 
     def rank(customer_idx, articles, method):
@@ -128,16 +150,21 @@ def sequence_part(purchases, content, week, on_sale, bought, sample: int) -> dic
     return {"train_seconds": train_s, **compare(rank, customers, on_sale, bought, sample)}
 
 
-def two_tower_part(history, customers, articles, content, week, on_sale, bought, sample: int) -> dict:
+def two_tower_part(history, customers, articles, content, week, on_sale, bought, sample: int, scale: float) -> dict:
     from hm_recs.models.article_search import ArticleSearch
     from hm_recs.models.configs import SearchConfig
     from hm_recs.models.training_data import TwoTowerData
     from hm_recs.models.two_tower import TwoTowerRetriever, load, train_two_tower
 
     data, build_s = timed(lambda: TwoTowerData.build(history, customers, articles, week, content, label_weeks=4))
-    result, train_s = timed(lambda: train_two_tower(data.train_inputs, data.labels))
+
+    def train():
+        result, seconds = timed(lambda: train_two_tower(data.train_inputs, data.labels))
+        return result.state(), seconds
+
+    stored, train_s = cached_state("two_tower", scale, train)
     print(f"  two-tower data in {build_s:.0f} s, trained in {train_s:.0f} s", flush=True)
-    retriever = TwoTowerRetriever(load(result.state(), data.serving_inputs))
+    retriever = TwoTowerRetriever(load(stored, data.serving_inputs))
     with_history = data.customers.encode(history.select("customer_id").unique(), "customer_id", "customer_idx")
 
     def rank(customer_idx, articles_idx, method):
@@ -152,7 +179,7 @@ def run(scale: float, sample: int, models: list[str]) -> dict:
     import torch
 
     from hm_recs.models.common import IdIndex, encode_purchases
-    from hm_recs.models.content import train_content_encoder
+    from hm_recs.models.content import ContentModel, train_content_encoder
     from hm_recs.models.retrieval import articles_on_sale
 
     torch.set_num_threads(2)
@@ -161,15 +188,21 @@ def run(scale: float, sample: int, models: list[str]) -> dict:
     customer_index, article_index = IdIndex.of(customers["customer_id"]), IdIndex.of(articles["article_id"])
     purchases = encode_purchases(history, customer_index, article_index)
     bought = encode_purchases(following, customer_index, article_index).select("customer_idx", "article_idx")
-    encoder, content_s = timed(lambda: train_content_encoder(articles, purchases))
-    content = encoder.vectors(articles)
+    encoder_state, content_s = cached_state(
+        "content",
+        scale,
+        lambda: (lambda m: (m[0].state(), m[1]))(timed(lambda: train_content_encoder(articles, purchases))),
+    )
+    content = ContentModel.load(encoder_state).vectors(articles)
     print(f"  content encoder in {content_s:.0f} s", flush=True)
     on_sale = articles_on_sale(history, week, 4, article_index).to_numpy()
     report = {"scale": scale, "week": str(week), "articles_on_sale": len(on_sale), "threads": 2}
     if "sequence" in models:
-        report["sequence"] = sequence_part(purchases, content, week, on_sale, bought, sample)
+        report["sequence"] = sequence_part(purchases, content, week, on_sale, bought, sample, scale)
     if "two_tower" in models:
-        report["two_tower"] = two_tower_part(history, customers, articles, content, week, on_sale, bought, sample)
+        report["two_tower"] = two_tower_part(
+            history, customers, articles, content, week, on_sale, bought, sample, scale
+        )
     report["peak_rss_mb"] = peak_rss_mb()
     return report
 

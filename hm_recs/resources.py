@@ -56,6 +56,10 @@ class PipelineSettings(dg.ConfigurableResource):
     label_weeks: int = 4  # weeks of purchases the two-tower models learn from (before the held-out week)
     on_sale_weeks: int = 4  # retrieval ranks the articles sold in the last N weeks
     seed: int = 0  # every sample, shuffle and initialisation of the week
+    # the torch models fine-tune from last week's artefacts for their `warm_epochs`, and train from scratch (all
+    # together: the content encoder's full retrain makes its readers retrain) every this many weeks, or when last
+    # week's artefact is missing or does not fit (`models/warm_start.py`); 1 = every week from scratch
+    full_retrain_weeks: int = 4
 
     def two_tower_windows(self) -> dict:
         """The windows that shape the week's two-tower training data: its builder and its readers must agree."""

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import measured
-from hm_recs.assets.training import ContentModelConfig, loss_plot
+from hm_recs.assets.training import ContentModelConfig, loss_plot, warm_start_plan
 from hm_recs.configs import core_config
 from hm_recs.deploy import CONTENT_PRIORITY, TRAINING_STEP_TAGS, use_step_threads
 from hm_recs.partitions import history_of, partition_week, weekly_partitions
@@ -62,14 +62,18 @@ def article_content(
         content_config = core_config(ContentConfig, config, seed=pipeline_settings.seed)
         images = partition_rows(warehouse, "article_images", week, "article_id, image")
         images = images if images.height else None
-        model = train_content_encoder(articles, purchases, content_config, log=context.log.info, images=images)
+        start = warm_start_plan(model_registry, "content", week, content_config, pipeline_settings)
+        model, start = reused_encoder(start, images, content_config, context.log)
+        if model is None:
+            model = train_content_encoder(articles, purchases, content_config, log=context.log.info, images=images)
         vectors = model.vectors(articles, images)
     gate = {
         "loss_fell": model.history[-1]["loss"] < model.history[0]["loss"],
         "finite": bool(finite(model.encoder)),
         "every_article": vectors.shape[0] == articles.height and bool(torch.isfinite(vectors).all()),
     }
-    stored = model_registry.gate_then_store(context, "content", week, model.state(), gate)
+    state = {**model.state(), "lineage": start.lineage.state()}
+    stored = model_registry.gate_then_store(context, "content", week, state, gate)
     table = articles.select("article_id").with_columns(
         pl.Series("vector", vectors.numpy().tolist(), dtype=pl.List(pl.Float32)), pl.lit(week).alias("week")
     )
@@ -82,12 +86,30 @@ def article_content(
             "description_words": len(model.text.words) if model.text else 0,
             "image_vector_length": model.image_input,
             "articles_with_images": 0 if images is None else images.height,
+            **start.metadata(),
             "history": dg.MetadataValue.json(model.history),
             "loss_curve": loss_plot(model.history, "content encoder"),
             **figures,
         },
     )
     yield model_registry.check(stored, gate)
+
+
+def reused_encoder(start, images: pl.DataFrame | None, config, log):
+    """Last week's encoder as it is, when the warm-start plan allows and it reads this week's image vectors
+    (`models/warm_start.py`: its readers then keep reading the same representation), else None (train); and the
+    plan it followed."""
+    from hm_recs.models.content import ContentModel
+
+    model = ContentModel.load(start.previous) if start.warm else None
+    image_input = len(images["image"][0]) if images is not None and images.height and config.image_dim else 0
+    if model is not None and model.image_input != image_input:
+        model, start = None, start.cold(f"image vectors of {image_input} values now, {model.image_input} last week")
+    if model is None:
+        log.info(f"content encoder: full retrain ({start.reason})")
+    else:
+        log.info(f"content encoder: last week's weights kept ({start.reason})")
+    return model, start
 
 
 def content_matrix(warehouse: Warehouse, week, articles: pl.DataFrame):

@@ -2,6 +2,7 @@
 registry's gate before it is stored; serving reads the sequences up to W (the sequence is the input, nothing
 to retrain)."""
 
+import dataclasses
 import datetime as dt
 
 import dagster as dg
@@ -10,7 +11,14 @@ import polars as pl
 from hm_recs.assets.common import measured, preview
 from hm_recs.assets.content import content_matrix
 from hm_recs.assets.retrieval import candidate_set_check, candidates_check_spec, source_sits_out
-from hm_recs.assets.training import CandidatesPerCustomerConfig, SequenceModelConfig, loss_plot
+from hm_recs.assets.training import (
+    CandidatesPerCustomerConfig,
+    SequenceModelConfig,
+    content_week_of,
+    loss_plot,
+    trained_with_warm_start,
+    warm_start_plan,
+)
 from hm_recs.configs import core_config
 from hm_recs.deploy import SEQUENCE_PRIORITY, TRAINING_STEP_TAGS, use_step_threads
 from hm_recs.partitions import history_of, partition_week, weekly_partitions
@@ -60,10 +68,8 @@ def sequence_model(
     """Every customer's purchase sequence up to W-1's Tuesday as content vectors with time stamps through an LSTM
     (or a transformer), validated on week W's purchases of the customers with history."""
     from hm_recs.models.common import held_out_sample, popularity_retrieval
-    from hm_recs.models.configs import SequenceConfig
     from hm_recs.models.retrieval import retrieval_gate
     from hm_recs.models.sequence import state
-    from hm_recs.models.sequence_training import train_sequence_model
 
     use_step_threads()
     week = partition_week(context)
@@ -79,9 +85,9 @@ def sequence_model(
             .join(with_history, on="customer_idx", how="semi")
         )
         held_out = held_out_sample(held_out, config.max_held_out_customers, pipeline_settings.seed)
-        sequence_config = core_config(SequenceConfig, config, seed=pipeline_settings.seed)
-        result = train_sequence_model(
-            training, content, cutoff, sequence_config, held_out=held_out, log=context.log.info
+        articles = article_index.ids.to_list()
+        result, start = _train(
+            context, config, pipeline_settings, model_registry, week, training, content, held_out, articles
         )
         # the same bar as the two-tower gate: last two weeks' sales counts, on the same held-out customers
         popularity = popularity_retrieval(
@@ -89,7 +95,8 @@ def sequence_model(
         )
     gate, admission, scores = retrieval_gate(result, popularity, config.admission_margin)
     scores.update({"customers_with_history": with_history.height, "training_purchases": training.height})
-    stored = model_registry.gate_then_store(context, "sequence", week, state(result), gate, scores)
+    stored_state = {**state(result), "lineage": start.lineage.state(), "article_ids": articles}
+    stored = model_registry.gate_then_store(context, "sequence", week, stored_state, gate, scores)
     is_admitted = model_registry.record_admission(context, "sequence", week, admission, scores)
     yield dg.MaterializeResult(
         metadata={
@@ -97,6 +104,7 @@ def sequence_model(
             "admitted": is_admitted,
             **admission,
             **scores,
+            **start.metadata(),
             "config": dg.MetadataValue.json(state(result)["config"]),
             "history": dg.MetadataValue.json(result.history),
             "loss_curve": loss_plot(result.history, f"sequence model ({config.encoder})"),
@@ -104,6 +112,28 @@ def sequence_model(
         }
     )
     yield model_registry.check(stored, gate)
+
+
+def _train(context, config, settings, registry, week, training, content, held_out, articles: list[str]):
+    """The week's sequence model (over the catalogue `articles`) from last week's (warm start) or from scratch, and
+    the plan it followed."""
+    from hm_recs.models.configs import SequenceConfig
+    from hm_recs.models.sequence import carried_model
+    from hm_recs.models.sequence_training import train_sequence_model
+
+    cutoff = week - dt.timedelta(days=1)
+    sequence_config = core_config(SequenceConfig, config, seed=settings.seed)
+    start = warm_start_plan(registry, "sequence", week, sequence_config, settings, content_week_of(registry, week))
+
+    def train(init_from, epochs):
+        run_config = sequence_config if epochs is None else dataclasses.replace(sequence_config, epochs=epochs)
+        return train_sequence_model(
+            training, content, cutoff, run_config, held_out=held_out, log=context.log.info, init_from=init_from
+        )
+
+    return trained_with_warm_start(
+        start, train, lambda state: carried_model(state, content, articles), config.warm_epochs, context.log
+    )
 
 
 @dg.asset(

@@ -1,6 +1,8 @@
 """The two-tower models: the week's training data (built once), the global model, one fine-tuned model per
 segment, and their retrieval candidates. Each model goes through the registry's gate before it is stored."""
 
+import dataclasses
+
 import dagster as dg
 import polars as pl
 
@@ -12,7 +14,10 @@ from hm_recs.assets.training import (
     SegmentModelConfig,
     TwoTowerDataConfig,
     TwoTowerModelConfig,
+    content_week_of,
     loss_plot,
+    trained_with_warm_start,
+    warm_start_plan,
 )
 from hm_recs.configs import core_config
 from hm_recs.core.segments import BEHAVIOUR_SEGMENTS, DEFAULT
@@ -140,7 +145,6 @@ def two_tower_global(
     from hm_recs.models.common import held_out_sample, popularity_retrieval
     from hm_recs.models.configs import TwoTowerConfig
     from hm_recs.models.retrieval import retrieval_gate
-    from hm_recs.models.two_tower import train_two_tower
 
     use_step_threads()
     week = partition_week(context)
@@ -148,20 +152,26 @@ def two_tower_global(
         data = load_two_tower_data(model_registry, week, pipeline_settings)
         two_tower_config = core_config(TwoTowerConfig, config, seed=pipeline_settings.seed)
         held_out = held_out_sample(data.held_out, config.max_held_out_customers, pipeline_settings.seed)
-        result = train_two_tower(
-            data.train_inputs,
+        result, start, lineage = train_week_model(
+            context,
+            model_registry,
+            pipeline_settings,
+            week,
+            "two_tower_global",
+            data,
             data.labels,
             two_tower_config,
+            config.warm_epochs,
             held_out=held_out,
-            log=context.log.info,
-            name="two-tower global",
         )
         popularity = popularity_retrieval(
             data.labels.filter(pl.col("snapshot") >= pipeline_settings.label_weeks - 2), held_out, len(data.articles)
         )
     gate, admission, scores = retrieval_gate(result, popularity, config.admission_margin)
     scores["training_pairs"] = data.labels.height
-    stored = model_registry.gate_then_store(context, "two_tower_global", week, result.state(), gate, scores)
+    stored = model_registry.gate_then_store(
+        context, "two_tower_global", week, {**result.state(), **lineage}, gate, scores
+    )
     is_admitted = model_registry.record_admission(context, "two_tower_global", week, admission, scores)
     yield dg.MaterializeResult(
         metadata={
@@ -169,6 +179,7 @@ def two_tower_global(
             "admitted": is_admitted,
             **admission,
             **scores,
+            **start.metadata(),
             "config": dg.MetadataValue.json(result.state()["config"]),
             "history": dg.MetadataValue.json(result.history),
             "loss_curve": loss_plot(result.history, "two-tower (global)"),
@@ -200,9 +211,9 @@ def _segment_check_specs(name: str) -> list[dg.AssetCheckSpec]:
     ]
 
 
-def _store_fine_tune(context, registry: ModelRegistry, name: str, week, decision: dict, result):
-    """The fine-tune's gate figures and its stored artefact: None when there is no fine-tune or its gate fails
-    (then the global model serves the segment and `decision` says why)."""
+def _store_fine_tune(context, registry: ModelRegistry, name: str, week, decision: dict, result, lineage: dict):
+    """The fine-tune's gate figures and its stored artefact (its state with `lineage`): None when there is no
+    fine-tune or its gate fails (then the global model serves the segment and `decision` says why)."""
     gate = {"finite": True, "loss_fell": True}
     stored = None
     if result is not None:
@@ -210,7 +221,7 @@ def _store_fine_tune(context, registry: ModelRegistry, name: str, week, decision
 
         gate = {"finite": bool(finite(result.model)), "loss_fell": result.loss_fell}
         try:
-            stored = registry.gate_then_store(context, name, week, result.state(), gate)
+            stored = registry.gate_then_store(context, name, week, {**result.state(), **lineage}, gate)
         except dg.Failure as failure:  # a challenger that fails is not stored: the global model serves
             decision.update({"serves": "global", "reason": failure.description})
             context.log.warning(f"{name}: {failure.description}; the global model serves the segment")
@@ -263,10 +274,10 @@ def segment_model_asset(segment: str):
                 pl.col("segment") == segment
             )
             data = load_two_tower_data(model_registry, week, pipeline_settings)
-            decision, result = fine_tune_segment(
-                context, config, pipeline_settings.seed, model_registry, data, members, segment, week
+            decision, result, lineage = fine_tune_segment(
+                context, config, pipeline_settings, model_registry, data, members, segment, week
             )
-        gate, stored = _store_fine_tune(context, model_registry, name, week, decision, result)
+        gate, stored = _store_fine_tune(context, model_registry, name, week, decision, result, lineage)
         context.log.info(f"{name}: serves {decision['serves']} ({decision})")
         model_registry.record_segment_decision(segment, week, decision)
         metadata = {**{k: v for k, v in decision.items() if v is not None}, "artefact": "", **figures}
@@ -279,14 +290,17 @@ def segment_model_asset(segment: str):
 
 
 def fine_tune_segment(
-    context, config: SegmentModelConfig, seed: int, registry: ModelRegistry, data, members, segment: str, week
+    context, config: SegmentModelConfig, settings, registry: ModelRegistry, data, members, segment: str, week
 ):
-    """The segment's decision record and its fine-tuned model (None when the segment has nobody to learn from).
-    The decision says "segment" only where the fine-tune beats the global model on the segment's held-out week."""
+    """The segment's decision record, its fine-tuned model (None when the segment has nobody to learn from) and
+    what its stored state records beside the model (lineage, articles). The decision says "segment" only where
+    the fine-tune beats the global model on the segment's held-out week. A warm-started week fine-tunes the
+    segment's own model of last week (`models/warm_start.py`), else this week's global model."""
     from hm_recs.models.common import held_out_sample, serving_choice
     from hm_recs.models.configs import TwoTowerConfig
-    from hm_recs.models.two_tower import TwoTowerRetriever, train_two_tower
+    from hm_recs.models.two_tower import TwoTowerRetriever
 
+    seed = settings.seed
     member_idx = data.customers.encode(members, "customer_id", "customer_idx")["customer_idx"].implode()
     labels = data.labels.filter(pl.col("customer_idx").is_in(member_idx))
     held_out = held_out_sample(
@@ -302,15 +316,16 @@ def fine_tune_segment(
     }
     if not (labels.height and held_out.height):
         decision["reason"] = "no members with purchases in the training window and the held-out week"
-        return decision, None
+        return decision, None, {}
     global_model = TwoTowerRetriever.load(registry.load("two_tower_global", week)[0], data.train_inputs)
     global_figures = global_model.evaluate(held_out)
     fine_tuning = core_config(TwoTowerConfig, config, seed=seed)
     # held-out figures once, after training (not inside it too): they decide which model serves
     name = f"two_tower_{segment}"
-    result = train_two_tower(
-        data.train_inputs, labels, fine_tuning, init_from=global_model.model, log=context.log.info, name=name
+    result, start, lineage = train_week_model(
+        context, registry, settings, week, name, data, labels, fine_tuning, config.warm_epochs, base=global_model.model
     )
+    decision.update(start.metadata())
     own = TwoTowerRetriever(result.model).evaluate(held_out)
     decision.update(
         {
@@ -321,7 +336,36 @@ def fine_tune_segment(
             "serves": serving_choice(global_figures, own),
         }
     )
-    return decision, result
+    return decision, result, lineage
+
+
+def train_week_model(
+    context, registry, settings, week, name: str, data, labels, config, warm_epochs: int, held_out=None, base=None
+):
+    """Week W's two-tower model `name` on `labels`: fine-tuned from its own model of last week when the warm-start
+    plan allows (`models/warm_start.py`), else trained from `base` (a segment's: this week's global model) or from
+    scratch. Returns the result, the plan it followed and what its stored state records beside the model."""
+    from hm_recs.models.two_tower import carried_model, train_two_tower
+
+    start = warm_start_plan(registry, name, week, config, settings, content_week_of(registry, week))
+    articles = data.articles.ids.to_list()
+
+    def train(init_from, epochs):
+        return train_two_tower(
+            data.train_inputs,
+            labels,
+            config if epochs is None else dataclasses.replace(config, epochs=epochs),
+            held_out=held_out,
+            init_from=base if init_from is None else init_from,
+            log=context.log.info,
+            name=name.replace("_", " ").replace("two tower", "two-tower"),
+            warm_start=init_from is not None,
+        )
+
+    result, start = trained_with_warm_start(
+        start, train, lambda state: carried_model(state, data.train_inputs, articles), warm_epochs, context.log
+    )
+    return result, start, {"lineage": start.lineage.state(), "article_ids": articles}
 
 
 segment_models = [segment_model_asset(s) for s in MODELLED_SEGMENTS]

@@ -46,47 +46,59 @@ class ArticleSearch:
         self.nprobe: int | None = None
         self.cells: int | None = None
         self.tuning_recall: float | None = None  # ivf: recall@k of the tuning sample against flat
+        self.refused: str | None = None  # why the ivf index was not used (it would have searched most cells)
         self._articles: torch.Tensor | None = None
         self._index = None
+        self._sphere = False  # the index holds `_on_sphere` points (queries get a 0 coordinate)
 
     def fit(self, articles: torch.Tensor, vectors: torch.Tensor, bias: torch.Tensor, queries: torch.Tensor, k: int):
         """Index `vectors` [n, d] and `bias` [n] of `articles` (ids, to know when to rebuild) unless already."""
         if self._articles is not None and torch.equal(self._articles, articles):
             return self
         self._articles, self.method = articles.clone(), self.config.resolved(len(articles))
-        self.nprobe = self.cells = self.tuning_recall = None
+        self.nprobe = self.cells = self.tuning_recall = self.refused = None
         self._vectors, self._bias = vectors, bias
+        self._index, self._sphere = None, False
         if self.method == "exact":
-            self._index = None
             return self
         faiss = _faiss()
-        augmented = _rows(torch.cat([vectors, bias.unsqueeze(1)], dim=1))
+        augmented = torch.cat([vectors, bias.unsqueeze(1)], dim=1).float()
         flat = faiss.IndexFlatIP(augmented.shape[1])
-        flat.add(augmented)
+        flat.add(_rows(augmented))
         self._index = flat
         if self.method == "ivf":
-            self._index = self._tuned_ivf(faiss, flat, augmented, queries[: self.config.tuning_customers], k)
+            self._tune_ivf(faiss, flat, augmented, queries[: self.config.tuning_customers], k)
         return self
 
-    def _tuned_ivf(self, faiss, flat, augmented, queries: torch.Tensor, k: int):
-        n, d = augmented.shape
+    def _tune_ivf(self, faiss, flat, augmented: torch.Tensor, queries: torch.Tensor, k: int) -> None:
+        """The inverted-file index over the articles as points of a sphere (`_on_sphere`: nearest = best score),
+        its `nprobe` doubled until the tuning sample's recall@k reaches the target. When that takes more than a
+        quarter of the cells the index saves little over the flat search, which then serves (`refused` says so)."""
+        n = augmented.shape[0]
         self.cells = max(1, min(int(4 * n**0.5), n // 39))  # faiss wants >= 39 training points per cell
-        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, self.cells, faiss.METRIC_INNER_PRODUCT)
+        points = _rows(_on_sphere(augmented))
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(points.shape[1]), points.shape[1], self.cells, faiss.METRIC_L2)
         ivf.cp.seed = 0
-        ivf.train(augmented)
-        ivf.add(augmented)
-        sample = _rows(self._augmented_queries(queries))
+        ivf.train(points)
+        ivf.add(points)
+        sample = self._augmented_queries(queries)
         k = min(k, n)
-        _, truth = flat.search(sample, k)
+        _, truth = flat.search(_rows(sample), k)
+        sample = _rows(torch.cat([sample, torch.zeros(len(sample), 1)], dim=1))
         nprobe = 1
         while True:
             ivf.nprobe = nprobe
             _, found = ivf.search(sample, k)
             recall = _recall(torch.from_numpy(found), torch.from_numpy(truth))
             if recall >= self.config.target_recall or nprobe >= self.cells:
-                self.nprobe, self.tuning_recall = nprobe, recall
-                return ivf
+                break
             nprobe = min(nprobe * 2, self.cells)
+        self.nprobe, self.tuning_recall = nprobe, recall
+        if nprobe * 4 > self.cells:
+            self.refused = f"ivf needed {nprobe} of {self.cells} cells for recall {recall:.3f}: flat search serves"
+            self.method = "flat"
+        else:
+            self._index, self._sphere = ivf, True
 
     @staticmethod
     def _augmented_queries(queries: torch.Tensor) -> torch.Tensor:
@@ -113,21 +125,37 @@ class ArticleSearch:
         return merge_sparse(scores, positions, queries, self._vectors, self._bias, sparse, k)
 
     def _searched(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """[B, k] scores (exact: recomputed from the vectors) and positions of the index's k best per query."""
         k = min(k, len(self._articles))
-        scores, positions = self._index.search(_rows(self._augmented_queries(queries)), k)
-        scores, positions = torch.from_numpy(scores), torch.from_numpy(positions).long()
+        points = self._augmented_queries(queries)
+        if self._sphere:
+            points = torch.cat([points, torch.zeros(len(points), 1, dtype=points.dtype, device=points.device)], dim=1)
+        _, positions = self._index.search(_rows(points), k)
+        positions = torch.from_numpy(positions).long().to(queries.device)
         short = (positions < 0).any(1)  # ivf: the probed cells held fewer than k articles
         if bool(short.any()):
-            exact = torch.topk(queries[short].cpu() @ self._vectors.cpu().T + self._bias.cpu(), k, dim=1)
-            scores[short], positions[short] = exact.values, exact.indices
-        return scores.to(queries.device), positions.to(queries.device)
+            positions[short] = torch.topk(queries[short] @ self._vectors.T + self._bias, k, dim=1).indices
+        scores = (queries.unsqueeze(1) * self._vectors[positions]).sum(-1) + self._bias[positions]
+        scores, order = torch.sort(scores, dim=1, descending=True, stable=True)
+        return scores, torch.gather(positions, 1, order)
 
     def figures(self) -> dict:
         """What the metadata says about the search: method, and for ivf its cells, nprobe and tuning recall."""
         figures = {"search_method": self.method}
-        if self.method == "ivf":
+        if self.nprobe is not None:
             figures.update(ivf_cells=self.cells, ivf_nprobe=self.nprobe, ivf_tuning_recall=round(self.tuning_recall, 4))
+        if self.refused:
+            figures["ivf_refused"] = self.refused
         return figures
+
+
+def _on_sphere(points: torch.Tensor) -> torch.Tensor:
+    """[n, d + 1] `points` with one more coordinate, sqrt(M^2 - |x|^2) (M the largest norm): all on a sphere of
+    radius M, where the nearest point to a query [q, 0] is the one with the largest inner product q . x (the
+    maximum-inner-product search as a nearest-neighbour one, Bachrach et al. 2014). Inverted-file cells over
+    inner product put the long vectors (the popular articles' high bias) in few cells that every query needs."""
+    norms = (points * points).sum(1)
+    return torch.cat([points, torch.sqrt((norms.max() - norms).clamp(min=0)).unsqueeze(1)], dim=1)
 
 
 def _recall(found: torch.Tensor, truth: torch.Tensor) -> float:

@@ -69,6 +69,7 @@ from hm_recs.models.sequence_data import (
     day_number,
     trend_table,
 )
+from hm_recs.models.warm_start import ARTICLE_ROWS, carry_weights
 
 
 class SequenceModel(nn.Module):
@@ -363,6 +364,23 @@ def state(result: TrainingResult) -> dict:
         "content_shape": list(result.model.content[:-1].shape),
         "history": result.history,
     }
+
+
+DATA_BUFFERS = ("cycle_days", "current_trend", "trend_day")
+"""What `sequence_training.start_from_data` and `set_trend` derive from the week's sequences: a warm start does
+not carry them."""
+
+
+def carried_model(
+    state: dict, article_content: torch.Tensor, articles: list[str]
+) -> tuple[SequenceModel | None, str | None]:
+    """Last week's model (`state`, with its `article_ids`) over this week's catalogue `articles` and content
+    matrix (`warm_start.carry_weights`), or None and why it does not fit."""
+    if "article_ids" not in state:
+        return None, "last week's artefact does not record its articles"
+    model = SequenceModel(article_content, SequenceConfig(**state["config"]))
+    reason = carry_weights(model, state["weights"], state["article_ids"], articles, ARTICLE_ROWS, DATA_BUFFERS)
+    return (None, reason) if reason else (model, None)
 
 
 def load(state: dict, article_content: torch.Tensor) -> SequenceModel:

@@ -22,7 +22,7 @@ from hm_recs.models.common import (
     take_rows,
 )
 from hm_recs.models.configs import SequenceConfig
-from hm_recs.models.sequence import SequenceModel, TrainingResult, evaluate
+from hm_recs.models.sequence import DATA_BUFFERS, SequenceModel, TrainingResult, evaluate
 from hm_recs.models.sequence_data import (
     TREND_WEEKS,
     SequenceData,
@@ -204,6 +204,17 @@ def start_from_data(model: SequenceModel, data: SequenceData, popularity: torch.
             model.bias.copy_(torch.log((popularity.float() + 1) / (popularity.sum() + n_articles)))
 
 
+def warm_start_from(model: SequenceModel, init_from: SequenceModel) -> None:
+    """`init_from`'s weights into `model` (after `start_from_data`), but this week's data buffers; the identity
+    embedding knows the articles `init_from` knew and those this week's sales qualify."""
+    fresh_known = model.known_article.clone() if model.article_id is not None else None
+    own = {k: v for k, v in init_from.state_dict().items() if k not in DATA_BUFFERS}
+    model.load_state_dict(own, strict=False)
+    if fresh_known is not None:
+        with torch.no_grad():
+            model.known_article |= fresh_known
+
+
 def _describe(model: SequenceModel, data: SequenceData) -> str:
     """The log line of what is trained: sequences, identity embeddings and the repeat term's cycles."""
     config = model.config
@@ -269,13 +280,15 @@ def train_sequence_model(
     config: SequenceConfig = SequenceConfig(),
     held_out: pl.DataFrame | None = None,
     log: Callable[[str], None] = print,
+    init_from: SequenceModel | None = None,
 ) -> TrainingResult:
-    """Trains on the purchases up to `cutoff` (customer_idx, article_idx, t_dat as pl.Date), each epoch on at
-    most `max_sequences_per_epoch` customers' sequences (a fresh sample when there are more); logs one line per
-    epoch: loss, seconds and, given `held_out` (customer_idx, article_idx of purchases after cutoff), after the last
-    epoch (or every `evaluate_every`) AUC and recall@100 via `common.retrieval_metrics` with customer vectors as of
-    the day after cutoff, on the held-out customers with history (a sequence model has nothing to say about the
-    others)."""
+    """Trains (from `init_from`'s weights when given: last week's model carried to this catalogue,
+    `warm_start.carry_weights`) on the purchases up to `cutoff` (customer_idx, article_idx, t_dat as pl.Date),
+    each epoch on at most `max_sequences_per_epoch` customers' sequences (a fresh sample when there are more); logs
+    one line per epoch: loss, seconds and, given `held_out` (customer_idx, article_idx of purchases after cutoff),
+    after the last epoch (or every `evaluate_every`) AUC and recall@100 via `common.retrieval_metrics` with
+    customer vectors as of the day after cutoff, on the held-out customers with history (a sequence model has
+    nothing to say about the others)."""
     generator = set_seed(config.seed)
     n_articles = article_content.shape[0]
     data = build_sequences(purchases, n_articles, cutoff, config.max_len, generator)
@@ -284,6 +297,8 @@ def train_sequence_model(
     popularity = torch.bincount(data.articles[valid].long(), minlength=n_articles)
     optimiser = IdentityOptimiser(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
     start_from_data(model, data, popularity)
+    if init_from is not None:
+        warm_start_from(model, init_from)
     log(_describe(model, data))
     trainable = torch.nonzero(data.targets.any(1)).squeeze(1)
     as_of = cutoff + dt.timedelta(days=1)

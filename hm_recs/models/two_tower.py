@@ -52,6 +52,7 @@ from hm_recs.models.retrieval import in_columns, ranked_frame
 from hm_recs.models.tower_inputs import (
     TowerInputs,
 )
+from hm_recs.models.warm_start import ARTICLE_ROWS, carry_weights
 
 
 class TwoTowerModel(nn.Module):
@@ -211,6 +212,18 @@ def load(state: dict, inputs: TowerInputs) -> TwoTowerModel:
     return model
 
 
+def carried_model(state: dict, inputs: TowerInputs, articles: list[str]) -> tuple[TwoTowerModel | None, str | None]:
+    """Last week's model (`state`, with its `article_ids`) on this week's `inputs` over the catalogue `articles`
+    (`warm_start.carry_weights`), or None and why it does not fit (the customer vocabulary changed, a shape)."""
+    if "article_ids" not in state:
+        return None, "last week's artefact does not record its articles"
+    if state.get("vocabulary") != inputs.vocabulary.values:
+        return None, "the customer feature vocabulary changed since last week"
+    model = TwoTowerModel(inputs, TwoTowerConfig(**state["config"]))
+    reason = carry_weights(model, state["weights"], state["article_ids"], articles, ARTICLE_ROWS)
+    return (None, reason) if reason else (model, None)
+
+
 def _loss(logits: torch.Tensor, kind: str) -> torch.Tensor:
     """logits [B, 1 + negatives], column 0 the purchase."""
     if kind == "sampled_softmax":
@@ -359,6 +372,7 @@ def train_two_tower(
     init_from: TwoTowerModel | None = None,
     log: Callable[[str], None] = print,
     name: str = "two-tower",
+    warm_start: bool = False,
 ) -> TwoTowerResult:
     """purchases: customer_idx, article_idx and `snapshot` (index into the article feature snapshots; default the
     latest); held_out: customer_idx, article_idx, scored with the latest snapshot. Each epoch trains on at most
@@ -371,9 +385,11 @@ def train_two_tower(
     pairs = _purchase_pairs(purchases, inputs.n_snapshots)
     popularity = torch.bincount(pairs[:, 1], minlength=inputs.n_articles)
     optimiser = IdentityOptimiser(model, model.article_id, config.lr, config.weight_decay, config.id_weight_decay)
-    if model.article_id is not None and init_from is None:  # a fine-tune keeps the articles its global model knows
+    if model.article_id is not None and (init_from is None or warm_start):
+        # a segment's fine-tune keeps the articles its global model knows; last week's model adds this week's
         with torch.no_grad():
-            model.known_article.copy_(popularity >= config.id_min_sales)
+            known = popularity >= config.id_min_sales
+            model.known_article.copy_(known if init_from is None else model.known_article | known)
     loss = _PairLoss(model, popularity, generator)
     fixed = _FixedPairs.draw(loss, pairs)
     starting_loss = fixed.loss(loss)  # random init, or the model warm-started from

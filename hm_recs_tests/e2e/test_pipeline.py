@@ -209,6 +209,9 @@ def test_a_failed_model_step_hands_the_week_to_the_champion_in_a_fallback_run(
     from hm_recs.fallback import FALLBACK_TAG, RunOutcome, describe, plan
 
     resources = copy_of(two_weeks[0], small_source, tmp_path)
+    # trained from scratch (not last week's encoder kept) for one epoch: its loss cannot fall
+    settings = resources["pipeline_settings"]
+    resources["pipeline_settings"] = type(settings)(**{**settings.model_dump(), "full_retrain_weeks": 1})
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(
         all_assets,
@@ -332,8 +335,9 @@ def test_models_segments_and_candidates(two_weeks, small_data):
 
 
 def test_a_segment_model_that_fails_its_gate_leaves_the_segment_to_the_global_model(two_weeks, small_source, tmp_path):
-    """A segment's fine-tune that does not learn (no epoch: its loss cannot fall) is not stored; its decision says
-    the global model serves the segment, a warning check says why, and the retrieval and the week go on."""
+    """A segment's fine-tune that does not learn (no epoch, warm or not: its loss cannot fall) is not stored; its
+    decision says the global model serves the segment, a warning check says why, and the retrieval and the week
+    go on."""
     import json
 
     resources = copy_of(two_weeks[0], small_source, tmp_path)
@@ -344,7 +348,7 @@ def test_a_segment_model_that_fails_its_gate_leaves_the_segment_to_the_global_mo
         raise_on_error=False,
         selection=dg.AssetSelection.assets("two_tower_index_loyal", "two_tower_candidates"),
         instance=dg.DagsterInstance.ephemeral(),
-        run_config={"ops": {"two_tower_index_loyal": {"config": {"epochs": 0}}}},
+        run_config={"ops": {"two_tower_index_loyal": {"config": {"epochs": 0, "warm_epochs": 0}}}},
     )
     assert_run_ok_but(result, {"segment_model_trained"})
     decision = json.loads(
@@ -857,3 +861,29 @@ def test_identical_runs_store_identical_model_versions(two_weeks, small_source, 
     versions = registry.versions(NEXT_WEEK)
     assert versions["ranker"] == first["ranker_model"]["version"].value
     assert versions["sequence"] == first["sequence_model"]["version"].value
+
+
+def test_second_week_warm_starts_every_torch_model_and_trains_faster(two_weeks):
+    """Week 2's torch models fine-tune week 1's artefacts (the content encoder kept as it is), pass their gates,
+    and spend fewer epochs' seconds than week 1's full retrain."""
+    _, results = two_weeks
+    cold, warm = (
+        {
+            e.materialization.asset_key.to_user_string(): e.materialization.metadata
+            for e in result.get_asset_materialization_events()
+        }
+        for result in results
+    )
+    for asset in ("article_content", "two_tower_global", "sequence_model"):
+        assert cold[asset]["warm_started_from"].value == "none (full retrain)", asset
+        assert warm[asset]["warm_started_from"].value.startswith(str(WEEK)), (asset, warm[asset]["warm_start_reason"])
+        assert warm[asset]["full_retrain_week"].value == str(WEEK)
+    for asset in ("two_tower_global", "sequence_model"):
+        seconds = [sum(epoch["seconds"] for epoch in m[asset]["history"].value) for m in (cold, warm)]
+        epochs = [len([e for e in m[asset]["history"].value if e.get("epoch", 1) > 0]) for m in (cold, warm)]
+        assert epochs[1] < epochs[0] and seconds[1] < seconds[0], (asset, epochs, seconds)
+    segments = [a for a in warm if a.startswith("two_tower_") and a not in ("two_tower_global", "two_tower_data")]
+    fine_tuned = [a for a in segments if "warm_started_from" in warm[a]]
+    assert fine_tuned and all(warm[a]["warm_started_from"].value.startswith(str(WEEK)) for a in fine_tuned)
+    for result in results:  # the gates decided as before: every check passed in both weeks
+        assert all(c.passed for c in result.get_asset_check_evaluations())

@@ -4,8 +4,8 @@ extra dimension, the sparse repeat term merged exactly."""
 import pytest
 import torch
 
-from hm_recs.models.article_search import ArticleSearch
-from hm_recs.models.configs import EXACT_SEARCH, SearchConfig, merge_sparse
+from hm_recs.models.article_search import ArticleSearch, merge_sparse
+from hm_recs.models.configs import EXACT_SEARCH, SearchConfig
 
 
 def clustered(n_articles=6000, n_customers=1500, dim=16, seed=0):
