@@ -31,6 +31,13 @@ def _faiss():
     return faiss
 
 
+def _device(setting: str) -> torch.device:
+    """Where the exact search scores: the GPU for "cuda", and for "auto" when torch sees one."""
+    if setting == "cuda" or (setting == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
 def _rows(x: torch.Tensor):
     """A C-contiguous float32 numpy view for faiss."""
     return x.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -43,6 +50,7 @@ class ArticleSearch:
     def __init__(self, config: SearchConfig = SearchConfig()):
         self.config = config
         self.method: str | None = None
+        self.device = torch.device("cpu")
         self.nprobe: int | None = None
         self.cells: int | None = None
         self.tuning_recall: float | None = None  # ivf: recall@k of the tuning sample against flat
@@ -55,9 +63,12 @@ class ArticleSearch:
         """Index `vectors` [n, d] and `bias` [n] of `articles` (ids, to know when to rebuild) unless already."""
         if self._articles is not None and torch.equal(self._articles, articles):
             return self
-        self._articles, self.method = articles.clone(), self.config.resolved(len(articles))
+        self.device = _device(self.config.device)
+        self._articles, self.method = articles.clone(), self.config.resolved(len(articles), self.device.type == "cuda")
         self.nprobe = self.cells = self.tuning_recall = self.refused = None
         self._vectors, self._bias = vectors, bias
+        if self.method == "exact":
+            self._vectors, self._bias = vectors.to(self.device), bias.to(self.device)
         self._index, self._sphere = None, False
         if self.method == "exact":
             return self
@@ -114,11 +125,12 @@ class ArticleSearch:
         query . vector + bias, plus the `sparse` (row, position, value) entries where given."""
         k = min(k, len(self._articles))
         if self._index is None:
-            scores = queries @ self._vectors.T + self._bias
+            scores = queries.to(self.device) @ self._vectors.T + self._bias
             if sparse is not None:
-                row, position, value = sparse
+                row, position, value = (t.to(self.device) for t in sparse)
                 scores = scores.index_put((row, position), value.to(scores.dtype), accumulate=True)
-            return torch.topk(scores, k, dim=1)
+            best = torch.topk(scores, k, dim=1)
+            return best.values.to(queries.device), best.indices.to(queries.device)
         if sparse is None or not len(sparse[0]):
             return self._searched(queries, k)
         scores, positions = self._searched(queries, k + self.config.sparse_margin)
@@ -141,7 +153,7 @@ class ArticleSearch:
 
     def figures(self) -> dict:
         """What the metadata says about the search: method, and for ivf its cells, nprobe and tuning recall."""
-        figures = {"search_method": self.method}
+        figures = {"search_method": self.method, "search_device": self.device.type}
         if self.nprobe is not None:
             figures.update(ivf_cells=self.cells, ivf_nprobe=self.nprobe, ivf_tuning_recall=round(self.tuning_recall, 4))
         if self.refused:

@@ -212,16 +212,22 @@ class SearchConfig:
     target_recall: float = 0.97  # ivf: recall@k on the tuning sample against the exact lists
     tuning_customers: int = 2_000
     sparse_margin: int = 30  # extra articles searched when a sparse term is merged in
+    # where `exact` scores: "auto" = the GPU when torch sees one (then `auto` searches exactly there), "cpu", "cuda"
+    device: str = "auto"
 
     def __post_init__(self):
         if self.method not in SEARCH_METHODS:
             raise ValueError(f"search method must be one of {SEARCH_METHODS}, got {self.method!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"search device must be auto, cpu or cuda, got {self.device!r}")
         if not 0 < self.target_recall <= 1:
             raise ValueError(f"target_recall must be in (0, 1], got {self.target_recall}")
 
-    def resolved(self, n_articles: int) -> str:
+    def resolved(self, n_articles: int, on_gpu: bool = False) -> str:
         if self.method != "auto":
             return self.method
+        if on_gpu:
+            return "exact"
         return "ivf" if n_articles >= self.ann_min_articles else "flat"
 
 

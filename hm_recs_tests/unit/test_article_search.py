@@ -27,14 +27,16 @@ def overlap(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_flat_finds_the_exact_lists_with_the_bias():
     articles, vectors, bias, customers = clustered()
-    exact = ArticleSearch(EXACT_SEARCH).fit(articles, vectors, bias, customers, 30).top(customers, 30)
+    exact_scores, exact_positions = (
+        ArticleSearch(EXACT_SEARCH).fit(articles, vectors, bias, customers, 30).top(customers, 30)
+    )
     flat = ArticleSearch(SearchConfig(method="flat")).fit(articles, vectors, bias, customers, 30)
     scores, positions = flat.top(customers, 30)
-    assert overlap(positions, exact.indices) > 0.999
-    assert torch.allclose(scores, exact.values, atol=1e-4)
+    assert overlap(positions, exact_positions) > 0.999
+    assert torch.allclose(scores, exact_scores, atol=1e-4)
     # without the bias dimension the lists would differ: the bias is in the search, not dropped
     no_bias = torch.topk(customers @ vectors.T, 30, dim=1).indices
-    assert overlap(no_bias, exact.indices) < 0.9
+    assert overlap(no_bias, exact_positions) < 0.9
 
 
 def test_ivf_is_tuned_to_its_target_recall_on_the_weeks_customers():
@@ -87,6 +89,16 @@ def test_short_ivf_lists_are_completed_exactly():
     assert all(len(set(r.tolist())) == 390 for r in positions)
 
 
-def test_unknown_method_is_refused():
+def test_unknown_method_or_device_is_refused():
     with pytest.raises(ValueError, match="search method"):
         SearchConfig(method="hnsw")
+    with pytest.raises(ValueError, match="search device"):
+        SearchConfig(device="tpu")
+
+
+def test_on_a_gpu_auto_searches_exactly_there_and_on_cpu_through_faiss():
+    assert SearchConfig().resolved(100_000, on_gpu=True) == "exact"
+    assert SearchConfig().resolved(100_000) == "ivf" and SearchConfig().resolved(100) == "flat"
+    articles, vectors, bias, customers = clustered(n_articles=500, n_customers=20)
+    search = ArticleSearch(SearchConfig(device="cpu")).fit(articles, vectors, bias, customers, 5)
+    assert search.figures()["search_device"] == "cpu" and search.method == "flat"
