@@ -264,8 +264,36 @@ COLUMN_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "week": "the Wednesday of the week the recommendations are FOR",
         "served_by": "who produced the week's lists: ranker, or the baseline serving as champion",
     },
+    "ranking_inputs": {  # core/stored_inputs.py
+        "c": "the customer's integer index in the week's ranking inputs (what the purchase lists join on)",
+        "_colour": "the customer's favourite colour group",
+        "_garment": "the customer's favourite garment group",
+        "customer_age": "age in years (null when unknown)",
+        "customer_age_group": "age group code (16-24: 0, 25-34: 1, 35-49: 2, 50+: 3, unknown: 4)",
+        "customer_segment": "the primary segment's code (its position in core/segments.SEGMENTS; -1: none)",
+        "_rows": "the customer's purchase rows over the feature window",
+        "customer_discount_share": "share of the customer's purchases paid below 85 % of the article's usual price",
+        **{
+            f"bought_{level}": f"the customer's purchases per {level} (counts, days since), one entry per {level}"
+            for level in ("article", "product", "department", "section", "product_type", "index_group")
+        },
+    },
+    "ranking_week_inputs": {  # core/stored_inputs.py
+        "feature_weeks": "weeks of history the customer and article features were built over",
+        "segment_weeks": "weeks of history the segments were assigned over",
+        "recent_weeks": "the features' recent window in weeks",
+        "top_up_k": "the length of the lists the top-up completes",
+        "articles": "every catalogue article's ranking features, codes and week's prices (one entry per article)",
+        "group_popularity": "per age group and article: time-decayed and the week's sales, and their ranks",
+        "top_up_groups": "per age group: the trending articles that complete a short list",
+        "top_up_fallback": "the global fallback ranking (trending, all-time sales, catalogue order)",
+    },
 }
 """Per table: what each column means, for the UI's Columns panel (`dagster/column_schema`)."""
+COLUMN_DESCRIPTIONS["ranking_inputs"] = {  # the customer features as the ranker reads them, under their own names
+    **{f"customer_{name}": meaning for name, meaning in COLUMN_DESCRIPTIONS["customer_features"].items()},
+    **COLUMN_DESCRIPTIONS["ranking_inputs"],
+}
 
 
 def column_description(table: str | None, column: str) -> str | None:

@@ -128,16 +128,17 @@ def non_finite_values(frame: pl.DataFrame) -> int:
 
 
 def inputs_figures(inputs: RankingInputs, top_up: TopUpLists) -> dict[str, int]:
-    """Rows per stored table and the non-finite values over all of them (what the stage's check reads)."""
-    tables = {
-        "customers": inputs.customers,
-        **customer_parts(inputs),
+    """Rows per stored table, and the non-finite values of the customer table's and of the week table's parts
+    (what the stage's checks read)."""
+    per_customer = {"customers": inputs.customers, **customer_parts(inputs)}
+    per_week = {
         "articles": inputs.articles,
-        "group_popularity": inputs.group_popularity.sort("customer_age_group", "a"),  # a fixed order
+        "group_popularity": inputs.group_popularity,
         "top_up_groups": top_up.group_lists,
         "top_up_fallback": top_up.fallback,
     }
     return {
-        **{f"rows/{name}": frame.height for name, frame in tables.items()},
-        "non_finite_values": sum(non_finite_values(frame) for frame in tables.values()),
+        **{f"rows/{name}": frame.height for name, frame in {**per_customer, **per_week}.items()},
+        "non_finite/customer_table": sum(non_finite_values(frame) for frame in per_customer.values()),
+        "non_finite/week_table": sum(non_finite_values(frame) for frame in per_week.values()),
     }

@@ -317,7 +317,7 @@ def test_the_critical_path_is_never_starved_by_its_own_ancestors():
 
 
 def test_local_runs_hold_one_large_memory_step_at_a_time():
-    """The steps that hold the week's ranking inputs for every customer (5.5-12.1 GiB each at H&M's size) never
+    """The step that builds the week's ranking inputs for every customer, their readers and the export never
     overlap under the local multiprocess executor, whatever else runs beside them; a run may still choose the
     in-process executor (the CLI, the benchmarks' smoke test)."""
     from hm_recs.definitions import all_assets
@@ -329,6 +329,13 @@ def test_local_runs_hold_one_large_memory_step_at_a_time():
     ((key, value),) = LARGE_MEMORY_TAG.items()
     assert executor["multiprocess"]["tag_concurrency_limits"] == [{"key": key, "value": value, "limit": 1}]
     large = {k.to_user_string() for a in all_assets if a.op.tags.get(key) == value for k in a.keys}
-    assert large == {"ranker_model", "recommendations", "evaluation_report", "recommendations_export"}
+    assert large == {
+        "ranking_inputs",
+        "ranking_week_inputs",
+        "ranker_model",
+        "recommendations",
+        "evaluation_report",
+        "recommendations_export",
+    }
     in_process = dg.validate_run_config(job, {"execution": {"config": {"in_process": {}}}})
     assert "in_process" in in_process["execution"]["multi_or_in_process_executor"]

@@ -164,9 +164,12 @@ def test_default_resources_select_parquet_for_an_s3_warehouse(tmp_path):
 PIPELINE = (
     INGESTION
     | dg.AssetSelection.groups("features", "segments")
-    | dg.AssetSelection.assets("baseline_recommendations", "baseline_validation")
+    | dg.AssetSelection.assets(
+        "baseline_recommendations", "baseline_validation", "ranking_inputs", "ranking_week_inputs"
+    )
 )
-"""Everything up to the baseline recommendations (a target-week table), no model training."""
+"""Everything up to the baseline recommendations (a target-week table) and the ranking inputs (nested lists),
+no model training."""
 
 
 def test_pipeline_on_s3_matches_the_duckdb_warehouse(s3_endpoint, small_source, tmp_path):
