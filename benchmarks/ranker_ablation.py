@@ -71,7 +71,7 @@ def week_figures(warehouse, week, log) -> dict:
         warehouse, week, max(windows.feature_weeks, windows.segment_weeks)
     )
     inputs = week_inputs(customers, articles, transactions, week, windows)
-    stored = ranker_sources(warehouse, week, weeks, rule)
+    stored = ranker_sources(warehouse, week, weeks, rule, windows)
     heuristic = WeekSources(stored.buyers_per_week, lambda t: None, lambda t: None, stored.tables)
     serving = {
         "with": serving_set(warehouse, week, buyers),

@@ -19,14 +19,15 @@ SEGMENT_HISTORY_WEEKS = 52
 """Weeks the segment indices read by default (a year: seasonality)."""
 
 
-def history_of(asset: str, weeks: int = HISTORY_WEEKS) -> dg.AssetDep:
-    """A declared dependency of partition W on the `weeks` partitions of `asset` up to W, so that the UI's
-    lineage and a backfill's order show the lookback. It loads nothing (a dependency, not an input; the stage's
-    read stays bounded by week in SQL, `storage/reads.py`); the first weeks, with less history, are allowed."""
+def history_of(asset: str, weeks: int = HISTORY_WEEKS, before: int = 0) -> dg.AssetDep:
+    """A declared dependency of partition W on the `weeks` partitions of `asset` up to W (up to W - `before`
+    weeks: the ranker's scorers read the inputs of earlier weeks only), so that the UI's lineage and a backfill's
+    order show the lookback. It loads nothing (a dependency, not an input; the stage's read stays bounded by week
+    in SQL, `storage/reads.py`); the first weeks, with less history, are allowed."""
     with warnings.catch_warnings():  # the switch for the first weeks is marked beta; the mapping itself is not
         warnings.simplefilter("ignore", dg.BetaWarning)
         mapping = dg.TimeWindowPartitionMapping(
-            start_offset=-(weeks - 1), end_offset=0, allow_nonexistent_upstream_partitions=True
+            start_offset=-(weeks - 1) - before, end_offset=-before, allow_nonexistent_upstream_partitions=True
         )
     return dg.AssetDep(asset, partition_mapping=mapping)
 

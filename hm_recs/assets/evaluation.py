@@ -10,7 +10,8 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import markdown_table, measured, png_markdown
-from hm_recs.assets.ranking import ServingRanker, load_ranker, serving_set
+from hm_recs.assets.ranking import serving_set
+from hm_recs.assets.ranking_inputs import INPUTS, ServingRanker, load_ranker
 from hm_recs.core.candidates import HEURISTIC_SOURCES
 from hm_recs.core.metrics import (
     COVERAGE_LEVELS,
@@ -25,7 +26,7 @@ from hm_recs.core.metrics import (
 from hm_recs.core.ranking_features import source_features
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS
-from hm_recs.partitions import partition_week, weekly_partitions
+from hm_recs.partitions import history_of, partition_week, weekly_partitions
 from hm_recs.registry import ModelRegistry
 from hm_recs.storage.reads import customer_rows, partition_rows
 from hm_recs.storage.warehouse import PARTITIONED, Warehouse
@@ -102,6 +103,7 @@ def source_lists(serving: pl.DataFrame, k: int = K) -> dict[str, pl.DataFrame]:
         "sequence_candidates",
         "customer_segments",
         "ranker_model",
+        *(history_of(table, 1, before=1) for table in INPUTS),  # the ranker of W-1 re-ranks with W-1's inputs
     ],
     check_specs=[
         dg.AssetCheckSpec(
@@ -329,5 +331,6 @@ def ranker_ranking(
     except dg.Failure as exc:
         context.log.warning(f"no ranker rank coverage: {exc}")
         return None
+    context.log.info(f"ranker of {built}: ranking inputs {ranker.inputs_origin}")
     depth = int(serving.group_by("customer_id").len()["len"].max() or 0)
     return ranker.rank(serving, max(depth, 1)).select("customer_id", "article_id", "rank")

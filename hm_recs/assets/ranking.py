@@ -17,8 +17,8 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import customer_chunks, detached, markdown_table, measured, png_markdown, preview, tally
+from hm_recs.assets.ranking_inputs import INPUTS, StoredInputs
 from hm_recs.configs import config_of, core_config
-from hm_recs.core.baselines import BaselineConfig, TopUpLists
 from hm_recs.core.candidate_labels import candidate_recall, combined_recall, label_candidates
 from hm_recs.core.candidates import (
     UNION,
@@ -26,14 +26,7 @@ from hm_recs.core.candidates import (
     candidate_pools,
     customer_candidates,
 )
-from hm_recs.core.metrics import K
-from hm_recs.core.ranking_features import (
-    CATEGORICAL_FEATURES,
-    FEATURE_COLUMNS,
-    InputWindows,
-    ranking_features,
-    week_inputs,
-)
+from hm_recs.core.ranking_features import CATEGORICAL_FEATURES, FEATURE_COLUMNS, InputWindows
 from hm_recs.core.serving import GateRule, decide
 from hm_recs.core.weeks import shift_weeks
 from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY, TRAINING_STEP_TAGS
@@ -230,60 +223,6 @@ def serving_set(warehouse: Warehouse, week: dt.date, customers: pl.Series) -> pl
     return rows.sort("customer_id", "article_id") if rows.width else rows
 
 
-def load_ranker(registry: ModelRegistry, week: dt.date):
-    """Week `week`'s ranker (RankerResult), the input windows its features were built with, and its artefact
-    hash; a clear failure when that week's ranker was never stored (not built, or refused by its gate)."""
-    from hm_recs.models.ranker import RankerResult
-
-    state, artefact_hash = registry.load("ranker", week)
-    return RankerResult.load(state), InputWindows(**state["windows"]), artefact_hash
-
-
-@dataclasses.dataclass
-class ServingRanker:
-    """Week W's stored ranker with what scoring with it needs: W's catalogue tables, the ranking inputs as of W
-    over the windows recorded in its artefact (so every scorer builds the matrix training built) and the lists
-    that complete short ones. The transactions they are built from are not kept (1.3 GB at full size)."""
-
-    ranker: object  # models.ranker.RankerResult
-    digest: str
-    customers: pl.DataFrame
-    articles: pl.DataFrame
-    inputs: object  # core.ranking_features.RankingInputs
-    top_up: TopUpLists
-
-    @classmethod
-    def load(cls, warehouse: Warehouse, registry: ModelRegistry, week: dt.date) -> "ServingRanker":
-        ranker, windows, digest = load_ranker(registry, week)
-        customers, articles, transactions = catalogue_tables(
-            warehouse, week, max(windows.feature_weeks, windows.segment_weeks)
-        )
-        return cls(
-            ranker,
-            digest,
-            customers,
-            articles,
-            week_inputs(customers, articles, transactions, week, windows),
-            TopUpLists.build(customers, transactions, articles, week, BaselineConfig(K)),
-        )
-
-    def rank(
-        self, candidates: pl.DataFrame, k: int, chunk_customers: int | None = None, keep: tuple[str, ...] = ()
-    ) -> pl.DataFrame:
-        """Each customer's top k candidates (`models.ranker.rank_in_chunks`; `chunk_customers` scored at once,
-        its default when None)."""
-        from hm_recs.models.ranker import SCORING_CHUNK_CUSTOMERS, rank_in_chunks
-
-        return rank_in_chunks(
-            self.ranker,
-            candidates,
-            lambda chunk: ranking_features(self.inputs, chunk),
-            k,
-            chunk_customers or SCORING_CHUNK_CUSTOMERS,
-            keep,
-        )
-
-
 class RankerModelConfig(config_of(RankerConfig, exclude=("seed",)), config_of(TrainingWeeks)):
     """The ranker's LightGBM settings (`models.configs.RankerConfig`) and which labelled weeks it learns from
     (`models.ranker_data.TrainingWeeks`: at least min_training_weeks, then earlier ones until the training set
@@ -300,9 +239,12 @@ LABELLED_WEEKS_READ = GateRule.max_validation_weeks + TrainingWeeks.max_training
 """Weeks of stored labelled candidates `ranker_model` may read (`ranker_sources`: W and the weeks before it)."""
 
 
-def ranker_sources(warehouse: Warehouse, week: dt.date, weeks: TrainingWeeks, rule: GateRule) -> WeekSources:
+def ranker_sources(
+    warehouse: Warehouse, week: dt.date, weeks: TrainingWeeks, rule: GateRule, windows: InputWindows
+) -> WeekSources:
     """What `ranker_data.assemble` reads for week W: buyers per stored week, the stored labelled sets (and their
-    groups with a bought candidate, counted in SQL) and the catalogue tables."""
+    groups with a bought candidate, counted in SQL), the catalogue tables and the stored ranking inputs of a
+    week (those built over `windows`) for given customers."""
     first = shift_weeks(week, -(rule.max_validation_weeks + weeks.max_training_weeks + 1))
     buyers = warehouse.query(
         f"select week, count(distinct customer_id) as n from {warehouse.table('transactions')} "
@@ -325,7 +267,13 @@ def ranker_sources(warehouse: Warehouse, week: dt.date, weeks: TrainingWeeks, ru
         stored_positive_groups=lambda t: stored.get(t),
         stored_labelled=lambda t: labelled_set(warehouse, t) if t in stored else None,
         tables=lambda n: catalogue_tables(warehouse, week, n),
+        stored_inputs=lambda t, customer_ids: _stored_inputs(warehouse, t, windows, customer_ids),
     )
+
+
+def _stored_inputs(warehouse: Warehouse, week: dt.date, windows: InputWindows, customer_ids: pl.Series):
+    stored, _ = StoredInputs.load(warehouse, week, windows)
+    return stored.of(customer_ids) if stored is not None else None
 
 
 def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataValue:
@@ -350,7 +298,13 @@ def _importance_plot(importances: pl.DataFrame, top: int = 20) -> dg.MetadataVal
     partitions_def=weekly_partitions,
     group_name="ranking",
     kinds={"lightgbm"},
-    deps=[history_of("candidates", LABELLED_WEEKS_READ), history_of("transactions"), "customers", "articles"],
+    deps=[
+        history_of("candidates", LABELLED_WEEKS_READ),
+        *(history_of(table, LABELLED_WEEKS_READ, before=1) for table in INPUTS),  # each labelled week's week before
+        history_of("transactions"),
+        "customers",
+        "articles",
+    ],
     check_specs=[
         dg.AssetCheckSpec(
             "ranker_sound",
@@ -387,7 +341,7 @@ def ranker_model(
     ranker_config = core_config(RankerConfig, config, seed=pipeline_settings.seed)
     training_weeks = core_config(TrainingWeeks, config)
     with measured(context, "ranker_model") as figures:
-        sources = ranker_sources(warehouse, week, training_weeks, rule)
+        sources = ranker_sources(warehouse, week, training_weeks, rule, windows)
         if sources.stored_positive_groups(week) is None:
             raise dg.Failure(f"no labelled candidates for week {week}: materialise `candidates` for {week} first")
         weeks = assemble(

@@ -1,4 +1,4 @@
-"""The week's ranking inputs, built once.
+"""The week's ranking inputs, built once, and scoring with a stored ranker.
 
 `ranking_inputs` builds week W's `RankingInputs` (`core.ranking_features.week_inputs`, over the pipeline's input
 windows) and the lists that complete short ones, and stores them as two tables (`core/stored_inputs.py`): one
@@ -10,6 +10,7 @@ no reader holds every customer's inputs, nor the history they were built from.
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 
 import dagster as dg
 import polars as pl
@@ -17,7 +18,7 @@ import polars as pl
 from hm_recs.assets.common import customer_chunks, detached, measured, preview
 from hm_recs.core.baselines import BaselineConfig, TopUpLists
 from hm_recs.core.metrics import K
-from hm_recs.core.ranking_features import InputWindows, RankingInputs, week_inputs
+from hm_recs.core.ranking_features import InputWindows, RankingInputs, ranking_features, week_inputs
 from hm_recs.core.stored_inputs import (
     CUSTOMER_PARTS,
     WeekInputs,
@@ -28,6 +29,7 @@ from hm_recs.core.stored_inputs import (
 )
 from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY
 from hm_recs.partitions import SEGMENT_HISTORY_WEEKS, history_of, partition_week, weekly_partitions
+from hm_recs.registry import ModelRegistry
 from hm_recs.resources import PipelineSettings
 from hm_recs.storage.reads import catalogue_tables, customer_rows, partition_rows
 from hm_recs.storage.staged import StagedTable
@@ -195,3 +197,54 @@ class StoredInputs:
         if not rows.width:  # no customers asked for: the table's columns, no rows
             rows = self.warehouse.query(f"select * exclude (week) from {self.warehouse.table(CUSTOMER_TABLE)} limit 0")
         return inputs_of(self.week, rows)
+
+
+def load_ranker(registry: ModelRegistry, week: dt.date):
+    """Week `week`'s ranker (RankerResult), the input windows its features were built with, and its artefact
+    hash; a clear failure when that week's ranker was never stored (not built, or refused by its gate)."""
+    from hm_recs.models.ranker import RankerResult
+
+    state, artefact_hash = registry.load("ranker", week)
+    return RankerResult.load(state), InputWindows(**state["windows"]), artefact_hash
+
+
+@dataclasses.dataclass
+class ServingRanker:
+    """Week W's stored ranker with what scoring with it needs: the ranking inputs as of W over the windows recorded
+    in its artefact (so every scorer builds the matrix training built), read per scored chunk of customers from
+    `ranking_inputs` (or built here when they were not stored over those windows), and the top-up lists."""
+
+    ranker: object  # models.ranker.RankerResult
+    digest: str
+    inputs: Callable[[pl.Series], RankingInputs]  # customer ids -> their inputs
+    top_up: TopUpLists
+    inputs_origin: str  # "stored (...)" or "built here: why"
+
+    @classmethod
+    def load(cls, warehouse: Warehouse, registry: ModelRegistry, week: dt.date) -> "ServingRanker":
+        ranker, windows, digest = load_ranker(registry, week)
+        stored, origin = StoredInputs.load(warehouse, week, windows)
+        if stored is not None:
+            return cls(ranker, digest, stored.of, stored.week.top_up, origin)
+        customers, articles, transactions = catalogue_tables(
+            warehouse, week, max(windows.feature_weeks, windows.segment_weeks)
+        )
+        built = week_inputs(customers, articles, transactions, week, windows)
+        top_up = top_up_lists(customers, transactions, articles, week)
+        return cls(ranker, digest, lambda _: built, top_up, origin)
+
+    def rank(
+        self, candidates: pl.DataFrame, k: int, chunk_customers: int | None = None, keep: tuple[str, ...] = ()
+    ) -> pl.DataFrame:
+        """Each customer's top k candidates (`models.ranker.rank_in_chunks`; `chunk_customers` scored at once,
+        its default when None), each chunk's features from that chunk's inputs."""
+        from hm_recs.models.ranker import SCORING_CHUNK_CUSTOMERS, rank_in_chunks
+
+        return rank_in_chunks(
+            self.ranker,
+            candidates,
+            lambda chunk: ranking_features(self.inputs(chunk["customer_id"]), chunk),
+            k,
+            chunk_customers or SCORING_CHUNK_CUSTOMERS,
+            keep,
+        )

@@ -13,6 +13,7 @@ import dagster as dg
 import polars as pl
 
 from hm_recs.assets.common import customer_chunks, detached, markdown_table, measured, preview, tally
+from hm_recs.assets.ranking_inputs import INPUTS, ServingRanker
 from hm_recs.core.contract import combined_checks, recommendations_check
 from hm_recs.core.metrics import K
 from hm_recs.core.schema import RECOMMENDATION_COLUMNS, TIERS
@@ -23,7 +24,7 @@ from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
 from hm_recs.partitions import PUBLISHED_BY, partition_week, weekly_partitions
 from hm_recs.registry import ModelRegistry
 from hm_recs.resources import ServingPolicy
-from hm_recs.storage.reads import catalogue_tables, customer_rows, partition_rows_between
+from hm_recs.storage.reads import catalogue, customer_rows, partition_rows_between
 from hm_recs.storage.staged import StagedTable
 from hm_recs.storage.warehouse import TARGET_WEEK_PARTITIONED, Warehouse
 
@@ -102,7 +103,12 @@ class BrokenRanker(Exception):
 
 
 def ranker_lists(
-    serving, warehouse: Warehouse, week: dt.date, chunk: pl.Series, config: RecommendationsConfig
+    serving,
+    warehouse: Warehouse,
+    week: dt.date,
+    customers: pl.DataFrame,
+    chunk: pl.Series,
+    config: RecommendationsConfig,
 ) -> tuple[pl.DataFrame, int, int]:
     """The ranker's top 12 of one chunk's serving candidates, topped up with trending; returns the lists, the
     candidate rows scored and the rows ranked."""
@@ -114,7 +120,7 @@ def ranker_lists(
         raise BrokenRanker(f"week {week}'s ranker gave non-finite scores")
     own = ranked.select("customer_id", "article_id", "score", pl.col("sources").alias("source"))
     lists = (
-        serving.top_up.complete(own, serving.customers, wanted=chunk)
+        serving.top_up.complete(own, customers, wanted=chunk)
         .join(
             ranked.select("customer_id", "article_id", "relevance_tier"),
             on=["customer_id", "article_id"],
@@ -152,6 +158,7 @@ def champion_lists(
     freshness_policy=PUBLISHED_BY,
     deps=[
         "ranker_model",
+        *INPUTS,
         "candidates",
         "baseline_recommendations",
         "baseline_validation",
@@ -236,8 +243,6 @@ def publish_from_ranker(
     decision: ServingDecision,
 ):
     """The ranker's lists, staged chunk by chunk: (staged table, contract passed, contract figures, metadata)."""
-    from hm_recs.assets.ranking import ServingRanker
-
     try:
         serving = ServingRanker.load(warehouse, model_registry, week)
     except dg.Failure as exc:
@@ -247,16 +252,17 @@ def publish_from_ranker(
             f"week {week}'s ranker artefact changed since its gate ({serving.digest[:19]}... stored, "
             f"{decision.ranker_artefact_hash[:19]}... judged)"
         )
+    customers, articles = catalogue(warehouse, week)
     counts = {"scored": 0, "ranked": 0}
 
     def lists_of(chunk: pl.Series) -> pl.DataFrame:
-        lists, scored, ranked = ranker_lists(serving, warehouse, week, chunk, config)
+        lists, scored, ranked = ranker_lists(serving, warehouse, week, customers, chunk, config)
         counts["scored"] += scored
         counts["ranked"] += ranked
         return lists
 
     recs, passed, figures, tallies = stage_lists(
-        context, serving.customers, serving.articles, lists_of, week, config.chunk_customers, "ranker"
+        context, customers, articles, lists_of, week, config.chunk_customers, "ranker"
     )
     if not passed:
         recs.discard()
@@ -265,6 +271,7 @@ def publish_from_ranker(
         "ranker_artefact_hash": serving.digest,
         "ranker_objective": serving.ranker.config.objective,
         "ranker_validation_map_at_12": serving.ranker.validation["map_at_12"],
+        "ranking_inputs": serving.inputs_origin,
         "scored_rows": counts["scored"],
         "topped_up_rows": recs.rows - counts["ranked"],
         "tiers": (
@@ -281,7 +288,7 @@ def publish_from_champion(
     context, config: RecommendationsConfig, warehouse: Warehouse, week: dt.date, decision: ServingDecision, rule
 ):
     """The champion baseline's stored lists for W+1 with its tiers: (staged table, passed, figures, metadata)."""
-    customers, articles, _ = catalogue_tables(warehouse, week, 1)
+    customers, articles = catalogue(warehouse, week)
     tiers = champion_tiers(warehouse, week, decision.served_by, rule)
     if tiers is None:
         context.log.warning(f"no validated tiers for {decision.served_by}: every row is {TIERS[1]}")

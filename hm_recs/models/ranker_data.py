@@ -12,8 +12,10 @@ A week whose labelled set was never stored (a new deployment, the first weeks of
 the validated history, cheaply: the heuristic sources only (repurchase, trending, co-purchase, same product,
 fallback), the two retrieval models' columns empty as in a week where both sat out. Only when nothing before W
 can be labelled (the first weeks of the data) are week W's buyers split into training and validation.
-Every labelled week's features are built as of its own week before (`week_inputs`), one day's inputs at a time.
-No Dagster here: the asset passes the warehouse reads in.
+Every labelled week's features are as of its own week before: that week's stored ranking inputs (the
+`ranking_inputs` stage's, of the labelled week's customers only) when they were built over the same windows,
+else built here (`week_inputs`), one week's inputs at a time. No Dagster here: the asset passes the warehouse
+reads in.
 """
 
 from __future__ import annotations
@@ -47,13 +49,15 @@ class TrainingWeeks:
 @dataclass
 class WeekSources:
     """What the assembly reads: the buyers per week (distinct customers, every stored week up to W), a stored
-    labelled set (None when that week's `candidates` was never built), and the catalogue tables with the
-    transactions of the `n` weeks up to W (read once, with as many weeks as the chosen labelled weeks need)."""
+    labelled set (None when that week's `candidates` was never built), the catalogue tables with the
+    transactions of the `n` weeks up to W (read once, with as many weeks as the chosen labelled weeks need), and
+    a week's stored ranking inputs of the given customers (None when not stored over the assembly's windows)."""
 
     buyers_per_week: dict[dt.date, int]
     stored_positive_groups: Callable[[dt.date], int | None]
     stored_labelled: Callable[[dt.date], pl.DataFrame | None]
     tables: Callable[[int], tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]]
+    stored_inputs: Callable[[dt.date, pl.Series], RankingInputs | None] = lambda week, customer_ids: None
 
 
 @dataclass
@@ -71,6 +75,8 @@ class RankerWeeks:
     positive_groups: int
     built_here: list[dt.date] = field(default_factory=list)  # labelled sets built from history, not stored ones
     split_week: bool = False
+    inputs_stored: list[dt.date] = field(default_factory=list)  # weeks whose ranking inputs were read, not built
+    inputs_built_here: list[dt.date] = field(default_factory=list)
 
     def refits(self, mode: str) -> bool:
         """Whether the served ranker is trained again on the validation weeks too (`refit`): "always", "pooled"
@@ -82,6 +88,8 @@ class RankerWeeks:
             "training_weeks": [str(t) for t in sorted(self.training_weeks)],
             "validation_weeks": [str(t) for t in sorted(self.validation_weeks)],
             "labelled_weeks_built_here": [str(t) for t in sorted(self.built_here)],
+            "ranking_inputs_stored": [str(t) for t in sorted(self.inputs_stored)],
+            "ranking_inputs_built_here": [str(t) for t in sorted(self.inputs_built_here)],
             "training_groups_with_a_positive": self.positive_groups,
             "training_rows": self.train.height,
             "validation_queries": int(self.validation["customer_id"].n_unique()),
@@ -106,6 +114,8 @@ class _LabelledWeeks:
         self._tables: tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame] | None = None
         self.built: dict[dt.date, pl.DataFrame] = {}
         self.built_here: list[dt.date] = []
+        self.inputs_stored: list[dt.date] = []
+        self.inputs_built_here: list[dt.date] = []
 
     def tables(self, n: int) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
         """The catalogue tables with `n` weeks of transactions, read by the first call (later ones get those)."""
@@ -132,6 +142,16 @@ class _LabelledWeeks:
             f"ranker: labelled week {t} built from the history (heuristic sources only): {self.built[t].height:,} rows"
         )
         return self.built[t]
+
+    def inputs(self, as_of: dt.date, customer_ids: pl.Series, windows: InputWindows) -> RankingInputs:
+        """The ranking inputs as of `as_of` of these customers: the stored ones, else built from the tables."""
+        stored = self.sources.stored_inputs(as_of, customer_ids)
+        if stored is not None:
+            self.inputs_stored.append(as_of)
+            return stored
+        customers, articles, transactions = self.tables(self.most)
+        self.inputs_built_here.append(as_of)
+        return week_inputs(customers, articles, transactions, as_of, windows)
 
     def positive_groups(self, t: dt.date) -> int:
         """Week t's query groups with a bought candidate (counted where stored, else on its labelled set)."""
@@ -261,7 +281,7 @@ def assemble(
         earlier, store.positive_groups, weeks.min_training_weeks, weeks.min_positive_groups, weeks.max_training_weeks
     )
     tables = store.tables((week - min([*chosen, *validation])).days // 7 + lookback)
-    customers, articles, transactions = tables
+    transactions = tables[2]
     split = not chosen
     train_ids, queries = _validation_queries(store, transactions, week, validation, split, weeks, ranker.seed, log)
 
@@ -269,7 +289,7 @@ def assemble(
     baseline_parts: dict[str, list[pl.DataFrame]] = {}
     for t in sorted({*chosen, *validation}):
         rows, bought = store.labelled(t), _bought_in(transactions, t)
-        inputs = week_inputs(customers, articles, transactions, shift_weeks(t, -1), windows)
+        inputs = store.inputs(shift_weeks(t, -1), rows["customer_id"], windows)
         if t in chosen or split:
             train_parts.append(_training_week(rows, bought, inputs, t, train_ids, ranker, detach, log))
         if t in validation:
@@ -280,7 +300,7 @@ def assemble(
             purchase_parts.append(purchases)
             for name, ap in baseline_ap.items():
                 baseline_parts.setdefault(name, []).append(ap)
-        del rows
+        del rows, inputs
         store.release(t)
     train = pl.concat(train_parts)
     return RankerWeeks(
@@ -293,6 +313,8 @@ def assemble(
         positive_groups=groups if chosen else int(train.filter(pl.col("label") > 0)["customer_id"].n_unique()),
         built_here=sorted(store.built_here),
         split_week=split,
+        inputs_stored=store.inputs_stored,
+        inputs_built_here=store.inputs_built_here,
     )
 
 

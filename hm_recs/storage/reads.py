@@ -71,11 +71,15 @@ def history(warehouse: Warehouse, week: dt.date, weeks: int, columns: str = HIST
     )
 
 
+def catalogue(warehouse: Warehouse, week: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Week W's validated customers and articles (sorted by article_id)."""
+    customers = partition_rows(warehouse, "customers", week).drop("week")
+    articles = partition_rows(warehouse, "articles", week).drop("week").sort("article_id")
+    return customers, articles
+
+
 def catalogue_tables(
     warehouse: Warehouse, week: dt.date, history_weeks: int
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Week W's validated customers and articles (sorted by article_id) and the transactions up to W."""
-    customers = partition_rows(warehouse, "customers", week).drop("week")
-    articles = partition_rows(warehouse, "articles", week).drop("week").sort("article_id")
-    transactions = history(warehouse, week, history_weeks)
-    return customers, articles, transactions
+    return *catalogue(warehouse, week), history(warehouse, week, history_weeks)

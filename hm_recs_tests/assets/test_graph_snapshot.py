@@ -1,7 +1,7 @@
 """The code location's asset and check graph against its snapshot (`asset_graph.json`): keys, groups, dependencies,
-the declared history lookbacks, partitioning, checks and whether each blocks, jobs, schedules and sensors. A
-change to the graph shows up here as a reviewable diff; regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest
-hm_recs_tests/assets/test_graph_snapshot.py`.
+the declared history lookbacks (and how many weeks before W they end, where not at W), partitioning, checks and
+whether each blocks, jobs, schedules and sensors. A change to the graph shows up here as a reviewable diff;
+regenerate on purpose with `HM_RECS_UPDATE_SNAPSHOT=1 pytest hm_recs_tests/assets/test_graph_snapshot.py`.
 """
 
 import json
@@ -31,6 +31,14 @@ def graph_snapshot() -> dict:
                 and mapping.start_offset != 0
             },
         }
+        lagged = {  # dependencies on earlier weeks only (W-n..W-m), as the ranker's readers of ranking inputs
+            parent.to_user_string(): -mapping.end_offset
+            for parent in sorted(node.parent_keys, key=lambda k: k.to_user_string())
+            if isinstance(mapping := graph.get_partition_mapping(key, parent), dg.TimeWindowPartitionMapping)
+            and mapping.end_offset != 0
+        }
+        if lagged:
+            assets[key.to_user_string()]["weeks_before"] = lagged
     checks = {
         f"{k.asset_key.to_user_string()}:{k.name}": {"blocking": graph.get_check_spec(k).blocking}
         for k in graph.asset_check_keys

@@ -78,6 +78,11 @@ def test_full_graph_two_consecutive_weeks(two_weeks, small_data):
     by_segment = event.metadata["beyond_accuracy_by_segment"].value
     assert "| segment | customers | mean_popularity |" in by_segment
     assert f"| all | {customers} |" in by_segment  # every customer's published list, not only the buyers' scored ones
+    # the week's ranking inputs are built once: the ranker's scorers read them (W-1's where stored), or say they built
+    assert materialization(results[1], "recommendations")["ranking_inputs"].startswith("stored")
+    ranker = materialization(results[1], "ranker_model")
+    assert ranker["ranking_inputs_stored"] == [str(WEEK)]  # the week before the validation week NEXT_WEEK
+    assert str(WEEK) not in ranker["ranking_inputs_built_here"] and ranker["ranking_inputs_built_here"]
 
 
 def copy_of(built: dict, small_source, tmp_path, **kw) -> dict:
@@ -764,7 +769,14 @@ def test_truncated_weekly_file_fails_ingestion_by_name_and_keeps_published_weeks
     assert table_rows(resources, "recommendations", NEXT_WEEK, True).equals(published)
 
 
-CHUNKED = ("two_tower_candidates", "sequence_candidates", "candidates", "baseline_recommendations", "recommendations")
+CHUNKED = (
+    "two_tower_candidates",
+    "sequence_candidates",
+    "candidates",
+    "ranking_inputs",
+    "baseline_recommendations",
+    "recommendations",
+)
 
 
 def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp_path):
@@ -786,13 +798,14 @@ def test_customer_chunks_change_nothing(two_weeks, small_data, small_source, tmp
         partition_key=NEXT_WEEK.isoformat(),
         resources=resources,
         raise_on_error=False,
-        selection=dg.AssetSelection.assets(*CHUNKED, "baseline_validation"),
+        selection=dg.AssetSelection.assets(*CHUNKED, "baseline_validation", "ranking_week_inputs"),
         instance=dg.DagsterInstance.ephemeral(),
         run_config={
             "ops": {
                 "two_tower_candidates": {"config": {"retrieval_chunk_customers": 300}},
                 "sequence_candidates": {"config": {"retrieval_chunk_customers": 300}},
                 "candidates": {"config": chunk},
+                "ranking_inputs": {"config": chunk},
                 "baseline_recommendations": {"config": chunk},
                 "recommendations": {"config": {**chunk, "scoring_chunk_customers": 120}},
             }

@@ -232,7 +232,7 @@ def test_a_small_shop_learns_from_more_weeks_and_is_judged_on_pooled_buyers(hist
     def weeks_for(training: TrainingWeeks, rule: GateRule):
         return assemble(
             week,
-            ranker_sources(warehouse, week, training, rule),
+            ranker_sources(warehouse, week, training, rule, windows),
             training,
             rule,
             RankerConfig(),
