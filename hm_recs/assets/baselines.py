@@ -9,7 +9,7 @@ import polars as pl
 
 from hm_recs.assets.common import customer_chunks, measured, preview
 from hm_recs.configs import config_of, core_config
-from hm_recs.core.baselines import BASELINES, BaselineConfig, recommend_all
+from hm_recs.core.baselines import BASELINES, BaselineConfig, WeekBaselines, recommend_all
 from hm_recs.core.contract import combined_checks, recommendations_check
 from hm_recs.core.metrics import K, evaluate
 from hm_recs.core.tiers import ListTiers
@@ -143,12 +143,12 @@ def _baseline_lists(
     chunk_customers: int,
 ) -> tuple[StagedTable, list]:
     """Every baseline's lists for week W+1, built and staged one chunk of customers at a time (memory: one chunk's
-    lists), with each chunk's contract check; with no customers the staged table keeps its schema (no checks)."""
+    lists; what they are made of is built once), with each chunk's contract check; with no customers the staged
+    table keeps its schema (no checks)."""
     recs, checks = StagedTable("baseline_recommendations"), []
+    week_baselines = WeekBaselines.build(customers, transactions, articles, week, cfg)
     for chunk in customer_chunks(customers["customer_id"], chunk_customers):
-        lists = recommend_all(customers, transactions, articles, week, cfg, wanted=chunk).with_columns(
-            pl.lit(target).alias("week")
-        )
+        lists = week_baselines.lists(customers, wanted=chunk).with_columns(pl.lit(target).alias("week"))
         checks.append(
             recommendations_check(
                 lists, customers.filter(pl.col("customer_id").is_in(chunk.implode())), articles, by=["recommender"]
@@ -156,7 +156,5 @@ def _baseline_lists(
         )
         recs.append(lists)
     if not checks:
-        recs.append(
-            recommend_all(customers, transactions, articles, week, cfg).with_columns(pl.lit(target).alias("week"))
-        )
+        recs.append(week_baselines.lists(customers).with_columns(pl.lit(target).alias("week")))
     return recs, checks

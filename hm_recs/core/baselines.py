@@ -126,12 +126,7 @@ def popularity(
     customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
 ) -> pl.DataFrame:
     """The k best sellers of the last week, the same for everyone."""
-    history = history_until(history, week)
-    last_week = history.filter(pl.col("t_dat") >= pl.lit(week))
-    top = _top(last_week.group_by("article_id").agg(pl.len().cast(pl.Float64).alias("score")), cfg.k)
-    ids = _only(customers, wanted).select("customer_id")
-    own = ids.join(top.with_columns(pl.lit("popularity").alias("source")), how="cross")
-    return _complete(own, ids, None, fallback_ranking(history, articles, week, cfg), cfg.k)
+    return WeekBaselines.build(customers, history, articles, week, cfg).popularity(customers, wanted)
 
 
 def _age_groups(customers: pl.DataFrame) -> pl.DataFrame:
@@ -158,35 +153,14 @@ def trending(
     customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
 ) -> pl.DataFrame:
     """Each customer gets their age group's trending articles (unknown age: global trending)."""
-    history = history_until(history, week)
-    groups = _age_groups(_only(customers, wanted))
-    empty_own = pl.DataFrame(
-        schema={"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "source": pl.String}
-    )
-    return _complete(
-        empty_own,
-        groups,
-        trending_lists(history, customers, week, cfg),
-        fallback_ranking(history, articles, week, cfg),
-        cfg.k,
-    )
+    return WeekBaselines.build(customers, history, articles, week, cfg).trending(customers, wanted)
 
 
 def repurchase(
     customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
 ) -> pl.DataFrame:
     """The customer's own recent articles (recency-weighted), topped up with their age group's trending."""
-    history = history_until(history, week)
-    start = shift_weeks(week, -(cfg.repurchase_weeks - 1))
-    own = (
-        history.filter(pl.col("t_dat") >= pl.lit(start))
-        .join(_only(customers, wanted).select("customer_id"), on="customer_id", how="semi")
-        .with_columns(_decay(week_end(week), cfg.repurchase_half_life_days).alias("w"))
-        .group_by("customer_id", "article_id")
-        .agg(pl.col("w").sum().alias("score"))
-        .with_columns(pl.lit("repurchase").alias("source"))
-    )
-    return top_up(own, customers, history, articles, week, cfg, wanted)
+    return WeekBaselines.build(customers, history, articles, week, cfg).repurchase(customers, wanted)
 
 
 @dataclass(frozen=True)
@@ -231,6 +205,63 @@ def top_up(
     return TopUpLists.build(customers, history, articles, week, cfg).complete(own, customers, wanted)
 
 
+@dataclass(frozen=True)
+class WeekBaselines:
+    """What the baselines' lists are made of at a week, built once from the history: the last week's best
+    sellers, every customer's recency-weighted articles of the last `repurchase_weeks` and the top-up lists. A
+    stage that builds the lists of many customer chunks builds this once: each chunk's lists are what the
+    baseline functions give those customers (`baseline_recommendations` rebuilt all of it per chunk before)."""
+
+    best_sellers: pl.DataFrame  # article_id, score, source: the last week's top k
+    recent: pl.DataFrame  # customer_id, article_id, score, source: every customer's repurchase scores
+    top_up: TopUpLists
+    k: int
+
+    @classmethod
+    def build(
+        cls,
+        customers: pl.DataFrame,
+        history: pl.DataFrame,
+        articles: pl.DataFrame,
+        week: dt.date,
+        cfg: BaselineConfig = BaselineConfig(),
+    ) -> WeekBaselines:
+        history = history_until(history, week)
+        last_week = history.filter(pl.col("t_dat") >= pl.lit(week))
+        best = _top(last_week.group_by("article_id").agg(pl.len().cast(pl.Float64).alias("score")), cfg.k)
+        recent = (
+            history.filter(pl.col("t_dat") >= pl.lit(shift_weeks(week, -(cfg.repurchase_weeks - 1))))
+            .join(customers.select("customer_id"), on="customer_id", how="semi")
+            .with_columns(_decay(week_end(week), cfg.repurchase_half_life_days).alias("w"))
+            .group_by("customer_id", "article_id")
+            .agg(pl.col("w").sum().alias("score"))
+            .with_columns(pl.lit("repurchase").alias("source"))
+        )
+        top_up = TopUpLists.build(customers, history, articles, week, cfg)
+        return cls(best.with_columns(pl.lit("popularity").alias("source")), recent, top_up, cfg.k)
+
+    def popularity(self, customers: pl.DataFrame, wanted: pl.Series | None = None) -> pl.DataFrame:
+        ids = _only(customers, wanted).select("customer_id")
+        return _complete(ids.join(self.best_sellers, how="cross"), ids, None, self.top_up.fallback, self.k)
+
+    def trending(self, customers: pl.DataFrame, wanted: pl.Series | None = None) -> pl.DataFrame:
+        empty_own = pl.DataFrame(
+            schema={"customer_id": pl.String, "article_id": pl.String, "score": pl.Float64, "source": pl.String}
+        )
+        return self.top_up.complete(empty_own, customers, wanted)
+
+    def repurchase(self, customers: pl.DataFrame, wanted: pl.Series | None = None) -> pl.DataFrame:
+        own = self.recent.join(_only(customers, wanted).select("customer_id"), on="customer_id", how="semi")
+        return self.top_up.complete(own, customers, wanted)
+
+    def lists(self, customers: pl.DataFrame, wanted: pl.Series | None = None) -> pl.DataFrame:
+        """Every baseline's lists of `customers` (or of `wanted`), stacked with a `recommender` column."""
+        built = {"popularity": self.popularity, "trending": self.trending, "repurchase": self.repurchase}
+        return pl.concat(
+            [built[name](customers, wanted).with_columns(pl.lit(name).alias("recommender")) for name in BASELINES]
+        ).select("recommender", *RECS_SCHEMA)
+
+
 RECOMMENDERS = {"popularity": popularity, "trending": trending, "repurchase": repurchase}
 
 
@@ -238,9 +269,4 @@ def recommend_all(
     customers, history, articles, week, cfg: BaselineConfig = BaselineConfig(), wanted: pl.Series | None = None
 ) -> pl.DataFrame:
     """Every baseline's recommendations, stacked with a `recommender` column."""
-    return pl.concat(
-        [
-            fn(customers, history, articles, week, cfg, wanted).with_columns(pl.lit(name).alias("recommender"))
-            for name, fn in RECOMMENDERS.items()
-        ]
-    ).select("recommender", *RECS_SCHEMA)
+    return WeekBaselines.build(customers, history, articles, week, cfg).lists(customers, wanted)

@@ -4,6 +4,7 @@ import datetime as dt
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from hm_recs.core import baselines, features
 from hm_recs.core.weeks import parse_week, week_expr, week_of
@@ -178,3 +179,23 @@ def test_top_up_lists_built_once_complete_every_chunk_as_a_whole_would():
         top(whole, "old", 2) == [A[3], A[4]] and whole.filter(pl.col("customer_id") == "old")["source"][2] == "trending"
     )
     assert A[20] not in whole["article_id"].to_list()  # built as of the week: the future never completes a list
+
+
+def test_baselines_built_once_give_every_chunk_the_lists_of_the_whole():
+    # what `baseline_recommendations` does: what the lists are made of is built once, then each chunk's lists
+    history = history_for_baselines()
+    built = baselines.WeekBaselines.build(CUSTOMERS, history, articles(), WEEK)
+    whole = baselines.recommend_all(CUSTOMERS, history, articles(), WEEK)
+    chunks = pl.concat(built.lists(CUSTOMERS, wanted=pl.Series(ids)) for ids in (["old", "young"], ["new", "ageless"]))
+    order = ["recommender", "customer_id", "rank"]
+    assert chunks.height == whole.height == 3 * 12 * CUSTOMERS.height
+    # the same lists; scores up to the order polars sums a group's floats in (not fixed between runs either)
+    assert_frame_equal(chunks.sort(order), whole.sort(order), check_exact=False, rel_tol=1e-12)
+    for name in baselines.BASELINES:
+        alone = baselines.RECOMMENDERS[name](CUSTOMERS, history, articles(), WEEK)
+        assert_frame_equal(
+            alone.sort(order[1:]),
+            whole.filter(pl.col("recommender") == name).drop("recommender").sort(order[1:]),
+            check_exact=False,
+            rel_tol=1e-12,
+        )
