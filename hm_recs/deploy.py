@@ -67,9 +67,10 @@ DEFAULT_STEP = PodSize(cpu="1", memory="8Gi")
 TRAINING_STEP = PodSize(cpu="4", memory="16Gi")
 """Model training (content encoder, global and per-segment two-tower): torch on the history window."""
 LARGE_STEP = PodSize(cpu="1", memory="16Gi")
-"""`recommendations` and `evaluation_report`: the week's ranking inputs for every customer, 5.5 and 12.1 GiB at
-H&M's size (docs/benchmarks.md, third full-scale run), near or over the default step pod's 8 Gi; 16 Gi leaves
-the largest a third of headroom, as the training pods have over the ranker's 11.6 GiB."""
+"""`ranking_inputs` (the week's ranking inputs for every customer, built once), `recommendations` and
+`evaluation_report` (their readers, 5.5 and 12.1 GiB at H&M's size when each built its own inputs:
+docs/benchmarks.md, third full-scale run), near or over the default step pod's 8 Gi; 16 Gi leaves the largest a
+third of headroom, as the training pods have over the ranker's 11.6 GiB."""
 RUN_WORKER_STEPS_IN_PODS = PodSize(cpu="500m", memory="1Gi")
 """The run's own pod when every step has a pod of its own: it only plans, launches and watches."""
 RUN_WORKER_ALL_STEPS = PodSize(cpu="2", memory="24Gi")
@@ -133,7 +134,8 @@ class Placement:
         return {K8S_CONFIG_TAG: json.dumps(config, sort_keys=True)}
 
     def large_step_tags(self) -> dict[str, str]:
-        """Pod size of the steps that hold the week's ranking inputs for every customer (`LARGE_STEP`)."""
+        """Pod size of the step that builds the week's ranking inputs for every customer and of its readers
+        (`LARGE_STEP`)."""
         return {K8S_CONFIG_TAG: json.dumps(self.step_k8s_config(self.large, "large"), sort_keys=True)}
 
     def run_tags(self) -> dict[str, str]:
@@ -189,8 +191,9 @@ RANKING_PRIORITY = step_priority(10)
 CHAMPION_PRIORITY = RANKING_PRIORITY
 
 LARGE_MEMORY_TAG = {"hm-recs/memory": "large"}
-"""`op_tags=` of the steps that hold the week's ranking inputs for every customer (ranker_model,
-recommendations, evaluation_report) and of recommendations_export: 5.5-12.1 GiB each at H&M's size. Under the
+"""`op_tags=` of the step that builds the week's ranking inputs for every customer (ranking_inputs), of the
+ranker's readers (ranker_model, recommendations, evaluation_report) and of recommendations_export: 5.5-12.1 GiB
+each at H&M's size before the inputs were built once (docs/benchmarks.md). Under the
 multiprocess executor at most one of them runs at a time (`local_execution_config`), so two never add up on
 one machine: at full size evaluation_report (then 14.6 GiB) and recommendations_export (6 GiB) overlapped and
 the run's processes peaked at 16.0 GiB; with the limit the tree peaks at the largest step plus 0.2 GiB

@@ -27,7 +27,7 @@ from hm_recs.core.stored_inputs import (
     inputs_of,
     week_table,
 )
-from hm_recs.deploy import LARGE_MEMORY_TAG, RANKING_PRIORITY
+from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
 from hm_recs.partitions import SEGMENT_HISTORY_WEEKS, history_of, partition_week, weekly_partitions
 from hm_recs.registry import ModelRegistry
 from hm_recs.resources import PipelineSettings
@@ -82,7 +82,7 @@ def _stage_customer_table(inputs: RankingInputs, customer_ids: pl.Series, chunk_
     partitions_def=weekly_partitions,
     group_name="ranking",
     deps=[history_of("transactions", SEGMENT_HISTORY_WEEKS), "customers", "articles"],
-    op_tags={**RANKING_PRIORITY, **LARGE_MEMORY_TAG},
+    op_tags={**LARGE_STEP_TAGS, **RANKING_PRIORITY, **LARGE_MEMORY_TAG},
     check_specs=[
         dg.AssetCheckSpec(
             "every_customer_finite_inputs",
