@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import polars as pl
+
+
+_DISCARD_TRIES = 20  # about a second
 
 
 class StagedTable:
@@ -61,7 +65,14 @@ class StagedTable:
         return "[" + ", ".join("'" + str(p).replace("'", "''") + "'" for p in self.parts) + "]"
 
     def discard(self) -> None:
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """The parts and the folder deleted. A failed polars sink may still be closing its output file in a
+        background thread while the folder is removed (seen under load: the folder outlived the failed write),
+        so the removal is retried briefly until the folder is gone."""
+        for _ in range(_DISCARD_TRIES):
+            shutil.rmtree(self.folder, ignore_errors=True)
+            if not self.folder.exists():
+                return
+            time.sleep(0.05)
 
     def __repr__(self) -> str:
         return f"StagedTable({self.name!r}, {len(self.parts)} parts, {self.rows:,} rows, in {self.folder})"
