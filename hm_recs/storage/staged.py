@@ -18,7 +18,6 @@ from pathlib import Path
 
 import polars as pl
 
-
 _DISCARD_TRIES = 20  # about a second
 
 
