@@ -255,6 +255,9 @@ class Refresh:
     failures: list[str]
 
 
+WORDS_KEPT = ("warm_started_from", "warm_start_reason")  # non-numeric metadata the report keeps
+
+
 def _number(value):
     value = getattr(value, "value", value)
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -302,6 +305,9 @@ def run_refresh(
             for key, value in meta.items():
                 if (number := _number(value)) is not None and "/" not in key:
                     step.setdefault("metadata", {})[f"{asset}.{key}"] = number
+            for key in WORDS_KEPT:  # how a model step trained (warm or from scratch, and why), as it says
+                if key in meta:
+                    step.setdefault("metadata", {})[f"{asset}.{key}"] = str(getattr(meta[key], "value", meta[key]))
             if (peak := _number(meta.get("peak_rss_mb"))) is not None:
                 step["peak_rss_mb"] = max(step.get("peak_rss_mb", 0.0), peak)
     failures = [
@@ -336,6 +342,18 @@ def score_result(source: Path, work: Path, week: dt.date, log=print) -> dict:
         )
     )
     return {name: {k: row[k] for k in ("map_at_12", "recall_at_12") if k in row} for name, row in report.items()}
+
+
+def previous_week_score(work: Path, week: dt.date) -> dict:
+    """MAP@12 of what the warm-up's last week published, on week `week`'s purchases: the refresh's own
+    `evaluation_report` (partition `week` scores week-1's lists), so one refresh scores two consecutive weeks."""
+    import duckdb
+
+    with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.execute(
+            "select recommender, map_at_12, recall_at_12 from hm.evaluation_report where week = ?", [week]
+        ).fetchall()
+    return {name: {"map_at_12": m, "recall_at_12": r} for name, m, r in rows if m is not None}
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -526,6 +544,7 @@ STAGE_REFERENCES = {
     "recommendations": "lightgbm_predict",
     "baseline_recommendations": "history_group_by",
     "evaluation_report": "history_group_by",
+    "ranking_inputs": "history_group_by",  # new in issue 20: the 52-week aggregates the scorers each built before
 }
 
 
@@ -575,6 +594,7 @@ def run_benchmark(
         "warm": json.loads((warm / "warm.json").read_text()),
     }
     if refresh.success:
+        report["map_at_12_previous_week"] = previous_week_score(work, week)
         report["map_at_12"] = score_result(source, work, week, log)
     if with_references:
         report["references"] = references(source, work, week, refresh, log)
@@ -609,12 +629,14 @@ def summarise(report: dict) -> None:
     )
     for failure in refresh["failures"]:
         print(f"  {failure}")
-    if "map_at_12" in report:
-        scores = {name: row.get("map_at_12") for name, row in report["map_at_12"].items()}
+    for key, scored_week in (("map_at_12_previous_week", report["week"]), ("map_at_12", report["scored_week"])):
+        if key not in report:
+            continue
+        scores = {name: row.get("map_at_12") for name, row in report[key].items()}
         trending = scores.get("trending") or float("nan")
         print(
             "MAP@12 on "
-            + report["scored_week"]
+            + scored_week
             + ": "
             + ", ".join(
                 f"{name} {value:.4f} ({value / trending:.2f}x trending)"
@@ -622,6 +644,10 @@ def summarise(report: dict) -> None:
                 if value is not None and not name.startswith("source/")
             )
         )
+    for step, figures in sorted(refresh["steps"].items()):
+        words = {k.split(".", 1)[1]: v for k, v in (figures.get("metadata") or {}).items() if isinstance(v, str)}
+        if words:
+            print(f"  {step}: " + "; ".join(f"{k} {v}" for k, v in words.items()))
     if "references" in report:
         print(
             "references: "
@@ -669,6 +695,7 @@ def smoke(source: Path, warm: Path, week: dt.date, work: Path, out: Path) -> int
     refresh = run_refresh(source, warm, week, work, executor="in_process", log=lines.append)
     report = {"refresh": dataclasses.asdict(refresh)}
     if refresh.success:
+        report["previous_week_scores"] = previous_week_score(work, week)
         report["scores"] = score_result(source, work, week, log=lines.append)
         report["references"] = references(source, work, week, refresh, log=lines.append)
         report["unreferenced"] = [step for step in refresh.steps if stage_reference(step) is None]

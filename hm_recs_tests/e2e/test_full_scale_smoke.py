@@ -46,12 +46,16 @@ def test_full_scale_benchmark_smoke(small_source, small_data, history_template, 
     assert steps["recommendations"]["rows"] == {"recommendations": 12 * customers}
     assert steps["recommendations"]["peak_rss_mb"] > 0 and refresh["peak_tree_rss_mb"] > 100
     assert not refresh["failures"]
+    # how each torch model trained, in its words: the warm state holds no model, so each trained from scratch
+    assert steps["sequence_model"]["metadata"]["sequence_model.warm_started_from"] == "none (full retrain)"
     # the warm state itself is untouched (the refresh works on a copy)
     assert (tmp_path / "work" / "warehouse.duckdb").stat().st_size > (warm / "warehouse.duckdb").stat().st_size
 
     scores = report["scores"]
     assert {"model", "trending", "repurchase"} <= set(scores)
     assert 0 < scores["model"]["map_at_12"] <= 1
+    # the refresh's own evaluation scores the week before's lists: the warm state published none, baselines only
+    assert "model" not in report["previous_week_scores"]
 
     references = report["references"]
     assert set(references) >= {
