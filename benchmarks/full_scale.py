@@ -208,7 +208,7 @@ def warm_state(
     """A folder with the warehouse and artefacts as the weekly routine leaves them before week `week`
     (cached): the `history_weeks` weeks before it ingested, the last `warm_weeks` of them built whole."""
     from hm_recs.core.weeks import shift_weeks
-    from hm_recs.runner import PipelineError
+    from hm_recs.runner import PipelineError, StageFigures
 
     folder = warm_folder(source, week, warm_weeks, history_weeks, cache)
     marker = folder / "warm.json"
@@ -226,18 +226,30 @@ def warm_state(
         exports=str(folder / "exports"),
     )
     built = [shift_weeks(week, -i) for i in range(warm_weeks, 0, -1)]
-    outcomes = {}
+    outcomes, figures = {}, {}
     for w in built:
         log(f"warm-up: building week {w}")
+        pipeline.figures = StageFigures()
+        week_started = time.perf_counter()
         try:
             pipeline.build_week(w, log=log)
             outcomes[str(w)] = "published"
         except PipelineError as exc:  # a refused gate still leaves the week's labelled candidates
             outcomes[str(w)] = str(exc).splitlines()[-1].strip()
             log(f"  warm-up week {w} did not publish: {outcomes[str(w)]}")
+        # in process, one step at a time: each step's seconds (the first week's models train from scratch)
+        figures[str(w)] = {**pipeline.figures.as_dict(), "wall_seconds": round(time.perf_counter() - week_started, 1)}
     pipeline.ensure_history(week, log=log)
     marker.write_text(
-        json.dumps({"week": str(week), "built": outcomes, "seconds": round(time.perf_counter() - started, 1)}, indent=2)
+        json.dumps(
+            {
+                "week": str(week),
+                "built": outcomes,
+                "figures": figures,
+                "seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
     )
     return folder
 
