@@ -9,8 +9,10 @@ each stage's time as a ratio to a physical reference measured in the same run, a
    .hm_recs/bench/hm_scale_<scale>/.
 2. Warm state (cached under .hm_recs/bench/warm_<scale>_w<T>/): the weeks before the refreshed week T ingested
    and validated (52 weeks: the longest input window, the segments'), then `--warm-weeks` whole weekly runs
-   before T, so the ranker has earlier labelled candidate sets to learn from, as in the weekly routine.
-   Models are retrained each week (as the schedule does), so no model state is carried.
+   before T (the weekly job on the same executor as the refresh, figures kept in warm.json), so the ranker has
+   earlier labelled candidate sets to learn from and the models a stored week to warm-start from, as in the
+   weekly routine: the first warm-up week trains every torch model from scratch (a full-retrain week), the
+   refresh fine-tunes them (a warm-started week, docs/models.md "Warm-started weekly training").
 3. Refresh: the warm state copied to a scratch folder, then week T's `weekly_job` as the schedule launches it:
    Dagster's multiprocess executor (one process per step, as many at once as cores), a persistent instance.
    The peak RSS of the whole process tree is sampled every 0.25 s; each step's own peak RSS and seconds come
@@ -203,42 +205,36 @@ def ingested_history(source: Path, week: dt.date, warm_weeks: int, history_weeks
 
 
 def warm_state(
-    source: Path, week: dt.date, warm_weeks: int, history_weeks: int, cache: Path = CACHE, log=print
+    source: Path,
+    week: dt.date,
+    warm_weeks: int,
+    history_weeks: int,
+    cache: Path = CACHE,
+    log=print,
+    executor: str = "multiprocess",
 ) -> Path:
     """A folder with the warehouse and artefacts as the weekly routine leaves them before week `week`
-    (cached): the `history_weeks` weeks before it ingested, the last `warm_weeks` of them built whole."""
+    (cached): the `history_weeks` weeks before it ingested, the last `warm_weeks` of them built whole by the
+    weekly job as the refresh runs it (the first of them trains every model from scratch: nothing is stored
+    before it). Each built week's figures (a `Refresh`) are kept in the folder's warm.json."""
     from hm_recs.core.weeks import shift_weeks
-    from hm_recs.runner import PipelineError, StageFigures
 
     folder = warm_folder(source, week, warm_weeks, history_weeks, cache)
     marker = folder / "warm.json"
     if marker.exists():
         return folder
     started = time.perf_counter()
-    ingested_history(source, week, warm_weeks, history_weeks, cache, log)
-    from hm_recs.runner import Pipeline
-
     # the `history_weeks` weeks are ingested (the segments read a year); the builds read the weekly job's windows
-    pipeline = Pipeline(
-        str(source),
-        warehouse=str(folder / "warehouse.duckdb"),
-        artefacts=str(folder / "artefacts"),
-        exports=str(folder / "exports"),
-    )
-    built = [shift_weeks(week, -i) for i in range(warm_weeks, 0, -1)]
+    pipeline = ingested_history(source, week, warm_weeks, history_weeks, cache, log)
     outcomes, figures = {}, {}
-    for w in built:
+    for w in [shift_weeks(week, -i) for i in range(warm_weeks, 0, -1)]:
         log(f"warm-up: building week {w}")
-        pipeline.figures = StageFigures()
-        week_started = time.perf_counter()
-        try:
-            pipeline.build_week(w, log=log)
-            outcomes[str(w)] = "published"
-        except PipelineError as exc:  # a refused gate still leaves the week's labelled candidates
-            outcomes[str(w)] = str(exc).splitlines()[-1].strip()
+        refresh = run_week(source, folder, w, executor, log)
+        # a refused gate still leaves the week's labelled candidates
+        outcomes[str(w)] = "published" if refresh.success else "; ".join(refresh.failures) or "failed"
+        if not refresh.success:
             log(f"  warm-up week {w} did not publish: {outcomes[str(w)]}")
-        # in process, one step at a time: each step's seconds (the first week's models train from scratch)
-        figures[str(w)] = {**pipeline.figures.as_dict(), "wall_seconds": round(time.perf_counter() - week_started, 1)}
+        figures[str(w)] = dataclasses.asdict(refresh)
     pipeline.ensure_history(week, log=log)
     marker.write_text(
         json.dumps(
@@ -279,10 +275,15 @@ def run_refresh(
     source: Path, warm: Path, week: dt.date, work: Path, executor: str = "multiprocess", log=print
 ) -> Refresh:
     """Week `week`'s weekly_job on a copy of the warm state in `work`."""
-    import dagster as dg
-
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(warm, work)
+    return run_week(source, work, week, executor, log)
+
+
+def run_week(source: Path, work: Path, week: dt.date, executor: str = "multiprocess", log=print) -> Refresh:
+    """Week `week`'s weekly_job on the warehouse and artefacts in `work`, as the schedule launches it."""
+    import dagster as dg
+
     _set_environment(source, work)
     from hm_recs.runner import instance as dagster_instance
 
@@ -590,7 +591,7 @@ def run_benchmark(
     if until == "history":
         ingested_history(source, week, warm_weeks, history_weeks, cache, log)
         return {}
-    warm = warm_state(source, week, warm_weeks, history_weeks, cache, log)
+    warm = warm_state(source, week, warm_weeks, history_weeks, cache, log, executor)
     work = Path(tempfile.mkdtemp(prefix=f"hm_recs_full_scale_{scale:g}_"))
     refresh = run_refresh(source, warm, week, work, executor, log)
     report = {
@@ -639,6 +640,15 @@ def summarise(report: dict) -> None:
         f"whole refresh: {refresh['wall_seconds']:.0f} s wall ({refresh['wall_seconds'] / 60:.1f} min); peak RSS of the"
         f" process tree {refresh['peak_tree_rss_mb']:.0f} MB; success {refresh['success']}"
     )
+    for built, figures in (report.get("warm", {}).get("figures") or {}).items():
+        if "wall_seconds" in figures:
+            print(
+                f"warm-up week {built}: {figures['wall_seconds']:.0f} s wall, tree peak"
+                f" {figures['peak_tree_rss_mb']:.0f} MB, success {figures['success']}; its steps: "
+                + ", ".join(
+                    f"{s} {f['seconds']:.0f} s" for s, f in figures["steps"].items() if f.get("seconds", 0) > 30
+                )
+            )
     for failure in refresh["failures"]:
         print(f"  {failure}")
     for key, scored_week in (("map_at_12_previous_week", report["week"]), ("map_at_12", report["scored_week"])):
