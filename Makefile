@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.hm_recs/dagster_home
 
-.PHONY: demo test lint format ui install clean bench bench-peers bench-full
+.PHONY: demo test lint format ui install clean bench bench-peers bench-full bench-backfill
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,9 @@ bench-peers: $(STAMP)  ## two-tower and sequence model vs implicit's ALS and tre
 
 bench-full: $(STAMP)  ## the weekly refresh at 10% and 100% of H&M's size, per stage vs physical references (hours)
 	$(BIN)/python benchmarks/full_scale.py --scale 0.1 1.0
+
+bench-backfill: $(STAMP)  ## 8 consecutive weeks at 10% of H&M's size through weekly_job, warm vs full-retrain weeks
+	$(BIN)/python benchmarks/backfill.py --scale 0.1 --weeks-built 8
 
 clean:
 	rm -rf .hm_recs
