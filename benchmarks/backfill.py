@@ -123,7 +123,7 @@ def run_backfill(
             row = week_row(week, refresh, how_trained(refresh.steps))
             if rows and refresh.success:  # this week's evaluation scores the week before's lists
                 rows[-1]["map_at_12"], rows[-1]["trending_map_at_12"] = map_and_trending(
-                    previous_week_score(work, week)
+                    previous_week_score(source, work, week)
                 )
             rows.append(row)
             log(

@@ -336,18 +336,23 @@ def run_week(source: Path, work: Path, week: dt.date, executor: str = "multiproc
     return Refresh(result.run_id, result.success, round(wall, 1), memory.peak_mb, steps, failures)
 
 
-def score_result(source: Path, work: Path, week: dt.date, log=print) -> dict:
-    """MAP@12 of what week `week` published, on week+1's purchases, with the baselines'."""
-    from hm_recs.core.weeks import shift_weeks
+def work_pipeline(source: Path, work: Path):
+    """The CLI's Pipeline over the warehouse and artefacts in `work`."""
     from hm_recs.runner import Pipeline
 
-    pipeline = Pipeline(
+    return Pipeline(
         str(source),
         warehouse=str(work / "warehouse.duckdb"),
         artefacts=str(work / "artefacts"),
         exports=str(work / "exports"),
     )
-    report = pipeline.evaluate_week(week, log=log)
+
+
+def score_result(source: Path, work: Path, week: dt.date, log=print) -> dict:
+    """MAP@12 of what week `week` published, on week+1's purchases, with the baselines'."""
+    from hm_recs.core.weeks import shift_weeks
+
+    report = work_pipeline(source, work).evaluate_week(week, log=log)
     log(
         f"scored on {shift_weeks(week, 1)}: "
         + ", ".join(
@@ -357,16 +362,11 @@ def score_result(source: Path, work: Path, week: dt.date, log=print) -> dict:
     return {name: {k: row[k] for k in ("map_at_12", "recall_at_12") if k in row} for name, row in report.items()}
 
 
-def previous_week_score(work: Path, week: dt.date) -> dict:
+def previous_week_score(source: Path, work: Path, week: dt.date) -> dict:
     """MAP@12 of what the warm-up's last week published, on week `week`'s purchases: the refresh's own
     `evaluation_report` (partition `week` scores week-1's lists), so one refresh scores two consecutive weeks."""
-    import duckdb
-
-    with duckdb.connect(str(work / "warehouse.duckdb"), read_only=True) as connection:
-        rows = connection.execute(
-            "select recommender, map_at_12, recall_at_12 from hm.evaluation_report where week = ?", [week]
-        ).fetchall()
-    return {name: {"map_at_12": m, "recall_at_12": r} for name, m, r in rows if m is not None}
+    report = work_pipeline(source, work).evaluation(week)
+    return {name: {k: row[k] for k in ("map_at_12", "recall_at_12") if k in row} for name, row in report.items()}
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -607,7 +607,7 @@ def run_benchmark(
         "warm": json.loads((warm / "warm.json").read_text()),
     }
     if refresh.success:
-        report["map_at_12_previous_week"] = previous_week_score(work, week)
+        report["map_at_12_previous_week"] = previous_week_score(source, work, week)
         report["map_at_12"] = score_result(source, work, week, log)
     if with_references:
         report["references"] = references(source, work, week, refresh, log)
@@ -717,7 +717,7 @@ def smoke(source: Path, warm: Path, week: dt.date, work: Path, out: Path) -> int
     refresh = run_refresh(source, warm, week, work, executor="in_process", log=lines.append)
     report = {"refresh": dataclasses.asdict(refresh)}
     if refresh.success:
-        report["previous_week_scores"] = previous_week_score(work, week)
+        report["previous_week_scores"] = previous_week_score(source, work, week)
         report["scores"] = score_result(source, work, week, log=lines.append)
         report["references"] = references(source, work, week, refresh, log=lines.append)
         report["unreferenced"] = [step for step in refresh.steps if stage_reference(step) is None]

@@ -289,8 +289,13 @@ class Pipeline:
         target = shift_weeks(week, 1)
         log(f"  scoring on week {target}")
         self.execute(target, EVALUATION_ASSETS)
+        return self.evaluation(target)
+
+    def evaluation(self, week: dt.date) -> dict[str, dict[str, float]]:
+        """The stored `evaluation_report` of `week` (what was built at week-1, scored on week's purchases), per
+        recommender: its figures."""
         report = self.warehouse.query(
-            f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [target]
+            f"select * from {self.warehouse.table('evaluation_report')} where week = ?", [week]
         )
         figures = [c for c in report.columns if c not in ("recommender", "week", "buying_customers", "served_by")]
         return {
