@@ -249,7 +249,7 @@ class SequenceModel(nn.Module):
         vectors = self.article_vectors(article_idx) if article_vectors is None else article_vectors
         if trend is not None and article_idx is not None:
             trend = trend[article_idx]
-        return customer_vectors @ vectors.T + self.article_bias(article_idx, trend)
+        return torch.addmm(self.article_bias(article_idx, trend), customer_vectors, vectors.T)
 
 
 @dataclass
@@ -286,12 +286,13 @@ def add_repeat_scores(
     columns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """`scores` [B, C] plus each customer's repeat term at their own earlier articles (columns: article_idx ->
-    column of `scores`, -1 for articles not scored; default: column = article_idx)."""
+    column of `scores`, -1 for articles not scored; default: column = article_idx), added in place (see
+    `TwoTowerModel.add_repeat`)."""
     entries = repeat_entries(model, articles, days, lengths, as_of_day)
     if entries is None:
         return scores
     row, column, value = in_columns(entries, columns)
-    return scores.index_put((row, column), value, accumulate=True)
+    return scores.index_put_((row, column), value, accumulate=True)
 
 
 def _scorer(model: SequenceModel, data: SequenceData, as_of: dt.date) -> Callable[[torch.Tensor], torch.Tensor]:

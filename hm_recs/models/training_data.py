@@ -137,8 +137,8 @@ class TwoTowerData:
             return {c: torch.as_tensor(frame[c].to_numpy().copy()) for c in frame.columns}
 
         return {
-            "customer_ids": self.customers.ids.to_list(),
-            "article_ids": self.articles.ids.to_list(),
+            "customer_ids": self.customers.state(),
+            "article_ids": self.articles.state(),
             "train_inputs": self.train_inputs.state(),
             "serving_inputs": self.serving_inputs.state(),
             "labels": columns(self.labels),
@@ -151,8 +151,8 @@ class TwoTowerData:
             return pl.DataFrame({c: values.numpy() for c, values in columns.items()})
 
         return cls(
-            IdIndex(pl.Series("id", state["customer_ids"], dtype=pl.String)),
-            IdIndex(pl.Series("id", state["article_ids"], dtype=pl.String)),
+            IdIndex.from_state(state["customer_ids"]),
+            IdIndex.from_state(state["article_ids"]),
             TowerInputs.from_state(state["train_inputs"]),
             frame(state["labels"]),
             frame(state["held_out"]),

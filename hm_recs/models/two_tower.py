@@ -158,19 +158,21 @@ class TwoTowerModel(nn.Module):
         self, scores: torch.Tensor, customer_idx: torch.Tensor, columns: torch.Tensor | None = None, snapshot: int = -1
     ) -> torch.Tensor:
         """`scores` [B, C] plus the repeat term at each customer's own earlier articles (columns: article_idx ->
-        column, -1 for articles not scored; default: column = article_idx), as of `snapshot`."""
+        column, -1 for articles not scored; default: column = article_idx), as of `snapshot`. Added in place (a copy
+        of a chunk's [B, n_articles] scores cost as much as the rest of its held-out figures): pass scores of your
+        own."""
         entries = self.repeat_entries(customer_idx, snapshot)
         if entries is None:
             return scores
         row, column, value = in_columns(entries, columns)
-        return scores.index_put((row, column), value, accumulate=True)
+        return scores.index_put_((row, column), value, accumulate=True)
 
     def scores(self, customer_idx: torch.Tensor, article_idx: torch.Tensor | None = None) -> torch.Tensor:
         """[B, n_articles] (or [B, len(article_idx)]) scores customer . article + bias + trend term (+ the repeat term
         of the customer's own earlier articles) with the inputs' latest snapshot (serving inputs: the served week's
         features, sales and histories)."""
-        scores = self.customer_vectors(customer_idx) @ self.article_vectors(article_idx).T + self.article_bias(
-            article_idx
+        scores = torch.addmm(
+            self.article_bias(article_idx), self.customer_vectors(customer_idx), self.article_vectors(article_idx).T
         )
         columns = None
         if article_idx is not None:
@@ -415,7 +417,10 @@ def evaluate(model: TwoTowerModel, held_out: pl.DataFrame, k: int = 100):
     with torch.no_grad():
         vectors, bias = model.article_vectors(), model.article_bias()
         return retrieval_metrics(
-            lambda c: model.add_repeat(model.customer_vectors(c) @ vectors.T + bias, c), held_out, vectors.shape[0], k=k
+            lambda c: model.add_repeat(torch.addmm(bias, model.customer_vectors(c), vectors.T), c),
+            held_out,
+            vectors.shape[0],
+            k=k,
         )
 
 

@@ -162,3 +162,35 @@ def test_rank_coverage_quantiles_and_auc():
 def test_popularity_order_is_strict():
     stats = pl.DataFrame({"article_id": ["a", "b", "c", "d"], "sales_last_week": [0, 5, 5, 0], "n_sales": [3, 9, 9, 7]})
     assert metrics.popularity_order(stats)["article_id"].to_list() == ["b", "c", "d", "a"]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1024])
+def test_retrieval_metrics_match_a_pair_by_pair_reference_with_ties(chunk):
+    """The retrieval gates' AUC (ties count half, the item itself excluded) and recall@k, against the definition
+    written out pair by pair; the scores repeat values so that ties occur, and more pairs than the copy buffer
+    holds (common.RANKED_PAIRS_AT_ONCE) fall in one chunk."""
+    import torch
+
+    from hm_recs.models.common import RANKED_PAIRS_AT_ONCE, retrieval_metrics
+
+    rng = random.Random(3)
+    n_items, n_customers, k = 40, 30, 5
+    scores = torch.tensor([[float(rng.randint(0, 6)) for _ in range(n_items)] for _ in range(n_customers)])
+    pairs = {(rng.randrange(n_customers), rng.randrange(n_items)) for _ in range(3 * RANKED_PAIRS_AT_ONCE)}
+    held_out = pl.DataFrame(sorted(pairs), schema=["customer_idx", "article_idx"], orient="row").sample(
+        fraction=1.0, shuffle=True, seed=1
+    )
+    figures = retrieval_metrics(lambda c: scores[c].clone(), held_out, n_items, k=k, chunk=chunk)
+
+    auc_terms, recalls = [], []
+    for customer in sorted({c for c, _ in pairs}):
+        row = scores[customer].tolist()
+        top = set(torch.topk(scores[customer], k).indices.tolist())
+        bought = [a for c, a in pairs if c == customer]
+        for article in bought:
+            below = sum(s < row[article] for s in row) + 0.5 * (sum(s == row[article] for s in row) - 1)
+            auc_terms.append(below / (n_items - 1))
+        recalls.append(len(top & set(bought)) / len(bought))
+    assert figures.customers == len(recalls)
+    assert figures.auc == pytest.approx(sum(auc_terms) / len(auc_terms), abs=1e-6)  # float32 terms
+    assert figures.recall_at_k == pytest.approx(sum(recalls) / len(recalls), abs=1e-6)
