@@ -273,11 +273,14 @@ def purchase_cycles(items: pl.DataFrame, n_articles: int, default: float = 28.0)
     """[n_articles] each article's usual re-buy cycle: the median days between two consecutive purchases of it by one
     customer in `items` (customer, article, day as ints); articles never re-bought get the median over all re-buys
     (`default` when there are none)."""
+    # one sort, then each row's gap to the row before where both are the same customer's purchases of the same
+    # article; repeated (customer, article, day) rows give gaps of 0, dropped with the first purchases' nulls (a
+    # `unique()` and a windowed diff over the pairs did the same in six times the time: 18 s at H&M's size)
+    same_pair = (pl.col("customer") == pl.col("customer").shift()) & (pl.col("article") == pl.col("article").shift())
     gaps = (
         items.select("customer", "article", "day")
-        .unique()
         .sort("customer", "article", "day")
-        .with_columns(gap=pl.col("day").diff().over("customer", "article"))
+        .select("article", gap=pl.when(same_pair).then(pl.col("day").diff()))
         .filter(pl.col("gap") > 0)
     )
     overall = float(gaps["gap"].median()) if gaps.height else default
