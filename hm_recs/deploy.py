@@ -9,6 +9,7 @@ variable, so one image serves clusters of different shapes (docs/deploy.md lists
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from hm_recs.settings import (
     LARGE_STEP_CPU_ENV,
     LARGE_STEP_MEMORY_ENV,
     MAX_STEP_PODS_ENV,
+    SCORING_THREADS_ENV,
     STEP_CPU_ENV,
     STEP_MEMORY_ENV,
     TORCH_THREADS_ENV,
@@ -222,9 +224,32 @@ def torch_threads(env: Mapping[str, str] | None = None) -> int:
     if value := env.get(TORCH_THREADS_ENV):
         return max(1, int(value))
     if env.get(EXECUTOR_ENV) == "k8s":
-        cpu = Placement.from_env(env).training.cpu
-        return max(1, int(float(cpu[:-1]) / 1000) if cpu.endswith("m") else int(float(cpu)))
+        return _whole_cpus(Placement.from_env(env).training.cpu)
     return 1
+
+
+def scoring_threads(pod: str = "large", env: Mapping[str, str] | None = None) -> int:
+    """Threads of a step's LightGBM predict (the ranker's scoring in ranker_model, recommendations and
+    evaluation_report). `HM_RECS_SCORING_THREADS` when set; in a Kubernetes step pod, the CPU request of the step's
+    pod size (`pod`: "large" or "training"); else every core this process may use. Unlike torch's, LightGBM's
+    predict is one parallel region per `models.ranker.SCORE_CHUNK_ROWS` rows, each row scored alone: every thread
+    count gives the same scores, and a core shared with another step costs that region a little, not several times.
+    The steps that score run at the end of a week's graph (candidates -> ranker_model -> recommendations ->
+    evaluation_report), one at a time: with one thread, one of the machine's two cores idled through 375 of
+    recommendations' 630 s at H&M's size. Training keeps `RankerConfig.num_threads` (its histograms' sums follow
+    the thread count)."""
+    env = environment() if env is None else env
+    if value := env.get(SCORING_THREADS_ENV):
+        return max(1, int(value))
+    if env.get(EXECUTOR_ENV) == "k8s":
+        placement = Placement.from_env(env)
+        return _whole_cpus({"large": placement.large, "training": placement.training}[pod].cpu)
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def _whole_cpus(cpu: str) -> int:
+    """A Kubernetes CPU quantity ("4", "1500m") as whole cores, at least one."""
+    return max(1, int(float(cpu[:-1]) / 1000) if cpu.endswith("m") else int(float(cpu)))
 
 
 def use_step_threads() -> int:

@@ -21,6 +21,8 @@ DEFAULT_EXPORTS = os.environ.get("HM_RECS_EXPORTS", f"{HOME}/exports")
 EXECUTOR_ENV = "HM_RECS_EXECUTOR"
 """`multiprocess` (default: every step a process beside the run) or `k8s` (every step its own pod)."""
 TORCH_THREADS_ENV = "HM_RECS_TORCH_THREADS"
+SCORING_THREADS_ENV = "HM_RECS_SCORING_THREADS"
+"""Threads of the ranker's LightGBM predict (`deploy.scoring_threads`; default: the step's cores)."""
 STEP_CPU_ENV, STEP_MEMORY_ENV = "HM_RECS_STEP_CPU", "HM_RECS_STEP_MEMORY"
 TRAINING_CPU_ENV, TRAINING_MEMORY_ENV, TRAINING_GPUS_ENV = (
     "HM_RECS_TRAINING_CPU",

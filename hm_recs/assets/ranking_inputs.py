@@ -27,7 +27,7 @@ from hm_recs.core.stored_inputs import (
     inputs_of,
     week_table,
 )
-from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY
+from hm_recs.deploy import LARGE_MEMORY_TAG, LARGE_STEP_TAGS, RANKING_PRIORITY, scoring_threads
 from hm_recs.partitions import SEGMENT_HISTORY_WEEKS, history_of, partition_week, weekly_partitions
 from hm_recs.registry import ModelRegistry
 from hm_recs.resources import PipelineSettings
@@ -237,7 +237,8 @@ class ServingRanker:
         self, candidates: pl.DataFrame, k: int, chunk_customers: int | None = None, keep: tuple[str, ...] = ()
     ) -> pl.DataFrame:
         """Each customer's top k candidates (`models.ranker.rank_in_chunks`; `chunk_customers` scored at once,
-        its default when None), each chunk's features from that chunk's inputs."""
+        its default when None), each chunk's features from that chunk's inputs, predicted on the step's cores
+        (`deploy.scoring_threads`)."""
         from hm_recs.models.ranker import SCORING_CHUNK_CUSTOMERS, rank_in_chunks
 
         return rank_in_chunks(
@@ -247,4 +248,5 @@ class ServingRanker:
             k,
             chunk_customers or SCORING_CHUNK_CUSTOMERS,
             keep,
+            num_threads=scoring_threads(),
         )

@@ -89,16 +89,20 @@ def rank_in_chunks(
     k: int = K,
     chunk_customers: int = SCORING_CHUNK_CUSTOMERS,
     keep: Sequence[str] = (),
+    num_threads: int | None = None,
 ) -> pl.DataFrame:
     """Each customer's top `k` candidates by the ranker: customer_id, article_id, score, rank, relevance_tier and
     the candidate columns named in `keep`. `features(chunk)` builds the feature matrix (customer_id, article_id,
     the ranker's features, in the chunk's row order) of one chunk of `chunk_customers` customers' candidate rows,
-    so memory is bounded by one chunk's matrix whatever the number of customers."""
+    so memory is bounded by one chunk's matrix whatever the number of customers. `num_threads`: LightGBM's predict
+    (default: the training's)."""
     customer_ids = candidates["customer_id"].unique().sort()
     parts = []
     for start in range(0, customer_ids.len(), max(chunk_customers, 1)):
         chunk = candidates.filter(pl.col("customer_id").is_in(customer_ids.slice(start, chunk_customers).implode()))
-        scored = result.score(features(chunk).select("customer_id", "article_id", *result.features))
+        scored = result.score(
+            features(chunk).select("customer_id", "article_id", *result.features), num_threads=num_threads
+        )
         best = top_k(scored.select("customer_id", "article_id", "score"), k)
         parts.append(
             best.join(
@@ -195,8 +199,11 @@ class RankerResult:
     tiers: TierBands | None = None
     validation_ap: pl.DataFrame | None = None  # AP@12 per validation customer (customer_id, ap); not stored
 
-    def score(self, frame: pl.DataFrame, chunk_rows: int = SCORE_CHUNK_ROWS) -> pl.DataFrame:
-        return score(self.booster, frame, self.features, chunk_rows, self.config.num_threads)
+    def score(
+        self, frame: pl.DataFrame, chunk_rows: int = SCORE_CHUNK_ROWS, num_threads: int | None = None
+    ) -> pl.DataFrame:
+        """`frame` scored (`score`) with `num_threads` (default: the training's `RankerConfig.num_threads`)."""
+        return score(self.booster, frame, self.features, chunk_rows, num_threads or self.config.num_threads)
 
     def state(self) -> dict:
         """JSON-able state: the booster as LightGBM's text model, never a pickle."""

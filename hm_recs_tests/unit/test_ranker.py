@@ -180,6 +180,16 @@ def test_chunked_scoring_equals_unchunked(weeks, trained):
     assert R.score(result.booster, test.head(0), FEATURES).height == 0
 
 
+def test_scores_are_the_same_on_any_number_of_threads(weeks, trained):
+    """The scoring steps predict on every core of their step (`deploy.scoring_threads`), the training on one: the
+    published scores must not depend on the count."""
+    _, _, test, _ = weeks
+    result, _ = trained
+    one = result.score(test, chunk_rows=5_000, num_threads=1)["score"].to_numpy()
+    for threads in (2, 4):
+        assert np.array_equal(result.score(test, chunk_rows=5_000, num_threads=threads)["score"].to_numpy(), one)
+
+
 def test_top_k_twelve_distinct_ranked_per_customer(weeks, trained):
     _, _, test, _ = weeks
     result, _ = trained

@@ -1,12 +1,14 @@
 """Torch threads per step (`deploy.torch_threads`): one per step process under the multiprocess executor, the
 pod's CPU request on Kubernetes, every core for in-process runs; applied by the torch assets themselves."""
 
+import os
+
 import dagster as dg
 import pytest
 import torch
 
 from hm_recs.definitions import all_assets
-from hm_recs.deploy import TORCH_THREADS_ENV, torch_threads
+from hm_recs.deploy import SCORING_THREADS_ENV, TORCH_THREADS_ENV, scoring_threads, torch_threads
 from hm_recs_tests.conftest import HISTORY_WEEKS, WEEKS
 
 
@@ -17,6 +19,16 @@ def test_threads_from_the_environment():
     assert torch_threads({"HM_RECS_EXECUTOR": "k8s"}) == 4  # the training pods' default request
     assert torch_threads({"HM_RECS_EXECUTOR": "k8s", "HM_RECS_TRAINING_CPU": "1500m"}) == 1
     assert torch_threads({"HM_RECS_EXECUTOR": "k8s", "HM_RECS_TRAINING_CPU": "8", TORCH_THREADS_ENV: "3"}) == 3
+
+
+def test_scoring_threads_from_the_environment():
+    """The ranker's predict uses the step's cores: every core locally, the pod's request on Kubernetes."""
+    assert scoring_threads(env={}) == len(os.sched_getaffinity(0))
+    assert scoring_threads(env={SCORING_THREADS_ENV: "3"}) == 3
+    assert scoring_threads(env={SCORING_THREADS_ENV: "0"}) == 1
+    assert scoring_threads(env={"HM_RECS_EXECUTOR": "k8s"}) == 1  # the large step pods' default request
+    assert scoring_threads(env={"HM_RECS_EXECUTOR": "k8s", "HM_RECS_LARGE_STEP_CPU": "2500m"}) == 2
+    assert scoring_threads("training", env={"HM_RECS_EXECUTOR": "k8s"}) == 4
 
 
 @pytest.mark.parametrize("configured, expected", [(None, 1), ("2", 2)])
