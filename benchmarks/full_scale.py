@@ -237,7 +237,7 @@ def warm_state(
             log(f"  warm-up week {w} did not publish: {outcomes[str(w)]}")
         figures[str(w)] = dataclasses.asdict(refresh)
     pipeline.ensure_history(week, log=log)
-    earlier_inputs = store_earlier_inputs(source, folder, week, warm_weeks, log, record=False)
+    earlier_inputs = store_earlier_inputs(source, folder, week, warm_weeks, log)
     marker.write_text(
         json.dumps(
             {
@@ -253,41 +253,30 @@ def warm_state(
     return folder
 
 
-def store_earlier_inputs(
-    source: Path, folder: Path, week: dt.date, warm_weeks: int, log=print, record: bool = True
-) -> list[str]:
+def store_earlier_inputs(source: Path, folder: Path, week: dt.date, warm_weeks: int, log=print) -> list[str]:
     """The stored ranking inputs of the weeks before the warm-up that the refresh's ranker reads (as of the week
     before each of its `TrainingWeeks.min_training_weeks` training weeks), as those weeks' own weekly runs leave
     them: without them `ranker_model` built three weeks' inputs itself (171 of its 430 s at H&M's size), a cost
     of the benchmark's short warm-up that a weekly routine never pays. `ranking_inputs` alone for each week, not
-    timed; the weeks done are kept in warm.json (`record`), so a cached state builds them once."""
+    timed; the weeks done are kept in a finished warm state's warm.json, so a cached state builds them once."""
+    import dagster as dg
+
     from hm_recs.core.weeks import shift_weeks
     from hm_recs.models.ranker_data import TrainingWeeks
 
     marker = folder / "warm.json"
-    recorded = json.loads(marker.read_text()) if record else {}
+    recorded = json.loads(marker.read_text()) if marker.exists() else {}
     wanted = [shift_weeks(week, -i) for i in range(warm_weeks + 1, TrainingWeeks.min_training_weeks + 2)]
     done = set(recorded.get("earlier_inputs", []))
     missing = [w for w in wanted if str(w) not in done]
     if missing:
-        import dagster as dg
-
         _set_environment(source, folder)
-        from hm_recs.runner import instance as dagster_instance
-
         pipeline = work_pipeline(source, folder)
         for w in missing:
             log(f"warm-up: ranking inputs of week {w} (what its weekly run stores)")
-            result = pipeline.job.execute_in_process(
-                run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-                asset_selection=[dg.AssetKey("ranking_inputs"), dg.AssetKey("ranking_week_inputs")],
-                partition_key=w.isoformat(),
-                instance=dagster_instance(),
-                raise_on_error=True,
-            )
-            assert result.success
+            pipeline.execute(w, dg.AssetSelection.assets("ranking_inputs", "ranking_week_inputs"))
     stored = sorted(done | {str(w) for w in wanted})
-    if record and missing:
+    if recorded and missing:
         marker.write_text(json.dumps({**recorded, "earlier_inputs": stored}, indent=2))
     return stored
 

@@ -229,11 +229,12 @@ def torch_threads(env: Mapping[str, str] | None = None) -> int:
 
 
 def scoring_threads(pod: str = "large", env: Mapping[str, str] | None = None) -> int:
-    """Threads of a step's LightGBM predict (the ranker's scoring in ranker_model, recommendations and
-    evaluation_report). `HM_RECS_SCORING_THREADS` when set; in a Kubernetes step pod, the CPU request of the step's
-    pod size (`pod`: "large" or "training"); else every core this process may use. Unlike torch's, LightGBM's
-    predict is one parallel region per `models.ranker.SCORE_CHUNK_ROWS` rows, each row scored alone: every thread
-    count gives the same scores, and a core shared with another step costs that region a little, not several times.
+    """Threads of a step's LightGBM predict (the ranker's scoring in recommendations and evaluation_report,
+    `ServingRanker.rank`). `HM_RECS_SCORING_THREADS` when set; in a Kubernetes step pod, the CPU request of the
+    step's pod size (`pod`: "large", those steps' pods, or "training"); else every core this process may use.
+    Unlike torch's, LightGBM's predict is one parallel region per `models.ranker.SCORE_CHUNK_ROWS` rows, each row
+    scored alone: every thread count gives the same scores, and a core shared with another step costs that region
+    a little, not several times.
     The steps that score run at the end of a week's graph (candidates -> ranker_model -> recommendations ->
     evaluation_report), one at a time: with one thread, one of the machine's two cores idled through 375 of
     recommendations' 630 s at H&M's size. Training keeps `RankerConfig.num_threads` (its histograms' sums follow
