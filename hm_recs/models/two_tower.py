@@ -167,13 +167,20 @@ class TwoTowerModel(nn.Module):
         row, column, value = in_columns(entries, columns)
         return scores.index_put_((row, column), value, accumulate=True)
 
-    def scores(self, customer_idx: torch.Tensor, article_idx: torch.Tensor | None = None) -> torch.Tensor:
+    def scores(
+        self,
+        customer_idx: torch.Tensor,
+        article_idx: torch.Tensor | None = None,
+        article_vectors: torch.Tensor | None = None,
+        article_bias: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """[B, n_articles] (or [B, len(article_idx)]) scores customer . article + bias + trend term (+ the repeat term
         of the customer's own earlier articles) with the inputs' latest snapshot (serving inputs: the served week's
-        features, sales and histories)."""
-        scores = torch.addmm(
-            self.article_bias(article_idx), self.customer_vectors(customer_idx), self.article_vectors(article_idx).T
-        )
+        features, sales and histories). `article_vectors` and `article_bias` (of `article_idx`, or of all articles)
+        may be passed precomputed by a caller that scores many chunks of customers."""
+        vectors = self.article_vectors(article_idx) if article_vectors is None else article_vectors
+        bias = self.article_bias(article_idx) if article_bias is None else article_bias
+        scores = torch.addmm(bias, self.customer_vectors(customer_idx), vectors.T)
         columns = None
         if article_idx is not None:
             columns = torch.full((self.inputs.n_articles,), -1, dtype=torch.long)
@@ -417,10 +424,7 @@ def evaluate(model: TwoTowerModel, held_out: pl.DataFrame, k: int = 100):
     with torch.no_grad():
         vectors, bias = model.article_vectors(), model.article_bias()
         return retrieval_metrics(
-            lambda c: model.add_repeat(torch.addmm(bias, model.customer_vectors(c), vectors.T), c),
-            held_out,
-            vectors.shape[0],
-            k=k,
+            lambda c: model.scores(c, article_vectors=vectors, article_bias=bias), held_out, vectors.shape[0], k=k
         )
 
 

@@ -224,6 +224,30 @@ def test_top_k_is_bounded_and_ranked(data):
     assert (ordered <= 0).all() and recs["rank"].max() == 10
 
 
+def test_lists_and_held_out_figures_rank_by_the_models_scores(data):
+    """The lists' exact search (scores split into [vector, bias] and repeat entries) and the held-out figures'
+    scorer (article side computed once) rank by the one formula, `TwoTowerModel.scores`, repeat term included."""
+    result = train_two_tower(data.train_inputs, data.labels, FAST, log=lambda m: None)
+    model = load(result.state(), data.serving_inputs).eval()
+    assert model.repeat is not None
+    customers, candidates = torch.arange(40), torch.arange(1, len(data.articles), 3)
+    with torch.no_grad():
+        scores = model.scores(customers, candidates)
+        whole = model.scores(customers)
+        precomputed = model.scores(
+            customers, article_vectors=model.article_vectors(), article_bias=model.article_bias()
+        )
+    assert torch.equal(precomputed, whole) and torch.allclose(whole[:, candidates], scores, atol=1e-5)
+    repeated = whole - torch.addmm(model.article_bias(), model.customer_vectors(customers), model.article_vectors().T)
+    assert repeated.abs().max() > 0  # some customers' own earlier articles carry a repeat term
+    recs = top_k(model, customers.numpy(), candidates.numpy(), k=5)
+    best = scores.topk(5, dim=1)
+    expected = candidates[best.indices].flatten().tolist()
+    listed = recs.sort(["customer_idx", "rank"])
+    assert listed["article_idx"].to_list() == expected
+    assert torch.allclose(torch.tensor(listed["score"].to_numpy()).float(), best.values.flatten(), atol=1e-5)
+
+
 def test_learns_planted_taste_better_than_popularity(data):
     """Recall@100 on the held-out week: the model must beat last weeks' popularity (fails if it learned nothing)."""
     result = train_two_tower(data.train_inputs, data.labels, held_out=data.held_out, log=lambda m: None)
