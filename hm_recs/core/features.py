@@ -67,6 +67,9 @@ def _favourite(purchases: pl.DataFrame, key: str, column: str, alias: str) -> pl
     )
 
 
+CUSTOMER_ROW = "_customer_row"
+
+
 def customer_features(
     customers: pl.DataFrame,
     transactions: pl.DataFrame,
@@ -76,13 +79,21 @@ def customer_features(
 ) -> pl.DataFrame:
     """One row per customer of `customers`; customers without purchases get zero counts and null favourites."""
     cutoff = week_end(week)
-    history = history_until(transactions, week).join(
-        articles.select("article_id", "colour_group_name", "garment_group_name", "index_group_name"),
-        on="article_id",
-        how="left",
+    # the three group-bys below key on each customer's row number, not the 64-character id: the ids are hashed
+    # once here instead of once per group-by (at H&M's size 3.7 s -> 1.8 s for a favourite over 26 weeks). Only
+    # `customers`' purchases are kept: another customer's aggregates would be dropped by the join to them anyway.
+    rows = customers.select("customer_id").with_row_index(CUSTOMER_ROW)
+    history = (
+        history_until(transactions, week)
+        .join(rows, on="customer_id", how="inner")
+        .join(
+            articles.select("article_id", "colour_group_name", "garment_group_name", "index_group_name"),
+            on="article_id",
+            how="left",
+        )
     )
     recent_start = shift_weeks(week, -(config.recent_weeks - 1))
-    aggregates = history.group_by("customer_id").agg(
+    aggregates = history.group_by(CUSTOMER_ROW).agg(
         pl.len().alias("n_purchases"),
         (pl.col("t_dat") >= pl.lit(recent_start)).sum().alias("n_purchases_recent"),
         (pl.lit(cutoff) - pl.col("t_dat").max()).dt.total_days().alias("days_since_last_purchase"),
@@ -95,12 +106,13 @@ def customer_features(
     )
     features = (
         customers.select("customer_id", "age")
+        .with_row_index(CUSTOMER_ROW)
         .with_columns(age_group(pl.col("age")).alias("age_group"))
-        .join(aggregates, on="customer_id", how="left")
-        .join(_favourite(history, "customer_id", "colour_group_name", "favourite_colour"), on="customer_id", how="left")
+        .join(aggregates, on=CUSTOMER_ROW, how="left")
+        .join(_favourite(history, CUSTOMER_ROW, "colour_group_name", "favourite_colour"), on=CUSTOMER_ROW, how="left")
         .join(
-            _favourite(history, "customer_id", "garment_group_name", "favourite_garment_group"),
-            on="customer_id",
+            _favourite(history, CUSTOMER_ROW, "garment_group_name", "favourite_garment_group"),
+            on=CUSTOMER_ROW,
             how="left",
         )
         .with_columns(

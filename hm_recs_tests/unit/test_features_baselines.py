@@ -81,6 +81,14 @@ def test_customer_features():
     assert new["n_purchases"] == 0 and new["favourite_colour"] is None and new["online_share"] == 0.0
     assert f.filter(pl.col("customer_id") == "ageless")["age_group"][0] == "unknown"
     assert f.height == 4 and f.select(features.CUSTOMER_FEATURES_NOT_NULL).null_count().sum_horizontal()[0] == 0
+    # a purchase of an article the catalogue lacks counts among the customer's purchases, in no index group
+    unlisted = tx([(D(2020, 9, 18), "old", "9999999999", 0.10, 1)])
+    old = (
+        features.customer_features(CUSTOMERS, pl.concat([history, unlisted]), articles(), WEEK)
+        .filter(pl.col("customer_id") == "old")
+        .row(0, named=True)
+    )
+    assert old["n_purchases"] == 2 and old["kids_share"] == 0.5 and old["ladies_share"] == old["men_share"] == 0.0
 
 
 def test_article_features():
