@@ -3,9 +3,11 @@ test imports a benchmark): the warm state (the weeks before ingested), week W's 
 run, its score on the week after, the physical references and ratios. Outputs are checked, not timings."""
 
 import json
+import pstats
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 
@@ -72,3 +74,33 @@ def test_full_scale_benchmark_smoke(small_source, small_data, history_template, 
     unreferenced = report["unreferenced"]
     assert len(unreferenced) <= len(steps) // 2, unreferenced  # most stages have a physical reference
     assert pl.Series(list(steps)).is_unique().all()
+
+    # where a step's seconds go: benchmarks/profile_step.py rebuilds one asset of the week on the refresh's work
+    # folder in process, under cProfile
+    profile = tmp_path / "baseline_recommendations.prof"
+    profiled = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/profile_step.py",
+            str(tmp_path / "work"),
+            "--source",
+            str(small_source),
+            "--week",
+            WEEK.isoformat(),
+            "--step",
+            "baseline_recommendations",
+            "--in-place",
+            "--out",
+            str(profile),
+            "--top",
+            "5",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert profiled.returncode == 0, profiled.stderr[-3000:]
+    assert f"baseline_recommendations of week {WEEK}" in profiled.stdout and "by cumulative" in profiled.stdout
+    functions = {(Path(file).name, name) for file, _, name in pstats.Stats(str(profile)).stats}
+    assert ("baselines.py", "baseline_recommendations") in functions  # the asset's own body ran under the profiler
