@@ -5,7 +5,7 @@
 
 WORK is a folder as `full_scale.py` leaves it (warehouse.duckdb, artefacts/, exports/; e.g. a cached warm state or a
 refresh's work folder) with the step's inputs for `week` stored; SOURCE the raw folder it was built from. The step
-is rebuilt through the CLI's `Pipeline.execute` (Dagster's in-process executor, the step's checks included) on a
+is rebuilt (with any asset its op also yields) through the CLI's `Pipeline.execute` (in process, its checks included) on a
 copy of WORK (copying a folder at H&M's size takes a minute or two; `--in-place` rebuilds in WORK itself,
 overwriting the step's stored output). In process, torch uses every core (`runner.every_core_for_torch`), where the
 multiprocess executor gives a step one thread: compare a profile's wall seconds with other profiles, not with a
@@ -41,7 +41,7 @@ def profile_step(source: Path, work: Path, week: dt.date, step: str) -> tuple[fl
 
     _set_environment(source, work)
     pipeline = work_pipeline(source, work)
-    selection = dg.AssetSelection.assets(step)
+    selection = dg.AssetSelection.assets(step).required_multi_asset_neighbors()  # with what its op also yields
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
