@@ -4,9 +4,9 @@
         [--in-place] [--out benchmarks/results/profile_recommendations_2020-09-09.prof]
 
 WORK is a folder as `full_scale.py` leaves it (warehouse.duckdb, artefacts/, exports/; e.g. a cached warm state or a
-refresh's work folder) with the step's inputs for `week` stored; SOURCE the raw folder it was built from. The step
-is rebuilt (with any asset its op also yields) through the CLI's `Pipeline.execute` (in process, its checks included) on a
-copy of WORK (copying a folder at H&M's size takes a minute or two; `--in-place` rebuilds in WORK itself,
+refresh's work folder) with the step's inputs for `week` stored; SOURCE the raw folder it was built from. The
+step is rebuilt (with any asset its op also yields) through the CLI's `Pipeline.execute` (in process, its checks
+included) on a copy of WORK (copying a folder at H&M's size takes a minute or two; `--in-place` rebuilds in WORK itself,
 overwriting the step's stored output). In process, torch uses every core (`runner.every_core_for_torch`), where the
 multiprocess executor gives a step one thread: compare a profile's wall seconds with other profiles, not with a
 weekly run's step seconds. Prints the step's wall seconds and the functions with the most cumulative and own time
