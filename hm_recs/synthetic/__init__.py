@@ -60,6 +60,11 @@ Everything is vectorised with numpy/polars (the only Python loops run over weeks
 and small vocabulary tables): full H&M scale generates in well under a minute of compute.  A
 single ``numpy.random.Generator(PCG64(seed))`` drives every draw in a fixed order, so the same
 config always gives identical frames and identical files.
+
+Because the shop is a known random process, :mod:`hm_recs.synthetic.ceiling` can list what a model that
+knew the simulation's hidden state would list in a week (``generate(config, observe)`` hands it the state as
+each week begins): the ceiling a target on a generated shop is measured against
+(``benchmarks/generator_ceiling.py``).
 """
 
 from hm_recs.synthetic.config import GENERATOR_VERSION, PROFILES, SyntheticConfig, profile_config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hm_recs.synthetic.catalogue import build_catalogue, image_vectors
 from hm_recs.synthetic.common import Calendar
 from hm_recs.synthetic.config import SyntheticConfig
 from hm_recs.synthetic.population import build_population, customers_frame
-from hm_recs.synthetic.simulation import simulate
+from hm_recs.synthetic.simulation import WeekStart, simulate
 from hm_recs.synthetic.tables import articles_frame
 from hm_recs.synthetic.vocabulary import SEGMENTS
 
@@ -31,14 +32,15 @@ class SyntheticData:
     demand_shifts: pl.DataFrame | None = None
 
 
-def generate(config: SyntheticConfig) -> SyntheticData:
-    """Generate the synthetic H&M tables for ``config`` (deterministic in the config)."""
+def generate(config: SyntheticConfig, observe: Callable[[WeekStart], None] | None = None) -> SyntheticData:
+    """Generate the synthetic H&M tables for ``config`` (deterministic in the config); ``observe`` sees the
+    simulation's state as each week begins (`simulation.WeekStart`) and changes nothing."""
     config.validate()
     rng = np.random.Generator(np.random.PCG64(config.seed))
     calendar = Calendar.build(config)
     catalogue = build_catalogue(config, rng)
     population = build_population(config, rng)
-    tx, shifts = simulate(config, rng, calendar, catalogue, population)
+    tx, shifts = simulate(config, rng, calendar, catalogue, population, observe)
     customers, customer_ids = customers_frame(config, rng, population)
     articles, article_ids = articles_frame(catalogue)
     images = None

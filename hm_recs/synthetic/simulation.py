@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import numpy as np
 
 from hm_recs.synthetic.catalogue import Catalogue
@@ -29,14 +32,29 @@ def _shift_articles(
     return np.sort(rng.choice(pool, size=min(k, pool.size), replace=False))
 
 
+@dataclass(frozen=True)
+class WeekStart:
+    """The simulation's state as a week begins, before its occasions are drawn: what the week's choices depend
+    on (for an observer such as `synthetic.ceiling`, which must not change it or draw from its streams)."""
+
+    ctx: Context
+    week: int
+    history: History
+    previous: tuple[np.ndarray, np.ndarray] | None  # last week's (article, age band) of every item sold
+    campaign: np.ndarray | None  # the articles of a running demand shift
+
+
 def simulate(
     config: SyntheticConfig,
     rng: np.random.Generator,
     calendar: Calendar,
     cat: Catalogue,
     pop: Population,
-) -> Transactions:
-    """Simulate the weeks in order (re-buys and bestseller followers depend on the past).
+    observe: Callable[[WeekStart], None] | None = None,
+) -> tuple[Transactions, list[tuple[int, int]]]:
+    """Simulate the weeks in order (re-buys and bestseller followers depend on the past); `observe`, when
+    given, sees each week's `WeekStart`.  Returns the transactions and the (week, article) of every article
+    lifted by a demand shift.
 
     The number of occasions per week targets ``purchase_rate`` rows per customer-week: it starts
     from the planned rows per occasion and then uses the realised value so far (basket extras that
@@ -61,6 +79,8 @@ def simulate(
         campaign = shifted if week < shift_until and shifted.size else None
         if campaign is not None:
             shifts.extend((week, int(a)) for a in campaign)
+        if observe is not None:
+            observe(WeekStart(ctx, week, history, previous, campaign))
         customer = _occasion_customers(ctx, rng, week, rng.poisson(expected))
         if customer.size == 0:
             continue
@@ -114,7 +134,7 @@ def _simulate_week(
     """Rows of one week: first items, basket extras, prices, units, days and channels."""
     config, cat, pop = ctx.config, ctx.catalogue, ctx.population
     n = customer.size
-    weights = _week_weights(ctx, ctx.article_season[:, week], week)
+    weights = week_weights(ctx, week)
     first = first_items(ctx, rng, weights, history, previous, customer, week, campaign)
     occasion, article = basket_items(config, rng, cat, weights, first)
     day = week * 7 + rng.choice(7, size=n, p=normalised(config.weekday_weights))
@@ -133,9 +153,10 @@ def _simulate_week(
     )
 
 
-def _week_weights(ctx: Context, season_factor: np.ndarray, week: int) -> WeekWeights:
+def week_weights(ctx: Context, week: int) -> WeekWeights:
     """popularity x lifecycle x season x promotion lift, zero before launch."""
     config, cat = ctx.config, ctx.catalogue
+    season_factor = ctx.article_season[:, week]
     age = week - cat.launch
     live = age >= 0
     a = np.maximum(age, 0).astype(np.float64)

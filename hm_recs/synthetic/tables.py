@@ -74,11 +74,15 @@ def _text_columns(cat: Catalogue) -> tuple[pl.Series, pl.Series]:
     return prod_name, desc
 
 
+def article_ids(cat: Catalogue) -> pl.Series:
+    """Every article's id (product code and variant, 10 digits with the leading zero) in internal order."""
+    return pl.Series(cat.product_code * 1000 + cat.variant_no).cast(pl.String).str.zfill(10)
+
+
 def articles_frame(cat: Catalogue) -> tuple[pl.DataFrame, pl.Series]:
     """The articles table (sorted by article_id, as in H&M) and the article_id series in internal
     order (for gathering transaction ids)."""
-    codes = cat.product_code * 1000 + cat.variant_no
-    article_ids = pl.Series(codes).cast(pl.String).str.zfill(10)
+    ids = article_ids(cat)
     dept, sec, ptype, colour = cat.department, cat.section, cat.product_type, cat.colour
     index = np.array([INDEX_POS[s[2]] for s in SECTIONS])[sec]
     colour_value = np.array([c[2] for c in COLOURS])[colour]
@@ -88,7 +92,7 @@ def articles_frame(cat: Catalogue) -> tuple[pl.DataFrame, pl.Series]:
     prod_name, desc = _text_columns(cat)
     frame = pl.DataFrame(
         {
-            "article_id": article_ids,
+            "article_id": ids,
             "product_code": cat.product_code.astype(np.int64),
             "prod_name": prod_name,
             "product_type_no": _column([t[0] for t in PRODUCT_TYPES], ptype),
@@ -117,4 +121,4 @@ def articles_frame(cat: Catalogue) -> tuple[pl.DataFrame, pl.Series]:
             "detail_desc": desc,
         }
     )
-    return frame.select(ARTICLE_COLUMNS).sort("article_id"), article_ids
+    return frame.select(ARTICLE_COLUMNS).sort("article_id"), ids
