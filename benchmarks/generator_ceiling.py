@@ -29,12 +29,11 @@ import numpy as np
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from backtest import RESULTS, synthetic_source  # noqa: E402
+from backtest import RESULTS, shift_weeks_of, synthetic_source  # noqa: E402
 from shop_profiles import baselines, load  # noqa: E402
 
 from hm_recs.core.metrics import map_at_k  # noqa: E402
-from hm_recs.core.shop_statistics import demand_shifts  # noqa: E402
-from hm_recs.synthetic import generate, profile_config  # noqa: E402
+from hm_recs.synthetic import SyntheticConfig, generate, profile_config  # noqa: E402
 from hm_recs.synthetic.ceiling import best_lists  # noqa: E402
 from hm_recs.synthetic.simulation import WeekStart  # noqa: E402
 from hm_recs.synthetic.tables import article_ids  # noqa: E402
@@ -42,10 +41,9 @@ from hm_recs.synthetic.tables import article_ids  # noqa: E402
 HISTORY_WEEKS = 104
 
 
-def ceiling_lists(profile: str, customers: int, weeks: list[int], draws: list[int]) -> tuple[dict, int, float]:
-    """{(draws, week index): lists frame (customer_id, article_id, rank)} for the generator's `weeks`, the
-    regenerated shop's transaction rows, and the seconds the draws took."""
-    config = profile_config(profile, customers=customers, weeks=HISTORY_WEEKS)
+def ceiling_lists(config: SyntheticConfig, weeks: list[int], draws: list[int]) -> tuple[dict, int, float]:
+    """{(draws, week index): lists frame (customer_id, article_id, rank)} for the generator's `weeks` of the shop
+    `config` generates, its transaction rows, and the seconds the draws took."""
     found: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
     ids: dict[str, pl.Series] = {}
     seconds = 0.0
@@ -81,11 +79,10 @@ def run(profile: str, customers: int, n_weeks: int, draws: list[int]) -> dict:
     articles, cust, tx = load(source)
     config = profile_config(profile, customers=customers, weeks=HISTORY_WEEKS)
     weeks = list(range(HISTORY_WEEKS - n_weeks, HISTORY_WEEKS))
-    lists, rows, draw_seconds = ceiling_lists(profile, customers, weeks, draws)
+    lists, rows, draw_seconds = ceiling_lists(config, weeks, draws)
     if rows != tx.height:
         raise RuntimeError(f"regenerated {profile} shop has {rows} rows, the cached {source} {tx.height}")
-    shifted = {w.isoformat() for w in demand_shifts(tx.select("t_dat", "customer_id", "article_id").lazy())["week"]}
-    scored = baselines(articles, cust, tx, n_weeks, shifted)
+    scored = baselines(articles, cust, tx, n_weeks, set(shift_weeks_of(source)))
     per_week = {}
     for week in weeks:
         day = config.first_day + dt.timedelta(weeks=week)
